@@ -1,0 +1,47 @@
+//! Errors of the engine crate.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong inside the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// A model file is not where it is expected.
+    #[error("model file {path} not found (run scripts/setup or `steadytext models fetch`)")]
+    ModelMissing {
+        /// The path that was looked at.
+        path: PathBuf,
+    },
+    /// llama.cpp refused to load a model file.
+    #[error("llama.cpp could not load model {path}: {reason}")]
+    ModelLoad {
+        /// The model file.
+        path: PathBuf,
+        /// What llama.cpp reported.
+        reason: String,
+    },
+    /// llama.cpp could not create an inference context.
+    #[error("llama.cpp could not create a context: {0}")]
+    Context(String),
+    /// The prompt could not be tokenized or is empty after tokenization.
+    #[error("invalid prompt: {0}")]
+    Prompt(String),
+    /// The prompt plus the requested tokens do not fit the context window.
+    #[error("prompt of {prompt_tokens} tokens plus max_tokens {max_tokens} exceeds the context window of {n_ctx} tokens")]
+    ContextOverflow {
+        /// Tokens in the prompt.
+        prompt_tokens: usize,
+        /// Tokens asked for.
+        max_tokens: u32,
+        /// Size of the context window.
+        n_ctx: u32,
+    },
+    /// A llama.cpp decode call failed.
+    #[error("llama.cpp decode failed: {0}")]
+    Decode(String),
+    /// The backend could not be initialised.
+    #[error("llama.cpp backend initialisation failed: {0}")]
+    Backend(String),
+    /// An invalid request parameter.
+    #[error(transparent)]
+    MaxTokens(#[from] steadytext_api::limits::MaxTokensError),
+}

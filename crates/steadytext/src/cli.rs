@@ -1,0 +1,50 @@
+//! Command-line interface definition (every flag documents its env var and default).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Deterministic local AI: same input, same model, same seed → byte-identical output.
+#[derive(Debug, Parser)]
+#[command(name = "steadytext", version = steadytext_api::VERSION)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate text from a prompt with the packaged generation model (greedy, deterministic).
+    Generate(GenerateArgs),
+    /// Print the version of steadytext and of its HTTP API.
+    Version,
+}
+
+/// Settings shared by every command that loads a model.
+#[derive(Debug, Args)]
+pub struct EngineArgs {
+    /// Directory holding the model files. Default: ~/.cache/steadytext/models.
+    #[arg(long, env = "STEADYTEXT_MODEL_DIR")]
+    pub model_dir: Option<PathBuf>,
+    /// CPU threads for llama.cpp (1–256). Default: the number of available cores.
+    #[arg(long, env = "STEADYTEXT_THREADS", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
+}
+
+/// Arguments of `steadytext generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// The prompt to complete.
+    pub prompt: String,
+    /// Maximum number of tokens to generate (1–4096). Default: 512.
+    #[arg(long, env = "STEADYTEXT_MAX_TOKENS", default_value_t = steadytext_api::limits::DEFAULT_MAX_TOKENS)]
+    pub max_tokens: i32,
+    /// Seed (part of the request identity). Default: 42.
+    #[arg(long, default_value_t = steadytext_api::limits::DEFAULT_SEED as u32)]
+    pub seed: u32,
+    /// Engine settings.
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}

@@ -1,0 +1,34 @@
+//! `steadytext generate`: one completion on the packaged generation model, printed to stdout.
+
+use std::io::Write;
+
+use anyhow::Context;
+use steadytext_core::models::{ModelDir, GEMMA3_270M};
+use steadytext_core::{GenerateRequest, Generator};
+
+use crate::cli::{EngineArgs, GenerateArgs};
+
+/// Runs `steadytext generate`.
+pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
+    let max_tokens = steadytext_api::limits::check_max_tokens(args.max_tokens)?;
+    let generator = load_generator(&args.engine)?;
+    let text = generator.generate(&GenerateRequest {
+        prompt: args.prompt.clone(),
+        max_tokens,
+        seed: args.seed,
+    })?;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.write_all(b"\n")?;
+    Ok(())
+}
+
+fn load_generator(engine: &EngineArgs) -> anyhow::Result<Generator> {
+    let dir = engine.model_dir.clone().map(ModelDir::new).unwrap_or_else(ModelDir::resolve);
+    let path = dir.locate(&GEMMA3_270M)?;
+    let threads = engine
+        .threads
+        .map(usize::from)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    Generator::load(&path, threads).with_context(|| format!("loading {}", path.display()))
+}

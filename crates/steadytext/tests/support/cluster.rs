@@ -1,0 +1,131 @@
+//! A throwaway PostgreSQL 15 cluster on a free loopback port, stopped and deleted on drop.
+//!
+//! PostgreSQL refuses to run as root, so when the tests run as root every server command runs
+//! as the `postgres` OS user through `runuser`.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Directory of the PostgreSQL binaries (`PG_CONFIG` overrides the Debian default).
+fn pg_bin_dir() -> PathBuf {
+    let pg_config =
+        std::env::var("PG_CONFIG").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".into());
+    let out = Command::new(&pg_config).arg("--bindir").output().expect("pg_config runs");
+    assert!(out.status.success(), "{pg_config} --bindir failed");
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { geteuid() == 0 }
+}
+
+extern "C" {
+    fn geteuid() -> u32;
+}
+
+/// Builds a command for a PostgreSQL binary, as the postgres user when we are root.
+fn pg_command(bin: &Path) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bin);
+        c
+    } else {
+        Command::new(bin)
+    }
+}
+
+fn run(mut cmd: Command, what: &str) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running throwaway cluster.
+pub struct TestCluster {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    /// TCP port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl TestCluster {
+    /// initdb + start; waits (with a deadline) until the server accepts connections.
+    pub fn start() -> Self {
+        let dir = tempfile::Builder::new().prefix("steadytext-pg-").tempdir().unwrap();
+        if is_root() {
+            run(
+                {
+                    let mut c = Command::new("chown");
+                    c.arg("postgres:").arg(dir.path());
+                    c
+                },
+                "chown",
+            );
+        }
+        let bin = pg_bin_dir();
+        let data = dir.path().join("data");
+        let mut initdb = pg_command(&bin.join("initdb"));
+        initdb
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "-N"]);
+        run(initdb, "initdb");
+
+        let port = free_port();
+        let mut ctl = pg_command(&bin.join("pg_ctl"));
+        ctl.arg("-D").arg(&data).arg("-l").arg(dir.path().join("log")).arg("-o").arg(format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            dir.path().display()
+        ));
+        ctl.arg("start");
+        run(ctl, "pg_ctl start");
+        let cluster = Self { dir, bin, port };
+        cluster.wait_ready(Duration::from_secs(30));
+        cluster
+    }
+
+    fn wait_ready(&self, deadline: Duration) {
+        let start = Instant::now();
+        loop {
+            match self.try_connect("postgres") {
+                Ok(_) => return,
+                Err(e) if start.elapsed() > deadline => {
+                    let log = std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default();
+                    panic!("cluster not ready after {deadline:?}: {e}\nserver log:\n{log}");
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
+    fn try_connect(&self, db: &str) -> Result<postgres::Client, postgres::Error> {
+        postgres::Client::connect(
+            &format!("host=127.0.0.1 port={} user=postgres dbname={db}", self.port),
+            postgres::NoTls,
+        )
+    }
+
+    /// A new connection to database `postgres` as superuser `postgres`.
+    pub fn connect(&self) -> postgres::Client {
+        self.try_connect("postgres").expect("connect to test cluster")
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        let mut ctl = pg_command(&self.bin.join("pg_ctl"));
+        ctl.arg("-D").arg(self.dir.path().join("data")).args(["stop", "-m", "immediate", "-w"]);
+        let _ = ctl.output();
+    }
+}

@@ -1,0 +1,43 @@
+//! pg_steadytext: the SQL face of steadytext. This library runs inside PostgreSQL backends and
+//! therefore never runs inference: it talks to the `steadytext` daemon and to the queue tables.
+
+use pgrx::prelude::*;
+
+pgrx::pg_module_magic!(name, version);
+
+/// Version of the installed pg_steadytext library, e.g. `0.1.0`.
+#[pg_extern(immutable, parallel_safe)]
+fn steadytext_version() -> &'static str {
+    steadytext_api::VERSION
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn version_matches_the_crate() {
+        let v = Spi::get_one::<String>("SELECT steadytext_version()").unwrap().unwrap();
+        assert_eq!(v, env!("CARGO_PKG_VERSION"));
+        let ext = Spi::get_one::<String>(
+            "SELECT extversion::text FROM pg_extension WHERE extname = 'pg_steadytext'",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(ext, v, "control file version and library version must agree");
+    }
+}
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    /// Per-test-run setup (none needed).
+    pub fn setup(_options: Vec<&str>) {}
+
+    /// postgresql.conf settings for the test cluster.
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}
