@@ -41,6 +41,38 @@ pub enum CoreError {
     /// The backend could not be initialised.
     #[error("llama.cpp backend initialisation failed: {0}")]
     Backend(String),
+    /// A model folder or file is not in the expected format.
+    #[error("model {path} cannot be used: {reason}")]
+    ModelFormat {
+        /// The offending file or folder.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A model file's sha256 differs from the registry's.
+    #[error("sha256 of {path} is {actual}, expected {expected} (re-run scripts/setup)")]
+    Checksum {
+        /// The checked file.
+        path: PathBuf,
+        /// Hash found.
+        actual: String,
+        /// Hash in the registry.
+        expected: String,
+    },
+    /// Reading or writing a file failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A text to embed is empty (no tokens besides the model's markers).
+    #[error("text to embed is empty (input {index})")]
+    EmptyText {
+        /// Position of the empty text in the request.
+        index: usize,
+    },
     /// An invalid request parameter.
     #[error(transparent)]
     MaxTokens(#[from] steadytext_api::limits::MaxTokensError),

@@ -1,13 +1,18 @@
-//! The pg_steadytext inference engine: deterministic text generation on llama.cpp.
+//! The pg_steadytext inference engine: deterministic text generation and embeddings on
+//! llama.cpp.
 //!
 //! Everything the SQL functions end up computing is computed here, in the `steadytext`
 //! daemon process — never inside a PostgreSQL backend.
 
 pub mod backend;
+pub mod bert_gguf;
+pub mod embed;
 pub mod error;
 pub mod generate;
+pub mod gguf;
 pub mod models;
 
 pub use error::CoreError;
+pub use embed::Embedder;
 pub use generate::{GenerateRequest, Generator};
-pub use models::{ModelDir, ModelSpec};
+pub use models::{ImportedModelSpec, ModelDir, ModelSpec};

@@ -24,6 +24,46 @@ pub const GEMMA3_270M: ModelSpec = ModelSpec {
     sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
 };
 
+/// A model packaged as a sentence-transformers folder that `steadytext models import` converts
+/// into a GGUF file next to it, so that llama.cpp serves it like every other model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportedModelSpec {
+    /// Short name used on the command line and in the registry.
+    pub name: &'static str,
+    /// Folder name inside the model directory (as unpacked by scripts/setup).
+    pub folder: &'static str,
+    /// Expected sha256 of the folder's `model.safetensors`.
+    pub sha256: &'static str,
+    /// Name of the GGUF file the import writes into the model directory.
+    pub gguf_file_name: &'static str,
+}
+
+/// The packaged offline embedding model: all-MiniLM-L6-v2, 384-d, mean pooling (DESIGN.md §2).
+pub const MINILM_L6_V2: ImportedModelSpec = ImportedModelSpec {
+    name: "all-minilm-l6-v2",
+    folder: "all-MiniLM-L6-v2",
+    sha256: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    gguf_file_name: "all-MiniLM-L6-v2-f32.gguf",
+};
+
+/// What [`ModelDir::import`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImportOutcome {
+    /// The GGUF file already existed; nothing was done.
+    AlreadyPresent(PathBuf),
+    /// The folder was verified and converted into this GGUF file.
+    Converted(PathBuf),
+}
+
+impl ImportOutcome {
+    /// The GGUF file in either case.
+    pub fn path(&self) -> &Path {
+        match self {
+            ImportOutcome::AlreadyPresent(p) | ImportOutcome::Converted(p) => p,
+        }
+    }
+}
+
 /// Directory holding the model files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelDir(PathBuf);
@@ -72,6 +112,43 @@ impl ModelDir {
     }
 }
 
+impl ModelDir {
+    /// Path of the imported GGUF of `spec`, failing if it has not been imported.
+    pub fn locate_imported(&self, spec: &ImportedModelSpec) -> Result<PathBuf, CoreError> {
+        let path = self.0.join(spec.gguf_file_name);
+        if path.exists() {
+            Ok(path)
+        } else {
+            Err(CoreError::ModelMissing { path })
+        }
+    }
+
+    /// Whether the source folder of `spec` is present (its `model.safetensors` exists).
+    pub fn has_source(&self, spec: &ImportedModelSpec) -> bool {
+        self.0.join(spec.folder).join("model.safetensors").exists()
+    }
+
+    /// Converts the folder of `spec` into its GGUF file after checking the safetensors sha256.
+    /// Idempotent: an existing GGUF file is left alone.
+    pub fn import(&self, spec: &ImportedModelSpec) -> Result<ImportOutcome, CoreError> {
+        let out = self.0.join(spec.gguf_file_name);
+        if out.exists() {
+            return Ok(ImportOutcome::AlreadyPresent(out));
+        }
+        let folder = self.0.join(spec.folder);
+        let weights = folder.join("model.safetensors");
+        if !weights.exists() {
+            return Err(CoreError::ModelMissing { path: weights });
+        }
+        let actual = sha256_file(&weights).map_err(|source| CoreError::Io { path: weights.clone(), source })?;
+        if actual != spec.sha256 {
+            return Err(CoreError::Checksum { path: weights, actual, expected: spec.sha256.into() });
+        }
+        crate::bert_gguf::convert(&folder, &out)?;
+        Ok(ImportOutcome::Converted(out))
+    }
+}
+
 /// Hex sha256 of a file, streamed.
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     use std::io::Read;
@@ -110,6 +187,24 @@ mod tests {
         assert!(err.to_string().contains("gemma-3-270m-q4_k_m.gguf"), "{err}");
         std::fs::write(dir.path().join(GEMMA3_270M.file_name), b"x").unwrap();
         assert_eq!(md.locate(&GEMMA3_270M).unwrap(), dir.path().join(GEMMA3_270M.file_name));
+    }
+
+    #[test]
+    fn import_checks_the_sha256_and_reports_missing_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = ModelDir::new(dir.path());
+        let err = md.import(&MINILM_L6_V2).unwrap_err();
+        assert!(matches!(err, CoreError::ModelMissing { .. }) && err.to_string().contains("scripts/setup"), "{err}");
+        assert!(!md.has_source(&MINILM_L6_V2));
+        let folder = dir.path().join(MINILM_L6_V2.folder);
+        std::fs::create_dir(&folder).unwrap();
+        std::fs::write(folder.join("model.safetensors"), b"not the model").unwrap();
+        let err = md.import(&MINILM_L6_V2).unwrap_err();
+        assert!(matches!(err, CoreError::Checksum { .. }), "{err}");
+        assert!(md.locate_imported(&MINILM_L6_V2).is_err());
+        std::fs::write(dir.path().join(MINILM_L6_V2.gguf_file_name), b"x").unwrap();
+        let done = md.import(&MINILM_L6_V2).unwrap();
+        assert_eq!(done, ImportOutcome::AlreadyPresent(dir.path().join(MINILM_L6_V2.gguf_file_name)));
     }
 
     #[test]

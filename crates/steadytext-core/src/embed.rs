@@ -1,0 +1,226 @@
+//! Sentence embeddings on a BERT GGUF (the imported all-MiniLM-L6-v2): mean pooling over the
+//! tokens of each text and L2 normalisation, with many texts per llama.cpp batch and results
+//! that are bit-identical whether a text is embedded alone or next to any other texts.
+//!
+//! # How batching stays bit-identical
+//!
+//! llama.cpp encodes a whole batch as one ubatch: every sequence is a block of rows in the same
+//! attention matrix, and other sequences are masked with `-inf`. The masked entries contribute
+//! exact zeros, but the SIMD kernels (softmax row sums, the `V·softmax` and pooling dot
+//! products) add numbers in groups of 8/32 lanes, so the *rounding* of a sequence's sums
+//! depends on where its tokens sit in the batch and on how long the batch is. Measured: with
+//! sequences packed back to back, vectors differ from the alone result in the last bits.
+//! Three settings make the computation independent of the neighbours:
+//!
+//! * every text occupies a slot whose start and length are multiples of [`SLOT_ALIGN`] tokens
+//!   (the remainder is filled with `[PAD]` tokens in a separate, discarded sequence), so its
+//!   non-zero terms fall in the same SIMD lanes and groups whatever precedes or follows it;
+//! * flash attention is disabled: llama.cpp's CPU flash-attention kernel switches to a tiled
+//!   variant once a batch has 64 or more tokens, which regroups the sums by batch size;
+//! * llama.cpp's own pooling is off (`LLAMA_POOLING_TYPE_NONE`); its mean pooling is a matrix
+//!   product over the whole batch. Per-token vectors are averaged here instead, in a fixed
+//!   order in f64, then normalised.
+
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+
+use llama_cpp_2::context::params::{LlamaContextParams, LlamaPoolingType};
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
+
+use crate::backend::backend;
+use crate::CoreError;
+
+/// Alignment (in tokens) of every text's slot in a batch; a multiple of the widest SIMD
+/// grouping of ggml's CPU dot products (4 accumulators × 8 lanes on AVX2).
+pub const SLOT_ALIGN: usize = 32;
+
+/// Most tokens (slots included) encoded in one llama.cpp batch. The attention matrix of a
+/// batch grows with the square of this, so it is kept moderate.
+pub const BATCH_TOKENS: usize = 1024;
+
+/// Most texts in one llama.cpp batch (each uses two sequence ids: text and padding; llama.cpp
+/// allows 256).
+pub const MAX_TEXTS_PER_BATCH: usize = 64;
+
+/// `LLAMA_FLASH_ATTN_TYPE_DISABLED` of llama.h (llama-cpp-2 takes the raw enum value).
+const FLASH_ATTN_DISABLED: i32 = 0;
+
+/// A loaded embedding model.
+pub struct Embedder {
+    model: LlamaModel,
+    path: PathBuf,
+    threads: i32,
+}
+
+impl Embedder {
+    /// Loads a BERT-family GGUF from `path`, running on `threads` CPU threads.
+    pub fn load(path: &Path, threads: usize) -> Result<Self, CoreError> {
+        if !path.exists() {
+            return Err(CoreError::ModelMissing { path: path.to_owned() });
+        }
+        let model = LlamaModel::load_from_file(backend()?, path, &LlamaModelParams::default())
+            .map_err(|e| CoreError::ModelLoad { path: path.to_owned(), reason: e.to_string() })?;
+        Ok(Self { model, path: path.to_owned(), threads: threads.clamp(1, 256) as i32 })
+    }
+
+    /// The model file this embedder was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Dimension of the vectors.
+    pub fn dim(&self) -> usize {
+        self.model.n_embd_out() as usize
+    }
+
+    /// Longest token sequence the model accepts (its trained context, 512 for MiniLM); longer
+    /// texts are truncated to it, keeping the final separator token.
+    pub fn max_tokens(&self) -> usize {
+        (self.model.n_ctx_train() as usize).min(BATCH_TOKENS)
+    }
+
+    /// Embeds one text: unit-length mean-pooled vector.
+    pub fn embed(&self, text: &str) -> Result<Vec<f32>, CoreError> {
+        Ok(self.embed_batch(&[text])?.pop().expect("one vector per text"))
+    }
+
+    /// Embeds many texts, as few llama.cpp batches as the limits allow (one sequence id per
+    /// text); vector `i` is bit-identical to `embed(texts[i])`.
+    pub fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, CoreError> {
+        let tokenized = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| self.tokenize(i, t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut out = Vec::with_capacity(texts.len());
+        let mut start = 0;
+        while start < tokenized.len() {
+            let mut end = start;
+            let mut used = 0;
+            while end < tokenized.len() && end - start < MAX_TEXTS_PER_BATCH {
+                let slot = slot_len(tokenized[end].len());
+                if used + slot > BATCH_TOKENS {
+                    break;
+                }
+                used += slot;
+                end += 1;
+            }
+            out.extend(self.encode_group(&tokenized[start..end], used)?);
+            start = end;
+        }
+        Ok(out)
+    }
+
+    fn tokenize(&self, index: usize, text: &str) -> Result<Vec<LlamaToken>, CoreError> {
+        // With special tokens: [CLS] text [SEP].
+        let mut tokens = self.model.vocab().tokenize(text.as_bytes(), true, false);
+        if text.trim().is_empty() || tokens.len() <= 2 {
+            return Err(CoreError::EmptyText { index });
+        }
+        let max = self.max_tokens();
+        if tokens.len() > max {
+            let sep = *tokens.last().expect("non-empty");
+            tokens.truncate(max - 1);
+            tokens.push(sep);
+        }
+        Ok(tokens)
+    }
+
+    /// Encodes one llama.cpp batch of `total` slot tokens and pools every text's vector.
+    fn encode_group(&self, group: &[Vec<LlamaToken>], total: usize) -> Result<Vec<Vec<f32>>, CoreError> {
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(BATCH_TOKENS as u32))
+            .with_n_batch(BATCH_TOKENS as u32)
+            .with_n_ubatch(BATCH_TOKENS as u32)
+            .with_n_seq_max((2 * MAX_TEXTS_PER_BATCH) as u32)
+            .with_embeddings(true)
+            .with_pooling_type(LlamaPoolingType::None)
+            .with_flash_attention_policy(FLASH_ATTN_DISABLED)
+            .with_n_threads(self.threads)
+            .with_n_threads_batch(self.threads);
+        let mut ctx = self
+            .model
+            .new_context(backend()?, params)
+            .map_err(|e| CoreError::Context(e.to_string()))?;
+        let pad = LlamaToken(0);
+        let mut batch = LlamaBatch::new(total, 1);
+        let mut rows = Vec::with_capacity(group.len());
+        for (i, tokens) in group.iter().enumerate() {
+            let text_seq = 2 * i as i32;
+            let first = batch.n_tokens();
+            for (pos, tok) in tokens.iter().enumerate() {
+                batch.add(*tok, pos as i32, &[text_seq], true).map_err(decode_err)?;
+            }
+            rows.push((first, tokens.len()));
+            for pos in 0..slot_len(tokens.len()) - tokens.len() {
+                batch.add(pad, pos as i32, &[text_seq + 1], false).map_err(decode_err)?;
+            }
+        }
+        ctx.encode(&mut batch).map_err(decode_err)?;
+
+        let dim = self.dim();
+        let mut out = Vec::with_capacity(group.len());
+        for (first, n) in rows {
+            let mut sum = vec![0f64; dim];
+            for row in first..first + n as i32 {
+                let v = ctx.embeddings_ith(row).map_err(decode_err)?;
+                sum.iter_mut().zip(v).for_each(|(s, &x)| *s += f64::from(x));
+            }
+            out.push(normalize_mean(&sum, n));
+        }
+        Ok(out)
+    }
+}
+
+/// Slot length of a text of `n` tokens: `n` rounded up to [`SLOT_ALIGN`].
+fn slot_len(n: usize) -> usize {
+    n.div_ceil(SLOT_ALIGN) * SLOT_ALIGN
+}
+
+/// The mean of `n` summed vectors, scaled to unit L2 norm (a zero vector stays zero).
+fn normalize_mean(sum: &[f64], n: usize) -> Vec<f32> {
+    let mean: Vec<f64> = sum.iter().map(|s| s / n as f64).collect();
+    let norm = mean.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let scale = if norm > 0.0 { 1.0 / norm } else { 0.0 };
+    mean.iter().map(|x| (x * scale) as f32).collect()
+}
+
+fn decode_err(e: impl std::fmt::Display) -> CoreError {
+    CoreError::Decode(e.to_string())
+}
+
+/// Cosine similarity of two vectors (dot product over the product of norms).
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    (dot / (na * nb)) as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_aligned() {
+        assert_eq!(slot_len(3), 32);
+        assert_eq!(slot_len(32), 32);
+        assert_eq!(slot_len(33), 64);
+    }
+
+    #[test]
+    fn mean_is_normalised() {
+        let v = normalize_mean(&[6.0, 8.0], 2);
+        assert_eq!(v, vec![0.6, 0.8]);
+        assert_eq!(normalize_mean(&[0.0, 0.0], 1), vec![0.0, 0.0]);
+    }
+
+    #[test]
+    fn cosine_of_parallel_and_orthogonal() {
+        assert!((cosine(&[1.0, 0.0], &[2.0, 0.0]) - 1.0).abs() < 1e-7);
+        assert!(cosine(&[1.0, 0.0], &[0.0, 3.0]).abs() < 1e-7);
+    }
+}

@@ -1,0 +1,125 @@
+//! Embeddings on the packaged all-MiniLM-L6-v2, converted to GGUF by our importer: reference
+//! values, retrieval sanity, bit-identity across batch compositions, typed errors.
+
+use std::sync::OnceLock;
+
+use steadytext_core::embed::{cosine, MAX_TEXTS_PER_BATCH};
+use steadytext_core::models::{ModelDir, MINILM_L6_V2};
+use steadytext_core::{bert_gguf, CoreError, Embedder};
+
+/// The model, converted once per test process from the folder scripts/setup unpacks.
+fn embedder() -> &'static Embedder {
+    static EMBEDDER: OnceLock<Embedder> = OnceLock::new();
+    EMBEDDER.get_or_init(|| {
+        let models = ModelDir::resolve();
+        let folder = models.path().join(MINILM_L6_V2.folder);
+        assert!(
+            models.has_source(&MINILM_L6_V2),
+            "all-MiniLM-L6-v2 folder missing at {}: run scripts/setup (or scripts/fetch-models)",
+            folder.display()
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let gguf = dir.path().join(MINILM_L6_V2.gguf_file_name);
+        bert_gguf::convert(&folder, &gguf).expect("conversion succeeds");
+        // llama.cpp maps the file; the mapping outlives the tempdir's removal.
+        Embedder::load(&gguf, 2).expect("llama.cpp loads the converted model")
+    })
+}
+
+#[test]
+fn matches_published_sentence_transformers_values() {
+    let e = embedder();
+    assert_eq!(e.dim(), 384);
+    let v = e.embed("This is an example sentence").unwrap();
+    assert_eq!(v.len(), 384);
+    let want = [0.0677f32, 0.0635, 0.0487, 0.0793];
+    for (i, (got, want)) in v.iter().zip(want).enumerate() {
+        assert!((got - want).abs() <= 1e-3, "component {i}: {got} vs {want} (first: {:?})", &v[..4]);
+    }
+    let norm = v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    assert!((norm - 1.0).abs() <= 1e-5, "norm {norm}");
+}
+
+#[test]
+fn relevant_text_scores_highest() {
+    let e = embedder();
+    let query = e.embed("How do I bake bread at home?").unwrap();
+    let docs = [
+        "Mix flour, water, yeast and salt, let the dough rise, then bake it in a hot oven.",
+        "The stock market closed lower on Tuesday after weak earnings reports.",
+        "Penguins live in the southern hemisphere and cannot fly.",
+        "PostgreSQL uses multi-version concurrency control for transactions.",
+    ];
+    let vecs = e.embed_batch(&docs).unwrap();
+    let scores: Vec<f32> = vecs.iter().map(|v| cosine(&query, v)).collect();
+    for (i, s) in scores.iter().enumerate().skip(1) {
+        assert!(scores[0] > *s + 0.1, "doc {i} scored {s} vs relevant {} ({scores:?})", scores[0]);
+    }
+}
+
+const TEXTS: [&str; 10] = [
+    "This is an example sentence",
+    "Each sentence is converted",
+    "hi",
+    "The quick brown fox jumps over the lazy dog while the farmer watches from the porch, \
+     sipping coffee and wondering whether it will rain before the harvest is done this year.",
+    "PostgreSQL",
+    "Deterministic embeddings must not depend on which other texts share the batch.",
+    "ünïcödé and emoji 🙂 survive tokenization",
+    "a b c d e f g h i j k l m n o p q r s t u v w x y z a b c d e f g h",
+    "Short one.",
+    "Vectors are compared bit for bit, not within a tolerance.",
+];
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+#[test]
+fn batching_never_changes_a_vector() {
+    let e = embedder();
+    let alone: Vec<Vec<u32>> = TEXTS.iter().map(|t| bits(&e.embed(t).unwrap())).collect();
+    for size in [1usize, 2, 4, 8] {
+        for offset in 0..TEXTS.len() {
+            let idx: Vec<usize> = (0..size).map(|k| (offset + k * 3) % TEXTS.len()).collect();
+            let batch: Vec<&str> = idx.iter().map(|&i| TEXTS[i]).collect();
+            let got = e.embed_batch(&batch).unwrap();
+            assert_eq!(got.len(), size);
+            for (pos, (&i, v)) in idx.iter().zip(&got).enumerate() {
+                assert!(
+                    bits(v) == alone[i],
+                    "text {i} at position {pos} of a batch of {size} ({idx:?}) differs from alone"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn inputs_beyond_one_llama_batch_are_split_and_unchanged() {
+    let e = embedder();
+    let many: Vec<&str> = (0..MAX_TEXTS_PER_BATCH + 6).map(|i| TEXTS[i % TEXTS.len()]).collect();
+    let got = e.embed_batch(&many).unwrap();
+    assert_eq!(got.len(), many.len());
+    for (i, v) in got.iter().enumerate() {
+        assert_eq!(bits(v), bits(&got[i % TEXTS.len()]), "text {i}");
+    }
+}
+
+#[test]
+fn empty_text_is_a_typed_error() {
+    let e = embedder();
+    assert!(matches!(e.embed(""), Err(CoreError::EmptyText { index: 0 })));
+    assert!(matches!(e.embed("   \n"), Err(CoreError::EmptyText { index: 0 })));
+    assert!(matches!(e.embed_batch(&["fine", ""]), Err(CoreError::EmptyText { index: 1 })));
+    assert!(e.embed_batch(&[]).unwrap().is_empty());
+}
+
+#[test]
+fn long_text_is_truncated_to_the_model_context() {
+    let e = embedder();
+    let long = "word ".repeat(2000);
+    let v = e.embed(&long).unwrap();
+    assert_eq!(v.len(), 384);
+    assert_eq!(bits(&v), bits(&e.embed(&"word ".repeat(1000)).unwrap()), "both exceed 512 tokens");
+}
