@@ -8,18 +8,23 @@
 //! attention matrix, and other sequences are masked with `-inf`. The masked entries contribute
 //! exact zeros, but the SIMD kernels (softmax row sums, the `V·softmax` and pooling dot
 //! products) add numbers in groups of 8/32 lanes, so the *rounding* of a sequence's sums
-//! depends on where its tokens sit in the batch and on how long the batch is. Measured: with
-//! sequences packed back to back, vectors differ from the alone result in the last bits.
-//! Three settings make the computation independent of the neighbours:
+//! depends on where its tokens sit in the batch and on how long the batch is. Two settings
+//! make the computation independent of the neighbours (both measured with the test
+//! `batching_never_changes_a_vector`: undoing it makes that test fail):
 //!
 //! * every text occupies a slot whose start and length are multiples of [`SLOT_ALIGN`] tokens
 //!   (the remainder is filled with `[PAD]` tokens in a separate, discarded sequence), so its
-//!   non-zero terms fall in the same SIMD lanes and groups whatever precedes or follows it;
+//!   non-zero terms fall in the same SIMD lanes and groups whatever precedes or follows it.
+//!   Packed back to back (alignment 1), a text differs from its alone vector as soon as it has
+//!   one neighbour; 8 happened to pass, 32 also covers `ggml_vec_dot_f32`'s 32-element steps;
 //! * flash attention is disabled: llama.cpp's CPU flash-attention kernel switches to a tiled
-//!   variant once a batch has 64 or more tokens, which regroups the sums by batch size;
-//! * llama.cpp's own pooling is off (`LLAMA_POOLING_TYPE_NONE`); its mean pooling is a matrix
-//!   product over the whole batch. Per-token vectors are averaged here instead, in a fixed
-//!   order in f64, then normalised.
+//!   variant once a batch has 64 or more tokens, which regroups the sums by batch size
+//!   (enabled, the test fails even with aligned slots).
+//!
+//! llama.cpp's mean pooling (`LLAMA_POOLING_TYPE_MEAN`, a matrix product of the whole batch with
+//! a 1/n weight matrix) is subject to the same lane grouping and is made batch-invariant by the
+//! aligned slots as well (measured: the test passes with it, as with averaging per-token vectors
+//! outside llama.cpp). The L2 normalisation is done here, in f64 in a fixed order.
 
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -137,7 +142,7 @@ impl Embedder {
             .with_n_ubatch(BATCH_TOKENS as u32)
             .with_n_seq_max((2 * MAX_TEXTS_PER_BATCH) as u32)
             .with_embeddings(true)
-            .with_pooling_type(LlamaPoolingType::None)
+            .with_pooling_type(LlamaPoolingType::Mean)
             .with_flash_attention_policy(FLASH_ATTN_DISABLED)
             .with_n_threads(self.threads)
             .with_n_threads_batch(self.threads);
@@ -147,31 +152,23 @@ impl Embedder {
             .map_err(|e| CoreError::Context(e.to_string()))?;
         let pad = LlamaToken(0);
         let mut batch = LlamaBatch::new(total, 1);
-        let mut rows = Vec::with_capacity(group.len());
         for (i, tokens) in group.iter().enumerate() {
             let text_seq = 2 * i as i32;
-            let first = batch.n_tokens();
             for (pos, tok) in tokens.iter().enumerate() {
                 batch.add(*tok, pos as i32, &[text_seq], true).map_err(decode_err)?;
             }
-            rows.push((first, tokens.len()));
             for pos in 0..slot_len(tokens.len()) - tokens.len() {
                 batch.add(pad, pos as i32, &[text_seq + 1], false).map_err(decode_err)?;
             }
         }
         ctx.encode(&mut batch).map_err(decode_err)?;
 
-        let dim = self.dim();
-        let mut out = Vec::with_capacity(group.len());
-        for (first, n) in rows {
-            let mut sum = vec![0f64; dim];
-            for row in first..first + n as i32 {
-                let v = ctx.embeddings_ith(row).map_err(decode_err)?;
-                sum.iter_mut().zip(v).for_each(|(s, &x)| *s += f64::from(x));
-            }
-            out.push(normalize_mean(&sum, n));
-        }
-        Ok(out)
+        (0..group.len())
+            .map(|i| {
+                let mean = ctx.embeddings_seq_ith(2 * i as i32).map_err(decode_err)?;
+                Ok(normalize(mean))
+            })
+            .collect()
     }
 }
 
@@ -180,12 +177,11 @@ fn slot_len(n: usize) -> usize {
     n.div_ceil(SLOT_ALIGN) * SLOT_ALIGN
 }
 
-/// The mean of `n` summed vectors, scaled to unit L2 norm (a zero vector stays zero).
-fn normalize_mean(sum: &[f64], n: usize) -> Vec<f32> {
-    let mean: Vec<f64> = sum.iter().map(|s| s / n as f64).collect();
-    let norm = mean.iter().map(|x| x * x).sum::<f64>().sqrt();
+/// `v` scaled to unit L2 norm, computed in f64 in a fixed order (a zero vector stays zero).
+fn normalize(v: &[f32]) -> Vec<f32> {
+    let norm = v.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
     let scale = if norm > 0.0 { 1.0 / norm } else { 0.0 };
-    mean.iter().map(|x| (x * scale) as f32).collect()
+    v.iter().map(|&x| (f64::from(x) * scale) as f32).collect()
 }
 
 fn decode_err(e: impl std::fmt::Display) -> CoreError {
@@ -212,10 +208,9 @@ mod tests {
     }
 
     #[test]
-    fn mean_is_normalised() {
-        let v = normalize_mean(&[6.0, 8.0], 2);
-        assert_eq!(v, vec![0.6, 0.8]);
-        assert_eq!(normalize_mean(&[0.0, 0.0], 1), vec![0.0, 0.0]);
+    fn vectors_are_normalised() {
+        assert_eq!(normalize(&[3.0, 4.0]), vec![0.6, 0.8]);
+        assert_eq!(normalize(&[0.0, 0.0]), vec![0.0, 0.0]);
     }
 
     #[test]

@@ -57,51 +57,148 @@ impl Generator {
 
     /// Generates a completion of `req.prompt` by greedy decoding in a fresh context.
     pub fn generate(&self, req: &GenerateRequest) -> Result<String, CoreError> {
-        let vocab = self.model.vocab();
-        let prompt = vocab.tokenize(req.prompt.as_bytes(), true, false);
-        if prompt.is_empty() {
-            return Err(CoreError::Prompt("prompt produced no tokens".into()));
-        }
-        if prompt.len() + req.max_tokens as usize > N_CTX as usize {
-            return Err(CoreError::ContextOverflow {
-                prompt_tokens: prompt.len(),
-                max_tokens: req.max_tokens,
-                n_ctx: N_CTX,
-            });
-        }
-        let mut ctx = self.new_context()?;
-        let mut batch = LlamaBatch::new(PROMPT_CHUNK, 1);
-        let mut pos: i32 = 0;
-        for chunk in prompt.chunks(PROMPT_CHUNK) {
-            batch.clear();
-            for (i, tok) in chunk.iter().enumerate() {
-                let last = pos as usize + i + 1 == prompt.len();
-                batch.add(*tok, pos + i as i32, &[0], last).map_err(decode_err)?;
-            }
-            ctx.decode(&mut batch).map_err(decode_err)?;
-            pos += chunk.len() as i32;
-        }
-
-        let mut out = Vec::new();
-        let mut logits_index = batch.n_tokens() - 1;
-        for _ in 0..req.max_tokens {
-            let token = greedy(ctx.get_logits_ith(logits_index));
-            if vocab.is_eog(token) {
-                break;
-            }
-            vocab.token_to_piece_into(token, &mut out, false, None);
-            batch.clear();
-            batch.add(token, pos, &[0], true).map_err(decode_err)?;
-            ctx.decode(&mut batch).map_err(decode_err)?;
-            pos += 1;
-            logits_index = 0;
-        }
-        Ok(String::from_utf8_lossy(&out).into_owned())
+        self.generate_batch(std::slice::from_ref(req))?.pop().expect("one result per request")
     }
 
-    fn new_context(&self) -> Result<LlamaContext<'_>, CoreError> {
+    /// Generates completions for several requests decoded together, one llama.cpp sequence
+    /// each, in one fresh context. Each output is byte-identical to generating that request
+    /// alone (tested). The outer error is a failure of the whole batch; the inner ones are
+    /// per-request (e.g. a prompt too long for the context window).
+    pub fn generate_batch(
+        &self,
+        reqs: &[GenerateRequest],
+    ) -> Result<Vec<Result<String, CoreError>>, CoreError> {
+        let vocab = self.model.vocab();
+        let mut results: Vec<Option<Result<String, CoreError>>> = Vec::with_capacity(reqs.len());
+        let mut seqs: Vec<Sequence> = Vec::new();
+        for (slot, req) in reqs.iter().enumerate() {
+            let prompt = vocab.tokenize(req.prompt.as_bytes(), true, false);
+            let check = if prompt.is_empty() {
+                Err(CoreError::Prompt("prompt produced no tokens".into()))
+            } else if prompt.len() + req.max_tokens as usize > N_CTX as usize {
+                Err(CoreError::ContextOverflow {
+                    prompt_tokens: prompt.len(),
+                    max_tokens: req.max_tokens,
+                    n_ctx: N_CTX,
+                })
+            } else {
+                Ok(())
+            };
+            match check {
+                Err(e) => results.push(Some(Err(e))),
+                Ok(()) => {
+                    results.push(None);
+                    seqs.push(Sequence {
+                        slot,
+                        prompt,
+                        max_tokens: req.max_tokens,
+                        pos: 0,
+                        next: None,
+                        out: Vec::new(),
+                        generated: 0,
+                        done: req.max_tokens == 0,
+                    });
+                }
+            }
+        }
+        if !seqs.is_empty() {
+            let mut ctx = self.new_context(seqs.len() as u32)?;
+            let mut batch = LlamaBatch::new(PROMPT_CHUNK.max(seqs.len()), 1);
+            self.feed_prompts(&mut ctx, &mut batch, &mut seqs)?;
+            self.decode_loop(&mut ctx, &mut batch, &mut seqs)?;
+            for seq in seqs {
+                results[seq.slot] = Some(Ok(String::from_utf8_lossy(&seq.out).into_owned()));
+            }
+        }
+        Ok(results.into_iter().map(|r| r.expect("every request answered")).collect())
+    }
+
+    /// Decodes every prompt, in chunks of at most [`PROMPT_CHUNK`] tokens that may mix
+    /// sequences, and picks each sequence's first token from the logits of its last prompt token.
+    fn feed_prompts(
+        &self,
+        ctx: &mut LlamaContext<'_>,
+        batch: &mut LlamaBatch<'_>,
+        seqs: &mut [Sequence],
+    ) -> Result<(), CoreError> {
+        // (sequence index, token index within its prompt) in feeding order.
+        let order: Vec<(usize, usize)> = seqs
+            .iter()
+            .enumerate()
+            .flat_map(|(s, seq)| (0..seq.prompt.len()).map(move |t| (s, t)))
+            .collect();
+        for chunk in order.chunks(PROMPT_CHUNK) {
+            batch.clear();
+            let mut last_of: Vec<(usize, i32)> = Vec::new();
+            for (i, &(s, t)) in chunk.iter().enumerate() {
+                let seq = &seqs[s];
+                let last = t + 1 == seq.prompt.len();
+                batch.add(seq.prompt[t], t as i32, &[s as i32], last).map_err(decode_err)?;
+                if last {
+                    last_of.push((s, i as i32));
+                }
+            }
+            ctx.decode(batch).map_err(decode_err)?;
+            for (s, i) in last_of {
+                let seq = &mut seqs[s];
+                seq.pos = seq.prompt.len() as i32;
+                seq.next = Some(greedy(ctx.get_logits_ith(i)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Greedy decoding of all sequences in lock-step, one token per live sequence per decode.
+    fn decode_loop(
+        &self,
+        ctx: &mut LlamaContext<'_>,
+        batch: &mut LlamaBatch<'_>,
+        seqs: &mut [Sequence],
+    ) -> Result<(), CoreError> {
+        let vocab = self.model.vocab();
+        loop {
+            batch.clear();
+            let mut live: Vec<usize> = Vec::new();
+            for (s, seq) in seqs.iter_mut().enumerate() {
+                if seq.done {
+                    continue;
+                }
+                let token = seq.next.take().expect("a pending token for every live sequence");
+                if vocab.is_eog(token) {
+                    seq.done = true;
+                    continue;
+                }
+                vocab.token_to_piece_into(token, &mut seq.out, false, None);
+                seq.generated += 1;
+                if seq.generated >= seq.max_tokens {
+                    seq.done = true;
+                    continue;
+                }
+                batch.add(token, seq.pos, &[s as i32], true).map_err(decode_err)?;
+                seq.pos += 1;
+                live.push(s);
+            }
+            if live.is_empty() {
+                return Ok(());
+            }
+            ctx.decode(batch).map_err(decode_err)?;
+            for (i, s) in live.into_iter().enumerate() {
+                seqs[s].next = Some(greedy(ctx.get_logits_ith(i as i32)));
+            }
+        }
+    }
+
+    /// A fresh context for `n_seq` parallel sequences.
+    ///
+    /// Determinism: the KV cache is *not* unified — every sequence gets its own stream of
+    /// [`N_CTX`] cells laid out exactly as when it runs alone. In a unified cache a sequence's
+    /// cells would interleave with its neighbours', which changes how attention sums are
+    /// grouped into SIMD lanes and therefore the rounding of its logits.
+    fn new_context(&self, n_seq: u32) -> Result<LlamaContext<'_>, CoreError> {
         let params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(N_CTX))
+            .with_n_ctx(NonZeroU32::new(N_CTX * n_seq))
+            .with_n_seq_max(n_seq)
+            .with_kv_unified(false)
             .with_n_batch(PROMPT_CHUNK as u32)
             .with_n_ubatch(PROMPT_CHUNK as u32)
             .with_n_threads(self.threads)
@@ -110,6 +207,21 @@ impl Generator {
             .new_context(backend()?, params)
             .map_err(|e| CoreError::Context(e.to_string()))
     }
+}
+
+/// Decoding state of one request inside a batch.
+struct Sequence {
+    /// Index of the request in the caller's slice.
+    slot: usize,
+    prompt: Vec<LlamaToken>,
+    max_tokens: u32,
+    /// Position of the next token to decode.
+    pos: i32,
+    /// Token chosen from the latest logits, not yet emitted.
+    next: Option<LlamaToken>,
+    out: Vec<u8>,
+    generated: u32,
+    done: bool,
 }
 
 fn decode_err(e: impl std::fmt::Display) -> CoreError {

@@ -1,0 +1,64 @@
+//! Batched generation gives byte-identical outputs to generating each request alone.
+
+use steadytext_core::models::{ModelDir, GEMMA3_270M};
+use steadytext_core::{CoreError, GenerateRequest, Generator};
+
+fn generator() -> Generator {
+    let path = ModelDir::resolve()
+        .locate(&GEMMA3_270M)
+        .expect("packaged Gemma model missing: run scripts/setup");
+    Generator::load(&path, 2).expect("model loads")
+}
+
+fn req(prompt: &str, max_tokens: u32) -> GenerateRequest {
+    GenerateRequest { prompt: prompt.into(), max_tokens, seed: 42 }
+}
+
+/// Prompts of different lengths, so that batches mix short and long sequences.
+fn prompts() -> Vec<GenerateRequest> {
+    vec![
+        req("The capital of France is", 16),
+        req("def fibonacci(n):", 24),
+        req("Once upon a time", 8),
+        req("PostgreSQL is a relational database that", 20),
+        req("1, 2, 3, 4,", 12),
+        req("The quick brown fox", 16),
+        req(&"A long prompt that repeats itself. ".repeat(40), 10),
+        req("Water boils at", 6),
+    ]
+}
+
+#[test]
+fn batches_of_2_4_8_match_each_request_alone() {
+    let g = generator();
+    let all = prompts();
+    let alone: Vec<String> = all.iter().map(|r| g.generate(r).unwrap()).collect();
+    assert!(alone.iter().all(|s| !s.is_empty()));
+    // The prompt under test is at a different index with different neighbours in each batch.
+    let batches: Vec<Vec<usize>> = vec![
+        vec![0, 1],
+        vec![1, 0],
+        vec![2, 6],
+        vec![3, 4, 5, 0],
+        vec![6, 7, 1, 2],
+        vec![0, 1, 2, 3, 4, 5, 6, 7],
+        vec![7, 6, 5, 4, 3, 2, 1, 0],
+    ];
+    for batch in batches {
+        let reqs: Vec<GenerateRequest> = batch.iter().map(|&i| all[i].clone()).collect();
+        let got = g.generate_batch(&reqs).unwrap();
+        for (pos, &i) in batch.iter().enumerate() {
+            let out = got[pos].as_ref().unwrap();
+            assert_eq!(out, &alone[i], "prompt {i} in batch {batch:?} differs from alone");
+        }
+    }
+}
+
+#[test]
+fn a_bad_request_fails_alone_without_failing_its_batch() {
+    let g = generator();
+    let reqs = vec![req("The capital of France is", 16), req(&"word ".repeat(5000), 8)];
+    let got = g.generate_batch(&reqs).unwrap();
+    assert_eq!(got[0].as_ref().unwrap(), &g.generate(&reqs[0]).unwrap());
+    assert!(matches!(got[1], Err(CoreError::ContextOverflow { .. })), "{:?}", got[1]);
+}
