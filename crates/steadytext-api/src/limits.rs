@@ -9,6 +9,15 @@ pub const DEFAULT_MAX_TOKENS: i32 = 512;
 /// Default seed of every function (DESIGN.md §3).
 pub const DEFAULT_SEED: i32 = 42;
 
+/// Lowest queue priority an asynchronous request may ask for.
+pub const PRIORITY_MIN: i32 = -1000;
+
+/// Highest queue priority an asynchronous request may ask for (higher runs first; default 0).
+pub const PRIORITY_MAX: i32 = 1000;
+
+/// Most items one batch call (prompts, texts, documents, choices) may carry.
+pub const MAX_BATCH_ITEMS: usize = 10_000;
+
 /// Why a `max_tokens` value was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MaxTokensError {

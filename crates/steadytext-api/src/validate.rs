@@ -1,0 +1,187 @@
+//! Request validation shared by the extension (at call/enqueue time) and the daemon (on receipt),
+//! so both refuse the same inputs with the same messages.
+
+use crate::limits::{check_max_tokens, MaxTokensError, PRIORITY_MAX, PRIORITY_MIN};
+
+/// Why an argument of a request was refused. Messages are lower-case and name the argument or
+/// the limit; the extension maps each variant to a SQLSTATE in one place.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    /// A text argument that must not be empty was empty.
+    #[error("{arg} must not be empty")]
+    EmptyText {
+        /// SQL argument name.
+        arg: &'static str,
+    },
+    /// One element of a text array was empty.
+    #[error("{arg}[{index}] must not be empty")]
+    EmptyElement {
+        /// SQL argument name.
+        arg: &'static str,
+        /// 1-based position, as in SQL.
+        index: usize,
+    },
+    /// An array argument had no elements.
+    #[error("{arg} must contain at least one element")]
+    EmptyArray {
+        /// SQL argument name.
+        arg: &'static str,
+    },
+    /// An array argument had more elements than allowed.
+    #[error("{arg} must contain at most {max} elements, got {len}")]
+    TooManyElements {
+        /// SQL argument name.
+        arg: &'static str,
+        /// The limit.
+        max: usize,
+        /// What was passed.
+        len: usize,
+    },
+    /// `max_tokens` out of range.
+    #[error(transparent)]
+    MaxTokens(#[from] MaxTokensError),
+    /// `priority` outside [`PRIORITY_MIN`, `PRIORITY_MAX`].
+    #[error("priority must be between {PRIORITY_MIN} and {PRIORITY_MAX}, got {0}")]
+    Priority(i32),
+    /// A `choices` list named the same choice twice.
+    #[error("choices[{index}] repeats an earlier choice: {choice:?}")]
+    DuplicateChoice {
+        /// 1-based position of the repeat.
+        index: usize,
+        /// The repeated choice.
+        choice: String,
+    },
+    /// A JSON schema that is neither an object nor a boolean.
+    #[error("schema must be a JSON object or boolean (a JSON Schema), got a JSON {0}")]
+    SchemaType(&'static str),
+    /// A regular expression that does not parse.
+    #[error("invalid regular expression in pattern: {0}")]
+    Regex(String),
+}
+
+/// Refuses an empty text argument.
+pub fn check_text(arg: &'static str, value: &str) -> Result<(), InputError> {
+    if value.is_empty() {
+        Err(InputError::EmptyText { arg })
+    } else {
+        Ok(())
+    }
+}
+
+/// Refuses an empty list, a list longer than [`crate::limits::MAX_BATCH_ITEMS`], and empty
+/// elements (when `allow_empty_elements` is false).
+pub fn check_texts<S: AsRef<str>>(
+    arg: &'static str,
+    values: &[S],
+    allow_empty_elements: bool,
+) -> Result<(), InputError> {
+    if values.is_empty() {
+        return Err(InputError::EmptyArray { arg });
+    }
+    if values.len() > crate::limits::MAX_BATCH_ITEMS {
+        return Err(InputError::TooManyElements {
+            arg,
+            max: crate::limits::MAX_BATCH_ITEMS,
+            len: values.len(),
+        });
+    }
+    if !allow_empty_elements {
+        if let Some(i) = values.iter().position(|v| v.as_ref().is_empty()) {
+            return Err(InputError::EmptyElement { arg, index: i + 1 });
+        }
+    }
+    Ok(())
+}
+
+/// Checks `choices`: non-empty list of non-empty, distinct strings.
+pub fn check_choices<S: AsRef<str>>(choices: &[S]) -> Result<(), InputError> {
+    check_texts("choices", choices, false)?;
+    for (i, c) in choices.iter().enumerate() {
+        if choices[..i].iter().any(|p| p.as_ref() == c.as_ref()) {
+            return Err(InputError::DuplicateChoice { index: i + 1, choice: c.as_ref().to_owned() });
+        }
+    }
+    Ok(())
+}
+
+/// Checks a `max_tokens` argument (see [`check_max_tokens`]).
+pub fn check_max_tokens_arg(max_tokens: i32) -> Result<u32, InputError> {
+    Ok(check_max_tokens(max_tokens)?)
+}
+
+/// Checks a queue `priority`.
+pub fn check_priority(priority: i32) -> Result<(), InputError> {
+    if (PRIORITY_MIN..=PRIORITY_MAX).contains(&priority) {
+        Ok(())
+    } else {
+        Err(InputError::Priority(priority))
+    }
+}
+
+/// Checks that a JSON schema is a JSON Schema document: an object or a boolean.
+pub fn check_schema(schema: &serde_json::Value) -> Result<(), InputError> {
+    use serde_json::Value;
+    match schema {
+        Value::Object(_) | Value::Bool(_) => Ok(()),
+        Value::Null => Err(InputError::SchemaType("null")),
+        Value::Number(_) => Err(InputError::SchemaType("number")),
+        Value::String(_) => Err(InputError::SchemaType("string")),
+        Value::Array(_) => Err(InputError::SchemaType("array")),
+    }
+}
+
+/// Checks that `pattern` parses as a regular expression in the syntax constrained decoding uses
+/// (Rust `regex-syntax`, as llguidance). The error text is the parser's, on one line.
+pub fn check_pattern(pattern: &str) -> Result<(), InputError> {
+    check_text("pattern", pattern)?;
+    regex_syntax::Parser::new().parse(pattern).map(|_| ()).map_err(|e| {
+        let msg = match &e {
+            regex_syntax::Error::Parse(p) => p.kind().to_string(),
+            regex_syntax::Error::Translate(t) => t.kind().to_string(),
+            other => other.to_string(),
+        };
+        InputError::Regex(msg)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn texts_and_choices() {
+        assert_eq!(check_text("prompt", ""), Err(InputError::EmptyText { arg: "prompt" }));
+        assert!(check_text("prompt", "x").is_ok());
+        let empty: [&str; 0] = [];
+        assert_eq!(check_texts("prompts", &empty, false), Err(InputError::EmptyArray { arg: "prompts" }));
+        assert_eq!(
+            check_texts("prompts", &["a", ""], false).unwrap_err().to_string(),
+            "prompts[2] must not be empty"
+        );
+        assert!(check_texts("documents", &["a", ""], true).is_ok());
+        assert_eq!(
+            check_choices(&["yes", "no", "yes"]).unwrap_err().to_string(),
+            "choices[3] repeats an earlier choice: \"yes\""
+        );
+        assert!(check_choices(&["yes", "no"]).is_ok());
+        let many = vec!["a"; crate::limits::MAX_BATCH_ITEMS + 1];
+        assert!(matches!(check_texts("texts", &many, false), Err(InputError::TooManyElements { .. })));
+    }
+
+    #[test]
+    fn priority_schema_pattern() {
+        assert!(check_priority(PRIORITY_MIN).is_ok() && check_priority(PRIORITY_MAX).is_ok());
+        assert_eq!(check_priority(PRIORITY_MAX + 1), Err(InputError::Priority(PRIORITY_MAX + 1)));
+        assert!(check_schema(&json!({"type": "object"})).is_ok());
+        assert!(check_schema(&json!(true)).is_ok());
+        assert_eq!(check_schema(&json!([1])), Err(InputError::SchemaType("array")));
+        assert!(check_pattern("[a-z]+@[a-z]+\\.com").is_ok());
+        assert_eq!(
+            check_pattern("(ab").unwrap_err().to_string(),
+            "invalid regular expression in pattern: unclosed group"
+        );
+        assert_eq!(check_pattern(""), Err(InputError::EmptyText { arg: "pattern" }));
+        assert_eq!(check_max_tokens_arg(0).unwrap_err().to_string(), "max_tokens must be positive, got 0");
+    }
+}
