@@ -1,0 +1,269 @@
+-- pg_steadytext 0.1.0: the queue's state transitions. Every worker performs each transition only
+-- through these functions, so the rules (claim order, leases, retries, refusal after cancel,
+-- notifications) live in one place. They run with the caller's rights (SECURITY INVOKER):
+-- steadytext_worker's row-level-security policy lets it process every row, and only
+-- steadytext_worker (and superusers) may execute them. steadytext_queue_cancel is the exception
+-- open to every role; row-level security limits it to the caller's own requests.
+
+-- Sends NOTIFY steadytext_completed with {"request_id", "function", "status"} (never the result:
+-- payloads are capped at 8000 bytes).
+CREATE FUNCTION steadytext_queue_notify_completed(request_id uuid, function_name text, status text)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_notify('steadytext_completed',
+                     json_build_object('request_id', $1, 'function', $2, 'status', $3)::text);
+$$;
+
+-- Number of requests waiting or running, over all roles (the limit steadytext.max_queue_size
+-- applies to the whole queue, which row-level security hides from ordinary roles).
+CREATE FUNCTION steadytext_queue_depth()
+RETURNS bigint
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT count(*) FROM @extschema@.steadytext_queue WHERE status IN ('pending', 'processing');
+$$;
+
+-- Claims up to batch_size due pending requests, highest priority first, then oldest, skipping rows
+-- other claimers hold; each gets status 'processing' and a lease of `lease` for worker_id.
+-- Returns the claimed rows in claim order.
+CREATE FUNCTION steadytext_queue_claim(worker_id text, batch_size integer DEFAULT 1,
+                                       lease interval DEFAULT '300 seconds')
+RETURNS SETOF steadytext_queue
+LANGUAGE plpgsql VOLATILE
+SET search_path = @extschema@, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    IF steadytext_queue_claim.worker_id IS NULL OR steadytext_queue_claim.worker_id = '' THEN
+        RAISE EXCEPTION 'worker_id must not be null or empty' USING ERRCODE = '22023';
+    END IF;
+    IF batch_size IS NULL OR batch_size < 1 THEN
+        RAISE EXCEPTION 'batch_size must be at least 1, got %', batch_size USING ERRCODE = '22023';
+    END IF;
+    IF lease IS NULL OR lease <= interval '0' THEN
+        RAISE EXCEPTION 'lease must be a positive interval, got %', lease USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+    WITH picked AS (
+        SELECT q.id FROM steadytext_queue q
+        WHERE q.status = 'pending' AND q.next_attempt_at <= now()
+        ORDER BY q.priority DESC, q.created_at, q.id
+        LIMIT batch_size
+        FOR UPDATE SKIP LOCKED
+    ), claimed AS (
+        UPDATE steadytext_queue q
+        SET status = 'processing', worker_id = steadytext_queue_claim.worker_id,
+            lease_expires_at = now() + lease, started_at = now()
+        FROM picked WHERE q.id = picked.id
+        RETURNING q.*
+    )
+    SELECT * FROM claimed ORDER BY priority DESC, created_at, id;
+END
+$$;
+
+-- Records that worker_id is alive: upserts its steadytext_workers row and extends the leases of
+-- the requests it is processing to now() + lease. Returns how many leases were extended.
+CREATE FUNCTION steadytext_worker_heartbeat(worker_id text, host text, pid integer,
+                                            lease interval DEFAULT '300 seconds',
+                                            status text DEFAULT 'running')
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = @extschema@, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    extended integer;
+BEGIN
+    IF steadytext_worker_heartbeat.worker_id IS NULL OR steadytext_worker_heartbeat.worker_id = '' THEN
+        RAISE EXCEPTION 'worker_id must not be null or empty' USING ERRCODE = '22023';
+    END IF;
+    IF lease IS NULL OR lease <= interval '0' THEN
+        RAISE EXCEPTION 'lease must be a positive interval, got %', lease USING ERRCODE = '22023';
+    END IF;
+    IF host IS NULL OR pid IS NULL OR status IS NULL THEN
+        RAISE EXCEPTION 'host, pid and status must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF status NOT IN ('running', 'stopping', 'stopped') THEN
+        RAISE EXCEPTION 'status must be running, stopping or stopped, got %', status
+            USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO steadytext_workers AS w (worker_id, host, pid, status)
+    VALUES (steadytext_worker_heartbeat.worker_id, steadytext_worker_heartbeat.host,
+            steadytext_worker_heartbeat.pid, steadytext_worker_heartbeat.status)
+    ON CONFLICT (worker_id) DO UPDATE
+    SET host = EXCLUDED.host, pid = EXCLUDED.pid, status = EXCLUDED.status,
+        last_heartbeat = now(),
+        -- same id, different process: a restart
+        started_at = CASE WHEN (w.host, w.pid) IS DISTINCT FROM (EXCLUDED.host, EXCLUDED.pid)
+                          THEN now() ELSE w.started_at END;
+    UPDATE steadytext_queue
+    SET lease_expires_at = now() + lease
+    WHERE status = 'processing' AND worker_id = steadytext_worker_heartbeat.worker_id;
+    GET DIAGNOSTICS extended = ROW_COUNT;
+    RETURN extended;
+END
+$$;
+
+-- Stores the result of a request worker_id is processing. Returns false, writing nothing, if the
+-- request is not processing under worker_id's lease any more (cancelled, rescued, reclaimed).
+CREATE FUNCTION steadytext_queue_complete(request_id uuid, worker_id text, result text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = @extschema@, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    fn text;
+BEGIN
+    IF steadytext_queue_complete.result IS NULL THEN
+        RAISE EXCEPTION 'result must not be null' USING ERRCODE = '22004';
+    END IF;
+    UPDATE steadytext_queue
+    SET status = 'completed', result = steadytext_queue_complete.result, error = NULL,
+        completed_at = now(), lease_expires_at = NULL
+    WHERE request_id = steadytext_queue_complete.request_id AND status = 'processing'
+      AND worker_id = steadytext_queue_complete.worker_id
+    RETURNING function_name INTO fn;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    PERFORM steadytext_queue_notify_completed(steadytext_queue_complete.request_id, fn, 'completed');
+    RETURN true;
+END
+$$;
+
+-- Records that an attempt of worker_id failed with `error`. While retries are left (and the error
+-- is retryable) the request goes back to pending, not claimable before now() + backoff * 2^n
+-- (n = retries so far, capped at one hour); otherwise it fails for good (status 'failed',
+-- failed_at). Returns the new status, or NULL if worker_id does not hold the request's lease.
+CREATE FUNCTION steadytext_queue_fail(request_id uuid, worker_id text, error text,
+                                      retryable boolean DEFAULT true,
+                                      backoff interval DEFAULT '1 second')
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = @extschema@, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    job steadytext_queue;
+BEGIN
+    IF steadytext_queue_fail.error IS NULL OR steadytext_queue_fail.error = '' THEN
+        RAISE EXCEPTION 'error must not be null or empty' USING ERRCODE = '22004';
+    END IF;
+    IF retryable IS NULL OR backoff IS NULL THEN
+        RAISE EXCEPTION 'retryable and backoff must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF backoff < interval '0' THEN
+        RAISE EXCEPTION 'backoff must not be negative, got %', backoff USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO job FROM steadytext_queue
+    WHERE request_id = steadytext_queue_fail.request_id AND status = 'processing'
+      AND worker_id = steadytext_queue_fail.worker_id
+    FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF retryable AND job.retry_count < job.max_retries THEN
+        UPDATE steadytext_queue
+        SET status = 'pending', error = steadytext_queue_fail.error, retry_count = retry_count + 1,
+            worker_id = NULL, lease_expires_at = NULL,
+            next_attempt_at = now() + least(backoff * power(2, job.retry_count), interval '1 hour')
+        WHERE id = job.id;
+        RETURN 'pending';
+    END IF;
+    UPDATE steadytext_queue
+    SET status = 'failed', error = steadytext_queue_fail.error, failed_at = now(),
+        lease_expires_at = NULL
+    WHERE id = job.id;
+    PERFORM steadytext_queue_notify_completed(job.request_id, job.function_name, 'failed');
+    RETURN 'failed';
+END
+$$;
+
+-- Puts requests whose lease expired (their worker died or hung) back to pending, counting a retry
+-- and applying the same backoff as steadytext_queue_fail; those out of retries fail for good.
+-- Returns how many requests were rescued or failed.
+CREATE FUNCTION steadytext_queue_rescue_expired(backoff interval DEFAULT '1 second')
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = @extschema@, pg_catalog, pg_temp
+AS $$
+DECLARE
+    job record;
+    n integer := 0;
+BEGIN
+    IF backoff IS NULL THEN
+        RAISE EXCEPTION 'backoff must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF backoff < interval '0' THEN
+        RAISE EXCEPTION 'backoff must not be negative, got %', backoff USING ERRCODE = '22023';
+    END IF;
+    FOR job IN
+        SELECT id, request_id, function_name, worker_id AS w, retry_count AS retries, max_retries
+        FROM steadytext_queue
+        WHERE status = 'processing' AND lease_expires_at < now()
+        ORDER BY id
+        FOR UPDATE SKIP LOCKED
+    LOOP
+        n := n + 1;
+        IF job.retries < job.max_retries THEN
+            UPDATE steadytext_queue
+            SET status = 'pending', retry_count = retry_count + 1, worker_id = NULL,
+                lease_expires_at = NULL,
+                error = format('lease of worker %s expired', job.w),
+                next_attempt_at = now() + least(backoff * power(2, job.retries), interval '1 hour')
+            WHERE id = job.id;
+        ELSE
+            UPDATE steadytext_queue
+            SET status = 'failed', failed_at = now(), lease_expires_at = NULL,
+                error = format('lease of worker %s expired after %s retries', job.w, job.retries)
+            WHERE id = job.id;
+            PERFORM steadytext_queue_notify_completed(job.request_id, job.function_name, 'failed');
+        END IF;
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+-- Cancels a pending or processing request. Returns true if it was and now is cancelled, false if
+-- it had already finished (or is not visible to the caller). A cancelled request's result is
+-- never written afterwards: steadytext_queue_complete refuses it.
+CREATE FUNCTION steadytext_queue_cancel(request_id uuid)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = @extschema@, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    fn text;
+BEGIN
+    UPDATE steadytext_queue
+    SET status = 'cancelled', completed_at = now(), lease_expires_at = NULL
+    WHERE request_id = steadytext_queue_cancel.request_id AND status IN ('pending', 'processing')
+    RETURNING function_name INTO fn;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    PERFORM steadytext_queue_notify_completed(steadytext_queue_cancel.request_id, fn, 'cancelled');
+    RETURN true;
+END
+$$;
+
+REVOKE ALL ON FUNCTION
+    steadytext_queue_claim(text, integer, interval),
+    steadytext_worker_heartbeat(text, text, integer, interval, text),
+    steadytext_queue_complete(uuid, text, text),
+    steadytext_queue_fail(uuid, text, text, boolean, interval),
+    steadytext_queue_rescue_expired(interval)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    steadytext_queue_claim(text, integer, interval),
+    steadytext_worker_heartbeat(text, text, integer, interval, text),
+    steadytext_queue_complete(uuid, text, text),
+    steadytext_queue_fail(uuid, text, text, boolean, interval),
+    steadytext_queue_rescue_expired(interval)
+TO steadytext_worker;
