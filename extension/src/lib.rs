@@ -3,7 +3,20 @@
 
 use pgrx::prelude::*;
 
+mod async_requests;
+mod async_results;
+mod error;
+mod gucs;
+mod queue_monitor;
+mod queue_schema;
+
 pgrx::pg_module_magic!(name, version);
+
+/// Registers the extension's settings when the library is loaded.
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    gucs::init();
+}
 
 /// Version of the installed pg_steadytext library, e.g. `0.1.0`.
 #[pg_extern(immutable, parallel_safe)]

@@ -1,0 +1,212 @@
+//! Following asynchronous requests: status, results (waiting for them), cancellation.
+
+use std::time::{Duration, Instant};
+
+use pgrx::prelude::*;
+use pgrx::Uuid;
+
+use crate::error::{or_raise, required, required_elements, SqlError};
+
+/// First and longest pause between two looks at a request being waited for.
+const FIRST_WAIT: Duration = Duration::from_millis(5);
+const LONGEST_WAIT: Duration = Duration::from_millis(500);
+
+/// Status and timings of one request (error P0002 if the caller has no such request).
+/// `completed_at` is when it finished: completed, cancelled, or failed for good.
+#[pg_extern(volatile, requires = ["queue_transitions"])]
+#[search_path(pg_catalog, @extschema@, pg_temp)]
+fn steadytext_check_async(
+    request_id: Option<Uuid>,
+) -> TableIterator<
+    'static,
+    (
+        name!(status, Option<String>),
+        name!(result, Option<String>),
+        name!(error, Option<String>),
+        name!(created_at, Option<Timestamp>),
+        name!(started_at, Option<Timestamp>),
+        name!(completed_at, Option<Timestamp>),
+        name!(priority, Option<i32>),
+    ),
+> {
+    or_raise((|| {
+        let id = required("request_id", request_id)?;
+        let row = Spi::connect(|client| {
+            let table = client.select(
+                "SELECT status, result, error, created_at::timestamp, started_at::timestamp,
+                        coalesce(completed_at, failed_at)::timestamp, priority
+                 FROM steadytext_queue WHERE request_id = $1",
+                Some(1),
+                &[id.into()],
+            )?;
+            table
+                .into_iter()
+                .next()
+                .map(|r| -> Result<_, SqlError> {
+                    Ok((r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+                })
+                .transpose()
+        })?;
+        let row = row.ok_or_else(|| SqlError::NotFound(id.to_string()))?;
+        Ok(TableIterator::once(row))
+    })())
+}
+
+/// Status of many requests, one row per id in the order given; unknown ids get status
+/// 'not_found'. `completed_at` is when the request finished (completed, cancelled or failed).
+#[pg_extern(volatile, requires = ["queue_transitions"])]
+#[search_path(pg_catalog, @extschema@, pg_temp)]
+fn steadytext_check_async_batch(
+    request_ids: Option<Vec<Option<Uuid>>>,
+) -> TableIterator<
+    'static,
+    (
+        name!(request_id, Option<Uuid>),
+        name!(status, Option<String>),
+        name!(result, Option<String>),
+        name!(error, Option<String>),
+        name!(created_at, Option<Timestamp>),
+        name!(completed_at, Option<Timestamp>),
+    ),
+> {
+    or_raise((|| {
+        let ids = required_elements("request_ids", request_ids)?;
+        if ids.is_empty() {
+            return Err(steadytext_api::validate::InputError::EmptyArray { arg: "request_ids" }.into());
+        }
+        let rows = Spi::connect(|client| {
+            let table = client.select(
+                "SELECT r.id, coalesce(q.status, 'not_found'), q.result, q.error,
+                        q.created_at::timestamp, coalesce(q.completed_at, q.failed_at)::timestamp
+                 FROM unnest($1::uuid[]) WITH ORDINALITY AS r(id, n)
+                 LEFT JOIN steadytext_queue q ON q.request_id = r.id
+                 ORDER BY r.n",
+                None,
+                &[ids.into()],
+            )?;
+            table
+                .into_iter()
+                .map(|r| -> Result<_, SqlError> {
+                    Ok((r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })?;
+        Ok(TableIterator::new(rows))
+    })())
+}
+
+/// Cancels a pending or processing request of the caller: true if it is now cancelled, false if
+/// it had already finished. Unknown ids are an error (P0002).
+#[pg_extern(volatile, parallel_unsafe, requires = ["queue_transitions"])]
+#[search_path(pg_catalog, @extschema@, pg_temp)]
+fn steadytext_cancel_async(request_id: Option<Uuid>) -> bool {
+    or_raise((|| {
+        let id = required("request_id", request_id)?;
+        let cancelled =
+            Spi::get_one_with_args::<bool>("SELECT steadytext_queue_cancel($1)", &[id.into()])?
+                .unwrap_or(false);
+        if !cancelled && lookup(id)?.is_none() {
+            return Err(SqlError::NotFound(id.to_string()));
+        }
+        Ok(cancelled)
+    })())
+}
+
+/// What a waiter needs to know about a request.
+struct Snapshot {
+    status: String,
+    result: Option<String>,
+    error: Option<String>,
+    /// The request's row was last written by this (uncommitted) transaction.
+    written_by_us: bool,
+}
+
+/// Reads the request with a fresh snapshot (an updating SPI call takes a new one per statement
+/// in READ COMMITTED), so a waiter sees workers' commits.
+fn lookup(id: Uuid) -> Result<Option<Snapshot>, SqlError> {
+    Spi::connect_mut(|client| {
+        let table = client.update(
+            "SELECT status, result, error, xmin::text FROM steadytext_queue WHERE request_id = $1",
+            Some(1),
+            &[id.into()],
+        )?;
+        let Some(row) = table.into_iter().next() else {
+            return Ok(None);
+        };
+        let xmin: u32 = row.get::<String>(4)?.and_then(|x| x.parse().ok()).unwrap_or(0);
+        // SAFETY: a plain lookup in the backend's transaction state.
+        let written_by_us = unsafe {
+            pg_sys::TransactionIdIsCurrentTransactionId(pg_sys::TransactionId::from_inner(xmin))
+        };
+        Ok(Some(Snapshot {
+            status: row.get::<String>(1)?.unwrap_or_default(),
+            result: row.get(2)?,
+            error: row.get(3)?,
+            written_by_us,
+        }))
+    })
+}
+
+/// Sleeps up to `pause` on the process latch, so that query cancel, statement_timeout and
+/// postmaster death interrupt the wait.
+fn pause(pause: Duration) {
+    let ms = pause.as_millis().clamp(1, i64::MAX as u128) as std::ffi::c_long;
+    // SAFETY: MyLatch is this backend's own latch; WaitLatch/ResetLatch are the documented way
+    // for a backend to sleep interruptibly.
+    unsafe {
+        pg_sys::WaitLatch(
+            pg_sys::MyLatch,
+            (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+            ms,
+            pg_sys::PG_WAIT_EXTENSION,
+        );
+        pg_sys::ResetLatch(pg_sys::MyLatch);
+    }
+    pgrx::check_for_interrupts!();
+}
+
+/// Waits up to `timeout_seconds` (0: just look) for a request to finish and returns its result:
+/// text, embeddings as `[0.1,0.2,…]` (castable to pgvector's `vector`), rerank results as JSON.
+/// Errors at once for an unknown id, a failed or cancelled request, a request the current
+/// transaction enqueued and has not committed, and when the transaction's snapshot is frozen.
+#[pg_extern(volatile, parallel_unsafe, requires = ["queue_transitions"])]
+#[search_path(pg_catalog, @extschema@, pg_temp)]
+fn steadytext_get_async_result(
+    request_id: Option<Uuid>,
+    timeout_seconds: default!(Option<i32>, 30),
+) -> String {
+    or_raise((|| {
+        let id = required("request_id", request_id)?;
+        let seconds = required("timeout_seconds", timeout_seconds)?;
+        if seconds < 0 {
+            return Err(SqlError::NegativeTimeout(seconds));
+        }
+        let deadline = Instant::now() + Duration::from_secs(seconds as u64);
+        let mut wait = FIRST_WAIT;
+        loop {
+            let job = lookup(id)?.ok_or_else(|| SqlError::NotFound(id.to_string()))?;
+            match job.status.as_str() {
+                "completed" => return Ok(job.result.unwrap_or_default()),
+                "failed" => {
+                    return Err(SqlError::Failed {
+                        id: id.to_string(),
+                        error: job.error.unwrap_or_default(),
+                    })
+                }
+                "cancelled" => return Err(SqlError::Cancelled(id.to_string())),
+                _ if job.written_by_us => return Err(SqlError::OwnTransaction(id.to_string())),
+                // SAFETY: reading the backend's isolation level.
+                _ if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 => {
+                    return Err(SqlError::FrozenSnapshot(id.to_string()))
+                }
+                _ => {}
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(SqlError::Timeout { id: id.to_string(), seconds, status: job.status });
+            }
+            pause(wait.min(deadline - now));
+            wait = (wait * 2).min(LONGEST_WAIT);
+        }
+    })())
+}

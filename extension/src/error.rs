@@ -1,0 +1,145 @@
+//! The extension's errors and the one place that maps them to SQLSTATEs and raises them.
+
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
+use steadytext_api::validate::InputError;
+
+/// Everything a pg_steadytext SQL function can refuse or fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    /// A required argument was NULL (22004).
+    #[error("{0} must not be null")]
+    Null(&'static str),
+    /// An array argument contained NULL (22004).
+    #[error("{arg}[{index}] must not be null")]
+    NullElement {
+        /// SQL argument name.
+        arg: &'static str,
+        /// 1-based position.
+        index: usize,
+    },
+    /// An argument out of its documented range (22023), or an invalid regex (2201B).
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// `timeout_seconds` below zero (22023).
+    #[error("timeout_seconds must not be negative, got {0}")]
+    NegativeTimeout(i32),
+    /// Enqueueing would exceed `steadytext.max_queue_size` (53400).
+    #[error(
+        "queue is full: {depth} requests pending or processing, adding {adding} would exceed \
+         steadytext.max_queue_size ({limit})"
+    )]
+    QueueFull {
+        /// Requests pending or processing now.
+        depth: i64,
+        /// Requests this call would add.
+        adding: usize,
+        /// The setting's value.
+        limit: i32,
+    },
+    /// No request with this id is visible to the caller (P0002).
+    #[error("async request {0} does not exist")]
+    NotFound(String),
+    /// The request failed for good (38000).
+    #[error("async request {id} failed: {error}")]
+    Failed {
+        /// Request id.
+        id: String,
+        /// The worker's error.
+        error: String,
+    },
+    /// The request was cancelled (55000).
+    #[error("async request {0} was cancelled")]
+    Cancelled(String),
+    /// Waiting on a request the current, uncommitted transaction enqueued or changed (55000).
+    #[error(
+        "async request {0} was enqueued or changed by the current transaction, which has not \
+         committed; no worker can see it until then"
+    )]
+    OwnTransaction(String),
+    /// Waiting in a transaction whose snapshot can never see the result (55000).
+    #[error(
+        "cannot wait for async request {0} in a REPEATABLE READ or SERIALIZABLE transaction: \
+         its completion would never become visible"
+    )]
+    FrozenSnapshot(String),
+    /// The request was not finished within `timeout_seconds` (55000; not 57014, which PL/pgSQL
+    /// `WHEN OTHERS` cannot catch and which means the statement itself was cancelled).
+    #[error("timed out after {seconds} s waiting for async request {id} (status {status})")]
+    Timeout {
+        /// Request id.
+        id: String,
+        /// The timeout.
+        seconds: i32,
+        /// Its status at the deadline.
+        status: String,
+    },
+    /// A failure of the SPI layer (XX000).
+    #[error("internal error: {0}")]
+    Spi(#[from] pgrx::spi::SpiError),
+}
+
+impl SqlError {
+    /// The SQLSTATE of this error; the only mapping from errors to SQLSTATEs in the extension.
+    pub fn sqlstate(&self) -> PgSqlErrorCode {
+        use PgSqlErrorCode::*;
+        match self {
+            SqlError::Null(_) | SqlError::NullElement { .. } => ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            SqlError::Input(InputError::Regex(_)) => ERRCODE_INVALID_REGULAR_EXPRESSION,
+            SqlError::Input(_) | SqlError::NegativeTimeout(_) => ERRCODE_INVALID_PARAMETER_VALUE,
+            SqlError::QueueFull { .. } => ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
+            SqlError::NotFound(_) => ERRCODE_NO_DATA_FOUND,
+            SqlError::Failed { .. } => ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
+            SqlError::Cancelled(_)
+            | SqlError::OwnTransaction(_)
+            | SqlError::FrozenSnapshot(_)
+            | SqlError::Timeout { .. } => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            SqlError::Spi(_) => ERRCODE_INTERNAL_ERROR,
+        }
+    }
+
+    fn hint(&self) -> Option<&'static str> {
+        match self {
+            SqlError::QueueFull { .. } => {
+                Some("wait for workers to drain the queue, or raise steadytext.max_queue_size")
+            }
+            SqlError::OwnTransaction(_) => Some("commit, then call steadytext_get_async_result"),
+            SqlError::Timeout { .. } => {
+                Some("is a steadytext worker running? raise timeout_seconds to wait longer")
+            }
+            _ => None,
+        }
+    }
+
+    /// Raises this error as a PostgreSQL ERROR (does not return).
+    pub fn raise(self) -> ! {
+        let mut report = ErrorReport::new(self.sqlstate(), self.to_string(), "pg_steadytext");
+        if let Some(hint) = self.hint() {
+            report = report.set_hint(hint);
+        }
+        report.report(PgLogLevel::ERROR);
+        unreachable!("ERROR does not return")
+    }
+}
+
+/// Unwraps a SQL function's result, raising the error with its SQLSTATE.
+pub fn or_raise<T>(result: Result<T, SqlError>) -> T {
+    result.unwrap_or_else(|e| e.raise())
+}
+
+/// A required argument: NULL is an error (22004).
+pub fn required<T>(arg: &'static str, value: Option<T>) -> Result<T, SqlError> {
+    value.ok_or(SqlError::Null(arg))
+}
+
+/// A required array without NULL elements.
+pub fn required_elements<T>(
+    arg: &'static str,
+    values: Option<Vec<Option<T>>>,
+) -> Result<Vec<T>, SqlError> {
+    required(arg, values)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| v.ok_or(SqlError::NullElement { arg, index: i + 1 }))
+        .collect()
+}

@@ -1,0 +1,114 @@
+//! Every `steadytext.*` setting (GUC) of the extension, declared once here and read through the
+//! typed accessors below. They exist in a backend once the library is loaded (any pg_steadytext
+//! function loads it; `shared_preload_libraries` loads it everywhere). Settings marked "sighup"
+//! change with `ALTER SYSTEM SET …; SELECT pg_reload_conf();` and running workers pick them up.
+
+use std::ffi::CString;
+
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+
+static DAEMON_URL: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"http://127.0.0.1:8765"));
+static MAX_QUEUE_SIZE: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+static WORKER_CONCURRENCY: GucSetting<i32> = GucSetting::<i32>::new(1);
+static WORKER_POLL_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(1);
+static MAX_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(3);
+static WORKER_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(300);
+
+/// Registers the settings; called once from `_PG_init`.
+pub fn init() {
+    GucRegistry::define_string_guc(
+        c"steadytext.daemon_url",
+        c"Base URL of the steadytext daemon that serves synchronous calls.",
+        c"Default 'http://127.0.0.1:8765'. Superuser-settable.",
+        &DAEMON_URL,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"steadytext.max_queue_size",
+        c"Most asynchronous requests that may be pending or processing at once.",
+        c"Default 10000, range 1..100000000. Enqueueing beyond it fails with SQLSTATE 53400.",
+        &MAX_QUEUE_SIZE,
+        1,
+        100_000_000,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"steadytext.worker_concurrency",
+        c"Requests each queue worker processes at once (its claim batch size).",
+        c"Default 1, range 1..256; env STEADYTEXT_WORKER_CONCURRENCY of the worker overrides it.",
+        &WORKER_CONCURRENCY,
+        1,
+        256,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"steadytext.worker_poll_interval",
+        c"How long an idle queue worker waits for NOTIFY steadytext_jobs before polling.",
+        c"Default '1s', range 1s..3600s; env STEADYTEXT_WORKER_POLL_INTERVAL (seconds).",
+        &WORKER_POLL_INTERVAL,
+        1,
+        3600,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"steadytext.max_retries",
+        c"Retries of a failed asynchronous request before it fails for good.",
+        c"Default 3, range 0..100; recorded per request (max_retries) when it is enqueued.",
+        &MAX_RETRIES,
+        0,
+        100,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"steadytext.worker_timeout",
+        c"Lease of a claimed request: a worker silent this long loses it to another worker.",
+        c"Default '300s', range 1s..86400s; env STEADYTEXT_WORKER_TIMEOUT (seconds).",
+        &WORKER_TIMEOUT,
+        1,
+        86_400,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+}
+
+/// `steadytext.daemon_url` (default `http://127.0.0.1:8765`).
+#[allow(dead_code)] // read by the synchronous functions (next issue)
+pub fn daemon_url() -> String {
+    DAEMON_URL
+        .get()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "http://127.0.0.1:8765".to_owned())
+}
+
+/// `steadytext.max_queue_size` (default 10000, range 1..100000000).
+pub fn max_queue_size() -> i32 {
+    MAX_QUEUE_SIZE.get()
+}
+
+/// `steadytext.worker_concurrency` (default 1, range 1..256).
+#[allow(dead_code)] // read by workers through SHOW
+pub fn worker_concurrency() -> i32 {
+    WORKER_CONCURRENCY.get()
+}
+
+/// `steadytext.worker_poll_interval` in seconds (default 1, range 1..3600).
+#[allow(dead_code)] // read by workers through SHOW
+pub fn worker_poll_interval_secs() -> i32 {
+    WORKER_POLL_INTERVAL.get()
+}
+
+/// `steadytext.max_retries` (default 3, range 0..100).
+pub fn max_retries() -> i32 {
+    MAX_RETRIES.get()
+}
+
+/// `steadytext.worker_timeout` in seconds (default 300, range 1..86400).
+pub fn worker_timeout_secs() -> i32 {
+    WORKER_TIMEOUT.get()
+}
