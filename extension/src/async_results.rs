@@ -210,3 +210,89 @@ fn steadytext_get_async_result(
         }
     })())
 }
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    use crate::error::SqlError;
+
+    /// A whole life cycle inside one transaction: enqueue, claim, complete, then read it back.
+    #[pg_test]
+    fn enqueue_claim_complete_get() {
+        let id = Spi::get_one::<pgrx::Uuid>("SELECT steadytext_generate_async('hello', 8)")
+            .unwrap()
+            .unwrap();
+        let claimed = Spi::get_one::<i64>("SELECT count(*) FROM steadytext_queue_claim('t', 5)")
+            .unwrap()
+            .unwrap();
+        assert_eq!(claimed, 1);
+        let done = Spi::get_one_with_args::<bool>(
+            "SELECT steadytext_queue_complete($1, 't', 'world')",
+            &[id.into()],
+        )
+        .unwrap();
+        assert_eq!(done, Some(true));
+        let result = Spi::get_one_with_args::<String>(
+            "SELECT steadytext_get_async_result($1, 5)",
+            &[id.into()],
+        )
+        .unwrap();
+        assert_eq!(result.as_deref(), Some("world"));
+    }
+
+    /// Waiting on a request this transaction queued is an immediate error, not a timeout.
+    #[rustfmt::skip]
+    #[pg_test(error = "async request 00000000-0000-0000-0000-000000000001 was enqueued or changed by the current transaction, which has not committed; no worker can see it until then")]
+    fn waiting_on_own_uncommitted_request_fails_at_once() {
+        Spi::run(
+            "INSERT INTO steadytext_queue (request_id, function_name, parameters)
+             VALUES ('00000000-0000-0000-0000-000000000001', 'generate', '{\"prompt\": \"x\"}')",
+        )
+        .unwrap();
+        let _ = Spi::get_one::<String>(
+            "SELECT steadytext_get_async_result('00000000-0000-0000-0000-000000000001', 60)",
+        );
+    }
+
+    /// Each error kind has its documented SQLSTATE.
+    #[pg_test]
+    fn sqlstates() {
+        use pgrx::PgSqlErrorCode::*;
+        use steadytext_api::validate::InputError;
+        let cases = [
+            (SqlError::Null("prompt"), ERRCODE_NULL_VALUE_NOT_ALLOWED),
+            (SqlError::Input(InputError::EmptyText { arg: "prompt" }), ERRCODE_INVALID_PARAMETER_VALUE),
+            (SqlError::Input(InputError::Regex("x".into())), ERRCODE_INVALID_REGULAR_EXPRESSION),
+            (
+                SqlError::QueueFull { depth: 1, adding: 1, limit: 1 },
+                ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
+            ),
+            (SqlError::NotFound("x".into()), ERRCODE_NO_DATA_FOUND),
+            (
+                SqlError::Timeout { id: "x".into(), seconds: 1, status: "pending".into() },
+                ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            ),
+        ];
+        for (error, code) in cases {
+            assert_eq!(error.sqlstate(), code, "{error}");
+        }
+    }
+
+    /// The settings are registered with their documented defaults.
+    #[pg_test]
+    fn setting_defaults() {
+        for (name, value) in [
+            ("steadytext.max_queue_size", "10000"),
+            ("steadytext.worker_poll_interval", "1s"),
+            ("steadytext.max_retries", "3"),
+            ("steadytext.worker_timeout", "5min"),
+            ("steadytext.worker_concurrency", "1"),
+        ] {
+            let got = Spi::get_one::<String>(&format!("SHOW {name}")).unwrap();
+            assert_eq!(got.as_deref(), Some(value), "{name}");
+        }
+        assert_eq!(crate::gucs::worker_timeout_secs(), 300);
+    }
+}
