@@ -1,4 +1,5 @@
 //! Following asynchronous requests: status, results (waiting for them), cancellation.
+#![allow(clippy::type_complexity)] // pgrx spells RETURNS TABLE(...) as a tuple type
 
 use std::time::{Duration, Instant};
 
@@ -114,6 +115,7 @@ fn steadytext_cancel_async(request_id: Option<Uuid>) -> bool {
 
 /// What a waiter needs to know about a request.
 struct Snapshot {
+    function_name: String,
     status: String,
     result: Option<String>,
     error: Option<String>,
@@ -126,7 +128,8 @@ struct Snapshot {
 fn lookup(id: Uuid) -> Result<Option<Snapshot>, SqlError> {
     Spi::connect_mut(|client| {
         let table = client.update(
-            "SELECT status, result, error, xmin::text FROM steadytext_queue WHERE request_id = $1",
+            "SELECT status, result, error, xmin::text, function_name
+             FROM steadytext_queue WHERE request_id = $1",
             Some(1),
             &[id.into()],
         )?;
@@ -139,6 +142,7 @@ fn lookup(id: Uuid) -> Result<Option<Snapshot>, SqlError> {
             pg_sys::TransactionIdIsCurrentTransactionId(pg_sys::TransactionId::from_inner(xmin))
         };
         Ok(Some(Snapshot {
+            function_name: row.get::<String>(5)?.unwrap_or_default(),
             status: row.get::<String>(1)?.unwrap_or_default(),
             result: row.get(2)?,
             error: row.get(3)?,
@@ -165,6 +169,40 @@ fn pause(pause: Duration) {
     pgrx::check_for_interrupts!();
 }
 
+/// Waits up to `seconds` for request `id` to finish; returns its function name and result.
+fn wait_for(id: Uuid, seconds: i32) -> Result<(String, String), SqlError> {
+    if seconds < 0 {
+        return Err(SqlError::NegativeTimeout(seconds));
+    }
+    let deadline = Instant::now() + Duration::from_secs(seconds as u64);
+    let mut wait = FIRST_WAIT;
+    loop {
+        let job = lookup(id)?.ok_or_else(|| SqlError::NotFound(id.to_string()))?;
+        match job.status.as_str() {
+            "completed" => return Ok((job.function_name, job.result.unwrap_or_default())),
+            "failed" => {
+                return Err(SqlError::Failed {
+                    id: id.to_string(),
+                    error: job.error.unwrap_or_default(),
+                })
+            }
+            "cancelled" => return Err(SqlError::Cancelled(id.to_string())),
+            _ if job.written_by_us => return Err(SqlError::OwnTransaction(id.to_string())),
+            // SAFETY: reading the backend's isolation level.
+            _ if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 => {
+                return Err(SqlError::FrozenSnapshot(id.to_string()))
+            }
+            _ => {}
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(SqlError::Timeout { id: id.to_string(), seconds, status: job.status });
+        }
+        pause(wait.min(deadline - now));
+        wait = (wait * 2).min(LONGEST_WAIT);
+    }
+}
+
 /// Waits up to `timeout_seconds` (0: just look) for a request to finish and returns its result:
 /// text, embeddings as `[0.1,0.2,…]` (castable to pgvector's `vector`), rerank results as JSON.
 /// Errors at once for an unknown id, a failed or cancelled request, a request the current
@@ -178,37 +216,35 @@ fn steadytext_get_async_result(
     or_raise((|| {
         let id = required("request_id", request_id)?;
         let seconds = required("timeout_seconds", timeout_seconds)?;
-        if seconds < 0 {
-            return Err(SqlError::NegativeTimeout(seconds));
-        }
-        let deadline = Instant::now() + Duration::from_secs(seconds as u64);
-        let mut wait = FIRST_WAIT;
-        loop {
-            let job = lookup(id)?.ok_or_else(|| SqlError::NotFound(id.to_string()))?;
-            match job.status.as_str() {
-                "completed" => return Ok(job.result.unwrap_or_default()),
-                "failed" => {
-                    return Err(SqlError::Failed {
-                        id: id.to_string(),
-                        error: job.error.unwrap_or_default(),
-                    })
-                }
-                "cancelled" => return Err(SqlError::Cancelled(id.to_string())),
-                _ if job.written_by_us => return Err(SqlError::OwnTransaction(id.to_string())),
-                // SAFETY: reading the backend's isolation level.
-                _ if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 => {
-                    return Err(SqlError::FrozenSnapshot(id.to_string()))
-                }
-                _ => {}
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(SqlError::Timeout { id: id.to_string(), seconds, status: job.status });
-            }
-            pause(wait.min(deadline - now));
-            wait = (wait * 2).min(LONGEST_WAIT);
-        }
+        Ok(wait_for(id, seconds)?.1)
     })())
+}
+
+/// Like `steadytext_get_async_result`, for an embedding request, as `real[]`.
+#[pg_extern(volatile, parallel_unsafe, requires = ["queue_transitions"])]
+#[search_path(pg_catalog, @extschema@, pg_temp)]
+fn steadytext_get_async_embedding(
+    request_id: Option<Uuid>,
+    timeout_seconds: default!(Option<i32>, 30),
+) -> Vec<f32> {
+    or_raise((|| {
+        let id = required("request_id", request_id)?;
+        let seconds = required("timeout_seconds", timeout_seconds)?;
+        let (function_name, result) = wait_for(id, seconds)?;
+        if function_name != "embed" {
+            return Err(SqlError::NotAnEmbedding { id: id.to_string(), function_name });
+        }
+        parse_vector(&result).ok_or(SqlError::MalformedEmbedding(id.to_string()))
+    })())
+}
+
+/// Parses pgvector's text form `[0.1,0.2]` (no elements: `[]`).
+fn parse_vector(text: &str) -> Option<Vec<f32>> {
+    let inner = text.trim().strip_prefix('[')?.strip_suffix(']')?.trim();
+    if inner.is_empty() {
+        return Some(Vec::new());
+    }
+    inner.split(',').map(|x| x.trim().parse::<f32>().ok().filter(|v| v.is_finite())).collect()
 }
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -254,6 +290,15 @@ mod tests {
         let _ = Spi::get_one::<String>(
             "SELECT steadytext_get_async_result('00000000-0000-0000-0000-000000000001', 60)",
         );
+    }
+
+    #[pg_test]
+    fn vectors_parse_from_pgvector_text() {
+        assert_eq!(super::parse_vector("[0.5, -1,2e-1]"), Some(vec![0.5, -1.0, 0.2]));
+        assert_eq!(super::parse_vector(" [] "), Some(vec![]));
+        assert_eq!(super::parse_vector("0.5,1"), None);
+        assert_eq!(super::parse_vector("[0.5,x]"), None);
+        assert_eq!(super::parse_vector("[NaN]"), None);
     }
 
     /// Each error kind has its documented SQLSTATE.

@@ -74,6 +74,17 @@ pub enum SqlError {
         /// Its status at the deadline.
         status: String,
     },
+    /// The typed embedding accessor was used on a request that is not an embedding (22023).
+    #[error("async request {id} is a {function_name} request, not an embedding")]
+    NotAnEmbedding {
+        /// Request id.
+        id: String,
+        /// Its function.
+        function_name: String,
+    },
+    /// A completed embedding whose result is not a vector's text form (22P02).
+    #[error("async request {0} holds a malformed embedding (expected [x,y,...])")]
+    MalformedEmbedding(String),
     /// A failure of the SPI layer (XX000).
     #[error("internal error: {0}")]
     Spi(#[from] pgrx::spi::SpiError),
@@ -86,7 +97,10 @@ impl SqlError {
         match self {
             SqlError::Null(_) | SqlError::NullElement { .. } => ERRCODE_NULL_VALUE_NOT_ALLOWED,
             SqlError::Input(InputError::Regex(_)) => ERRCODE_INVALID_REGULAR_EXPRESSION,
-            SqlError::Input(_) | SqlError::NegativeTimeout(_) => ERRCODE_INVALID_PARAMETER_VALUE,
+            SqlError::Input(_) | SqlError::NegativeTimeout(_) | SqlError::NotAnEmbedding { .. } => {
+                ERRCODE_INVALID_PARAMETER_VALUE
+            }
+            SqlError::MalformedEmbedding(_) => ERRCODE_INVALID_TEXT_REPRESENTATION,
             SqlError::QueueFull { .. } => ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
             SqlError::NotFound(_) => ERRCODE_NO_DATA_FOUND,
             SqlError::Failed { .. } => ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,

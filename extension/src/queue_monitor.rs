@@ -1,4 +1,5 @@
 //! Monitoring of the queue and its workers.
+#![allow(clippy::type_complexity)] // pgrx spells RETURNS TABLE(...) as a tuple type
 
 use pgrx::prelude::*;
 
@@ -36,7 +37,6 @@ fn steadytext_queue_stats() -> TableIterator<
                     None,
                     &[],
                 )?
-                .into_iter()
                 .map(|r| -> Result<_, SqlError> { Ok((r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)) })
                 .collect::<Result<Vec<_>, _>>()
         })?;
@@ -74,7 +74,6 @@ fn steadytext_worker_status() -> TableIterator<
                     None,
                     &[f64::from(gucs::worker_timeout_secs()).into()],
                 )?
-                .into_iter()
                 .map(|r| -> Result<_, SqlError> {
                     Ok((
                         r.get(1)?,

@@ -68,3 +68,20 @@ SELECT proname, provolatile FROM pg_proc
 WHERE proname IN ('steadytext_check_async', 'steadytext_check_async_batch',
                   'steadytext_get_async_result', 'steadytext_cancel_async')
 ORDER BY proname;
+-- embeddings: the result is pgvector's text form; steadytext_get_async_embedding returns real[]
+SELECT steadytext_embed_async('vector me') AS vec \gset
+SELECT steadytext_embed_async('garbled') AS garbled \gset
+SELECT count(*) AS claimed FROM steadytext_queue_claim('w3', 10);
+SELECT steadytext_queue_complete(:'vec', 'w3', '[0.5,-1,0.25]');
+SELECT steadytext_queue_complete(:'garbled', 'w3', '0.5;1');
+SELECT steadytext_get_async_result(:'vec');
+SELECT steadytext_get_async_embedding(:'vec'), pg_typeof(steadytext_get_async_embedding(:'vec', 0));
+SELECT label, sqlstate_of(format('SELECT steadytext_get_async_embedding(%s)', args)) AS outcome
+FROM (VALUES ('generate request', quote_literal(:'done')),
+             ('malformed result', quote_literal(:'garbled')),
+             ('failed request', quote_literal(:'broken')),
+             ('unfinished request', quote_literal(:'waiting') || ', 0'),
+             ('NULL id', 'NULL'),
+             ('NULL timeout', quote_literal(:'vec') || ', NULL'),
+             ('negative timeout', quote_literal(:'vec') || ', -1'),
+             ('unknown id', '''00000000-0000-0000-0000-000000000000''')) AS v(label, args);
