@@ -18,6 +18,11 @@ pub struct Cli {
 pub enum Command {
     /// Generate text from a prompt with the packaged generation model (greedy, deterministic).
     Generate(GenerateArgs),
+    /// Embed texts with the packaged embedding model (all-MiniLM-L6-v2, 384-d, unit length);
+    /// prints one pgvector literal `[x,y,…]` per text.
+    Embed(EmbedArgs),
+    /// Manage model files.
+    Models(ModelsArgs),
     /// Print the version of steadytext and of its HTTP API.
     Version,
 }
@@ -47,4 +52,38 @@ pub struct GenerateArgs {
     /// Engine settings.
     #[command(flatten)]
     pub engine: EngineArgs,
+}
+
+/// Arguments of `steadytext embed`.
+#[derive(Debug, Args)]
+pub struct EmbedArgs {
+    /// The texts to embed (one output line each, in order).
+    #[arg(required = true, num_args = 1..)]
+    pub texts: Vec<String>,
+    /// Engine settings.
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+/// Arguments of `steadytext models`.
+#[derive(Debug, Args)]
+pub struct ModelsArgs {
+    /// What to do with the models.
+    #[command(subcommand)]
+    pub command: ModelsCommand,
+}
+
+/// The `steadytext models` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Convert the packaged all-MiniLM-L6-v2 folder into its GGUF file (idempotent).
+    Import(ImportArgs),
+}
+
+/// Arguments of `steadytext models import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Directory holding the model files. Default: ~/.cache/steadytext/models.
+    #[arg(long, env = "STEADYTEXT_MODEL_DIR")]
+    pub model_dir: Option<PathBuf>,
 }

@@ -1,7 +1,9 @@
 //! The `steadytext` binary: daemon, queue worker and command-line access to the engine.
 
 mod cli;
+mod embed_cmd;
 mod generate_cmd;
+mod models_cmd;
 
 use clap::Parser;
 
@@ -9,6 +11,10 @@ fn main() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();
     match cli.command {
         cli::Command::Generate(args) => generate_cmd::run(&args),
+        cli::Command::Embed(args) => embed_cmd::run(&args),
+        cli::Command::Models(args) => match args.command {
+            cli::ModelsCommand::Import(args) => models_cmd::import(&args),
+        },
         cli::Command::Version => {
             println!("steadytext {}", steadytext_api::api_version());
             Ok(())

@@ -1,0 +1,52 @@
+//! `steadytext embed`: embeddings of the given texts on the packaged embedding model, printed
+//! in pgvector's text form, one line per text.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use steadytext_core::embed::pgvector_text;
+use steadytext_core::models::{ModelDir, MINILM_L6_V2};
+use steadytext_core::Embedder;
+
+use crate::cli::{EmbedArgs, EngineArgs};
+
+/// Runs `steadytext embed`.
+pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
+    let embedder = load_embedder(&args.engine)?;
+    let texts: Vec<&str> = args.texts.iter().map(String::as_str).collect();
+    let vectors = embedder.embed_batch(&texts)?;
+    let mut stdout = std::io::stdout().lock();
+    for v in &vectors {
+        writeln!(stdout, "{}", pgvector_text(v))?;
+    }
+    Ok(())
+}
+
+/// The imported GGUF, importing it first when only the packaged folder is present.
+fn model_path(dir: &ModelDir) -> anyhow::Result<PathBuf> {
+    match dir.locate_imported(&MINILM_L6_V2) {
+        Ok(path) => Ok(path),
+        Err(missing) if dir.has_source(&MINILM_L6_V2) => {
+            eprintln!(
+                "steadytext: {} is not imported yet; converting {} into {} (one time)",
+                MINILM_L6_V2.name,
+                dir.path().join(MINILM_L6_V2.folder).display(),
+                MINILM_L6_V2.gguf_file_name
+            );
+            let outcome = dir.import(&MINILM_L6_V2).with_context(|| missing.to_string())?;
+            Ok(outcome.path().to_owned())
+        }
+        Err(missing) => Err(missing.into()),
+    }
+}
+
+fn load_embedder(engine: &EngineArgs) -> anyhow::Result<Embedder> {
+    let dir = engine.model_dir.clone().map(ModelDir::new).unwrap_or_else(ModelDir::resolve);
+    let path = model_path(&dir)?;
+    let threads = engine
+        .threads
+        .map(usize::from)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    Embedder::load(&path, threads).with_context(|| format!("loading {}", path.display()))
+}
