@@ -54,7 +54,8 @@ pub fn convert(folder: &Path, out: &Path) -> Result<(), CoreError> {
     let name = folder.file_name().and_then(|n| n.to_str()).unwrap_or("bert").to_string();
     let metadata = metadata(&name, &config, pooling, &tokenizer)
         .map_err(|reason| CoreError::ModelFormat { path: folder.to_owned(), reason })?;
-    let tensors = tensors(&st).map_err(|reason| CoreError::ModelFormat { path: weights_path.clone(), reason })?;
+    let tensors = tensors(&st)
+        .map_err(|reason| CoreError::ModelFormat { path: weights_path.clone(), reason })?;
 
     let tmp = partial_path(out);
     let write = || -> std::io::Result<()> {
@@ -124,13 +125,20 @@ pub fn phantom(token: &str) -> String {
     }
 }
 
-fn metadata(name: &str, config: &Json, pooling: Pooling, tokenizer: &Json) -> Result<Vec<(String, Value)>, String> {
+fn metadata(
+    name: &str,
+    config: &Json,
+    pooling: Pooling,
+    tokenizer: &Json,
+) -> Result<Vec<(String, Value)>, String> {
     if config.get("model_type").and_then(Json::as_str) != Some("bert") {
         return Err("config.json model_type is not \"bert\"".into());
     }
     if let Some(act) = config.get("hidden_act").and_then(Json::as_str) {
         if act != "gelu" {
-            return Err(format!("hidden_act {act:?} is not supported (llama.cpp's bert uses gelu)"));
+            return Err(format!(
+                "hidden_act {act:?} is not supported (llama.cpp's bert uses gelu)"
+            ));
         }
     }
     let eps = config.get("layer_norm_eps").and_then(Json::as_f64).unwrap_or(1e-12) as f32;
@@ -242,8 +250,11 @@ pub fn tensor_name(hf: &str) -> Result<Option<String>, String> {
         "embeddings.position_embeddings" => "position_embd".to_string(),
         "embeddings.LayerNorm" => "token_embd_norm".to_string(),
         _ => {
-            let rest = stem.strip_prefix("encoder.layer.").ok_or_else(|| format!("unexpected tensor {hf}"))?;
-            let (n, part) = rest.split_once('.').ok_or_else(|| format!("unexpected tensor {hf}"))?;
+            let rest = stem
+                .strip_prefix("encoder.layer.")
+                .ok_or_else(|| format!("unexpected tensor {hf}"))?;
+            let (n, part) =
+                rest.split_once('.').ok_or_else(|| format!("unexpected tensor {hf}"))?;
             let n: u32 = n.parse().map_err(|_| format!("unexpected tensor {hf}"))?;
             let part = match part {
                 "attention.self.query" => "attn_q",
@@ -267,7 +278,9 @@ pub fn tensor_name(hf: &str) -> Result<Option<String>, String> {
 fn tensors(st: &SafeTensors<'_>) -> Result<Vec<Tensor>, String> {
     let mut out = Vec::new();
     for (hf, view) in st.tensors() {
-        let Some(name) = tensor_name(&hf)? else { continue };
+        let Some(name) = tensor_name(&hf)? else {
+            continue;
+        };
         if view.dtype() != Dtype::F32 {
             return Err(format!("tensor {hf} is {:?}, only F32 is supported", view.dtype()));
         }
@@ -297,7 +310,10 @@ mod tests {
             ("embeddings.word_embeddings.weight", Some("token_embd.weight")),
             ("bert.embeddings.LayerNorm.gamma", Some("token_embd_norm.weight")),
             ("encoder.layer.5.attention.self.key.bias", Some("blk.5.attn_k.bias")),
-            ("encoder.layer.0.attention.output.LayerNorm.weight", Some("blk.0.attn_output_norm.weight")),
+            (
+                "encoder.layer.0.attention.output.LayerNorm.weight",
+                Some("blk.0.attn_output_norm.weight"),
+            ),
             ("encoder.layer.3.output.dense.weight", Some("blk.3.ffn_down.weight")),
             ("embeddings.position_ids", None),
             ("pooler.dense.weight", None),
@@ -318,7 +334,8 @@ mod tests {
         )
         .unwrap();
         std::fs::create_dir(dir.join("1_Pooling")).unwrap();
-        std::fs::write(dir.join("1_Pooling/config.json"), r#"{"pooling_mode_mean_tokens":true}"#).unwrap();
+        std::fs::write(dir.join("1_Pooling/config.json"), r#"{"pooling_mode_mean_tokens":true}"#)
+            .unwrap();
         std::fs::write(
             dir.join("tokenizer.json"),
             r#"{"added_tokens":[{"id":0,"content":"[PAD]","special":true},{"id":1,"content":"[UNK]","special":true},
@@ -327,14 +344,24 @@ mod tests {
                "model":{"type":"WordPiece","vocab":{"[PAD]":0,"[UNK]":1,"[CLS]":2,"[SEP]":3,"[MASK]":4,"hi":5}}}"#,
         )
         .unwrap();
-        let f32s = |n: usize| -> Vec<u8> { (0..n).flat_map(|i| (i as f32 * 0.5).to_le_bytes()).collect() };
+        let f32s =
+            |n: usize| -> Vec<u8> { (0..n).flat_map(|i| (i as f32 * 0.5).to_le_bytes()).collect() };
         let word = f32s(7 * 4);
         let norm = f32s(4);
         let ids: Vec<u8> = (0..16i64).flat_map(|i| i.to_le_bytes()).collect();
         let views = vec![
-            ("embeddings.word_embeddings.weight", safetensors::tensor::TensorView::new(Dtype::F32, vec![7, 4], &word).unwrap()),
-            ("embeddings.LayerNorm.weight", safetensors::tensor::TensorView::new(Dtype::F32, vec![4], &norm).unwrap()),
-            ("embeddings.position_ids", safetensors::tensor::TensorView::new(Dtype::I64, vec![1, 16], &ids).unwrap()),
+            (
+                "embeddings.word_embeddings.weight",
+                safetensors::tensor::TensorView::new(Dtype::F32, vec![7, 4], &word).unwrap(),
+            ),
+            (
+                "embeddings.LayerNorm.weight",
+                safetensors::tensor::TensorView::new(Dtype::F32, vec![4], &norm).unwrap(),
+            ),
+            (
+                "embeddings.position_ids",
+                safetensors::tensor::TensorView::new(Dtype::I64, vec![1, 16], &ids).unwrap(),
+            ),
         ];
         safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
     }
@@ -357,9 +384,13 @@ mod tests {
         assert_eq!(h.get("tokenizer.ggml.token_type_count"), Some(&Value::U32(2)));
         assert_eq!(h.get("tokenizer.ggml.seperator_token_id"), Some(&Value::U32(3)));
         assert_eq!(h.get("tokenizer.ggml.cls_token_id"), Some(&Value::U32(2)));
-        let Some(Value::StrArray(tokens)) = h.get("tokenizer.ggml.tokens") else { panic!("no tokens") };
+        let Some(Value::StrArray(tokens)) = h.get("tokenizer.ggml.tokens") else {
+            panic!("no tokens")
+        };
         assert_eq!(tokens, &["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "\u{2581}hi", "[PAD6]"]);
-        let Some(Value::I32Array(types)) = h.get("tokenizer.ggml.token_type") else { panic!("no types") };
+        let Some(Value::I32Array(types)) = h.get("tokenizer.ggml.token_type") else {
+            panic!("no types")
+        };
         assert_eq!(types, &[3, 3, 3, 3, 3, 1, 4]);
         // position_ids is dropped; names sorted; dims reversed to ggml order
         let names: Vec<_> = h.tensors.iter().map(|t| t.name.as_str()).collect();
@@ -367,9 +398,16 @@ mod tests {
         assert_eq!(h.tensors[0].dims, vec![4, 7]);
         let t = &h.tensors[0];
         let start = (h.data_offset + t.offset) as usize;
-        let first: Vec<f32> = bytes[start..start + 12].chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        let first: Vec<f32> = bytes[start..start + 12]
+            .chunks(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
         assert_eq!(first, [0.0, 0.5, 1.0]);
-        assert!(std::fs::read_dir(dir.path()).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().contains(".partial")));
+        assert!(std::fs::read_dir(dir.path()).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains(".partial")));
     }
 
     #[test]

@@ -153,7 +153,11 @@ fn write_value(w: &mut impl Write, v: &Value) -> io::Result<()> {
 
 /// Writes a complete GGUF v3 file. Fails with `InvalidInput` if a tensor's data length does
 /// not match its dimensions.
-pub fn write(w: &mut impl Write, metadata: &[(String, Value)], tensors: &[Tensor]) -> io::Result<()> {
+pub fn write(
+    w: &mut impl Write,
+    metadata: &[(String, Value)],
+    tensors: &[Tensor],
+) -> io::Result<()> {
     let mut w = CountingWriter { inner: w, pos: 0 };
     w.write_all(MAGIC)?;
     w.write_all(&VERSION.to_le_bytes())?;
@@ -251,7 +255,9 @@ impl<R: Read> CountingReader<R> {
                             .map(|_| self.bytes().map(i32::from_le_bytes))
                             .collect::<Result<_, _>>()?,
                     ),
-                    other => return Err(invalid(format!("unsupported array element type {other}"))),
+                    other => {
+                        return Err(invalid(format!("unsupported array element type {other}")))
+                    }
                 }
             }
             other => return Err(invalid(format!("unsupported metadata type {other}"))),
@@ -307,14 +313,22 @@ mod tests {
             ("bert.block_count".to_string(), Value::U32(2)),
             ("bert.attention.layer_norm_epsilon".to_string(), Value::F32(1e-12)),
             ("bert.attention.causal".to_string(), Value::Bool(false)),
-            ("tokenizer.ggml.tokens".to_string(), Value::StrArray(vec!["[CLS]".into(), "\u{2581}hi".into()])),
+            (
+                "tokenizer.ggml.tokens".to_string(),
+                Value::StrArray(vec!["[CLS]".into(), "\u{2581}hi".into()]),
+            ),
             ("tokenizer.ggml.token_type".to_string(), Value::I32Array(vec![3, 1])),
         ];
         let a: Vec<u8> = [1.0f32, 2.0, 3.0].iter().flat_map(|x| x.to_le_bytes()).collect();
         let b: Vec<u8> = (0..6).flat_map(|i| (i as f32).to_le_bytes()).collect();
         let tensors = vec![
             Tensor { name: "a.bias".into(), dims: vec![3], ty: TensorType::F32, data: a.clone() },
-            Tensor { name: "b.weight".into(), dims: vec![3, 2], ty: TensorType::F32, data: b.clone() },
+            Tensor {
+                name: "b.weight".into(),
+                dims: vec![3, 2],
+                ty: TensorType::F32,
+                data: b.clone(),
+            },
         ];
         let mut buf = Vec::new();
         write(&mut buf, &metadata, &tensors).unwrap();

@@ -140,9 +140,14 @@ impl ModelDir {
         if !weights.exists() {
             return Err(CoreError::ModelMissing { path: weights });
         }
-        let actual = sha256_file(&weights).map_err(|source| CoreError::Io { path: weights.clone(), source })?;
+        let actual = sha256_file(&weights)
+            .map_err(|source| CoreError::Io { path: weights.clone(), source })?;
         if actual != spec.sha256 {
-            return Err(CoreError::Checksum { path: weights, actual, expected: spec.sha256.into() });
+            return Err(CoreError::Checksum {
+                path: weights,
+                actual,
+                expected: spec.sha256.into(),
+            });
         }
         crate::bert_gguf::convert(&folder, &out)?;
         Ok(ImportOutcome::Converted(out))
@@ -194,7 +199,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let md = ModelDir::new(dir.path());
         let err = md.import(&MINILM_L6_V2).unwrap_err();
-        assert!(matches!(err, CoreError::ModelMissing { .. }) && err.to_string().contains("scripts/setup"), "{err}");
+        assert!(
+            matches!(err, CoreError::ModelMissing { .. })
+                && err.to_string().contains("scripts/setup"),
+            "{err}"
+        );
         assert!(!md.has_source(&MINILM_L6_V2));
         let folder = dir.path().join(MINILM_L6_V2.folder);
         std::fs::create_dir(&folder).unwrap();
@@ -204,7 +213,10 @@ mod tests {
         assert!(md.locate_imported(&MINILM_L6_V2).is_err());
         std::fs::write(dir.path().join(MINILM_L6_V2.gguf_file_name), b"x").unwrap();
         let done = md.import(&MINILM_L6_V2).unwrap();
-        assert_eq!(done, ImportOutcome::AlreadyPresent(dir.path().join(MINILM_L6_V2.gguf_file_name)));
+        assert_eq!(
+            done,
+            ImportOutcome::AlreadyPresent(dir.path().join(MINILM_L6_V2.gguf_file_name))
+        );
     }
 
     #[test]

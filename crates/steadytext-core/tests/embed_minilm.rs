@@ -34,7 +34,11 @@ fn matches_published_sentence_transformers_values() {
     assert_eq!(v.len(), 384);
     let want = [0.0677f32, 0.0635, 0.0487, 0.0793];
     for (i, (got, want)) in v.iter().zip(want).enumerate() {
-        assert!((got - want).abs() <= 1e-3, "component {i}: {got} vs {want} (first: {:?})", &v[..4]);
+        assert!(
+            (got - want).abs() <= 1e-3,
+            "component {i}: {got} vs {want} (first: {:?})",
+            &v[..4]
+        );
     }
     let norm = v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     assert!((norm - 1.0).abs() <= 1e-5, "norm {norm}");
