@@ -225,10 +225,8 @@ fn steadytext_embed_batch_async(
         check_texts("texts", &texts, false)?;
         let use_cache = required("use_cache", use_cache)?;
         let priority = required("priority", priority)?;
-        let params = texts
-            .into_iter()
-            .map(|t| json!({ "text_input": t, "use_cache": use_cache }))
-            .collect();
+        let params =
+            texts.into_iter().map(|t| json!({ "text_input": t, "use_cache": use_cache })).collect();
         enqueue("embed", params, priority)
     })())
 }

@@ -44,7 +44,15 @@ fn steadytext_check_async(
                 .into_iter()
                 .next()
                 .map(|r| -> Result<_, SqlError> {
-                    Ok((r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+                    Ok((
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                    ))
                 })
                 .transpose()
         })?;
@@ -73,7 +81,9 @@ fn steadytext_check_async_batch(
     or_raise((|| {
         let ids = required_elements("request_ids", request_ids)?;
         if ids.is_empty() {
-            return Err(steadytext_api::validate::InputError::EmptyArray { arg: "request_ids" }.into());
+            return Err(
+                steadytext_api::validate::InputError::EmptyArray { arg: "request_ids" }.into()
+            );
         }
         let rows = Spi::connect(|client| {
             let table = client.select(
@@ -308,7 +318,10 @@ mod tests {
         use steadytext_api::validate::InputError;
         let cases = [
             (SqlError::Null("prompt"), ERRCODE_NULL_VALUE_NOT_ALLOWED),
-            (SqlError::Input(InputError::EmptyText { arg: "prompt" }), ERRCODE_INVALID_PARAMETER_VALUE),
+            (
+                SqlError::Input(InputError::EmptyText { arg: "prompt" }),
+                ERRCODE_INVALID_PARAMETER_VALUE,
+            ),
             (SqlError::Input(InputError::Regex("x".into())), ERRCODE_INVALID_REGULAR_EXPRESSION),
             (
                 SqlError::QueueFull { depth: 1, adding: 1, limit: 1 },

@@ -28,7 +28,8 @@ pub fn init() {
     GucRegistry::define_int_guc(
         c"steadytext.max_queue_size",
         c"Most asynchronous requests that may be pending or processing at once.",
-        c"Default 10000, range 1..100000000. Enqueueing beyond it fails with SQLSTATE 53400.",
+        c"Default 10000, range 1..100000000. Enqueueing beyond it fails with SQLSTATE 53400. \
+          A soft limit: concurrent enqueues may overshoot it by their own size.",
         &MAX_QUEUE_SIZE,
         1,
         100_000_000,

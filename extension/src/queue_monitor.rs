@@ -37,7 +37,9 @@ fn steadytext_queue_stats() -> TableIterator<
                     None,
                     &[],
                 )?
-                .map(|r| -> Result<_, SqlError> { Ok((r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)) })
+                .map(|r| -> Result<_, SqlError> {
+                    Ok((r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })
                 .collect::<Result<Vec<_>, _>>()
         })?;
         Ok(TableIterator::new(rows))

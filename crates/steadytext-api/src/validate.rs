@@ -98,7 +98,10 @@ pub fn check_choices<S: AsRef<str>>(choices: &[S]) -> Result<(), InputError> {
     check_texts("choices", choices, false)?;
     for (i, c) in choices.iter().enumerate() {
         if choices[..i].iter().any(|p| p.as_ref() == c.as_ref()) {
-            return Err(InputError::DuplicateChoice { index: i + 1, choice: c.as_ref().to_owned() });
+            return Err(InputError::DuplicateChoice {
+                index: i + 1,
+                choice: c.as_ref().to_owned(),
+            });
         }
     }
     Ok(())
@@ -154,7 +157,10 @@ mod tests {
         assert_eq!(check_text("prompt", ""), Err(InputError::EmptyText { arg: "prompt" }));
         assert!(check_text("prompt", "x").is_ok());
         let empty: [&str; 0] = [];
-        assert_eq!(check_texts("prompts", &empty, false), Err(InputError::EmptyArray { arg: "prompts" }));
+        assert_eq!(
+            check_texts("prompts", &empty, false),
+            Err(InputError::EmptyArray { arg: "prompts" })
+        );
         assert_eq!(
             check_texts("prompts", &["a", ""], false).unwrap_err().to_string(),
             "prompts[2] must not be empty"
@@ -166,7 +172,10 @@ mod tests {
         );
         assert!(check_choices(&["yes", "no"]).is_ok());
         let many = vec!["a"; crate::limits::MAX_BATCH_ITEMS + 1];
-        assert!(matches!(check_texts("texts", &many, false), Err(InputError::TooManyElements { .. })));
+        assert!(matches!(
+            check_texts("texts", &many, false),
+            Err(InputError::TooManyElements { .. })
+        ));
     }
 
     #[test]
@@ -182,6 +191,9 @@ mod tests {
             "invalid regular expression in pattern: unclosed group"
         );
         assert_eq!(check_pattern(""), Err(InputError::EmptyText { arg: "pattern" }));
-        assert_eq!(check_max_tokens_arg(0).unwrap_err().to_string(), "max_tokens must be positive, got 0");
+        assert_eq!(
+            check_max_tokens_arg(0).unwrap_err().to_string(),
+            "max_tokens must be positive, got 0"
+        );
     }
 }

@@ -38,7 +38,7 @@ CREATE TABLE steadytext_queue (
     completed_at     timestamptz,   -- when it became completed or cancelled
     failed_at        timestamptz,   -- when it failed for good
     retry_count      integer NOT NULL DEFAULT 0 CHECK (retry_count >= 0),
-    max_retries      integer NOT NULL DEFAULT 3 CHECK (max_retries >= 0),
+    max_retries      integer NOT NULL DEFAULT 3 CHECK (max_retries BETWEEN 0 AND 100),
     next_attempt_at  timestamptz NOT NULL DEFAULT now(),   -- retry backoff: not claimed before
     worker_id        text,          -- the worker holding (or that last held) the lease
     lease_expires_at timestamptz,   -- set exactly while processing
