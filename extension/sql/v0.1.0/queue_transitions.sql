@@ -28,8 +28,8 @@ AS $$
 $$;
 
 -- Claims up to batch_size due pending requests, highest priority first, then oldest, skipping rows
--- other claimers hold; each gets status 'processing' and a lease of `lease` for worker_id.
--- Returns the claimed rows in claim order.
+-- other claimers hold; each gets status 'processing' and a lease of `lease` for worker_id
+-- (workers pass steadytext.worker_timeout). Returns the claimed rows in claim order.
 CREATE FUNCTION steadytext_queue_claim(worker_id text, batch_size integer DEFAULT 1,
                                        lease interval DEFAULT '300 seconds')
 RETURNS SETOF steadytext_queue
