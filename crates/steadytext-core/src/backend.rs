@@ -22,3 +22,21 @@ pub fn backend() -> Result<&'static LlamaBackend, CoreError> {
         .as_ref()
         .map_err(|e| CoreError::Backend(e.clone()))
 }
+
+/// Loads a GGUF model file through the shared backend; a missing file is
+/// [`CoreError::ModelMissing`], a file llama.cpp rejects is [`CoreError::ModelLoad`].
+pub(crate) fn load_model(
+    path: &std::path::Path,
+) -> Result<llama_cpp_2::model::LlamaModel, CoreError> {
+    if !path.exists() {
+        return Err(CoreError::ModelMissing { path: path.to_owned() });
+    }
+    let params = llama_cpp_2::model::params::LlamaModelParams::default();
+    llama_cpp_2::model::LlamaModel::load_from_file(backend()?, path, &params)
+        .map_err(|e| CoreError::ModelLoad { path: path.to_owned(), reason: e.to_string() })
+}
+
+/// Clamps a requested CPU thread count to what llama.cpp accepts (1–256).
+pub(crate) fn thread_count(threads: usize) -> i32 {
+    threads.clamp(1, 256) as i32
+}

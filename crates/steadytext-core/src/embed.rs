@@ -31,11 +31,10 @@ use std::path::{Path, PathBuf};
 
 use llama_cpp_2::context::params::{LlamaContextParams, LlamaPoolingType};
 use llama_cpp_2::llama_batch::LlamaBatch;
-use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
-use crate::backend::backend;
+use crate::backend::{backend, load_model, thread_count};
 use crate::CoreError;
 
 /// Alignment (in tokens) of every text's slot in a batch; a multiple of the widest SIMD
@@ -68,12 +67,8 @@ pub struct Embedder {
 impl Embedder {
     /// Loads a BERT-family GGUF from `path`, running on `threads` CPU threads.
     pub fn load(path: &Path, threads: usize) -> Result<Self, CoreError> {
-        if !path.exists() {
-            return Err(CoreError::ModelMissing { path: path.to_owned() });
-        }
-        let model = LlamaModel::load_from_file(backend()?, path, &LlamaModelParams::default())
-            .map_err(|e| CoreError::ModelLoad { path: path.to_owned(), reason: e.to_string() })?;
-        Ok(Self { model, path: path.to_owned(), threads: threads.clamp(1, 256) as i32 })
+        let model = load_model(path)?;
+        Ok(Self { model, path: path.to_owned(), threads: thread_count(threads) })
     }
 
     /// The model file this embedder was loaded from.

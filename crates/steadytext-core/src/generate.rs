@@ -6,11 +6,10 @@ use std::path::{Path, PathBuf};
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
-use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
-use crate::backend::backend;
+use crate::backend::{backend, load_model, thread_count};
 use crate::CoreError;
 
 /// Context window used for every generation request. Fixed, so that the shape of the KV cache
@@ -48,12 +47,8 @@ pub struct Generator {
 impl Generator {
     /// Loads a GGUF model from `path`, running on `threads` CPU threads.
     pub fn load(path: &Path, threads: usize) -> Result<Self, CoreError> {
-        if !path.exists() {
-            return Err(CoreError::ModelMissing { path: path.to_owned() });
-        }
-        let model = LlamaModel::load_from_file(backend()?, path, &LlamaModelParams::default())
-            .map_err(|e| CoreError::ModelLoad { path: path.to_owned(), reason: e.to_string() })?;
-        Ok(Self { model, path: path.to_owned(), threads: threads.clamp(1, 256) as i32 })
+        let model = load_model(path)?;
+        Ok(Self { model, path: path.to_owned(), threads: thread_count(threads) })
     }
 
     /// The model file this generator was loaded from.
@@ -211,9 +206,7 @@ impl Generator {
             .with_n_ubatch(PROMPT_CHUNK as u32)
             .with_n_threads(self.threads)
             .with_n_threads_batch(self.threads);
-        self.model
-            .new_context(backend()?, params)
-            .map_err(|e| CoreError::Context(e.to_string()))
+        self.model.new_context(backend()?, params).map_err(|e| CoreError::Context(e.to_string()))
     }
 }
 

@@ -12,7 +12,7 @@ pub mod generate;
 pub mod gguf;
 pub mod models;
 
-pub use error::CoreError;
 pub use embed::Embedder;
+pub use error::CoreError;
 pub use generate::{GenerateRequest, Generator};
 pub use models::{ImportedModelSpec, ModelDir, ModelSpec};

@@ -17,11 +17,8 @@ const GOLDEN_FRANCE_16: &str =
 #[test]
 fn same_request_twice_gives_identical_bytes() {
     let g = generator(2);
-    let req = GenerateRequest {
-        prompt: "The capital of France is".into(),
-        max_tokens: 16,
-        seed: 42,
-    };
+    let req =
+        GenerateRequest { prompt: "The capital of France is".into(), max_tokens: 16, seed: 42 };
     let a = g.generate(&req).unwrap();
     let b = g.generate(&req).unwrap();
     assert_eq!(a, b);
@@ -47,9 +44,7 @@ fn max_tokens_bounds_the_output() {
 fn prompt_too_long_for_the_context_is_a_typed_error() {
     let g = generator(1);
     let prompt = "word ".repeat(5000);
-    let err = g
-        .generate(&GenerateRequest { prompt, max_tokens: 16, seed: 42 })
-        .unwrap_err();
+    let err = g.generate(&GenerateRequest { prompt, max_tokens: 16, seed: 42 }).unwrap_err();
     assert!(
         matches!(err, steadytext_core::CoreError::ContextOverflow { .. }),
         "unexpected error: {err}"

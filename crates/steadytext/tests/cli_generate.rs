@@ -34,7 +34,8 @@ fn thread_count_does_not_change_the_output() {
 fn thread_count_does_not_change_a_long_context_output() {
     // About 600 prompt tokens: attention then spans more than 512 cached positions, where
     // ggml's CPU flash attention may split the KV range across threads.
-    let prompt = format!("{}In summary,", "The history of the city is long and complicated. ".repeat(60));
+    let prompt =
+        format!("{}In summary,", "The history of the city is long and complicated. ".repeat(60));
     let one = generate(&[&prompt, "--max-tokens", "24", "--threads", "1"]);
     let three = generate(&[&prompt, "--max-tokens", "24", "--threads", "3"]);
     assert!(one.status.success() && three.status.success());

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 /// Directory of the PostgreSQL binaries (`PG_CONFIG` overrides the Debian default).
 fn pg_bin_dir() -> PathBuf {
-    let pg_config =
-        std::env::var("PG_CONFIG").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".into());
+    let pg_config = std::env::var("PG_CONFIG")
+        .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".into());
     let out = Command::new(&pg_config).arg("--bindir").output().expect("pg_config runs");
     assert!(out.status.success(), "{pg_config} --bindir failed");
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
@@ -76,10 +76,14 @@ impl TestCluster {
         let bin = pg_bin_dir();
         let data = dir.path().join("data");
         let mut initdb = pg_command(&bin.join("initdb"));
-        initdb
-            .arg("-D")
-            .arg(&data)
-            .args(["-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "-N"]);
+        initdb.arg("-D").arg(&data).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+            "-N",
+        ]);
         run(initdb, "initdb");
 
         let port = free_port();
@@ -101,7 +105,8 @@ impl TestCluster {
             match self.try_connect("postgres") {
                 Ok(_) => return,
                 Err(e) if start.elapsed() > deadline => {
-                    let log = std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default();
+                    let log =
+                        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default();
                     panic!("cluster not ready after {deadline:?}: {e}\nserver log:\n{log}");
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(50)),
