@@ -37,6 +37,15 @@ pub struct GenerateRequest {
     pub seed: u32,
 }
 
+/// One finished generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generation {
+    /// The generated text (lossy UTF-8 of the generated token bytes).
+    pub text: String,
+    /// Number of tokens generated (end-of-generation tokens not counted).
+    pub tokens: u32,
+}
+
 /// A loaded generation model.
 pub struct Generator {
     model: LlamaModel,
@@ -58,7 +67,9 @@ impl Generator {
 
     /// Generates a completion of `req.prompt` by greedy decoding in a fresh context.
     pub fn generate(&self, req: &GenerateRequest) -> Result<String, CoreError> {
-        self.generate_batch(std::slice::from_ref(req))?.pop().expect("one result per request")
+        let generation =
+            self.generate_batch(std::slice::from_ref(req))?.pop().expect("one result per request");
+        generation.map(|g| g.text)
     }
 
     /// Generates completions for several requests decoded together, one llama.cpp sequence
@@ -68,9 +79,10 @@ impl Generator {
     pub fn generate_batch(
         &self,
         reqs: &[GenerateRequest],
-    ) -> Result<Vec<Result<String, CoreError>>, CoreError> {
+    ) -> Result<Vec<Result<Generation, CoreError>>, CoreError> {
         let vocab = self.model.vocab();
-        let mut results: Vec<Option<Result<String, CoreError>>> = Vec::with_capacity(reqs.len());
+        let mut results: Vec<Option<Result<Generation, CoreError>>> =
+            Vec::with_capacity(reqs.len());
         let mut seqs: Vec<Sequence> = Vec::new();
         for (slot, req) in reqs.iter().enumerate() {
             let prompt = vocab.tokenize(req.prompt.as_bytes(), true, false);
@@ -108,7 +120,10 @@ impl Generator {
             self.feed_prompts(&mut ctx, &mut batch, &mut seqs)?;
             self.decode_loop(&mut ctx, &mut batch, &mut seqs)?;
             for seq in seqs {
-                results[seq.slot] = Some(Ok(String::from_utf8_lossy(&seq.out).into_owned()));
+                results[seq.slot] = Some(Ok(Generation {
+                    text: String::from_utf8_lossy(&seq.out).into_owned(),
+                    tokens: seq.generated,
+                }));
             }
         }
         Ok(results.into_iter().map(|r| r.expect("every request answered")).collect())

@@ -14,5 +14,5 @@ pub mod models;
 
 pub use embed::Embedder;
 pub use error::CoreError;
-pub use generate::{GenerateRequest, Generator};
+pub use generate::{GenerateRequest, Generation, Generator};
 pub use models::{ImportedModelSpec, ModelDir, ModelSpec};

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use steadytext_core::ModelDir;
 
 /// Deterministic local AI: same input, same model, same seed → byte-identical output.
 #[derive(Debug, Parser)]
@@ -23,8 +24,22 @@ pub enum Command {
     Embed(EmbedArgs),
     /// Manage model files.
     Models(ModelsArgs),
+    /// Measure the engine: tokens/s of single and batched decoding, embeddings/s at batch 1
+    /// and 32, peak RSS. Prints one `bench key=value …` line per figure.
+    Bench(BenchArgs),
     /// Print the version of steadytext and of its HTTP API.
     Version,
+}
+
+/// Arguments of `steadytext bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Tokens generated per prompt (1–4096). Default: 32.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub max_tokens: u32,
+    /// Engine settings.
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }
 
 /// Settings shared by every command that loads a model.
@@ -36,6 +51,20 @@ pub struct EngineArgs {
     /// CPU threads for llama.cpp (1–256). Default: the number of available cores.
     #[arg(long, env = "STEADYTEXT_THREADS", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,
+}
+
+impl EngineArgs {
+    /// The model directory: `--model-dir`, else the default resolution of [`ModelDir`].
+    pub fn model_dir(&self) -> ModelDir {
+        self.model_dir.clone().map(ModelDir::new).unwrap_or_else(ModelDir::resolve)
+    }
+
+    /// The thread count: `--threads`, else the number of available cores.
+    pub fn thread_count(&self) -> usize {
+        self.threads
+            .map(usize::from)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
 }
 
 /// Arguments of `steadytext generate`.

@@ -41,12 +41,9 @@ fn model_path(dir: &ModelDir) -> anyhow::Result<PathBuf> {
     }
 }
 
-fn load_embedder(engine: &EngineArgs) -> anyhow::Result<Embedder> {
-    let dir = engine.model_dir.clone().map(ModelDir::new).unwrap_or_else(ModelDir::resolve);
-    let path = model_path(&dir)?;
-    let threads = engine
-        .threads
-        .map(usize::from)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    Embedder::load(&path, threads).with_context(|| format!("loading {}", path.display()))
+/// Loads the packaged embedding model (importing it on first use) with the engine settings.
+pub fn load_embedder(engine: &EngineArgs) -> anyhow::Result<Embedder> {
+    let path = model_path(&engine.model_dir())?;
+    Embedder::load(&path, engine.thread_count())
+        .with_context(|| format!("loading {}", path.display()))
 }

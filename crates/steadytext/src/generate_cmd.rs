@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use anyhow::Context;
-use steadytext_core::models::{ModelDir, GEMMA3_270M};
+use steadytext_core::models::GEMMA3_270M;
 use steadytext_core::{GenerateRequest, Generator};
 
 use crate::cli::{EngineArgs, GenerateArgs};
@@ -23,12 +23,9 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn load_generator(engine: &EngineArgs) -> anyhow::Result<Generator> {
-    let dir = engine.model_dir.clone().map(ModelDir::new).unwrap_or_else(ModelDir::resolve);
-    let path = dir.locate(&GEMMA3_270M)?;
-    let threads = engine
-        .threads
-        .map(usize::from)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    Generator::load(&path, threads).with_context(|| format!("loading {}", path.display()))
+/// Loads the packaged generation model with the engine settings.
+pub fn load_generator(engine: &EngineArgs) -> anyhow::Result<Generator> {
+    let path = engine.model_dir().locate(&GEMMA3_270M)?;
+    Generator::load(&path, engine.thread_count())
+        .with_context(|| format!("loading {}", path.display()))
 }

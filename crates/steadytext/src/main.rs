@@ -1,5 +1,6 @@
 //! The `steadytext` binary: daemon, queue worker and command-line access to the engine.
 
+mod bench_cmd;
 mod cli;
 mod embed_cmd;
 mod generate_cmd;
@@ -15,6 +16,7 @@ fn main() -> anyhow::Result<()> {
         cli::Command::Models(args) => match args.command {
             cli::ModelsCommand::Import(args) => models_cmd::import(&args),
         },
+        cli::Command::Bench(args) => bench_cmd::run(&args),
         cli::Command::Version => {
             println!("steadytext {}", steadytext_api::api_version());
             Ok(())

@@ -1,0 +1,83 @@
+//! `steadytext bench`: throughput of the engine on the packaged models, as ratios measured in
+//! one run (never asserted by a timed test).
+
+use std::time::Instant;
+
+use steadytext_core::GenerateRequest;
+
+use crate::cli::BenchArgs;
+use crate::embed_cmd::load_embedder;
+use crate::generate_cmd::load_generator;
+
+/// Eight different prompts, decoded one by one and then as one batch.
+const PROMPTS: [&str; 8] = [
+    "The capital of France is",
+    "def fibonacci(n):",
+    "Once upon a time",
+    "PostgreSQL is a relational database that",
+    "The quick brown fox",
+    "Water boils at",
+    "In the beginning of the twentieth century,",
+    "A good recipe for bread needs",
+];
+
+/// Runs `steadytext bench`.
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    let threads = args.engine.thread_count();
+    let generator = load_generator(&args.engine)?;
+    let reqs: Vec<GenerateRequest> = PROMPTS
+        .iter()
+        .map(|p| GenerateRequest { prompt: (*p).into(), max_tokens: args.max_tokens, seed: 42 })
+        .collect();
+    generator.generate(&reqs[0])?; // warm-up: page the weights in
+
+    let start = Instant::now();
+    let mut single_tokens = 0u64;
+    for req in &reqs {
+        for g in generator.generate_batch(std::slice::from_ref(req))? {
+            single_tokens += u64::from(g?.tokens);
+        }
+    }
+    let single = single_tokens as f64 / start.elapsed().as_secs_f64();
+
+    let start = Instant::now();
+    let mut batch_tokens = 0u64;
+    for g in generator.generate_batch(&reqs)? {
+        batch_tokens += u64::from(g?.tokens);
+    }
+    let batched = batch_tokens as f64 / start.elapsed().as_secs_f64();
+    println!("bench generate_single prompts=8 threads={threads} tokens={single_tokens} tokens_per_s={single:.1}");
+    println!("bench generate_batch8 prompts=8 threads={threads} tokens={batch_tokens} tokens_per_s={batched:.1} ratio={:.2}", batched / single);
+    drop(generator);
+
+    let embedder = load_embedder(&args.engine)?;
+    let texts: Vec<String> =
+        (0..32).map(|i| format!("{} (sentence number {i})", PROMPTS[i % PROMPTS.len()])).collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    embedder.embed(refs[0])?; // warm-up
+    let start = Instant::now();
+    for t in &refs {
+        embedder.embed(t)?;
+    }
+    let one = refs.len() as f64 / start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    embedder.embed_batch(&refs)?;
+    let many = refs.len() as f64 / start.elapsed().as_secs_f64();
+    println!("bench embed_batch1 texts=32 threads={threads} embeddings_per_s={one:.1}");
+    println!(
+        "bench embed_batch32 texts=32 threads={threads} embeddings_per_s={many:.1} ratio={:.2}",
+        many / one
+    );
+    println!("bench peak_rss_mib={:.1}", peak_rss_kib()? as f64 / 1024.0);
+    Ok(())
+}
+
+/// Peak resident set size of this process (`VmHWM` of /proc/self/status), in KiB.
+fn peak_rss_kib() -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .ok_or_else(|| anyhow::anyhow!("no VmHWM in /proc/self/status"))?;
+    Ok(line.split_whitespace().nth(1).unwrap_or("0").parse()?)
+}
