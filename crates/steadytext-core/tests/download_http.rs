@@ -1,0 +1,271 @@
+//! Downloads against a local HTTP server started by each test: full download, resume after a
+//! cut connection and from an existing `.part` file, checksum mismatch, HTTP errors, and
+//! downloads disabled (no request at all).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use steadytext_core::download::{
+    download_file, fetch, part_path, sha256_hex, DownloadPolicy, FetchOutcome,
+};
+use steadytext_core::models::ModelDir;
+use steadytext_core::registry::{ModelSet, RegistryEntry, Role, Source};
+use steadytext_core::CoreError;
+
+/// One request the server received.
+#[derive(Debug, Clone)]
+struct Seen {
+    path: String,
+    range: Option<String>,
+}
+
+/// A file the server serves; `cut_after` makes the first response send only that many body
+/// bytes (announcing the full length) and close the connection.
+struct Served {
+    bytes: Vec<u8>,
+    cut_after: Option<usize>,
+}
+
+struct Server {
+    base: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Server {
+    fn start(files: HashMap<String, Served>) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        let files = Arc::new(Mutex::new(files));
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                serve(stream, &files, &log);
+            }
+        });
+        Server { base, seen }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn serve(mut stream: TcpStream, files: &Mutex<HashMap<String, Served>>, log: &Mutex<Vec<Seen>>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    let path = request_line.split_whitespace().nth(1).unwrap_or("").to_string();
+    let mut range = None;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            if k.eq_ignore_ascii_case("range") {
+                range = Some(v.trim().to_string());
+            }
+        }
+    }
+    log.lock().unwrap().push(Seen { path: path.clone(), range: range.clone() });
+    let mut files = files.lock().unwrap();
+    let Some(file) = files.get_mut(&path) else {
+        let _ = stream.write_all(
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot found",
+        );
+        return;
+    };
+    let total = file.bytes.len();
+    let start = range
+        .as_deref()
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.strip_suffix('-'))
+        .map(|s| s.parse::<usize>().unwrap())
+        .unwrap_or(0);
+    let head = if range.is_some() {
+        format!(
+            "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{total}\r\nConnection: close\r\n\r\n",
+            total - start,
+            total - 1
+        )
+    } else {
+        format!("HTTP/1.1 200 OK\r\nContent-Length: {total}\r\nConnection: close\r\n\r\n")
+    };
+    let body = &file.bytes[start..];
+    let body = match file.cut_after.take() {
+        Some(n) => &body[..n],
+        None => body,
+    };
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(body);
+    let _ = stream.flush();
+}
+
+/// Deterministic pseudo-random bytes (xorshift).
+fn payload(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn entry(file_name: &'static str, sha256: Option<String>) -> RegistryEntry {
+    RegistryEntry {
+        name: "test-model",
+        role: Role::Rerank,
+        set: ModelSet::Full,
+        file_name,
+        sha256: sha256.map(|s| &*Box::leak(s.into_boxed_str())),
+        source: Source::HuggingFace { repo: "acme/test-GGUF", revision: "main" },
+    }
+}
+
+const URL_PATH: &str = "/acme/test-GGUF/resolve/main/model.gguf";
+
+fn policy(server: &Server) -> DownloadPolicy {
+    DownloadPolicy { allow: true, endpoint: server.base.clone() }
+}
+
+fn one_file(bytes: &[u8], cut_after: Option<usize>) -> HashMap<String, Served> {
+    HashMap::from([(URL_PATH.to_string(), Served { bytes: bytes.to_vec(), cut_after })])
+}
+
+fn no_partial_files(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".part"))
+}
+
+#[test]
+fn full_download_is_verified_and_renamed_into_place() {
+    let bytes = payload(300_000);
+    let server = Server::start(one_file(&bytes, None));
+    let dir = tempfile::tempdir().unwrap();
+    let md = ModelDir::new(dir.path());
+    let e = entry("model.gguf", Some(sha256_hex(&bytes)));
+    let FetchOutcome::Downloaded(d) = fetch(&e, &md, &policy(&server)).unwrap() else {
+        panic!("expected a download")
+    };
+    assert_eq!(d.path, dir.path().join("model.gguf"));
+    assert_eq!((d.bytes, d.resumed_from, d.requests, d.verified), (300_000, 0, 1, true));
+    assert_eq!(std::fs::read(&d.path).unwrap(), bytes);
+    assert!(no_partial_files(dir.path()));
+    let seen = server.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].path, URL_PATH);
+    assert_eq!(seen[0].range, None);
+    // Present now: no second request.
+    assert_eq!(
+        fetch(&e, &md, &policy(&server)).unwrap(),
+        FetchOutcome::AlreadyPresent(dir.path().join("model.gguf"))
+    );
+    assert_eq!(server.seen().len(), 1);
+}
+
+#[test]
+fn a_cut_connection_is_resumed_with_a_range_request() {
+    let bytes = payload(500_000);
+    let server = Server::start(one_file(&bytes, Some(123_457)));
+    let dir = tempfile::tempdir().unwrap();
+    let e = entry("model.gguf", Some(sha256_hex(&bytes)));
+    let FetchOutcome::Downloaded(d) =
+        fetch(&e, &ModelDir::new(dir.path()), &policy(&server)).unwrap()
+    else {
+        panic!("expected a download")
+    };
+    assert_eq!(d.requests, 2);
+    let seen = server.seen();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[0].range, None);
+    let range = seen[1].range.as_deref().expect("second request carries a Range header");
+    let offset: usize =
+        range.strip_prefix("bytes=").and_then(|r| r.strip_suffix('-')).unwrap().parse().unwrap();
+    assert!(offset > 0 && offset <= 123_457, "{range}");
+    assert_eq!(steadytext_core::models::sha256_file(&d.path).unwrap(), sha256_hex(&bytes));
+    assert!(no_partial_files(dir.path()));
+}
+
+#[test]
+fn an_existing_part_file_is_resumed() {
+    let bytes = payload(200_000);
+    let server = Server::start(one_file(&bytes, None));
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("model.gguf");
+    std::fs::write(part_path(&dest), &bytes[..70_000]).unwrap();
+    let url = format!("{}{URL_PATH}", server.base);
+    let d = download_file(&url, &dest, Some(&sha256_hex(&bytes))).unwrap();
+    assert_eq!((d.resumed_from, d.requests, d.bytes), (70_000, 1, 200_000));
+    assert_eq!(server.seen()[0].range.as_deref(), Some("bytes=70000-"));
+    assert_eq!(std::fs::read(&dest).unwrap(), bytes);
+}
+
+#[test]
+fn a_checksum_mismatch_is_a_typed_error_and_leaves_no_file() {
+    let bytes = payload(50_000);
+    let server = Server::start(one_file(&bytes, None));
+    let dir = tempfile::tempdir().unwrap();
+    let e = entry("model.gguf", Some("00".repeat(32)));
+    let err = fetch(&e, &ModelDir::new(dir.path()), &policy(&server)).unwrap_err();
+    match &err {
+        CoreError::DownloadChecksum { actual, expected, .. } => {
+            assert_eq!(actual, &sha256_hex(&bytes));
+            assert_eq!(expected, &"00".repeat(32));
+        }
+        other => panic!("expected DownloadChecksum, got {other}"),
+    }
+    assert!(!dir.path().join("model.gguf").exists());
+    assert!(no_partial_files(dir.path()));
+}
+
+#[test]
+fn not_found_is_a_typed_error() {
+    let server = Server::start(HashMap::new());
+    let dir = tempfile::tempdir().unwrap();
+    let e = entry("model.gguf", None);
+    let err = fetch(&e, &ModelDir::new(dir.path()), &policy(&server)).unwrap_err();
+    assert!(matches!(err, CoreError::HttpStatus { status: 404, .. }), "{err}");
+    assert!(err.to_string().contains(URL_PATH), "{err}");
+    assert!(!dir.path().join("model.gguf").exists());
+}
+
+#[test]
+fn disabled_downloads_make_no_request_and_say_how_to_enable_them() {
+    let server = Server::start(one_file(b"x", None));
+    let dir = tempfile::tempdir().unwrap();
+    let e = entry("model.gguf", None);
+    let p = DownloadPolicy { allow: false, endpoint: server.base.clone() };
+    let err = fetch(&e, &ModelDir::new(dir.path()), &p).unwrap_err();
+    assert!(matches!(err, CoreError::DownloadsDisabled { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("STEADYTEXT_ALLOW_DOWNLOAD=1") && msg.contains("--allow-download"),
+        "{msg}"
+    );
+    assert!(msg.contains(URL_PATH), "{msg}");
+    assert!(server.seen().is_empty());
+}
+
+#[test]
+fn packaged_models_are_never_downloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let gemma = steadytext_core::registry::lookup("gemma-3-270m").unwrap();
+    let p = DownloadPolicy { allow: true, endpoint: "http://127.0.0.1:9".into() };
+    let err = fetch(gemma, &ModelDir::new(dir.path()), &p).unwrap_err();
+    assert!(
+        matches!(err, CoreError::NotDownloadable { .. })
+            && err.to_string().contains("scripts/fetch-models"),
+        "{err}"
+    );
+}
