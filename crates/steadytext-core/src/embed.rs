@@ -183,7 +183,7 @@ impl Embedder {
 }
 
 /// Slot length of a text of `n` tokens: `n` rounded up to [`SLOT_ALIGN`].
-fn slot_len(n: usize) -> usize {
+pub(crate) fn slot_len(n: usize) -> usize {
     n.div_ceil(SLOT_ALIGN) * SLOT_ALIGN
 }
 

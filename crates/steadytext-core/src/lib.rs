@@ -13,6 +13,8 @@ pub mod generate;
 pub mod gguf;
 pub mod models;
 pub mod registry;
+pub mod rerank;
+pub mod tiny_cross_encoder;
 
 pub use embed::Embedder;
 pub use error::CoreError;
