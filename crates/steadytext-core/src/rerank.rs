@@ -463,29 +463,38 @@ pub enum Reranker {
 }
 
 impl Reranker {
-    /// The reranker the environment configures: the model chosen by `STEADYTEXT_RERANK_MODEL`
-    /// (a registry name or a GGUF path; a missing file is an error, never a silent fallback),
-    /// else embedding cosine on the embedding model (`STEADYTEXT_EMBEDDING_MODEL`, default
-    /// all-MiniLM-L6-v2, imported from its packaged folder on first use).
+    /// The reranker the environment configures: [`Reranker::load`] with the choices of
+    /// `STEADYTEXT_RERANK_MODEL` and `STEADYTEXT_EMBEDDING_MODEL` (see [`registry::choose`]).
     pub fn from_env(dir: &ModelDir, threads: usize) -> Result<Self, CoreError> {
-        match registry::choose(Role::Rerank)? {
-            Some(choice) => {
-                let path = choice.path(dir);
-                Ok(Reranker::Model(ModelReranker::load(&path, choice.display_name(), threads)?))
-            }
-            None => {
-                let choice = registry::choose(Role::Embedding)?
-                    .expect("the mini set has an embedding model");
-                let path = choice.path(dir);
-                let is_minilm =
-                    matches!(&choice, ModelChoice::Named(e) if e.name == MINILM_L6_V2.name);
-                if !path.exists() && is_minilm && dir.has_source(&MINILM_L6_V2) {
-                    dir.import(&MINILM_L6_V2)?;
-                }
-                let embedder = Embedder::load(&path, threads)?;
-                Ok(Reranker::Cosine(CosineReranker::new(embedder, choice.display_name())))
-            }
+        let embedding =
+            registry::choose(Role::Embedding)?.expect("the mini set has an embedding model");
+        Self::load(registry::choose(Role::Rerank)?, embedding, dir, threads)
+    }
+
+    /// The reranker model `rerank` if one is chosen (a missing file is an error, never a
+    /// silent fallback), else embedding cosine on `embedding` (all-MiniLM-L6-v2 is imported
+    /// from its packaged folder on first use).
+    pub fn load(
+        rerank: Option<ModelChoice>,
+        embedding: ModelChoice,
+        dir: &ModelDir,
+        threads: usize,
+    ) -> Result<Self, CoreError> {
+        if let Some(choice) = rerank {
+            let path = choice.path(dir);
+            return Ok(Reranker::Model(ModelReranker::load(
+                &path,
+                choice.display_name(),
+                threads,
+            )?));
         }
+        let path = embedding.path(dir);
+        let is_minilm = matches!(&embedding, ModelChoice::Named(e) if e.name == MINILM_L6_V2.name);
+        if !path.exists() && is_minilm && dir.has_source(&MINILM_L6_V2) {
+            dir.import(&MINILM_L6_V2)?;
+        }
+        let embedder = Embedder::load(&path, threads)?;
+        Ok(Reranker::Cosine(CosineReranker::new(embedder, embedding.display_name())))
     }
 
     /// The method this reranker's rankings report.

@@ -22,6 +22,9 @@ pub enum Command {
     /// Embed texts with the packaged embedding model (all-MiniLM-L6-v2, 384-d, unit length);
     /// prints one pgvector literal `[x,y,…]` per text.
     Embed(EmbedArgs),
+    /// Rank documents by relevance to a query; prints the method used, then one
+    /// `score<TAB>document` line per document, highest score first.
+    Rerank(RerankArgs),
     /// Manage model files.
     Models(ModelsArgs),
     /// Measure the engine: tokens/s of single and batched decoding, embeddings/s at batch 1
@@ -107,6 +110,65 @@ pub struct ModelsArgs {
 pub enum ModelsCommand {
     /// Convert the packaged all-MiniLM-L6-v2 folder into its GGUF file (idempotent).
     Import(ImportArgs),
+    /// List the registry's models: name, role, set, whether the file is present, path, and
+    /// which model currently serves each role.
+    List(ListArgs),
+    /// Download a registry model from Hugging Face into the model directory (resumable,
+    /// checksummed when the registry knows the sha256). Packaged models come from
+    /// scripts/fetch-models instead.
+    Fetch(FetchArgs),
+}
+
+/// Arguments of `steadytext models list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Directory holding the model files. Default: ~/.cache/steadytext/models.
+    #[arg(long, env = "STEADYTEXT_MODEL_DIR")]
+    pub model_dir: Option<PathBuf>,
+}
+
+/// Arguments of `steadytext models fetch`.
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// Registry name of the model (see `steadytext models list`).
+    pub name: String,
+    /// Allow the download (`1`/`true`/`yes` in the environment). Default: off — nothing is
+    /// downloaded unless allowed.
+    #[arg(long, env = "STEADYTEXT_ALLOW_DOWNLOAD", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_download: bool,
+    /// Base URL of the Hugging Face-style server. Default: https://huggingface.co.
+    #[arg(long, env = "STEADYTEXT_HF_ENDPOINT", default_value = steadytext_core::download::DEFAULT_ENDPOINT)]
+    pub hf_endpoint: String,
+    /// Directory holding the model files. Default: ~/.cache/steadytext/models.
+    #[arg(long, env = "STEADYTEXT_MODEL_DIR")]
+    pub model_dir: Option<PathBuf>,
+}
+
+/// Arguments of `steadytext rerank`.
+#[derive(Debug, Args)]
+pub struct RerankArgs {
+    /// The query the documents are ranked against.
+    #[arg(long)]
+    pub query: String,
+    /// Task instruction (used by Qwen3-Reranker models). Default: "Given a web search query,
+    /// retrieve relevant passages that answer the query".
+    #[arg(long, default_value = steadytext_core::rerank::DEFAULT_TASK)]
+    pub task: String,
+    /// The documents to rank.
+    #[arg(required = true, num_args = 1..)]
+    pub documents: Vec<String>,
+    /// Reranker model: a registry name or a GGUF path. Default: none — embedding cosine on
+    /// the embedding model, reported as such.
+    #[arg(long, env = "STEADYTEXT_RERANK_MODEL")]
+    pub model: Option<String>,
+    /// Embedding model of the cosine fallback: a registry name or a GGUF path. Default:
+    /// all-minilm-l6-v2.
+    #[arg(long, env = "STEADYTEXT_EMBEDDING_MODEL")]
+    pub embedding_model: Option<String>,
+    /// Engine settings.
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }
 
 /// Arguments of `steadytext models import`.

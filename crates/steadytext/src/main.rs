@@ -5,6 +5,7 @@ mod cli;
 mod embed_cmd;
 mod generate_cmd;
 mod models_cmd;
+mod rerank_cmd;
 
 use clap::Parser;
 
@@ -15,7 +16,10 @@ fn main() -> anyhow::Result<()> {
         cli::Command::Embed(args) => embed_cmd::run(&args),
         cli::Command::Models(args) => match args.command {
             cli::ModelsCommand::Import(args) => models_cmd::import(&args),
+            cli::ModelsCommand::List(args) => models_cmd::list(&args),
+            cli::ModelsCommand::Fetch(args) => models_cmd::fetch(&args),
         },
+        cli::Command::Rerank(args) => rerank_cmd::run(&args),
         cli::Command::Bench(args) => bench_cmd::run(&args),
         cli::Command::Version => {
             println!("steadytext {}", steadytext_api::api_version());

