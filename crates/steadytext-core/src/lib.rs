@@ -15,6 +15,7 @@ pub mod models;
 pub mod registry;
 pub mod rerank;
 pub mod tiny_cross_encoder;
+pub mod tiny_qwen3_reranker;
 
 pub use embed::Embedder;
 pub use error::CoreError;

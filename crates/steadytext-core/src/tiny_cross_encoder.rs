@@ -78,11 +78,11 @@ fn metadata() -> Vec<(String, Value)> {
     ]
 }
 
-/// xorshift64* numbers in `[-scale, scale)`.
-struct Noise(u64);
+/// xorshift64* numbers in `[-scale, scale)` (shared by the test fixtures).
+pub(crate) struct Noise(pub(crate) u64);
 
 impl Noise {
-    fn next(&mut self, scale: f32) -> f32 {
+    pub(crate) fn next(&mut self, scale: f32) -> f32 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;

@@ -9,6 +9,7 @@ use steadytext_core::models::{ModelDir, GEMMA3_270M, MINILM_L6_V2};
 use steadytext_core::rerank::{
     CosineReranker, ModelReranker, RerankMethod, RerankerKind, DEFAULT_TASK,
 };
+use steadytext_core::tiny_qwen3_reranker::{self, Head};
 use steadytext_core::{bert_gguf, tiny_cross_encoder, CoreError, Embedder};
 
 /// The tiny cross-encoder, written once per test process (llama.cpp maps the file, so the
@@ -179,4 +180,48 @@ fn non_rerankers_are_refused_with_a_typed_error() {
         matches!(&err, CoreError::UnsupportedReranker { reason, .. } if reason.contains("gemma3")),
         "{err}"
     );
+}
+
+fn load_qwen3(name: &str, seed: u64, head: Head) -> Result<ModelReranker, CoreError> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny-qwen3.gguf");
+    tiny_qwen3_reranker::write(&path, name, seed, head).unwrap();
+    ModelReranker::load(&path, "tiny-qwen3-reranker", 2)
+}
+
+#[test]
+fn qwen3_reranker_scores_are_yes_probabilities() {
+    let r = load_qwen3("Tiny Qwen3 Reranker", 3, Head::Logits).unwrap();
+    assert_eq!(r.kind(), RerankerKind::Qwen3Logits);
+    let ranking = r.rerank(QUERY, &DOCS, DEFAULT_TASK).unwrap();
+    assert_eq!(ranking.method, RerankMethod::Qwen3 { model: "tiny-qwen3-reranker".into() });
+    assert!(ranking.scores.iter().all(|s| *s > 0.0 && *s < 1.0), "{:?}", ranking.scores);
+    let mut distinct = ranking.scores.clone();
+    distinct.sort_by(f64::total_cmp);
+    distinct.dedup();
+    assert!(distinct.len() > 1, "{:?}", ranking.scores);
+    // Deterministic, alone or with others, and the task is part of the prompt.
+    let again = load_qwen3("Tiny Qwen3 Reranker", 3, Head::Logits).unwrap();
+    let alone = again.rerank(QUERY, &[DOCS[2]], DEFAULT_TASK).unwrap();
+    assert_eq!(alone.scores[0].to_bits(), ranking.scores[2].to_bits());
+    let other_task = r.rerank(QUERY, &DOCS, "Find recipes").unwrap();
+    assert_ne!(other_task.scores, ranking.scores);
+}
+
+#[test]
+fn qwen3_rank_head_matches_the_yes_no_logits() {
+    let logits = load_qwen3("Tiny Qwen3 Reranker", 3, Head::Logits).unwrap();
+    let pooled = load_qwen3("Tiny Qwen3 Reranker", 3, Head::Rank).unwrap();
+    assert_eq!(pooled.kind(), RerankerKind::Qwen3Pooled);
+    let a = logits.rerank(QUERY, &DOCS, DEFAULT_TASK).unwrap().scores;
+    let b = pooled.rerank(QUERY, &DOCS, DEFAULT_TASK).unwrap().scores;
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert!((x - y).abs() < 1e-5, "document {i}: logits {x} vs rank head {y}");
+    }
+}
+
+#[test]
+fn qwen3_models_not_named_as_rerankers_are_refused() {
+    let err = load_qwen3("Tiny Qwen3 Chat", 3, Head::Logits).err().expect("refused");
+    assert!(matches!(err, CoreError::UnsupportedReranker { .. }), "{err}");
 }
