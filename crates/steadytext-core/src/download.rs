@@ -162,8 +162,8 @@ pub fn download_file(url: &str, dest: &Path, sha256: Option<&str>) -> Result<Dow
             Attempt::Cut(_) => continue,
         }
     }
-    let actual = crate::models::sha256_file(&part).map_err(io(&part))?;
     if let Some(expected) = sha256 {
+        let actual = crate::models::sha256_file(&part).map_err(io(&part))?;
         if actual != expected {
             let _ = std::fs::remove_file(&part);
             return Err(CoreError::DownloadChecksum {
