@@ -199,10 +199,9 @@ impl ModelReranker {
         validate(query, documents)?;
         let scores = match self.kind {
             RerankerKind::CrossEncoder => self.cross_encoder_scores(query, documents)?,
-            RerankerKind::Qwen3Pooled | RerankerKind::Qwen3Logits => documents
-                .iter()
-                .map(|d| self.qwen3_score(query, d, task))
-                .collect::<Result<_, _>>()?,
+            RerankerKind::Qwen3Pooled | RerankerKind::Qwen3Logits => {
+                self.qwen3_scores(query, documents, task)?
+            }
         };
         finite(Ranking { method: self.method(), scores })
     }
@@ -321,19 +320,21 @@ impl ModelReranker {
             .collect()
     }
 
-    /// P("yes") of the Qwen3-Reranker judgement of one document.
-    fn qwen3_score(&self, query: &str, doc: &str, task: &str) -> Result<f64, CoreError> {
+    /// P("yes") of the Qwen3-Reranker judgement of each document, one pair at a time in one
+    /// context (of a fixed size, cleared between pairs, so a score never depends on the
+    /// documents before it).
+    fn qwen3_scores(
+        &self,
+        query: &str,
+        documents: &[&str],
+        task: &str,
+    ) -> Result<Vec<f64>, CoreError> {
         let vocab = self.model.vocab();
         let n_ctx = self.model.n_ctx_train().clamp(QWEN3_CHUNK as u32, QWEN3_MAX_CTX);
         let prefix = vocab.tokenize(QWEN3_PREFIX.as_bytes(), false, true);
         let suffix = vocab.tokenize(QWEN3_SUFFIX.as_bytes(), false, true);
-        // User text is tokenized without special-token parsing: it cannot inject markers.
-        let body = format!("<Instruct>: {task}\n<Query>: {query}\n<Document>: {doc}");
-        let mut body = vocab.tokenize(body.as_bytes(), false, false);
-        body.truncate((n_ctx as usize).saturating_sub(prefix.len() + suffix.len()));
-        let tokens: Vec<LlamaToken> = prefix.into_iter().chain(body).chain(suffix).collect();
-
         let pooled = self.kind == RerankerKind::Qwen3Pooled;
+        let yes_no = if pooled { None } else { Some(self.yes_no_tokens()?) };
         let mut params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(n_ctx))
             .with_n_batch(QWEN3_CHUNK as u32)
@@ -349,27 +350,42 @@ impl ModelReranker {
             .new_context(backend()?, params)
             .map_err(|e| CoreError::Context(e.to_string()))?;
         let mut batch = LlamaBatch::new(QWEN3_CHUNK, 1);
-        for (c, chunk) in tokens.chunks(QWEN3_CHUNK).enumerate() {
-            batch.clear();
-            for (i, tok) in chunk.iter().enumerate() {
-                let pos = c * QWEN3_CHUNK + i;
-                let last = pos + 1 == tokens.len();
-                batch.add(*tok, pos as i32, &[0], pooled || last).map_err(decode_err)?;
+        let mut scores = Vec::with_capacity(documents.len());
+        for doc in documents {
+            // User text is tokenized without special-token parsing: it cannot inject markers.
+            let body = format!("<Instruct>: {task}\n<Query>: {query}\n<Document>: {doc}");
+            let mut body = vocab.tokenize(body.as_bytes(), false, false);
+            body.truncate((n_ctx as usize).saturating_sub(prefix.len() + suffix.len()));
+            let tokens: Vec<LlamaToken> =
+                prefix.iter().copied().chain(body).chain(suffix.iter().copied()).collect();
+            ctx.clear_kv_cache();
+            for (c, chunk) in tokens.chunks(QWEN3_CHUNK).enumerate() {
+                batch.clear();
+                for (i, tok) in chunk.iter().enumerate() {
+                    let pos = c * QWEN3_CHUNK + i;
+                    let last = pos + 1 == tokens.len();
+                    batch.add(*tok, pos as i32, &[0], pooled || last).map_err(decode_err)?;
+                }
+                ctx.decode(&mut batch).map_err(decode_err)?;
             }
-            ctx.decode(&mut batch).map_err(decode_err)?;
+            let score = match yes_no {
+                // llama.cpp applies the softmax over the head's labels; the first is "yes".
+                None => ctx
+                    .embeddings_seq_ith(0)
+                    .map_err(decode_err)?
+                    .first()
+                    .map(|&s| f64::from(s))
+                    .ok_or_else(|| CoreError::Decode("the rank head produced no score".into()))?,
+                Some((yes, no)) => {
+                    let logits = ctx.get_logits_ith(batch.n_tokens() - 1);
+                    let (ly, ln) =
+                        (f64::from(logits[yes.0 as usize]), f64::from(logits[no.0 as usize]));
+                    1.0 / (1.0 + (ln - ly).exp())
+                }
+            };
+            scores.push(score);
         }
-        if pooled {
-            let out = ctx.embeddings_seq_ith(0).map_err(decode_err)?;
-            // llama.cpp applies the softmax over [yes, no]; the first label is "yes".
-            return out
-                .first()
-                .map(|&s| f64::from(s))
-                .ok_or_else(|| CoreError::Decode("the rank head produced no score".into()));
-        }
-        let (yes, no) = self.yes_no_tokens()?;
-        let logits = ctx.get_logits_ith(batch.n_tokens() - 1);
-        let (ly, ln) = (f64::from(logits[yes.0 as usize]), f64::from(logits[no.0 as usize]));
-        Ok(1.0 / (1.0 + (ln - ly).exp()))
+        Ok(scores)
     }
 
     fn yes_no_tokens(&self) -> Result<(LlamaToken, LlamaToken), CoreError> {
