@@ -164,10 +164,11 @@ pub struct RerankBody {
 }
 
 impl RerankBody {
-    /// Checks every argument with the shared validation.
+    /// Checks every argument with the shared validation (empty documents are allowed: they
+    /// are simply irrelevant).
     pub fn validate(&self) -> Result<(), InputError> {
         validate::check_text("query", &self.query)?;
-        validate::check_texts("documents", &self.documents, false)
+        validate::check_texts("documents", &self.documents, true)
     }
 }
 

@@ -110,20 +110,33 @@ impl Service {
     }
 
     /// Scores documents against a query. No reranker model is installed in the offline set, so
-    /// the scores are embedding cosine similarities, and the reply says so (`method`).
+    /// the scores are embedding cosine similarities, and the reply says so (`method`). An empty
+    /// document has nothing to compare and scores 0.
     pub async fn rerank(&self, body: RerankBody) -> Result<RerankReply, DaemonError> {
         body.validate()?;
         let model = self.model("embedding")?.clone();
-        let mut texts = Vec::with_capacity(body.documents.len() + 1);
-        texts.push(body.query.clone());
-        texts.extend(body.documents.iter().cloned());
+        let mut texts = vec![body.query.clone()];
+        texts.extend(body.documents.iter().filter(|d| !d.is_empty()).cloned());
         let reply =
             self.embed(EmbedBody { texts, use_cache: body.use_cache, seed: body.seed }).await?;
-        let (query, docs) = reply.embeddings.split_first().expect("query embedded");
+        let (query, mut vectors) = {
+            let mut all = reply.embeddings.into_iter();
+            (all.next().expect("query embedded"), all)
+        };
+        let scores = body
+            .documents
+            .iter()
+            .map(|d| match d.is_empty() {
+                true => 0.0,
+                false => {
+                    f64::from(cosine(&query, &vectors.next().expect("one vector per document")))
+                }
+            })
+            .collect();
         Ok(RerankReply {
             method: "embedding-cosine".into(),
             model: model.file,
-            scores: docs.iter().map(|d| f64::from(cosine(query, d))).collect(),
+            scores,
             cached: reply.cached.iter().all(|c| *c),
         })
     }
