@@ -121,6 +121,20 @@ impl TestCluster {
         )
     }
 
+    /// Restarts the server (fast shutdown: open sessions are disconnected) on the same port.
+    pub fn restart(&self) {
+        let mut ctl = pg_command(&self.bin.join("pg_ctl"));
+        ctl.arg("-D").arg(self.dir.path().join("data")).args(["restart", "-m", "fast", "-w"]);
+        ctl.arg("-l").arg(self.dir.path().join("log"));
+        run(ctl, "pg_ctl restart");
+        self.wait_ready(Duration::from_secs(30));
+    }
+
+    /// Connection URL of database `postgres` for `user`.
+    pub fn url(&self, user: &str) -> String {
+        format!("postgresql://{user}@127.0.0.1:{}/postgres", self.port)
+    }
+
     /// A new connection to database `postgres` as superuser `postgres`.
     pub fn connect(&self) -> postgres::Client {
         self.try_connect("postgres").expect("connect to test cluster")
