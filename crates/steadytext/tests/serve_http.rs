@@ -206,3 +206,40 @@ fn the_disk_cache_survives_a_restart() {
     assert!(r.cached, "served from the persistent cache after a restart");
     assert_eq!(r.text, first);
 }
+
+#[test]
+fn a_unix_socket_serves_the_same_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("steadytext.sock");
+    let _d = Daemon::serve(&["--socket", socket.to_str().unwrap()]);
+    let c = Client::new(&format!("unix:{}", socket.display()), Duration::from_secs(5)).unwrap();
+    assert_eq!(c.generate(&gen("The capital of France is", 16)).unwrap().text, FRANCE);
+}
+
+#[test]
+fn every_serve_and_worker_flag_documents_its_env_var_and_default() {
+    for command in ["serve", "worker"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_steadytext"))
+            .args([command, "--help"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let help = String::from_utf8(out.stdout).unwrap();
+        // each option's text runs from its `--flag` line to the next option
+        let mut options: Vec<String> = Vec::new();
+        for line in help.lines().skip_while(|l| !l.starts_with("Options:")).skip(1) {
+            match options.last_mut() {
+                Some(last) if !line.trim_start().starts_with('-') => last.push_str(line),
+                _ => options.push(line.trim_start().to_owned()),
+            }
+        }
+        assert!(options.len() > 15, "{help}");
+        for option in options {
+            if option.starts_with("-h, --help") {
+                continue;
+            }
+            assert!(option.contains("[env: "), "{command}: no env var in {option:?}");
+            assert!(option.contains("Default"), "{command}: no default in {option:?}");
+        }
+    }
+}
