@@ -2,7 +2,9 @@
 
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
+use steadytext_api::client::ClientError;
 use steadytext_api::validate::InputError;
+use steadytext_api::wire::ErrorCode;
 
 /// Everything a pg_steadytext SQL function can refuse or fail with.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +87,9 @@ pub enum SqlError {
     /// A completed embedding whose result is not a vector's text form (22P02).
     #[error("async request {0} holds a malformed embedding (expected [x,y,...])")]
     MalformedEmbedding(String),
+    /// The daemon could not be reached (08001) or sent something unreadable (08P01).
+    #[error(transparent)]
+    Daemon(#[from] ClientError),
     /// A failure of the SPI layer (XX000).
     #[error("internal error: {0}")]
     Spi(#[from] pgrx::spi::SpiError),
@@ -108,6 +113,24 @@ impl SqlError {
             | SqlError::OwnTransaction(_)
             | SqlError::FrozenSnapshot(_)
             | SqlError::Timeout { .. } => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            SqlError::Daemon(ClientError::BadUrl { .. }) => ERRCODE_INVALID_PARAMETER_VALUE,
+            SqlError::Daemon(ClientError::Unreachable { .. }) => {
+                ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION
+            }
+            SqlError::Daemon(ClientError::Protocol { .. }) => ERRCODE_PROTOCOL_VIOLATION,
+            SqlError::Daemon(ClientError::Daemon { code, .. }) => match code {
+                ErrorCode::InvalidParameter | ErrorCode::Unfinished => {
+                    ERRCODE_INVALID_PARAMETER_VALUE
+                }
+                ErrorCode::InvalidRegex => ERRCODE_INVALID_REGULAR_EXPRESSION,
+                ErrorCode::LimitExceeded => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+                ErrorCode::ModelUnavailable | ErrorCode::Unavailable => {
+                    ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
+                }
+                ErrorCode::Unauthorized => ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+                ErrorCode::NotFound => ERRCODE_PROTOCOL_VIOLATION,
+                ErrorCode::Internal => ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
+            },
             SqlError::Spi(_) => ERRCODE_INTERNAL_ERROR,
         }
     }
@@ -120,6 +143,15 @@ impl SqlError {
             SqlError::OwnTransaction(_) => Some("commit, then call steadytext_get_async_result"),
             SqlError::Timeout { .. } => {
                 Some("is a steadytext worker running? raise timeout_seconds to wait longer")
+            }
+            SqlError::Daemon(ClientError::Daemon { code: ErrorCode::Unfinished, .. }) => {
+                Some("raise max_tokens so that the constrained output can complete")
+            }
+            SqlError::Daemon(ClientError::Daemon { code: ErrorCode::Unauthorized, .. }) => {
+                Some("set steadytext.daemon_token to the daemon's --token")
+            }
+            SqlError::Daemon(ClientError::Protocol { .. }) => {
+                Some("check that steadytext.daemon_url points at a steadytext daemon of the same version")
             }
             _ => None,
         }

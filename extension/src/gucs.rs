@@ -9,6 +9,8 @@ use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 
 static DAEMON_URL: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"http://127.0.0.1:8765"));
+static DAEMON_TOKEN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static DAEMON_CONNECT_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(2000);
 static MAX_QUEUE_SIZE: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 static WORKER_CONCURRENCY: GucSetting<i32> = GucSetting::<i32>::new(1);
 static WORKER_POLL_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(1);
@@ -24,6 +26,25 @@ pub fn init() {
         &DAEMON_URL,
         GucContext::Suset,
         GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"steadytext.daemon_token",
+        c"Bearer token sent to the steadytext daemon (its --token / STEADYTEXT_TOKEN).",
+        c"Default empty (none). Superuser-only, hidden from non-superusers.",
+        &DAEMON_TOKEN,
+        GucContext::Suset,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_int_guc(
+        c"steadytext.daemon_connect_timeout",
+        c"How long a synchronous function waits to connect to the steadytext daemon.",
+        c"Default '2s', range 100ms..60s. Waiting for the reply itself is bounded by \
+          statement_timeout and can be cancelled.",
+        &DAEMON_CONNECT_TIMEOUT,
+        100,
+        60_000,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
     );
     GucRegistry::define_int_guc(
         c"steadytext.max_queue_size",
@@ -68,7 +89,7 @@ pub fn init() {
     );
     GucRegistry::define_int_guc(
         c"steadytext.worker_timeout",
-        c"Lease of a claimed request: a worker silent this long loses it to another worker.",
+        c"Time limit of one attempt of a queued request: a worker fails (and retries) it after this.",
         c"Default '300s', range 1s..86400s; env STEADYTEXT_WORKER_TIMEOUT (seconds).",
         &WORKER_TIMEOUT,
         1,
@@ -79,12 +100,21 @@ pub fn init() {
 }
 
 /// `steadytext.daemon_url` (default `http://127.0.0.1:8765`).
-#[allow(dead_code)] // read by the synchronous functions (next issue)
 pub fn daemon_url() -> String {
     DAEMON_URL
         .get()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "http://127.0.0.1:8765".to_owned())
+}
+
+/// `steadytext.daemon_token` (default none).
+pub fn daemon_token() -> Option<String> {
+    DAEMON_TOKEN.get().map(|s| s.to_string_lossy().into_owned()).filter(|s| !s.is_empty())
+}
+
+/// `steadytext.daemon_connect_timeout` (default 2000 ms, range 100..60000 ms).
+pub fn daemon_connect_timeout() -> std::time::Duration {
+    std::time::Duration::from_millis(DAEMON_CONNECT_TIMEOUT.get() as u64)
 }
 
 /// `steadytext.max_queue_size` (default 10000, range 1..100000000).

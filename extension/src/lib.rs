@@ -5,10 +5,12 @@ use pgrx::prelude::*;
 
 mod async_requests;
 mod async_results;
+mod daemon;
 mod error;
 mod gucs;
 mod queue_monitor;
 mod queue_schema;
+mod sync_functions;
 
 pgrx::pg_module_magic!(name, version);
 

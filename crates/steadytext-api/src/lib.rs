@@ -3,8 +3,10 @@
 //! This crate stays dependency-light (serde, and regex-syntax for pattern validation) because
 //! the PostgreSQL extension links it.
 
+pub mod client;
 pub mod limits;
 pub mod validate;
 pub mod version;
+pub mod wire;
 
 pub use version::{api_version, VERSION};

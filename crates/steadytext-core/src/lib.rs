@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod bert_gguf;
+pub mod cache_key;
 pub mod download;
 pub mod embed;
 pub mod error;

@@ -30,8 +30,142 @@ pub enum Command {
     /// Measure the engine: tokens/s of single and batched decoding, embeddings/s at batch 1
     /// and 32, peak RSS. Prints one `bench key=value …` line per figure.
     Bench(BenchArgs),
+    /// Run the daemon: the HTTP API (native, OpenAI-compatible, /health, /metrics) and, when a
+    /// database is configured, the queue worker.
+    Serve(ServeArgs),
+    /// Run only the queue worker: drain steadytext_queue of the given database.
+    Worker(WorkerArgs),
     /// Print the version of steadytext and of its HTTP API.
     Version,
+}
+
+/// Arguments of `steadytext serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on. A non-loopback address should be paired with --token.
+    /// Default: 127.0.0.1.
+    #[arg(long, env = "STEADYTEXT_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// TCP port to listen on (0 picks a free port, printed at start). Default: 8765.
+    #[arg(long, env = "STEADYTEXT_PORT", default_value_t = 8765)]
+    pub port: u16,
+    /// Also listen on this Unix socket path (extension: steadytext.daemon_url = 'unix:/path').
+    /// Default: none.
+    #[arg(long, env = "STEADYTEXT_SOCKET")]
+    pub socket: Option<PathBuf>,
+    /// Bearer token every call but /health must carry (`Authorization: Bearer …`).
+    /// Default: none (no authentication).
+    #[arg(long, env = "STEADYTEXT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Most generation requests decoded together in one engine batch (1–64). Default: 8.
+    #[arg(long, env = "STEADYTEXT_MAX_BATCH", default_value_t = 8,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub max_batch: u16,
+    /// Cache settings.
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    /// Engine settings.
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// Database of the queue; without --database-url or --db-name no worker runs.
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Queue worker settings.
+    #[command(flatten)]
+    pub worker: WorkerTuning,
+}
+
+/// Arguments of `steadytext worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Most generation requests decoded together in one engine batch (1–64). Default: 8.
+    #[arg(long, env = "STEADYTEXT_MAX_BATCH", default_value_t = 8,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub max_batch: u16,
+    /// Cache settings.
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    /// Engine settings.
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// Database of the queue.
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Queue worker settings.
+    #[command(flatten)]
+    pub worker: WorkerTuning,
+}
+
+/// Result cache settings.
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    /// Entries kept in the in-memory LRU tier (1–10000000). Default: 4096.
+    #[arg(long, env = "STEADYTEXT_CACHE_CAPACITY", default_value_t = 4096,
+          value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub cache_capacity: u32,
+    /// The persistent cache file (redb). Default: ~/.cache/steadytext/cache.redb.
+    #[arg(long, env = "STEADYTEXT_CACHE_FILE")]
+    pub cache_file: Option<PathBuf>,
+    /// Keep the cache in memory only. Default: off.
+    #[arg(long, env = "STEADYTEXT_NO_DISK_CACHE")]
+    pub no_disk_cache: bool,
+}
+
+/// How to reach the queue's database. The password comes from the URL, else PGPASSWORD, else
+/// ~/.pgpass (or PGPASSFILE).
+#[derive(Debug, Args)]
+pub struct DbArgs {
+    /// libpq-style connection URL or key=value string; overrides the --db-* flags.
+    /// Default: none.
+    #[arg(long, env = "STEADYTEXT_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Database host name, IP, or Unix socket directory. Default: localhost.
+    #[arg(long, env = "PGHOST", default_value = "localhost")]
+    pub db_host: String,
+    /// Database port. Default: 5432.
+    #[arg(long, env = "PGPORT", default_value_t = 5432)]
+    pub db_port: u16,
+    /// Database name. Default: none (for `serve`: no worker).
+    #[arg(long, env = "PGDATABASE")]
+    pub db_name: Option<String>,
+    /// Database user (a member of the steadytext_worker role). Default: postgres.
+    #[arg(long, env = "PGUSER", default_value = "postgres")]
+    pub db_user: String,
+}
+
+/// Queue worker settings. Each one, when not given, falls back to its GUC (re-read after
+/// `SELECT pg_reload_conf()`), then to its default.
+#[derive(Debug, Args)]
+pub struct WorkerTuning {
+    /// Requests claimed and processed at once (1–256). GUC steadytext.worker_concurrency.
+    /// Default: 1.
+    #[arg(long, env = "STEADYTEXT_WORKER_CONCURRENCY",
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: Option<u16>,
+    /// Seconds an idle worker waits for NOTIFY steadytext_jobs before polling (1–3600).
+    /// GUC steadytext.worker_poll_interval. Default: 1.
+    #[arg(long, env = "STEADYTEXT_WORKER_POLL_INTERVAL",
+          value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub poll_interval: Option<u32>,
+    /// Retries of a failed request before it fails for good (0–100), capped by the request's
+    /// own max_retries. GUC steadytext.max_retries. Default: 3.
+    #[arg(long, env = "STEADYTEXT_WORKER_MAX_RETRIES",
+          value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub max_retries: Option<u32>,
+    /// Seconds one attempt of a request may run before it fails (and is retried) (1–86400).
+    /// GUC steadytext.worker_timeout. Default: 300.
+    #[arg(long, env = "STEADYTEXT_WORKER_TIMEOUT",
+          value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    pub timeout: Option<u32>,
+    /// Seconds of the lease on claimed requests, renewed by heartbeats every third of it; a
+    /// worker that dies loses its requests this long after its last heartbeat (2–3600).
+    /// Default: 30.
+    #[arg(long, env = "STEADYTEXT_WORKER_LEASE", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(2..=3600))]
+    pub lease: u32,
+    /// This worker's id in steadytext_workers. Default: <hostname>-<pid>.
+    #[arg(long, env = "STEADYTEXT_WORKER_ID")]
+    pub worker_id: Option<String>,
 }
 
 /// Arguments of `steadytext bench`.

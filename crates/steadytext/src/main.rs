@@ -1,11 +1,23 @@
 //! The `steadytext` binary: daemon, queue worker and command-line access to the engine.
 
 mod bench_cmd;
+mod cache;
 mod cli;
+mod db_config;
 mod embed_cmd;
+mod engine_host;
+mod error;
 mod generate_cmd;
+mod job;
+mod metrics;
 mod models_cmd;
+mod openai;
 mod rerank_cmd;
+mod serve_cmd;
+mod server;
+mod service;
+mod worker;
+mod worker_settings;
 
 use clap::Parser;
 
@@ -21,6 +33,8 @@ fn main() -> anyhow::Result<()> {
         },
         cli::Command::Rerank(args) => rerank_cmd::run(&args),
         cli::Command::Bench(args) => bench_cmd::run(&args),
+        cli::Command::Serve(args) => Ok(serve_cmd::serve(args)?),
+        cli::Command::Worker(args) => Ok(serve_cmd::worker(args)?),
         cli::Command::Version => {
             println!("steadytext {}", steadytext_api::api_version());
             Ok(())

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Directory of the PostgreSQL binaries (`PG_CONFIG` overrides the Debian default).
-fn pg_bin_dir() -> PathBuf {
+pub fn pg_bin_dir() -> PathBuf {
     let pg_config = std::env::var("PG_CONFIG")
         .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".into());
     let out = Command::new(&pg_config).arg("--bindir").output().expect("pg_config runs");
@@ -119,6 +119,20 @@ impl TestCluster {
             &format!("host=127.0.0.1 port={} user=postgres dbname={db}", self.port),
             postgres::NoTls,
         )
+    }
+
+    /// Restarts the server (fast shutdown: open sessions are disconnected) on the same port.
+    pub fn restart(&self) {
+        let mut ctl = pg_command(&self.bin.join("pg_ctl"));
+        ctl.arg("-D").arg(self.dir.path().join("data")).args(["restart", "-m", "fast", "-w"]);
+        ctl.arg("-l").arg(self.dir.path().join("log"));
+        run(ctl, "pg_ctl restart");
+        self.wait_ready(Duration::from_secs(30));
+    }
+
+    /// Connection URL of database `postgres` for `user`.
+    pub fn url(&self, user: &str) -> String {
+        format!("postgresql://{user}@127.0.0.1:{}/postgres", self.port)
     }
 
     /// A new connection to database `postgres` as superuser `postgres`.

@@ -1,3 +1,6 @@
 //! Test support shared by the integration tests.
 
+#![allow(dead_code)] // each test target uses a different part
+
 pub mod cluster;
+pub mod daemon;

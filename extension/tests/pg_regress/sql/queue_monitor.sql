@@ -20,7 +20,8 @@ FROM steadytext_worker_status();
 -- worker_timeout can only be changed in the configuration (sighup), not per session
 SELECT sqlstate_of($$SET steadytext.worker_timeout = '10min'$$);
 SHOW steadytext.worker_timeout;
--- the settings, their defaults and ranges
-SELECT name, setting, unit, context, vartype, min_val, max_val, boot_val
+-- the settings, their defaults and ranges (daemon_url is set by the test run to its daemon)
+SELECT name, CASE WHEN name = 'steadytext.daemon_url' THEN '<test daemon>' ELSE setting END
+       AS setting, unit, context, vartype, min_val, max_val, boot_val
 FROM pg_settings WHERE name LIKE 'steadytext.%' ORDER BY name;
 SHOW steadytext.worker_poll_interval;

@@ -1,0 +1,294 @@
+//! The engine on its own OS thread: async callers send jobs over a channel and await a oneshot
+//! reply; the thread batches whatever is waiting (generation up to `max_batch` sequences,
+//! embeddings up to a text budget) into one engine call. Batching never changes an output: the
+//! engine's batches are byte-identical to running each request alone (tested in core).
+
+use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::Instant;
+
+use steadytext_core::embed::MAX_TEXTS_PER_BATCH;
+use steadytext_core::models::{ModelDir, GEMMA3_270M, MINILM_L6_V2};
+use steadytext_core::{CoreError, Embedder, GenerateRequest, Generation, Generator};
+use tokio::sync::oneshot;
+
+use crate::error::DaemonError;
+use crate::metrics::Metrics;
+
+/// Identity of a loaded model: its registry name, file name and content digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelInfo {
+    /// Registry name.
+    pub name: String,
+    /// File name inside the model directory.
+    pub file: String,
+    /// sha256 of the file (part of every cache key).
+    pub digest: String,
+}
+
+/// Settings of the engine thread.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Where the model files are.
+    pub model_dir: ModelDir,
+    /// llama.cpp threads.
+    pub threads: usize,
+    /// Most generation requests decoded together.
+    pub max_batch: usize,
+}
+
+type GenerateReply = oneshot::Sender<Result<Generation, DaemonError>>;
+type EmbedReply = oneshot::Sender<Result<Vec<Vec<f32>>, DaemonError>>;
+
+enum Job {
+    Generate { req: GenerateRequest, reply: GenerateReply },
+    Embed { texts: Vec<String>, reply: EmbedReply },
+}
+
+impl Job {
+    /// Whether the caller stopped waiting (timed out or went away): such jobs are skipped.
+    fn abandoned(&self) -> bool {
+        match self {
+            Job::Generate { reply, .. } => reply.is_closed(),
+            Job::Embed { reply, .. } => reply.is_closed(),
+        }
+    }
+}
+
+/// Handle to the engine thread; cheap to clone.
+#[derive(Clone)]
+pub struct EngineHandle {
+    tx: mpsc::Sender<Job>,
+    /// The generation model, or why it is unavailable.
+    pub generation: Result<ModelInfo, String>,
+    /// The embedding model, or why it is unavailable.
+    pub embedding: Result<ModelInfo, String>,
+}
+
+impl EngineHandle {
+    /// Starts the engine thread, loads the models on it and returns once they are loaded (a
+    /// missing model makes its role unavailable; it does not stop the daemon).
+    pub fn start(config: EngineConfig, metrics: Metrics) -> Result<Self, DaemonError> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        std::thread::Builder::new().name("steadytext-engine".into()).spawn(move || {
+            let generator = load_generator(&config);
+            let embedder = load_embedder(&config);
+            let info = (
+                generator.as_ref().map(|(_, i)| i.clone()).map_err(|e| e.clone()),
+                embedder.as_ref().map(|(_, i)| i.clone()).map_err(|e| e.clone()),
+            );
+            let _ = ready_tx.send(info);
+            let engine = Engine {
+                generator: generator.map(|(g, _)| g),
+                embedder: embedder.map(|(e, _)| e),
+                max_batch: config.max_batch.max(1),
+                metrics,
+            };
+            engine.run(rx);
+        })?;
+        let (generation, embedding) = ready_rx.recv().map_err(|_| DaemonError::EngineStopped)?;
+        Ok(Self { tx, generation, embedding })
+    }
+
+    /// Generates one completion (batched with concurrent requests).
+    pub async fn generate(&self, req: GenerateRequest) -> Result<Generation, DaemonError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Job::Generate { req, reply }).map_err(|_| DaemonError::EngineStopped)?;
+        rx.await.map_err(|_| DaemonError::EngineStopped)?
+    }
+
+    /// Embeds texts, one unit vector each, in order (batched with concurrent requests).
+    pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, DaemonError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Job::Embed { texts, reply }).map_err(|_| DaemonError::EngineStopped)?;
+        rx.await.map_err(|_| DaemonError::EngineStopped)?
+    }
+}
+
+fn load_generator(config: &EngineConfig) -> Result<(Generator, ModelInfo), String> {
+    let path = config.model_dir.locate(&GEMMA3_270M).map_err(|e| e.to_string())?;
+    let generator = Generator::load(&path, config.threads).map_err(|e| e.to_string())?;
+    Ok((generator, model_info(GEMMA3_270M.name, &path, Some(GEMMA3_270M.sha256))))
+}
+
+fn load_embedder(config: &EngineConfig) -> Result<(Embedder, ModelInfo), String> {
+    let dir = &config.model_dir;
+    let path = match dir.locate_imported(&MINILM_L6_V2) {
+        Ok(p) => p,
+        Err(_) if dir.has_source(&MINILM_L6_V2) => {
+            dir.import(&MINILM_L6_V2).map_err(|e| e.to_string())?.path().to_owned()
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let embedder = Embedder::load(&path, config.threads).map_err(|e| e.to_string())?;
+    Ok((embedder, model_info(MINILM_L6_V2.name, &path, None)))
+}
+
+/// The model's identity; the digest is the registry's verified sha256 when there is one, else
+/// the file's sha256 computed now.
+fn model_info(name: &str, path: &Path, verified_sha256: Option<&str>) -> ModelInfo {
+    let digest = match verified_sha256 {
+        Some(d) => d.to_owned(),
+        None => {
+            steadytext_core::models::sha256_file(path).unwrap_or_else(|e| format!("unreadable:{e}"))
+        }
+    };
+    ModelInfo {
+        name: name.to_owned(),
+        file: path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+        digest,
+    }
+}
+
+/// State owned by the engine thread.
+struct Engine {
+    generator: Result<Generator, String>,
+    embedder: Result<Embedder, String>,
+    max_batch: usize,
+    metrics: Metrics,
+}
+
+impl Engine {
+    fn run(self, rx: mpsc::Receiver<Job>) {
+        let mut backlog: VecDeque<Job> = VecDeque::new();
+        loop {
+            if backlog.is_empty() {
+                match rx.recv() {
+                    Ok(job) => backlog.push_back(job),
+                    Err(_) => return, // every handle dropped
+                }
+            }
+            backlog.extend(rx.try_iter());
+            backlog.retain(|j| !j.abandoned());
+            let Some(first) = backlog.pop_front() else { continue };
+            match first {
+                Job::Generate { req, reply } => {
+                    let mut group = vec![(req, reply)];
+                    let mut rest = VecDeque::new();
+                    while let Some(job) = backlog.pop_front() {
+                        match job {
+                            Job::Generate { req, reply } if group.len() < self.max_batch => {
+                                group.push((req, reply))
+                            }
+                            other => rest.push_back(other),
+                        }
+                    }
+                    backlog = rest;
+                    self.run_generate(group);
+                }
+                Job::Embed { texts, reply } => {
+                    let mut budget = texts.len();
+                    let mut group = vec![(texts, reply)];
+                    let mut rest = VecDeque::new();
+                    while let Some(job) = backlog.pop_front() {
+                        match job {
+                            Job::Embed { texts, reply }
+                                if budget + texts.len() <= MAX_TEXTS_PER_BATCH =>
+                            {
+                                budget += texts.len();
+                                group.push((texts, reply))
+                            }
+                            other => rest.push_back(other),
+                        }
+                    }
+                    backlog = rest;
+                    self.run_embed(group);
+                }
+            }
+        }
+    }
+
+    fn run_generate(&self, group: Vec<(GenerateRequest, GenerateReply)>) {
+        let generator = match &self.generator {
+            Ok(g) => g,
+            Err(reason) => {
+                for (_, reply) in group {
+                    let _ = reply.send(Err(unavailable("generation", reason)));
+                }
+                return;
+            }
+        };
+        let (reqs, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+        let started = Instant::now();
+        let outcome =
+            std::panic::catch_unwind(AssertUnwindSafe(|| generator.generate_batch(&reqs)));
+        let elapsed = started.elapsed();
+        match outcome {
+            Ok(Ok(results)) => {
+                let tokens: u64 = results
+                    .iter()
+                    .filter_map(|r| r.as_ref().ok())
+                    .map(|g| u64::from(g.tokens))
+                    .sum();
+                self.metrics.record_generation(reqs.len(), tokens, elapsed);
+                for (result, reply) in results.into_iter().zip(replies) {
+                    let _ = reply.send(result.map_err(DaemonError::Engine));
+                }
+            }
+            Ok(Err(e)) => {
+                let msg = e.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(DaemonError::Engine(CoreError::Decode(msg.clone()))));
+                }
+            }
+            Err(_) => {
+                for reply in replies {
+                    let _ = reply.send(Err(panicked()));
+                }
+            }
+        }
+    }
+
+    fn run_embed(&self, group: Vec<(Vec<String>, EmbedReply)>) {
+        let embedder = match &self.embedder {
+            Ok(e) => e,
+            Err(reason) => {
+                for (_, reply) in group {
+                    let _ = reply.send(Err(unavailable("embedding", reason)));
+                }
+                return;
+            }
+        };
+        let texts: Vec<&str> =
+            group.iter().flat_map(|(t, _)| t.iter().map(String::as_str)).collect();
+        let started = Instant::now();
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| embedder.embed_batch(&texts)));
+        self.metrics.record_embedding(texts.len(), started.elapsed());
+        match outcome {
+            Ok(Ok(mut vectors)) => {
+                for (texts, reply) in group {
+                    let rest = vectors.split_off(texts.len());
+                    let _ = reply.send(Ok(std::mem::replace(&mut vectors, rest)));
+                }
+            }
+            // one bad text fails the whole engine call: retry each request on its own so
+            // that only the offending request gets the error
+            Ok(Err(_)) if group.len() > 1 => {
+                for (texts, reply) in group {
+                    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                    let _ = reply.send(embedder.embed_batch(&refs).map_err(DaemonError::Engine));
+                }
+            }
+            Ok(Err(e)) => {
+                let (_, reply) = group.into_iter().next().expect("a non-empty group");
+                let _ = reply.send(Err(DaemonError::Engine(e)));
+            }
+            Err(_) => {
+                for (_, reply) in group {
+                    let _ = reply.send(Err(panicked()));
+                }
+            }
+        }
+    }
+}
+
+fn unavailable(role: &'static str, reason: &str) -> DaemonError {
+    DaemonError::ModelUnavailable { role, reason: reason.to_owned() }
+}
+
+fn panicked() -> DaemonError {
+    DaemonError::Engine(CoreError::Decode("the engine panicked on this batch".into()))
+}

@@ -1,0 +1,134 @@
+//! Errors of the daemon and worker, and the one place that maps them to the wire's error codes
+//! and HTTP statuses.
+
+use std::path::PathBuf;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use steadytext_api::validate::InputError;
+use steadytext_api::wire::{ErrorCode, ErrorInfo, ErrorReply};
+use steadytext_core::CoreError;
+
+/// Everything that can go wrong in `steadytext serve` / `steadytext worker`.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// A request argument was refused by the shared validation.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// The engine refused or failed a request.
+    #[error(transparent)]
+    Engine(#[from] CoreError),
+    /// The model a request needs is not loaded.
+    #[error("no {role} model is available: {reason}")]
+    ModelUnavailable {
+        /// generation, embedding or rerank.
+        role: &'static str,
+        /// Why it is not loaded.
+        reason: String,
+    },
+    /// A request lacked the bearer token the daemon requires.
+    #[error("missing or wrong bearer token")]
+    Unauthorized,
+    /// The engine thread has stopped (the daemon is shutting down).
+    #[error("the engine has stopped")]
+    EngineStopped,
+    /// The request's time budget ran out.
+    #[error("timed out after {0} s")]
+    Timeout(u64),
+    /// A request body that is not what the endpoint expects.
+    #[error("invalid request body: {0}")]
+    BadBody(String),
+    /// The persistent cache could not be opened.
+    #[error("cache {path}: {reason}")]
+    Cache {
+        /// The cache file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Binding the listening socket failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A PostgreSQL error in the worker.
+    #[error("postgresql: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    /// A queue row whose parameters do not describe a valid request.
+    #[error("invalid queue parameters for {function}: {reason}")]
+    BadJob {
+        /// The row's function_name.
+        function: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Other I/O failures.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl DaemonError {
+    /// The wire error class of this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            DaemonError::Input(e) => ErrorCode::from(e),
+            DaemonError::Engine(e) => match e {
+                CoreError::Prompt(_) | CoreError::EmptyText { .. } | CoreError::MaxTokens(_) => {
+                    ErrorCode::InvalidParameter
+                }
+                CoreError::ContextOverflow { .. } => ErrorCode::LimitExceeded,
+                CoreError::ModelMissing { .. }
+                | CoreError::ModelLoad { .. }
+                | CoreError::ModelFormat { .. }
+                | CoreError::Checksum { .. } => ErrorCode::ModelUnavailable,
+                _ => ErrorCode::Internal,
+            },
+            DaemonError::ModelUnavailable { .. } => ErrorCode::ModelUnavailable,
+            DaemonError::Unauthorized => ErrorCode::Unauthorized,
+            DaemonError::EngineStopped => ErrorCode::Unavailable,
+            DaemonError::BadBody(_) | DaemonError::BadJob { .. } => ErrorCode::InvalidParameter,
+            DaemonError::Timeout(_)
+            | DaemonError::Cache { .. }
+            | DaemonError::Bind { .. }
+            | DaemonError::Db(_)
+            | DaemonError::Io(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// Whether retrying the same request later could succeed (the worker retries only those).
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self.code(),
+            ErrorCode::Internal | ErrorCode::Unavailable | ErrorCode::ModelUnavailable
+        )
+    }
+}
+
+/// HTTP status of each wire error class.
+pub fn http_status(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::InvalidParameter | ErrorCode::InvalidRegex | ErrorCode::Unfinished => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        ErrorCode::LimitExceeded => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::ModelUnavailable | ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// An error reply with the given class and message.
+pub fn error_response(code: ErrorCode, message: String) -> Response {
+    let body = ErrorReply { error: ErrorInfo { code, message } };
+    (http_status(code), axum::Json(body)).into_response()
+}
+
+impl IntoResponse for DaemonError {
+    fn into_response(self) -> Response {
+        error_response(self.code(), self.to_string())
+    }
+}

@@ -1,0 +1,143 @@
+//! The daemon's operations on wire bodies — validation, cache, engine — shared by the HTTP
+//! handlers (native and OpenAI-compatible) and the queue worker, so every path computes the
+//! same result for the same request.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use steadytext_api::wire::{
+    ConstraintBody, EmbedBody, EmbedReply, GenerateBody, GenerateReply, RerankBody, RerankReply,
+};
+use steadytext_core::cache_key::cache_key;
+use steadytext_core::embed::cosine;
+use steadytext_core::GenerateRequest;
+
+use crate::cache::ResultCache;
+use crate::engine_host::{EngineHandle, ModelInfo};
+use crate::error::DaemonError;
+use crate::metrics::Metrics;
+
+/// Engine + cache + metrics; cheap to clone.
+#[derive(Clone)]
+pub struct Service {
+    /// The engine thread.
+    pub engine: EngineHandle,
+    /// The result cache.
+    pub cache: Arc<ResultCache>,
+    /// The metrics registry.
+    pub metrics: Metrics,
+}
+
+impl Service {
+    fn model(&self, role: &'static str) -> Result<&ModelInfo, DaemonError> {
+        let info = match role {
+            "generation" => &self.engine.generation,
+            _ => &self.engine.embedding,
+        };
+        info.as_ref()
+            .map_err(|reason| DaemonError::ModelUnavailable { role, reason: reason.clone() })
+    }
+
+    fn cached(&self, function: &str, key: &str, use_cache: bool) -> Option<String> {
+        if !use_cache {
+            return None;
+        }
+        let hit = self.cache.get(key);
+        self.metrics.record_cache(function, hit.is_some());
+        hit
+    }
+
+    /// Generates text (optionally constrained), from the cache when allowed.
+    pub async fn generate(&self, body: GenerateBody) -> Result<GenerateReply, DaemonError> {
+        let max_tokens = body.validate()?;
+        let function = body.constraint.as_ref().map_or("generate", ConstraintBody::function_name);
+        let model = self.model("generation")?;
+        let key = cache_key(
+            &model.digest,
+            function,
+            &json!({"prompt": body.prompt, "max_tokens": max_tokens, "seed": body.seed,
+                    "constraint": body.constraint}),
+        );
+        if let Some(text) = self.cached(function, &key, body.use_cache) {
+            return Ok(GenerateReply { text, tokens: 0, cached: true });
+        }
+        if body.constraint.is_some() {
+            return Err(DaemonError::BadBody(
+                "constrained generation is not available in this build".into(),
+            ));
+        }
+        let req = GenerateRequest { prompt: body.prompt, max_tokens, seed: body.seed as u32 };
+        let generation = self.engine.generate(req).await?;
+        if body.use_cache {
+            self.cache.put(&key, &generation.text);
+        }
+        Ok(GenerateReply { text: generation.text, tokens: generation.tokens, cached: false })
+    }
+
+    /// Embeds texts; each text is cached on its own, and only the misses reach the engine.
+    pub async fn embed(&self, body: EmbedBody) -> Result<EmbedReply, DaemonError> {
+        body.validate()?;
+        let model = self.model("embedding")?;
+        let keys: Vec<String> = body
+            .texts
+            .iter()
+            .map(|t| {
+                cache_key(&model.digest, "embed", &json!({"text_input": t, "seed": body.seed}))
+            })
+            .collect();
+        let mut vectors: Vec<Option<Vec<f32>>> = keys
+            .iter()
+            .map(|k| {
+                self.cached("embed", k, body.use_cache)
+                    .and_then(|v| serde_json::from_str::<Vec<f32>>(&v).ok())
+            })
+            .collect();
+        let cached: Vec<bool> = vectors.iter().map(Option::is_some).collect();
+        let missing: Vec<usize> = (0..vectors.len()).filter(|&i| vectors[i].is_none()).collect();
+        if !missing.is_empty() {
+            let texts = missing.iter().map(|&i| body.texts[i].clone()).collect();
+            let fresh = self.engine.embed(texts).await?;
+            for (i, v) in missing.into_iter().zip(fresh) {
+                if body.use_cache {
+                    let text = serde_json::to_string(&v).expect("finite floats serialise");
+                    self.cache.put(&keys[i], &text);
+                }
+                vectors[i] = Some(v);
+            }
+        }
+        let embeddings = vectors.into_iter().map(|v| v.expect("every text embedded")).collect();
+        Ok(EmbedReply { embeddings, cached })
+    }
+
+    /// Scores documents against a query. No reranker model is installed in the offline set, so
+    /// the scores are embedding cosine similarities, and the reply says so (`method`). An empty
+    /// document has nothing to compare and scores 0.
+    pub async fn rerank(&self, body: RerankBody) -> Result<RerankReply, DaemonError> {
+        body.validate()?;
+        let model = self.model("embedding")?.clone();
+        let mut texts = vec![body.query.clone()];
+        texts.extend(body.documents.iter().filter(|d| !d.is_empty()).cloned());
+        let reply =
+            self.embed(EmbedBody { texts, use_cache: body.use_cache, seed: body.seed }).await?;
+        let (query, mut vectors) = {
+            let mut all = reply.embeddings.into_iter();
+            (all.next().expect("query embedded"), all)
+        };
+        let scores = body
+            .documents
+            .iter()
+            .map(|d| match d.is_empty() {
+                true => 0.0,
+                false => {
+                    f64::from(cosine(&query, &vectors.next().expect("one vector per document")))
+                }
+            })
+            .collect();
+        Ok(RerankReply {
+            method: "embedding-cosine".into(),
+            model: model.file,
+            scores,
+            cached: reply.cached.iter().all(|c| *c),
+        })
+    }
+}

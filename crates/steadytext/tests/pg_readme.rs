@@ -1,0 +1,111 @@
+//! Integration tier: the SQL of README.md runs verbatim against a throwaway cluster with the
+//! daemon (HTTP API + queue worker), and every ```sql block followed by a ```text block prints
+//! exactly that text (psql's aligned format). Keeps the README true.
+
+mod support;
+
+use std::process::{Command, Stdio};
+
+use support::cluster::TestCluster;
+use support::daemon::Daemon;
+
+/// One ```sql block and the ```text block right after it, if any.
+#[derive(Debug)]
+struct Example {
+    line: usize,
+    sql: String,
+    expected: Option<String>,
+}
+
+fn examples(readme: &str) -> Vec<Example> {
+    let lines: Vec<&str> = readme.lines().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    let block = |start: usize| -> (String, usize) {
+        let mut body = String::new();
+        let mut j = start + 1;
+        while !lines[j].starts_with("```") {
+            body.push_str(lines[j]);
+            body.push('\n');
+            j += 1;
+        }
+        (body, j + 1)
+    };
+    while i < lines.len() {
+        if lines[i].trim_end() == "```sql" {
+            let (sql, next) = block(i);
+            let mut k = next;
+            while k < lines.len() && lines[k].trim().is_empty() {
+                k += 1;
+            }
+            let (expected, after) = if k < lines.len() && lines[k].trim_end() == "```text" {
+                let (text, after) = block(k);
+                (Some(text), after)
+            } else {
+                (None, next)
+            };
+            out.push(Example { line: i + 1, sql, expected });
+            i = after;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+fn psql(cluster: &TestCluster, sql: &str) -> (bool, String) {
+    let psql = support::cluster::pg_bin_dir().join("psql");
+    let mut child = Command::new(psql)
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres"])
+        .args(["-p", &cluster.port.to_string(), "-d", "postgres", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(sql.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+fn normalise(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().map(str::trim_end).collect();
+    lines.join("\n").trim().to_owned()
+}
+
+#[test]
+fn the_readme_sql_runs_and_prints_what_it_shows() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+        .unwrap();
+    let examples = examples(&readme);
+    assert!(examples.len() >= 10, "README has {} sql examples", examples.len());
+    let cluster = TestCluster::start();
+    let mut db = cluster.connect();
+    // the worker needs the queue functions from its first claim on
+    db.batch_execute("CREATE EXTENSION pg_steadytext").unwrap();
+    let daemon =
+        Daemon::serve(&["--database-url", &cluster.url("postgres"), "--concurrency", "4"]);
+    db.batch_execute(&format!("ALTER SYSTEM SET steadytext.daemon_url = '{}'", daemon.url))
+        .unwrap();
+    db.batch_execute("SELECT pg_reload_conf()").unwrap();
+    let mut failures = Vec::new();
+    for ex in &examples {
+        let (ok, output) = psql(&cluster, &ex.sql);
+        if !ok {
+            failures.push(format!("README.md:{}: failed:\n{}\n{output}", ex.line, ex.sql));
+            continue;
+        }
+        if let Some(expected) = &ex.expected {
+            if normalise(&output) != normalise(expected) {
+                failures.push(format!(
+                    "README.md:{}: output differs\n--- sql\n{}--- README shows\n{}--- psql printed\n{}",
+                    ex.line, ex.sql, expected, output
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}

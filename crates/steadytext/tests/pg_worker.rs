@@ -1,0 +1,301 @@
+//! Integration tier: `steadytext worker` draining steadytext_queue of a throwaway cluster with
+//! the installed extension — ordering, crashes, restarts, cancel, timeouts, settings.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::Client;
+use support::cluster::TestCluster;
+use support::daemon::{wait_until, Daemon};
+
+/// Creates the extension and a login role that is a member of steadytext_worker.
+fn setup(cluster: &TestCluster) -> Client {
+    let mut db = cluster.connect();
+    db.batch_execute(
+        "CREATE EXTENSION pg_steadytext;
+         CREATE ROLE st_worker LOGIN IN ROLE steadytext_worker;",
+    )
+    .unwrap();
+    db
+}
+
+fn worker(cluster: &TestCluster, id: &str, extra: &[&str]) -> Daemon {
+    let url = cluster.url("st_worker");
+    Daemon::worker(&[&["--database-url", &url, "--worker-id", id, "--lease", "3"], extra].concat())
+}
+
+/// Status → count over the whole queue.
+fn statuses(db: &mut Client) -> HashMap<String, i64> {
+    db.query("SELECT status, count(*) FROM steadytext_queue GROUP BY status", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// Waits until nothing is pending or processing.
+fn drained(db: &mut Client, deadline: Duration) -> HashMap<String, i64> {
+    wait_until(deadline, "the queue to drain", || {
+        let s = statuses(db);
+        (s.get("pending").is_none() && s.get("processing").is_none()).then_some(s)
+    })
+}
+
+fn enqueue_generate(db: &mut Client, prompt: &str, max_tokens: i32, use_cache: bool) -> String {
+    db.query_one(
+        "SELECT steadytext_generate_async($1, $2, $3)::text",
+        &[&prompt, &max_tokens, &use_cache],
+    )
+    .unwrap()
+    .get(0)
+}
+
+fn status_of(db: &mut Client, id: &str) -> String {
+    db.query_one("SELECT status FROM steadytext_queue WHERE request_id = $1::text::uuid", &[&id])
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+fn drains_500_mixed_jobs_highest_priority_first() {
+    let cluster = TestCluster::start();
+    let mut db = setup(&cluster);
+    let mut tx = db.transaction().unwrap();
+    for i in 0..500i32 {
+        let priority = (i * 7) % 11 - 5;
+        let prompt = format!("Item {} is", i % 5);
+        let sql = match i % 6 {
+            0 => "SELECT steadytext_generate_async($1, 4, priority => $2)",
+            1 => "SELECT steadytext_embed_async('text ' || $1, priority => $2)",
+            2 => "SELECT steadytext_rerank_async($1, ARRAY['a document about items', 'bananas'], priority => $2)",
+            3 => "SELECT steadytext_generate_json_async($1, '{\"type\":\"object\",\"properties\":{\"ok\":{\"type\":\"boolean\"}},\"required\":[\"ok\"]}', 24, priority => $2)",
+            4 => "SELECT steadytext_generate_regex_async($1, '[0-9]{3}', 8, priority => $2)",
+            _ => "SELECT steadytext_generate_choice_async($1, ARRAY['yes', 'no'], 8, priority => $2)",
+        };
+        tx.execute(sql, &[&prompt, &priority]).unwrap();
+    }
+    tx.commit().unwrap();
+    let _w = worker(&cluster, "w500", &["--concurrency", "8"]);
+    let done = drained(&mut db, Duration::from_secs(600));
+    assert_eq!(done.get("completed"), Some(&500), "{done:?}");
+
+    // claims happen in priority order: every batch's lowest priority is at least the next
+    // batch's highest (a batch shares its started_at)
+    let batches: Vec<(i32, i32)> = db
+        .query(
+            "SELECT min(priority), max(priority) FROM steadytext_queue
+             GROUP BY started_at ORDER BY started_at",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert!(batches.len() >= 500 / 8, "{batches:?}");
+    for pair in batches.windows(2) {
+        assert!(pair[0].0 >= pair[1].1, "a lower priority was claimed first: {batches:?}");
+    }
+
+    // every result has its function's shape
+    let bad: i64 = db
+        .query_one(
+            "SELECT count(*) FROM steadytext_queue WHERE NOT CASE function_name
+               WHEN 'generate' THEN length(result) > 0
+               WHEN 'embed' THEN result ~ '^\\[' AND array_length(string_to_array(trim(both '[]' from result), ','), 1) = 384
+               WHEN 'rerank' THEN (result::jsonb ->> 'method') = 'embedding-cosine'
+                              AND jsonb_array_length(result::jsonb -> 'results') = 2
+               WHEN 'generate_json' THEN jsonb_typeof(result::jsonb -> 'ok') = 'boolean'
+               WHEN 'generate_regex' THEN result ~ '^[0-9]{3}$'
+               WHEN 'generate_choice' THEN result IN ('yes', 'no')
+             END",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(bad, 0, "results of the wrong shape");
+    // same request, same bytes, whatever batch it ran in
+    let spread: i64 = db
+        .query_one(
+            "SELECT max(n) FROM (SELECT count(DISTINCT result) AS n FROM steadytext_queue
+                                 GROUP BY function_name, parameters) t",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(spread, 1);
+}
+
+#[test]
+fn a_killed_workers_jobs_are_rescued_and_complete_exactly_once() {
+    let cluster = TestCluster::start();
+    let mut db = setup(&cluster);
+    let mut listener = cluster.connect();
+    listener.batch_execute("LISTEN steadytext_completed").unwrap();
+    let ids: Vec<String> =
+        (0..6).map(|i| enqueue_generate(&mut db, &format!("Story {i}:"), 48, false)).collect();
+    let mut a = worker(&cluster, "A", &["--concurrency", "2"]);
+    let held: Vec<String> = wait_until(Duration::from_secs(60), "A to hold jobs", || {
+        let rows = db
+            .query(
+                "SELECT request_id::text FROM steadytext_queue
+                 WHERE status = 'processing' AND worker_id = 'A'",
+                &[],
+            )
+            .unwrap();
+        (!rows.is_empty()).then(|| rows.iter().map(|r| r.get(0)).collect())
+    });
+    a.kill9();
+    let _b = worker(&cluster, "B", &["--concurrency", "2"]);
+    let done = drained(&mut db, Duration::from_secs(180));
+    assert_eq!(done.get("completed"), Some(&6), "{done:?}");
+    for id in &held {
+        let row = db
+            .query_one(
+                "SELECT retry_count, worker_id FROM steadytext_queue
+                 WHERE request_id = $1::text::uuid",
+                &[id],
+            )
+            .unwrap();
+        let (retries, by): (i32, String) = (row.get(0), row.get(1));
+        assert!(retries >= 1 && by == "B", "{id}: retries {retries}, completed by {by}");
+    }
+    let mut completions: HashMap<String, usize> = HashMap::new();
+    let mut notes = listener.notifications();
+    let mut it = notes.timeout_iter(Duration::from_secs(5));
+    while let Some(n) = it.next().unwrap() {
+        let v: serde_json::Value = serde_json::from_str(n.payload()).unwrap();
+        assert_eq!(v["status"], "completed");
+        *completions.entry(v["request_id"].as_str().unwrap().to_owned()).or_default() += 1;
+        if completions.len() == ids.len() {
+            break;
+        }
+    }
+    for id in &ids {
+        assert_eq!(completions.get(id), Some(&1), "completion notifications of {id}");
+    }
+}
+
+#[test]
+fn a_postgres_restart_mid_run_loses_nothing() {
+    let cluster = TestCluster::start();
+    let mut db = setup(&cluster);
+    for i in 0..20 {
+        enqueue_generate(&mut db, &format!("Fact {i}:"), 16, false);
+    }
+    let mut w = worker(&cluster, "R", &["--concurrency", "2"]);
+    wait_until(Duration::from_secs(120), "some completions", || {
+        (statuses(&mut db).get("completed").copied().unwrap_or(0) >= 3).then_some(())
+    });
+    cluster.restart();
+    w.wait_for_log("reconnecting", Duration::from_secs(30));
+    let mut db = cluster.connect();
+    let done = drained(&mut db, Duration::from_secs(300));
+    assert_eq!(done.get("completed"), Some(&20), "{done:?}");
+}
+
+#[test]
+fn a_cancelled_processing_job_is_never_written_and_sigterm_stops_cleanly() {
+    let cluster = TestCluster::start();
+    let mut db = setup(&cluster);
+    let mut w = worker(&cluster, "C", &["--concurrency", "1"]);
+    let long = enqueue_generate(&mut db, "A very long story begins:", 300, false);
+    wait_until(Duration::from_secs(60), "the job to be processing", || {
+        (status_of(&mut db, &long) == "processing").then_some(())
+    });
+    let cancelled: bool =
+        db.query_one("SELECT steadytext_cancel_async($1::text::uuid)", &[&long]).unwrap().get(0);
+    assert!(cancelled);
+    // with concurrency 1 the next job is claimed only after the cancelled one has finished
+    let next = enqueue_generate(&mut db, "Short:", 2, false);
+    wait_until(Duration::from_secs(120), "the next job", || {
+        (status_of(&mut db, &next) == "completed").then_some(())
+    });
+    let row = db
+        .query_one(
+            "SELECT status, result IS NULL FROM steadytext_queue WHERE request_id = $1::text::uuid",
+            &[&long],
+        )
+        .unwrap();
+    assert_eq!((row.get::<_, String>(0), row.get::<_, bool>(1)), ("cancelled".into(), true));
+
+    // SIGTERM while a job runs: the job is finished, then the worker marks itself stopped
+    let last = enqueue_generate(&mut db, "Another story:", 24, false);
+    wait_until(Duration::from_secs(60), "the last job to be processing", || {
+        (status_of(&mut db, &last) == "processing").then_some(())
+    });
+    assert!(w.terminate(Duration::from_secs(60)).success());
+    assert_eq!(status_of(&mut db, &last), "completed");
+    let state: String = db
+        .query_one("SELECT status FROM steadytext_workers WHERE worker_id = 'C'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(state, "stopped");
+}
+
+#[test]
+fn a_job_over_the_timeout_is_retried_then_fails_for_good() {
+    let cluster = TestCluster::start();
+    let mut db = setup(&cluster);
+    let _w = worker(&cluster, "T", &["--timeout", "1", "--max-retries", "2"]);
+    let id = enqueue_generate(&mut db, "An endless tale:", 2000, false);
+    wait_until(Duration::from_secs(90), "the job to fail for good", || {
+        (status_of(&mut db, &id) == "failed").then_some(())
+    });
+    let row = db
+        .query_one(
+            "SELECT retry_count, error, result IS NULL FROM steadytext_queue
+             WHERE request_id = $1::text::uuid",
+            &[&id],
+        )
+        .unwrap();
+    let (retries, error, no_result): (i32, String, bool) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!(retries, 2);
+    assert!(error.contains("timed out after 1 s"), "{error}");
+    assert!(no_result);
+}
+
+#[test]
+fn settings_come_from_gucs_after_reload_unless_flags_win() {
+    let cluster = TestCluster::start();
+    let mut db = setup(&cluster);
+    let mut g = worker(&cluster, "G", &[]);
+    // changed while the worker runs
+    db.batch_execute("ALTER SYSTEM SET steadytext.worker_concurrency = 3").unwrap();
+    db.batch_execute("SELECT pg_reload_conf()").unwrap();
+    let mut tx = db.transaction().unwrap();
+    for i in 0..6 {
+        tx.execute("SELECT steadytext_generate_async($1, 2)", &[&format!("G{i}")]).unwrap();
+    }
+    tx.commit().unwrap();
+    drained(&mut db, Duration::from_secs(120));
+    let largest: i64 = db
+        .query_one(
+            "SELECT max(n) FROM (SELECT count(*) AS n FROM steadytext_queue GROUP BY started_at) t",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(largest, 3, "claims follow steadytext.worker_concurrency");
+    g.kill9();
+
+    // a flag beats the GUC
+    db.batch_execute("DELETE FROM steadytext_queue").unwrap();
+    let _f = worker(&cluster, "F", &["--concurrency", "1"]);
+    let mut tx = db.transaction().unwrap();
+    for i in 0..4 {
+        tx.execute("SELECT steadytext_generate_async($1, 2)", &[&format!("F{i}")]).unwrap();
+    }
+    tx.commit().unwrap();
+    drained(&mut db, Duration::from_secs(120));
+    let largest: i64 = db
+        .query_one(
+            "SELECT max(n) FROM (SELECT count(*) AS n FROM steadytext_queue GROUP BY started_at) t",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(largest, 1, "--concurrency overrides the GUC");
+}

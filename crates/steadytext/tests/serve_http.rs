@@ -1,0 +1,245 @@
+//! `steadytext serve` over HTTP: the native API the extension uses, the OpenAI-compatible
+//! endpoints, errors, authentication, /health, /metrics, and the persistent cache.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use steadytext_api::client::{Client, ClientError};
+use steadytext_api::wire::{EmbedBody, ErrorCode, GenerateBody, RerankBody, DEFAULT_RERANK_TASK};
+use support::daemon::Daemon;
+
+/// The output pinned by the engine's golden test (crates/steadytext-core/tests).
+const FRANCE: &str = " the capital of the country of France. It is the largest city in France.";
+
+fn client(d: &Daemon) -> Client {
+    Client::new(&d.url, Duration::from_secs(5)).unwrap()
+}
+
+fn gen(prompt: &str, max_tokens: i32) -> GenerateBody {
+    GenerateBody { prompt: prompt.into(), max_tokens, seed: 42, use_cache: true, constraint: None }
+}
+
+/// A raw HTTP exchange (for endpoints the typed client does not cover).
+fn raw(d: &Daemon, method: &str, path: &str, headers: &[&str], body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(d.url.trim_start_matches("http://")).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn native_api_is_deterministic_cached_and_typed() {
+    let d = Daemon::serve(&[]);
+    let c = client(&d);
+    let first = c.generate(&gen("The capital of France is", 16)).unwrap();
+    assert_eq!((first.text.as_str(), first.cached, first.tokens), (FRANCE, false, 16));
+    let again = c.generate(&gen("The capital of France is", 16)).unwrap();
+    assert_eq!((again.text.as_str(), again.cached), (FRANCE, true));
+    let fresh =
+        c.generate(&GenerateBody { use_cache: false, ..gen("The capital of France is", 16) });
+    assert_eq!(fresh.unwrap().text, FRANCE, "a cache bypass recomputes the same bytes");
+
+    // concurrent requests are batched by the engine and still give the alone-result
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                let prompt = if i == 0 {
+                    "The capital of France is".to_owned()
+                } else {
+                    format!("Number {i} is")
+                };
+                c.generate(&GenerateBody { use_cache: false, ..gen(&prompt, 16) }).unwrap().text
+            })
+        })
+        .collect();
+    let texts: Vec<String> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(texts[0], FRANCE);
+
+    let e = c
+        .embed(&EmbedBody {
+            texts: vec!["This is an example sentence".into()],
+            use_cache: true,
+            seed: 42,
+        })
+        .unwrap();
+    let published = [0.0677, 0.0635, 0.0487, 0.0793];
+    for (got, want) in e.embeddings[0].iter().zip(published) {
+        assert!((got - want).abs() < 1e-3, "{got} vs {want}");
+    }
+
+    let r = c
+        .rerank(&RerankBody {
+            query: "What is the capital of France?".into(),
+            documents: vec![
+                "Bananas are yellow.".into(),
+                "Paris is the capital of France.".into(),
+                "".into(),
+            ],
+            task: DEFAULT_RERANK_TASK.into(),
+            seed: 42,
+            use_cache: true,
+        })
+        .unwrap();
+    assert_eq!(r.method, "embedding-cosine");
+    assert_eq!(r.ranking()[0], 1, "{:?}", r.scores);
+    assert_eq!(r.scores[2], 0.0, "an empty document scores 0");
+
+    for (body, code, needle) in [
+        (gen("x", 0), ErrorCode::InvalidParameter, "max_tokens must be positive, got 0"),
+        (gen("x", 5000), ErrorCode::InvalidParameter, "max_tokens must be at most 4096"),
+        (gen("", 5), ErrorCode::InvalidParameter, "prompt must not be empty"),
+        (gen(&"word ".repeat(5000), 16), ErrorCode::LimitExceeded, "exceeds the context window"),
+    ] {
+        match c.generate(&body) {
+            Err(ClientError::Daemon { code: got, message }) => {
+                assert_eq!(got, code, "{message}");
+                assert!(message.contains(needle), "{message}");
+            }
+            other => panic!("expected a daemon error, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn openai_endpoints_health_metrics_and_errors() {
+    let d = Daemon::serve(&[]);
+    let (status, body) = raw(
+        &d,
+        "POST",
+        "/v1/completions",
+        &[],
+        r#"{"prompt":"The capital of France is","max_tokens":16}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["object"], "text_completion");
+    assert_eq!(v["choices"][0]["text"], FRANCE);
+
+    let (status, body) = raw(&d, "POST", "/v1/embeddings", &[], r#"{"input":["a","b"]}"#);
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["data"].as_array().unwrap().len(), 2);
+    assert_eq!(v["data"][1]["embedding"].as_array().unwrap().len(), 384);
+
+    let (status, body) = raw(&d, "POST", "/v1/rerank", &[],
+        &json!({"query": "capital of France", "documents": ["Bananas", "Paris is the capital of France"], "top_n": 1}).to_string());
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["method"], "embedding-cosine");
+    assert_eq!(v["results"].as_array().unwrap().len(), 1);
+    assert_eq!(v["results"][0]["index"], 1);
+
+    let (status, body) = raw(&d, "POST", "/steadytext/v1/generate", &[], r#"{"max_tokens":3}"#);
+    assert_eq!(status, 422);
+    assert!(body.contains("invalid_parameter") && body.contains("prompt"), "{body}");
+    let (status, body) = raw(&d, "GET", "/nowhere", &[], "");
+    assert_eq!(status, 404);
+    assert!(body.contains("not_found"), "{body}");
+
+    let (status, body) = raw(&d, "GET", "/health", &[], "");
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["models"]["generation"]["status"], "loaded");
+    assert_eq!(v["models"]["rerank"]["method"], "embedding-cosine");
+
+    let (status, text) = raw(&d, "GET", "/metrics", &[], "");
+    assert_eq!(status, 200);
+    assert!(
+        text.contains(
+            "steadytext_http_requests_total{endpoint=\"/v1/completions\",status=\"200\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("steadytext_generated_tokens_total 16"), "{text}");
+    assert!(text.contains("# TYPE steadytext_http_request_duration_seconds histogram"));
+}
+
+#[test]
+fn bearer_token_is_required_when_configured() {
+    let d = Daemon::serve(&["--token", "s3cret"]);
+    let plain = client(&d);
+    match plain.embed(&EmbedBody { texts: vec!["x".into()], use_cache: true, seed: 42 }) {
+        Err(ClientError::Daemon { code: ErrorCode::Unauthorized, .. }) => {}
+        other => panic!("expected unauthorized, got {other:?}"),
+    }
+    let authed = client(&d).with_token(Some("s3cret".into()));
+    assert!(authed
+        .embed(&EmbedBody { texts: vec!["x".into()], use_cache: true, seed: 42 })
+        .is_ok());
+    assert_eq!(raw(&d, "GET", "/health", &[], "").0, 200, "/health stays open");
+    assert_eq!(raw(&d, "GET", "/metrics", &["Authorization: Bearer nope"], "").0, 401);
+}
+
+#[test]
+fn the_disk_cache_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cache.redb");
+    let file = file.to_str().unwrap();
+    let body = gen("Once upon a time", 8);
+    let first = {
+        let mut d = Daemon::serve(&["--cache-file", file]);
+        let r = client(&d).generate(&body).unwrap();
+        assert!(!r.cached);
+        assert!(d.terminate(Duration::from_secs(30)).success(), "clean exit on SIGTERM");
+        r.text
+    };
+    let d = Daemon::serve(&["--cache-file", file]);
+    let r = client(&d).generate(&body).unwrap();
+    assert!(r.cached, "served from the persistent cache after a restart");
+    assert_eq!(r.text, first);
+}
+
+#[test]
+fn a_unix_socket_serves_the_same_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("steadytext.sock");
+    let _d = Daemon::serve(&["--socket", socket.to_str().unwrap()]);
+    let c = Client::new(&format!("unix:{}", socket.display()), Duration::from_secs(5)).unwrap();
+    assert_eq!(c.generate(&gen("The capital of France is", 16)).unwrap().text, FRANCE);
+}
+
+#[test]
+fn every_serve_and_worker_flag_documents_its_env_var_and_default() {
+    for command in ["serve", "worker"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_steadytext"))
+            .args([command, "--help"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let help = String::from_utf8(out.stdout).unwrap();
+        // each option's text runs from its `--flag` line to the next option
+        let mut options: Vec<String> = Vec::new();
+        for line in help.lines().skip_while(|l| !l.starts_with("Options:")).skip(1) {
+            match options.last_mut() {
+                Some(last) if !line.trim_start().starts_with('-') => last.push_str(line),
+                _ => options.push(line.trim_start().to_owned()),
+            }
+        }
+        assert!(options.len() > 15, "{help}");
+        for option in options {
+            if option.starts_with("-h, --help") {
+                continue;
+            }
+            assert!(option.contains("[env: "), "{command}: no env var in {option:?}");
+            assert!(option.contains("Default"), "{command}: no default in {option:?}");
+        }
+    }
+}
