@@ -249,7 +249,7 @@ fn steadytext_rerank_async(
         let query = required("query", query)?;
         check_text("query", &query)?;
         let documents = required_elements("documents", documents)?;
-        check_texts("documents", &documents, true)?;
+        check_texts("documents", &documents, false)?;
         let task = required("task", task)?;
         let params = json!({
             "query": query,

@@ -129,7 +129,7 @@ fn steadytext_rerank(
         let query = required("query", query)?;
         check_text("query", &query)?;
         let documents = required_elements("documents", documents)?;
-        check_texts("documents", &documents, true)?;
+        check_texts("documents", &documents, false)?;
         let return_scores = required("return_scores", return_scores)?;
         let body = RerankBody {
             query,

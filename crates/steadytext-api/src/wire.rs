@@ -164,11 +164,10 @@ pub struct RerankBody {
 }
 
 impl RerankBody {
-    /// Checks every argument with the shared validation (empty documents are allowed: they
-    /// are simply irrelevant).
+    /// Checks every argument with the shared validation.
     pub fn validate(&self) -> Result<(), InputError> {
         validate::check_text("query", &self.query)?;
-        validate::check_texts("documents", &self.documents, true)
+        validate::check_texts("documents", &self.documents, false)
     }
 }
 

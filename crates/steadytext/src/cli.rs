@@ -57,27 +57,22 @@ pub struct ServeArgs {
     /// Default: none (no authentication).
     #[arg(long, env = "STEADYTEXT_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// Most generation requests decoded together in one engine batch (1–64). Default: 8.
-    #[arg(long, env = "STEADYTEXT_MAX_BATCH", default_value_t = 8,
-          value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub max_batch: u16,
-    /// Cache settings.
+    /// Engine, cache, database and worker settings.
     #[command(flatten)]
-    pub cache: CacheArgs,
-    /// Engine settings.
-    #[command(flatten)]
-    pub engine: EngineArgs,
-    /// Database of the queue; without --database-url or --db-name no worker runs.
-    #[command(flatten)]
-    pub db: DbArgs,
-    /// Queue worker settings.
-    #[command(flatten)]
-    pub worker: WorkerTuning,
+    pub daemon: DaemonArgs,
 }
 
 /// Arguments of `steadytext worker`.
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
+    /// Engine, cache, database and worker settings.
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+}
+
+/// Settings shared by `serve` and `worker`.
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
     /// Most generation requests decoded together in one engine batch (1–64). Default: 8.
     #[arg(long, env = "STEADYTEXT_MAX_BATCH", default_value_t = 8,
           value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -88,7 +83,7 @@ pub struct WorkerArgs {
     /// Engine settings.
     #[command(flatten)]
     pub engine: EngineArgs,
-    /// Database of the queue.
+    /// Database of the queue (for `serve`: without --database-url or --db-name no worker runs).
     #[command(flatten)]
     pub db: DbArgs,
     /// Queue worker settings.
@@ -135,7 +130,7 @@ pub struct DbArgs {
 
 /// Queue worker settings. Each one, when not given, falls back to its GUC (re-read after
 /// `SELECT pg_reload_conf()`), then to its default.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct WorkerTuning {
     /// Requests claimed and processed at once (1–256). GUC steadytext.worker_concurrency.
     /// Default: 1.

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use crate::cache::ResultCache;
-use crate::cli::{CacheArgs, EngineArgs, ServeArgs, WorkerArgs};
+use crate::cli::{DaemonArgs, ServeArgs, WorkerArgs};
 use crate::db_config;
 use crate::engine_host::{EngineConfig, EngineHandle};
 use crate::error::DaemonError;
@@ -23,7 +24,7 @@ use crate::worker::{host_name, Worker};
 /// Runs `steadytext serve` until SIGTERM/SIGINT.
 pub fn serve(args: ServeArgs) -> Result<(), DaemonError> {
     runtime()?.block_on(async move {
-        let service = start_service(&args.engine, &args.cache, args.max_batch)?;
+        let service = start_service(&args.daemon)?;
         let shutdown = shutdown_signal()?;
         if !is_loopback(&args.host) && args.token.is_none() {
             eprintln!(
@@ -32,8 +33,7 @@ pub fn serve(args: ServeArgs) -> Result<(), DaemonError> {
                 args.host
             );
         }
-        let state = AppState { service: service.clone(), token: args.token.clone() };
-        let app = router(state);
+        let app = router(AppState { service: service.clone(), token: args.token.clone() });
         let addr = format!("{}:{}", args.host, args.port);
         let tcp = TcpListener::bind(&addr)
             .await
@@ -41,41 +41,19 @@ pub fn serve(args: ServeArgs) -> Result<(), DaemonError> {
         let local: SocketAddr = tcp.local_addr()?;
         // one parseable line, so scripts and tests can find a port chosen with --port 0
         println!("steadytext serve: listening on http://{local}");
-        let mut tasks = tokio::task::JoinSet::new();
-        let mut stop = shutdown.clone();
-        let tcp_app = app.clone();
-        tasks.spawn(async move {
-            axum::serve(tcp, tcp_app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await
-                .map_err(DaemonError::Io)
-        });
+        let mut tasks = JoinSet::new();
+        spawn_server(&mut tasks, tcp, app.clone(), shutdown.clone());
         if let Some(path) = &args.socket {
             let _ = std::fs::remove_file(path);
             let unix = UnixListener::bind(path)
                 .map_err(|source| DaemonError::Bind { addr: path.display().to_string(), source })?;
             println!("steadytext serve: listening on unix:{}", path.display());
-            let mut stop = shutdown.clone();
-            tasks.spawn(async move {
-                axum::serve(unix, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    })
-                    .await
-                    .map_err(DaemonError::Io)
-            });
+            spawn_server(&mut tasks, unix, app, shutdown.clone());
         }
-        if db_config::configured(&args.db) {
-            let worker = Worker {
-                db: db_config::config(&args.db)?,
-                tuning: args.worker,
-                service,
-                worker_id: String::new(),
-                shutdown: shutdown.clone(),
-            };
-            tasks.spawn(async move { with_id(worker).run().await });
+        let daemon = args.daemon;
+        if db_config::configured(&daemon.db) {
+            let worker = new_worker(&daemon, service, shutdown)?;
+            tasks.spawn(worker.run());
         }
         let mut first_error = None;
         while let Some(done) = tasks.join_next().await {
@@ -93,25 +71,45 @@ pub fn serve(args: ServeArgs) -> Result<(), DaemonError> {
 /// Runs `steadytext worker` until SIGTERM/SIGINT.
 pub fn worker(args: WorkerArgs) -> Result<(), DaemonError> {
     runtime()?.block_on(async move {
-        let service = start_service(&args.engine, &args.cache, args.max_batch)?;
-        let worker = Worker {
-            db: db_config::config(&args.db)?,
-            tuning: args.worker,
-            service,
-            worker_id: String::new(),
-            shutdown: shutdown_signal()?,
-        };
-        with_id(worker).run().await
+        let daemon = args.daemon;
+        let service = start_service(&daemon)?;
+        let worker = new_worker(&daemon, service, shutdown_signal()?)?;
+        worker.run().await
     })
 }
 
-fn with_id(mut worker: Worker) -> Worker {
-    worker.worker_id = worker
-        .tuning
+/// Serves `app` on `listener` until `shutdown` turns true.
+fn spawn_server<L>(
+    tasks: &mut JoinSet<Result<(), DaemonError>>,
+    listener: L,
+    app: axum::Router,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    tasks.spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = shutdown.wait_for(|s| *s).await;
+            })
+            .await
+            .map_err(DaemonError::Io)
+    });
+}
+
+/// A queue worker on `service`, with its id from `--worker-id` or `<hostname>-<pid>`.
+fn new_worker(
+    daemon: &DaemonArgs,
+    service: Service,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Worker, DaemonError> {
+    let tuning = daemon.worker.clone();
+    let worker_id = tuning
         .worker_id
         .clone()
         .unwrap_or_else(|| format!("{}-{}", host_name(), std::process::id()));
-    worker
+    Ok(Worker { db: db_config::config(&daemon.db)?, tuning, service, worker_id, shutdown })
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, DaemonError> {
@@ -119,11 +117,8 @@ fn runtime() -> Result<tokio::runtime::Runtime, DaemonError> {
 }
 
 /// Loads the engine and opens the cache.
-fn start_service(
-    engine: &EngineArgs,
-    cache: &CacheArgs,
-    max_batch: u16,
-) -> Result<Service, DaemonError> {
+fn start_service(daemon: &DaemonArgs) -> Result<Service, DaemonError> {
+    let (engine, cache, max_batch) = (&daemon.engine, &daemon.cache, daemon.max_batch);
     let metrics = Metrics::default();
     let config = EngineConfig {
         model_dir: engine.model_dir(),

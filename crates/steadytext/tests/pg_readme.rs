@@ -78,16 +78,15 @@ fn normalise(text: &str) -> String {
 
 #[test]
 fn the_readme_sql_runs_and_prints_what_it_shows() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
-        .unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
     let examples = examples(&readme);
     assert!(examples.len() >= 10, "README has {} sql examples", examples.len());
     let cluster = TestCluster::start();
     let mut db = cluster.connect();
     // the worker needs the queue functions from its first claim on
     db.batch_execute("CREATE EXTENSION pg_steadytext").unwrap();
-    let daemon =
-        Daemon::serve(&["--database-url", &cluster.url("postgres"), "--concurrency", "4"]);
+    let daemon = Daemon::serve(&["--database-url", &cluster.url("postgres"), "--concurrency", "4"]);
     db.batch_execute(&format!("ALTER SYSTEM SET steadytext.daemon_url = '{}'", daemon.url))
         .unwrap();
     db.batch_execute("SELECT pg_reload_conf()").unwrap();

@@ -40,7 +40,7 @@ fn statuses(db: &mut Client) -> HashMap<String, i64> {
 fn drained(db: &mut Client, deadline: Duration) -> HashMap<String, i64> {
     wait_until(deadline, "the queue to drain", || {
         let s = statuses(db);
-        (s.get("pending").is_none() && s.get("processing").is_none()).then_some(s)
+        (!s.contains_key("pending") && !s.contains_key("processing")).then_some(s)
     })
 }
 
@@ -48,6 +48,16 @@ fn enqueue_generate(db: &mut Client, prompt: &str, max_tokens: i32, use_cache: b
     db.query_one(
         "SELECT steadytext_generate_async($1, $2, $3)::text",
         &[&prompt, &max_tokens, &use_cache],
+    )
+    .unwrap()
+    .get(0)
+}
+
+/// The largest number of requests claimed together (a claim shares its started_at).
+fn largest_claim(db: &mut Client) -> i64 {
+    db.query_one(
+        "SELECT max(n) FROM (SELECT count(*) AS n FROM steadytext_queue GROUP BY started_at) t",
+        &[],
     )
     .unwrap()
     .get(0)
@@ -271,13 +281,7 @@ fn settings_come_from_gucs_after_reload_unless_flags_win() {
     }
     tx.commit().unwrap();
     drained(&mut db, Duration::from_secs(120));
-    let largest: i64 = db
-        .query_one(
-            "SELECT max(n) FROM (SELECT count(*) AS n FROM steadytext_queue GROUP BY started_at) t",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let largest = largest_claim(&mut db);
     assert_eq!(largest, 3, "claims follow steadytext.worker_concurrency");
     g.kill9();
 
@@ -290,12 +294,6 @@ fn settings_come_from_gucs_after_reload_unless_flags_win() {
     }
     tx.commit().unwrap();
     drained(&mut db, Duration::from_secs(120));
-    let largest: i64 = db
-        .query_one(
-            "SELECT max(n) FROM (SELECT count(*) AS n FROM steadytext_queue GROUP BY started_at) t",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let largest = largest_claim(&mut db);
     assert_eq!(largest, 1, "--concurrency overrides the GUC");
 }

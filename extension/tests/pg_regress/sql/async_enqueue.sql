@@ -21,7 +21,7 @@ SELECT steadytext_generate_json_async(prompt => 'Anything', schema => 'true', ma
                                       priority => 1000) AS j2 \gset
 SELECT steadytext_generate_regex_async('Phone:', '\d{3}-\d{4}') AS r1 \gset
 SELECT steadytext_generate_choice_async('Sentiment of "great"', ARRAY['positive', 'negative']) AS c1 \gset
-SELECT steadytext_rerank_async('capital of France', ARRAY['Paris is the capital', 'Berlin', '']) AS k1 \gset
+SELECT steadytext_rerank_async('capital of France', ARRAY['Paris is the capital', 'Berlin']) AS k1 \gset
 SELECT steadytext_rerank_async(query => 'q', documents => ARRAY['d'], task => 'custom task',
                                use_cache => false, seed => 1, priority => -1000) AS k2 \gset
 -- every request is a pending row owned by the caller, parameters under the SQL argument names

@@ -74,6 +74,7 @@ SELECT stmt, sqlstate_of(stmt) AS outcome FROM (VALUES
     ($$SELECT steadytext_rerank_async('q', NULL)$$),
     ($$SELECT steadytext_rerank_async('q', ARRAY[]::text[])$$),
     ($$SELECT steadytext_rerank_async('q', ARRAY['d', NULL])$$),
+    ($$SELECT steadytext_rerank_async('q', ARRAY['d', ''])$$),
     ($$SELECT steadytext_rerank_async('q', ARRAY['d'], NULL)$$),
     ($$SELECT steadytext_rerank_async('q', ARRAY['d'], seed => NULL)$$),
     -- following requests: NULL, unknown ids, empty lists, negative timeouts

@@ -13,7 +13,7 @@ FROM unnest(steadytext_embed('Unit vectors only')) AS x;
 -- rerank: best first; without a reranker model a NOTICE says the scores are cosine similarities
 SELECT document, round(score::numeric, 4) AS score
 FROM steadytext_rerank('What is the capital of France?',
-                       ARRAY['Bananas are yellow.', 'Paris is the capital of France.', '']);
+                       ARRAY['Bananas are yellow.', 'Paris is the capital of France.']);
 SELECT * FROM steadytext_rerank('capital of France', ARRAY['Paris', 'Bananas'],
                                 return_scores := false);
 -- constrained generation
@@ -53,6 +53,7 @@ SELECT stmt, sqlstate_of(stmt) AS outcome FROM (VALUES
     ($$SELECT * FROM steadytext_rerank('q', NULL)$$),
     ($$SELECT * FROM steadytext_rerank('q', ARRAY[]::text[])$$),
     ($$SELECT * FROM steadytext_rerank('q', ARRAY['d', NULL])$$),
+    ($$SELECT * FROM steadytext_rerank('q', ARRAY['d', ''])$$),
     ($$SELECT * FROM steadytext_rerank('q', ARRAY['d'], NULL)$$),
     ($$SELECT * FROM steadytext_rerank('q', ARRAY['d'], return_scores => NULL)$$)
 ) AS t(stmt);
