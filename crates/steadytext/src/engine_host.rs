@@ -9,8 +9,12 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::Instant;
 
+use std::path::PathBuf;
 use steadytext_core::embed::MAX_TEXTS_PER_BATCH;
-use steadytext_core::models::{ModelDir, GEMMA3_270M, MINILM_L6_V2};
+
+use steadytext_core::models::{ModelDir, MINILM_L6_V2};
+use steadytext_core::registry::{self, ModelChoice, Role};
+use steadytext_core::rerank::{ModelReranker, Ranking};
 use steadytext_core::{CoreError, Embedder, GenerateRequest, Generation, Generator};
 use tokio::sync::oneshot;
 
@@ -41,10 +45,12 @@ pub struct EngineConfig {
 
 type GenerateReply = oneshot::Sender<Result<Generation, DaemonError>>;
 type EmbedReply = oneshot::Sender<Result<Vec<Vec<f32>>, DaemonError>>;
+type RerankReply = oneshot::Sender<Result<Ranking, DaemonError>>;
 
 enum Job {
     Generate { req: GenerateRequest, reply: GenerateReply },
     Embed { texts: Vec<String>, reply: EmbedReply },
+    Rerank { query: String, documents: Vec<String>, task: String, reply: RerankReply },
 }
 
 impl Job {
@@ -53,6 +59,7 @@ impl Job {
         match self {
             Job::Generate { reply, .. } => reply.is_closed(),
             Job::Embed { reply, .. } => reply.is_closed(),
+            Job::Rerank { reply, .. } => reply.is_closed(),
         }
     }
 }
@@ -65,6 +72,9 @@ pub struct EngineHandle {
     pub generation: Result<ModelInfo, String>,
     /// The embedding model, or why it is unavailable.
     pub embedding: Result<ModelInfo, String>,
+    /// The reranker model, why it is unavailable, or `None` when none is configured (then
+    /// reranking is embedding cosine).
+    pub rerank: Option<Result<ModelInfo, String>>,
 }
 
 impl EngineHandle {
@@ -74,29 +84,52 @@ impl EngineHandle {
         let (tx, rx) = mpsc::channel::<Job>();
         let (ready_tx, ready_rx) = mpsc::channel();
         std::thread::Builder::new().name("steadytext-engine".into()).spawn(move || {
-            let generator = load_generator(&config);
-            let embedder = load_embedder(&config);
-            let info = (
-                generator.as_ref().map(|(_, i)| i.clone()).map_err(|e| e.clone()),
-                embedder.as_ref().map(|(_, i)| i.clone()).map_err(|e| e.clone()),
-            );
-            let _ = ready_tx.send(info);
+            let threads = config.threads;
+            let generator =
+                load_role(&config, Role::Generation, |p, _| Generator::load(p, threads))
+                    .expect("the mini set has a generation model");
+            let embedder = load_role(&config, Role::Embedding, |p, _| Embedder::load(p, threads))
+                .expect("the mini set has an embedding model");
+            let reranker = load_role(&config, Role::Rerank, |p, c| {
+                ModelReranker::load(p, c.display_name(), threads)
+            });
+            let _ = ready_tx.send((
+                info_of(&generator),
+                info_of(&embedder),
+                reranker.as_ref().map(info_of),
+            ));
             let engine = Engine {
                 generator: generator.map(|(g, _)| g),
                 embedder: embedder.map(|(e, _)| e),
+                reranker: reranker.map(|r| r.map(|(r, _)| r)),
                 max_batch: config.max_batch.max(1),
                 metrics,
             };
             engine.run(rx);
         })?;
-        let (generation, embedding) = ready_rx.recv().map_err(|_| DaemonError::EngineStopped)?;
-        Ok(Self { tx, generation, embedding })
+        let (generation, embedding, rerank) =
+            ready_rx.recv().map_err(|_| DaemonError::EngineStopped)?;
+        Ok(Self { tx, generation, embedding, rerank })
     }
 
     /// Generates one completion (batched with concurrent requests).
     pub async fn generate(&self, req: GenerateRequest) -> Result<Generation, DaemonError> {
         let (reply, rx) = oneshot::channel();
         self.tx.send(Job::Generate { req, reply }).map_err(|_| DaemonError::EngineStopped)?;
+        rx.await.map_err(|_| DaemonError::EngineStopped)?
+    }
+
+    /// Scores documents against a query with the configured reranker model.
+    pub async fn rerank(
+        &self,
+        query: String,
+        documents: Vec<String>,
+        task: String,
+    ) -> Result<Ranking, DaemonError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Job::Rerank { query, documents, task, reply })
+            .map_err(|_| DaemonError::EngineStopped)?;
         rx.await.map_err(|_| DaemonError::EngineStopped)?
     }
 
@@ -108,27 +141,47 @@ impl EngineHandle {
     }
 }
 
-fn load_generator(config: &EngineConfig) -> Result<(Generator, ModelInfo), String> {
-    let path = config.model_dir.locate(&GEMMA3_270M).map_err(|e| e.to_string())?;
-    let generator = Generator::load(&path, config.threads).map_err(|e| e.to_string())?;
-    Ok((generator, model_info(GEMMA3_270M.name, &path, Some(GEMMA3_270M.sha256))))
-}
-
-fn load_embedder(config: &EngineConfig) -> Result<(Embedder, ModelInfo), String> {
+/// The file of the model chosen for `role` (STEADYTEXT_*_MODEL, else the mini set), importing
+/// the packaged all-MiniLM-L6-v2 folder on first use.
+fn locate(config: &EngineConfig, choice: &ModelChoice) -> Result<PathBuf, CoreError> {
     let dir = &config.model_dir;
-    let path = match dir.locate_imported(&MINILM_L6_V2) {
-        Ok(p) => p,
-        Err(_) if dir.has_source(&MINILM_L6_V2) => {
-            dir.import(&MINILM_L6_V2).map_err(|e| e.to_string())?.path().to_owned()
-        }
-        Err(e) => return Err(e.to_string()),
-    };
-    let embedder = Embedder::load(&path, config.threads).map_err(|e| e.to_string())?;
-    Ok((embedder, model_info(MINILM_L6_V2.name, &path, None)))
+    let packaged_minilm = matches!(choice, ModelChoice::Named(e) if e.name == MINILM_L6_V2.name);
+    if packaged_minilm && !choice.path(dir).exists() && dir.has_source(&MINILM_L6_V2) {
+        dir.import(&MINILM_L6_V2)?;
+    }
+    choice.locate(dir)
 }
 
-/// The model's identity; the digest is the registry's verified sha256 when there is one, else
-/// the file's sha256 computed now.
+/// Loads the model chosen for `role` with `load`; `None` when the role has no model configured
+/// (only rerank: the service then falls back to embedding cosine, and says so).
+fn load_role<T>(
+    config: &EngineConfig,
+    role: Role,
+    load: impl FnOnce(&Path, &ModelChoice) -> Result<T, CoreError>,
+) -> Option<Result<(T, ModelInfo), String>> {
+    let choice = match registry::choose(role) {
+        Ok(Some(choice)) => choice,
+        Ok(None) => return None,
+        Err(e) => return Some(Err(e.to_string())),
+    };
+    let loaded = locate(config, &choice).and_then(|path| {
+        let model = load(&path, &choice)?;
+        let verified = match &choice {
+            ModelChoice::Named(e) => e.sha256,
+            ModelChoice::File(_) => None,
+        };
+        Ok((model, model_info(&choice.display_name(), &path, verified)))
+    });
+    Some(loaded.map_err(|e| e.to_string()))
+}
+
+/// The identity of a loaded model, or why it did not load.
+fn info_of<T>(loaded: &Result<(T, ModelInfo), String>) -> Result<ModelInfo, String> {
+    loaded.as_ref().map(|(_, i)| i.clone()).map_err(Clone::clone)
+}
+
+/// The model's identity; the digest is the registry's sha256 (verified when it was fetched)
+/// when there is one, else the file's sha256 computed now.
 fn model_info(name: &str, path: &Path, verified_sha256: Option<&str>) -> ModelInfo {
     let digest = match verified_sha256 {
         Some(d) => d.to_owned(),
@@ -147,6 +200,7 @@ fn model_info(name: &str, path: &Path, verified_sha256: Option<&str>) -> ModelIn
 struct Engine {
     generator: Result<Generator, String>,
     embedder: Result<Embedder, String>,
+    reranker: Option<Result<ModelReranker, String>>,
     max_batch: usize,
     metrics: Metrics,
 }
@@ -196,6 +250,9 @@ impl Engine {
                     }
                     backlog = rest;
                     self.run_embed(group);
+                }
+                Job::Rerank { query, documents, task, reply } => {
+                    let _ = reply.send(self.run_rerank(&query, &documents, &task));
                 }
             }
         }
@@ -282,6 +339,27 @@ impl Engine {
                 }
             }
         }
+    }
+}
+
+impl Engine {
+    fn run_rerank(
+        &self,
+        query: &str,
+        documents: &[String],
+        task: &str,
+    ) -> Result<Ranking, DaemonError> {
+        let reranker = match &self.reranker {
+            Some(Ok(r)) => r,
+            Some(Err(reason)) => return Err(unavailable("rerank", reason)),
+            None => return Err(unavailable("rerank", "no reranker model is configured")),
+        };
+        let docs: Vec<&str> = documents.iter().map(String::as_str).collect();
+        let started = Instant::now();
+        let outcome =
+            std::panic::catch_unwind(AssertUnwindSafe(|| reranker.rerank(query, &docs, task)));
+        self.metrics.record_rerank(docs.len(), started.elapsed());
+        outcome.map_err(|_| panicked())?.map_err(DaemonError::Engine)
     }
 }
 

@@ -76,14 +76,23 @@ impl DaemonError {
         match self {
             DaemonError::Input(e) => ErrorCode::from(e),
             DaemonError::Engine(e) => match e {
-                CoreError::Prompt(_) | CoreError::EmptyText { .. } | CoreError::MaxTokens(_) => {
-                    ErrorCode::InvalidParameter
-                }
+                CoreError::Prompt(_)
+                | CoreError::EmptyText { .. }
+                | CoreError::MaxTokens(_)
+                | CoreError::EmptyQuery
+                | CoreError::NoDocuments
+                | CoreError::EmptyDocument { .. } => ErrorCode::InvalidParameter,
                 CoreError::ContextOverflow { .. } => ErrorCode::LimitExceeded,
                 CoreError::ModelMissing { .. }
                 | CoreError::ModelLoad { .. }
                 | CoreError::ModelFormat { .. }
-                | CoreError::Checksum { .. } => ErrorCode::ModelUnavailable,
+                | CoreError::Checksum { .. }
+                | CoreError::UnsupportedReranker { .. }
+                | CoreError::UnknownModel { .. }
+                | CoreError::WrongRole { .. }
+                | CoreError::ModelNotFetched { .. }
+                | CoreError::NotDownloadable { .. }
+                | CoreError::DownloadsDisabled { .. } => ErrorCode::ModelUnavailable,
                 _ => ErrorCode::Internal,
             },
             DaemonError::ModelUnavailable { .. } => ErrorCode::ModelUnavailable,

@@ -39,14 +39,22 @@ pub fn serve(args: ServeArgs) -> Result<(), DaemonError> {
             .await
             .map_err(|source| DaemonError::Bind { addr: addr.clone(), source })?;
         let local: SocketAddr = tcp.local_addr()?;
-        // one parseable line, so scripts and tests can find a port chosen with --port 0
+        let unix = match &args.socket {
+            Some(path) => {
+                let _ = std::fs::remove_file(path);
+                Some(UnixListener::bind(path).map_err(|source| DaemonError::Bind {
+                    addr: path.display().to_string(),
+                    source,
+                })?)
+            }
+            None => None,
+        };
+        // parseable lines, printed once every listener is bound, so scripts and tests can find a
+        // port chosen with --port 0 and connect at once
         println!("steadytext serve: listening on http://{local}");
         let mut tasks = JoinSet::new();
         spawn_server(&mut tasks, tcp, app.clone(), shutdown.clone());
-        if let Some(path) = &args.socket {
-            let _ = std::fs::remove_file(path);
-            let unix = UnixListener::bind(path)
-                .map_err(|source| DaemonError::Bind { addr: path.display().to_string(), source })?;
+        if let (Some(unix), Some(path)) = (unix, &args.socket) {
             println!("steadytext serve: listening on unix:{}", path.display());
             spawn_server(&mut tasks, unix, app, shutdown.clone());
         }

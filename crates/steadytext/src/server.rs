@@ -83,8 +83,14 @@ async fn health(State(s): State<AppState>) -> Response {
         "status": if ok { "ok" } else { "degraded" },
         "version": steadytext_api::VERSION,
         "api_version": steadytext_api::version::API_VERSION,
-        "models": {"generation": model(&engine.generation), "embedding": model(&engine.embedding),
-                   "rerank": {"status": "fallback", "method": "embedding-cosine"}},
+        "models": {
+            "generation": model(&engine.generation),
+            "embedding": model(&engine.embedding),
+            "rerank": engine.rerank.as_ref().map_or_else(
+                || json!({"status": "fallback", "method": "embedding-cosine"}),
+                model,
+            ),
+        },
         "cache": {"hits": cache.hits, "misses": cache.misses,
                   "memory_entries": cache.memory_entries, "persistent": cache.persistent},
     });

@@ -10,6 +10,7 @@ use steadytext_api::wire::{
 };
 use steadytext_core::cache_key::cache_key;
 use steadytext_core::embed::cosine;
+use steadytext_core::rerank::RerankMethod;
 use steadytext_core::GenerateRequest;
 
 use crate::cache::ResultCache;
@@ -109,34 +110,60 @@ impl Service {
         Ok(EmbedReply { embeddings, cached })
     }
 
-    /// Scores documents against a query. No reranker model is installed in the offline set, so
-    /// the scores are embedding cosine similarities, and the reply says so (`method`). An empty
-    /// document has nothing to compare and scores 0.
+    /// Scores documents against a query with the configured reranker model; without one
+    /// (the offline set has none) the scores are embedding cosine similarities, and the reply
+    /// says so in `method` — never silently.
     pub async fn rerank(&self, body: RerankBody) -> Result<RerankReply, DaemonError> {
         body.validate()?;
+        let model = match &self.engine.rerank {
+            None => return self.rerank_by_embedding(body).await,
+            Some(Err(reason)) => {
+                return Err(DaemonError::ModelUnavailable {
+                    role: "rerank",
+                    reason: reason.clone(),
+                })
+            }
+            Some(Ok(model)) => model.clone(),
+        };
+        let key = cache_key(
+            &model.digest,
+            "rerank",
+            &json!({"query": body.query, "documents": body.documents, "task": body.task,
+                    "seed": body.seed}),
+        );
+        if let Some(hit) = self.cached("rerank", &key, body.use_cache) {
+            if let Ok(mut reply) = serde_json::from_str::<RerankReply>(&hit) {
+                reply.cached = true;
+                return Ok(reply);
+            }
+        }
+        let ranking = self.engine.rerank(body.query, body.documents, body.task).await?;
+        let reply = RerankReply {
+            method: ranking.method.kind().to_owned(),
+            model: model.file,
+            scores: ranking.scores,
+            cached: false,
+        };
+        if body.use_cache {
+            self.cache.put(&key, &serde_json::to_string(&reply).expect("finite scores serialise"));
+        }
+        Ok(reply)
+    }
+
+    /// The fallback of [`Service::rerank`]: cosine similarity of the query's embedding with
+    /// each document's (embeddings come from the per-text cache when allowed).
+    async fn rerank_by_embedding(&self, body: RerankBody) -> Result<RerankReply, DaemonError> {
         let model = self.model("embedding")?.clone();
-        let mut texts = vec![body.query.clone()];
-        texts.extend(body.documents.iter().filter(|d| !d.is_empty()).cloned());
+        let mut texts = vec![body.query];
+        texts.extend(body.documents);
         let reply =
             self.embed(EmbedBody { texts, use_cache: body.use_cache, seed: body.seed }).await?;
-        let (query, mut vectors) = {
-            let mut all = reply.embeddings.into_iter();
-            (all.next().expect("query embedded"), all)
-        };
-        let scores = body
-            .documents
-            .iter()
-            .map(|d| match d.is_empty() {
-                true => 0.0,
-                false => {
-                    f64::from(cosine(&query, &vectors.next().expect("one vector per document")))
-                }
-            })
-            .collect();
+        let (query, docs) = reply.embeddings.split_first().expect("query embedded");
+        let method = RerankMethod::EmbeddingCosine { model: model.name };
         Ok(RerankReply {
-            method: "embedding-cosine".into(),
+            method: method.kind().to_owned(),
             model: model.file,
-            scores,
+            scores: docs.iter().map(|d| f64::from(cosine(query, d))).collect(),
             cached: reply.cached.iter().all(|c| *c),
         })
     }

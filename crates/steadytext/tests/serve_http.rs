@@ -238,3 +238,46 @@ fn every_serve_and_worker_flag_documents_its_env_var_and_default() {
         }
     }
 }
+
+fn rerank_body(documents: &[&str]) -> RerankBody {
+    RerankBody {
+        query: "what is a cat?".into(),
+        documents: documents.iter().map(|d| d.to_string()).collect(),
+        task: DEFAULT_RERANK_TASK.into(),
+        seed: 42,
+        use_cache: true,
+    }
+}
+
+#[test]
+fn a_configured_reranker_model_scores_and_a_missing_one_is_an_error_not_a_fallback() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny-cross-encoder.gguf");
+    steadytext_core::tiny_cross_encoder::write(&model, 7).unwrap();
+    let d = Daemon::serve_with_env(&[], &[("STEADYTEXT_RERANK_MODEL", model.to_str().unwrap())]);
+    let c = client(&d);
+    let body = rerank_body(&["a cat is an animal", "the stock market fell", "cats purr"]);
+    let first = c.rerank(&body).unwrap();
+    assert_eq!(
+        (first.method.as_str(), first.model.as_str()),
+        ("cross-encoder", "tiny-cross-encoder.gguf")
+    );
+    assert!(first.scores.iter().all(|s| s.is_finite()) && !first.cached);
+    let again = c.rerank(&body).unwrap();
+    assert!(again.cached);
+    assert_eq!(again.scores, first.scores, "the cache returns the same scores");
+    let (_, health) = raw(&d, "GET", "/health", &[], "");
+    let v: Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(v["models"]["rerank"]["status"], "loaded", "{v}");
+
+    let missing = dir.path().join("absent.gguf");
+    let d = Daemon::serve_with_env(&[], &[("STEADYTEXT_RERANK_MODEL", missing.to_str().unwrap())]);
+    match client(&d).rerank(&body) {
+        Err(ClientError::Daemon { code: ErrorCode::ModelUnavailable, message }) => {
+            assert!(message.contains("absent.gguf"), "{message}")
+        }
+        other => panic!("expected model_unavailable, got {other:?}"),
+    }
+    // the other roles keep working
+    assert_eq!(client(&d).generate(&gen("The capital of France is", 16)).unwrap().text, FRANCE);
+}

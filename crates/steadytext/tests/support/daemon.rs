@@ -19,21 +19,27 @@ pub struct Daemon {
 impl Daemon {
     /// `steadytext serve --port 0` plus `extra` args; returns once it listens.
     pub fn serve(extra: &[&str]) -> Self {
-        Self::spawn("serve", &[&["--port", "0"], extra].concat(), true)
+        Self::serve_with_env(extra, &[])
+    }
+
+    /// [`Daemon::serve`] with extra environment variables.
+    pub fn serve_with_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn("serve", &[&["--port", "0"], extra].concat(), env, true)
     }
 
     /// `steadytext worker` plus `extra` args; returns once it listens on steadytext_jobs.
     pub fn worker(extra: &[&str]) -> Self {
-        Self::spawn("worker", extra, false)
+        Self::spawn("worker", extra, &[], false)
     }
 
-    fn spawn(command: &str, args: &[&str], http: bool) -> Self {
+    fn spawn(command: &str, args: &[&str], env: &[(&str, &str)], http: bool) -> Self {
         let cache_dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_steadytext"))
             .arg(command)
             .args(args)
             .env("STEADYTEXT_CACHE_FILE", cache_dir.path().join("cache.redb"))
             .env("STEADYTEXT_THREADS", "2")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
