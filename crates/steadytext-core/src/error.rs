@@ -168,4 +168,22 @@ pub enum CoreError {
     /// An invalid request parameter.
     #[error(transparent)]
     MaxTokens(#[from] steadytext_api::limits::MaxTokensError),
+    /// A JSON schema that is not a JSON Schema or that constrained decoding cannot compile.
+    #[error("invalid JSON schema: {0}")]
+    InvalidSchema(String),
+    /// A regular expression that does not parse or that constrained decoding cannot compile.
+    #[error("invalid regex: {0}")]
+    InvalidRegex(String),
+    /// A choice list that is empty, has an empty choice or repeats one.
+    #[error("invalid choices: {0}")]
+    InvalidChoices(String),
+    /// `max_tokens` ran out before the output satisfied its constraint.
+    #[error("max_tokens {max_tokens} reached before the output satisfied its constraint (raise max_tokens)")]
+    ConstraintUnfinished {
+        /// The exhausted token budget.
+        max_tokens: u32,
+    },
+    /// Constrained decoding failed inside llguidance (a bug or a grammar too complex).
+    #[error("constrained decoding failed: {0}")]
+    Constraint(String),
 }

@@ -1,7 +1,8 @@
-//! Deterministic greedy text generation.
+//! Deterministic greedy text generation, free or constrained.
 
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
@@ -10,7 +11,8 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
 use crate::backend::{backend, load_model, thread_count};
-use crate::CoreError;
+use crate::guide::{Guidance, Guide};
+use crate::{Constraint, CoreError};
 
 /// Context window used for every generation request. Fixed, so that the shape of the KV cache
 /// never depends on the request (one of the determinism conditions).
@@ -35,6 +37,9 @@ pub struct GenerateRequest {
     /// Seed; greedy decoding does not consume randomness, but the seed is part of a request's
     /// identity (cache keys) and feeds any future sampling.
     pub seed: u32,
+    /// What the output must be (JSON of a schema, a regex match, one of a list); `None` for
+    /// free text.
+    pub constraint: Option<Constraint>,
 }
 
 /// One finished generation.
@@ -51,13 +56,20 @@ pub struct Generator {
     model: LlamaModel,
     path: PathBuf,
     threads: i32,
+    /// The llguidance view of the vocabulary, built by the first constrained request.
+    guidance: OnceLock<Result<Guidance, String>>,
 }
 
 impl Generator {
     /// Loads a GGUF model from `path`, running on `threads` CPU threads.
     pub fn load(path: &Path, threads: usize) -> Result<Self, CoreError> {
         let model = load_model(path)?;
-        Ok(Self { model, path: path.to_owned(), threads: thread_count(threads) })
+        Ok(Self {
+            model,
+            path: path.to_owned(),
+            threads: thread_count(threads),
+            guidance: OnceLock::new(),
+        })
     }
 
     /// The model file this generator was loaded from.
@@ -74,8 +86,9 @@ impl Generator {
 
     /// Generates completions for several requests decoded together, one llama.cpp sequence
     /// each, in one fresh context. Each output is byte-identical to generating that request
-    /// alone (tested). The outer error is a failure of the whole batch; the inner ones are
-    /// per-request (e.g. a prompt too long for the context window).
+    /// alone (tested), constrained or not. The outer error is a failure of the whole batch; the
+    /// inner ones are per-request (e.g. a prompt too long for the context window, an invalid
+    /// constraint — both refused before decoding — or a constraint unfinished at max_tokens).
     pub fn generate_batch(
         &self,
         reqs: &[GenerateRequest],
@@ -95,11 +108,11 @@ impl Generator {
                     n_ctx: N_CTX,
                 })
             } else {
-                Ok(())
+                req.constraint.as_ref().map(|c| self.guide(c)).transpose()
             };
             match check {
                 Err(e) => results.push(Some(Err(e))),
-                Ok(()) => {
+                Ok(guide) => {
                     results.push(None);
                     seqs.push(Sequence {
                         slot,
@@ -110,6 +123,8 @@ impl Generator {
                         out: Vec::new(),
                         generated: 0,
                         done: req.max_tokens == 0,
+                        guide,
+                        error: None,
                     });
                 }
             }
@@ -120,10 +135,8 @@ impl Generator {
             self.feed_prompts(&mut ctx, &mut batch, &mut seqs)?;
             self.decode_loop(&mut ctx, &mut batch, &mut seqs)?;
             for seq in seqs {
-                results[seq.slot] = Some(Ok(Generation {
-                    text: String::from_utf8_lossy(&seq.out).into_owned(),
-                    tokens: seq.generated,
-                }));
+                let slot = seq.slot;
+                results[slot] = Some(seq.finish());
             }
         }
         Ok(results.into_iter().map(|r| r.expect("every request answered")).collect())
@@ -156,7 +169,7 @@ impl Generator {
                 pos += chunk.len();
             }
             seq.pos = pos as i32;
-            seq.next = Some(greedy(ctx.get_logits_ith(batch.n_tokens() - 1)));
+            seq.choose(ctx.get_logits_ith(batch.n_tokens() - 1));
         }
         Ok(())
     }
@@ -178,12 +191,22 @@ impl Generator {
                 }
                 let token = seq.next.take().expect("a pending token for every live sequence");
                 if vocab.is_eog(token) {
+                    if let Some(guide) = &mut seq.guide {
+                        guide.end();
+                    }
                     seq.done = true;
                     continue;
                 }
+                if let Some(guide) = &mut seq.guide {
+                    if let Err(e) = guide.commit(token) {
+                        seq.fail(e);
+                        continue;
+                    }
+                }
                 vocab.token_to_piece_into(token, &mut seq.out, false, None);
                 seq.generated += 1;
-                if seq.generated >= seq.max_tokens {
+                let complete = seq.guide.as_ref().is_some_and(Guide::is_complete);
+                if complete || seq.generated >= seq.max_tokens {
                     seq.done = true;
                     continue;
                 }
@@ -200,9 +223,19 @@ impl Generator {
                 ctx.decode(batch).map_err(decode_err)?;
                 for (i, &(s, _)) in group.iter().enumerate() {
                     seqs[s].pos += 1;
-                    seqs[s].next = Some(greedy(ctx.get_logits_ith(i as i32)));
+                    seqs[s].choose(ctx.get_logits_ith(i as i32));
                 }
             }
+        }
+    }
+
+    /// A fresh matcher for `constraint`, building the vocabulary's llguidance environment on
+    /// first use.
+    fn guide(&self, constraint: &Constraint) -> Result<Guide, CoreError> {
+        constraint.validate()?;
+        match self.guidance.get_or_init(|| Guidance::new(&self.model).map_err(|e| e.to_string())) {
+            Ok(guidance) => guidance.guide(constraint),
+            Err(e) => Err(CoreError::Constraint(e.clone())),
         }
     }
 
@@ -238,6 +271,45 @@ struct Sequence {
     out: Vec<u8>,
     generated: u32,
     done: bool,
+    /// Constraint state, for a constrained request.
+    guide: Option<Guide>,
+    /// A per-request failure during decoding; the sequence stops.
+    error: Option<CoreError>,
+}
+
+impl Sequence {
+    /// Picks the next token from `logits`: the largest logit, among the tokens the constraint
+    /// allows for a constrained request.
+    fn choose(&mut self, logits: &[f32]) {
+        match &mut self.guide {
+            None => self.next = Some(greedy(logits)),
+            Some(guide) => match guide.choose(logits) {
+                Ok(token) => self.next = Some(token),
+                Err(e) => self.fail(e),
+            },
+        }
+    }
+
+    /// Stops the sequence with a per-request error.
+    fn fail(&mut self, e: CoreError) {
+        self.error = Some(e);
+        self.next = None;
+        self.done = true;
+    }
+
+    /// The request's result once decoding stopped.
+    fn finish(self) -> Result<Generation, CoreError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if let Some(guide) = self.guide {
+            guide.finish(self.max_tokens)?;
+        }
+        Ok(Generation {
+            text: String::from_utf8_lossy(&self.out).into_owned(),
+            tokens: self.generated,
+        })
+    }
 }
 
 fn decode_err(e: impl std::fmt::Display) -> CoreError {
@@ -265,6 +337,12 @@ mod tests {
         assert_eq!(greedy(&[0.1, 0.9, 0.3]), LlamaToken(1));
         assert_eq!(greedy(&[0.5, 0.9, 0.9, 0.2]), LlamaToken(1));
         assert_eq!(greedy(&[-1.0, -3.0]), LlamaToken(0));
+    }
+
+    #[test]
+    fn generator_can_be_shared_across_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Generator>();
     }
 
     #[test]

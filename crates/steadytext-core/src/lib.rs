@@ -1,5 +1,5 @@
-//! The pg_steadytext inference engine: deterministic text generation and embeddings on
-//! llama.cpp.
+//! The pg_steadytext inference engine: deterministic text generation (free or constrained to a
+//! JSON schema, a regex or a list of choices) and embeddings on llama.cpp.
 //!
 //! Everything the SQL functions end up computing is computed here, in the `steadytext`
 //! daemon process — never inside a PostgreSQL backend.
@@ -7,17 +7,20 @@
 pub mod backend;
 pub mod bert_gguf;
 pub mod cache_key;
+pub mod constraint;
 pub mod download;
 pub mod embed;
 pub mod error;
 pub mod generate;
 pub mod gguf;
+mod guide;
 pub mod models;
 pub mod registry;
 pub mod rerank;
 pub mod tiny_cross_encoder;
 pub mod tiny_qwen3_reranker;
 
+pub use constraint::Constraint;
 pub use embed::Embedder;
 pub use error::CoreError;
 pub use generate::{GenerateRequest, Generation, Generator};

@@ -11,7 +11,7 @@ fn generator() -> Generator {
 }
 
 fn req(prompt: &str, max_tokens: u32) -> GenerateRequest {
-    GenerateRequest { prompt: prompt.into(), max_tokens, seed: 42 }
+    GenerateRequest { prompt: prompt.into(), max_tokens, seed: 42, constraint: None }
 }
 
 /// Prompts of different lengths, so that batches mix short and long sequences.

@@ -17,8 +17,12 @@ const GOLDEN_FRANCE_16: &str =
 #[test]
 fn same_request_twice_gives_identical_bytes() {
     let g = generator(2);
-    let req =
-        GenerateRequest { prompt: "The capital of France is".into(), max_tokens: 16, seed: 42 };
+    let req = GenerateRequest {
+        prompt: "The capital of France is".into(),
+        max_tokens: 16,
+        seed: 42,
+        constraint: None,
+    };
     let a = g.generate(&req).unwrap();
     let b = g.generate(&req).unwrap();
     assert_eq!(a, b);
@@ -30,10 +34,20 @@ fn same_request_twice_gives_identical_bytes() {
 fn max_tokens_bounds_the_output() {
     let g = generator(2);
     let short = g
-        .generate(&GenerateRequest { prompt: "Once upon a time".into(), max_tokens: 1, seed: 42 })
+        .generate(&GenerateRequest {
+            prompt: "Once upon a time".into(),
+            max_tokens: 1,
+            seed: 42,
+            constraint: None,
+        })
         .unwrap();
     let long = g
-        .generate(&GenerateRequest { prompt: "Once upon a time".into(), max_tokens: 12, seed: 42 })
+        .generate(&GenerateRequest {
+            prompt: "Once upon a time".into(),
+            max_tokens: 12,
+            seed: 42,
+            constraint: None,
+        })
         .unwrap();
     assert!(!short.is_empty());
     assert!(long.starts_with(&short), "greedy continuation must extend: {short:?} vs {long:?}");
@@ -44,7 +58,9 @@ fn max_tokens_bounds_the_output() {
 fn prompt_too_long_for_the_context_is_a_typed_error() {
     let g = generator(1);
     let prompt = "word ".repeat(5000);
-    let err = g.generate(&GenerateRequest { prompt, max_tokens: 16, seed: 42 }).unwrap_err();
+    let err = g
+        .generate(&GenerateRequest { prompt, max_tokens: 16, seed: 42, constraint: None })
+        .unwrap_err();
     assert!(
         matches!(err, steadytext_core::CoreError::ContextOverflow { .. }),
         "unexpected error: {err}"

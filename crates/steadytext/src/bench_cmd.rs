@@ -27,7 +27,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let generator = load_generator(&args.engine)?;
     let reqs: Vec<GenerateRequest> = PROMPTS
         .iter()
-        .map(|p| GenerateRequest { prompt: (*p).into(), max_tokens: args.max_tokens, seed: 42 })
+        .map(|p| GenerateRequest {
+            prompt: (*p).into(),
+            max_tokens: args.max_tokens,
+            seed: 42,
+            constraint: None,
+        })
         .collect();
     generator.generate(&reqs[0])?; // warm-up: page the weights in
 

@@ -19,6 +19,12 @@ pub struct Cli {
 pub enum Command {
     /// Generate text from a prompt with the packaged generation model (greedy, deterministic).
     Generate(GenerateArgs),
+    /// Generate bare JSON that validates against a JSON Schema (constrained greedy decoding).
+    GenerateJson(GenerateJsonArgs),
+    /// Generate text that fully matches a regular expression (constrained greedy decoding).
+    GenerateRegex(GenerateRegexArgs),
+    /// Generate exactly one of the given choices (constrained greedy decoding).
+    GenerateChoice(GenerateChoiceArgs),
     /// Embed texts with the packaged embedding model (all-MiniLM-L6-v2, 384-d, unit length);
     /// prints one pgvector literal `[x,y,…]` per text.
     Embed(EmbedArgs),
@@ -208,6 +214,63 @@ pub struct GenerateArgs {
     #[arg(long, env = "STEADYTEXT_MAX_TOKENS", default_value_t = steadytext_api::limits::DEFAULT_MAX_TOKENS)]
     pub max_tokens: i32,
     /// Seed (part of the request identity). Default: 42.
+    #[arg(long, default_value_t = steadytext_api::limits::DEFAULT_SEED as u32)]
+    pub seed: u32,
+    /// Engine settings.
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+/// Arguments of `steadytext generate-json`.
+#[derive(Debug, Args)]
+pub struct GenerateJsonArgs {
+    /// The prompt to complete.
+    pub prompt: String,
+    /// The JSON Schema the output must validate against, as JSON text (an object or a boolean).
+    /// Required; no env var.
+    #[arg(long)]
+    pub schema: String,
+    /// Shared generation settings.
+    #[command(flatten)]
+    pub gen: ConstrainedArgs,
+}
+
+/// Arguments of `steadytext generate-regex`.
+#[derive(Debug, Args)]
+pub struct GenerateRegexArgs {
+    /// The prompt to complete.
+    pub prompt: String,
+    /// The regular expression (Rust `regex` syntax, no look-around) the whole output must match.
+    /// Required; no env var.
+    #[arg(long)]
+    pub pattern: String,
+    /// Shared generation settings.
+    #[command(flatten)]
+    pub gen: ConstrainedArgs,
+}
+
+/// Arguments of `steadytext generate-choice`.
+#[derive(Debug, Args)]
+pub struct GenerateChoiceArgs {
+    /// The prompt to complete.
+    pub prompt: String,
+    /// One allowed output; repeat the flag for each choice (non-empty, distinct). Required; no
+    /// env var.
+    #[arg(long = "choice", required = true)]
+    pub choices: Vec<String>,
+    /// Shared generation settings.
+    #[command(flatten)]
+    pub gen: ConstrainedArgs,
+}
+
+/// Settings shared by the constrained generation commands.
+#[derive(Debug, Args)]
+pub struct ConstrainedArgs {
+    /// Maximum number of tokens to generate (1–4096); running out before the output satisfies
+    /// the constraint is an error. Default: 512.
+    #[arg(long, env = "STEADYTEXT_MAX_TOKENS", default_value_t = steadytext_api::limits::DEFAULT_MAX_TOKENS)]
+    pub max_tokens: i32,
+    /// Seed (part of the request identity). Default: 42; no env var.
     #[arg(long, default_value_t = steadytext_api::limits::DEFAULT_SEED as u32)]
     pub seed: u32,
     /// Engine settings.

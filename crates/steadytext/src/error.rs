@@ -82,6 +82,11 @@ impl DaemonError {
                 | CoreError::EmptyQuery
                 | CoreError::NoDocuments
                 | CoreError::EmptyDocument { .. } => ErrorCode::InvalidParameter,
+                CoreError::InvalidSchema(_) | CoreError::InvalidChoices(_) => {
+                    ErrorCode::InvalidParameter
+                }
+                CoreError::InvalidRegex(_) => ErrorCode::InvalidRegex,
+                CoreError::ConstraintUnfinished { .. } => ErrorCode::Unfinished,
                 CoreError::ContextOverflow { .. } => ErrorCode::LimitExceeded,
                 CoreError::ModelMissing { .. }
                 | CoreError::ModelLoad { .. }

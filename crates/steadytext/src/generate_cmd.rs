@@ -16,6 +16,7 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
         prompt: args.prompt.clone(),
         max_tokens,
         seed: args.seed,
+        constraint: None,
     })?;
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(text.as_bytes())?;

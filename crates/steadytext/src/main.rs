@@ -3,6 +3,7 @@
 mod bench_cmd;
 mod cache;
 mod cli;
+mod constrained_cmd;
 mod db_config;
 mod embed_cmd;
 mod engine_host;
@@ -25,6 +26,9 @@ fn main() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();
     match cli.command {
         cli::Command::Generate(args) => generate_cmd::run(&args),
+        cli::Command::GenerateJson(args) => constrained_cmd::run_json(&args),
+        cli::Command::GenerateRegex(args) => constrained_cmd::run_regex(&args),
+        cli::Command::GenerateChoice(args) => constrained_cmd::run_choice(&args),
         cli::Command::Embed(args) => embed_cmd::run(&args),
         cli::Command::Models(args) => match args.command {
             cli::ModelsCommand::Import(args) => models_cmd::import(&args),

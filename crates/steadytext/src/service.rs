@@ -11,7 +11,7 @@ use steadytext_api::wire::{
 use steadytext_core::cache_key::cache_key;
 use steadytext_core::embed::cosine;
 use steadytext_core::rerank::RerankMethod;
-use steadytext_core::GenerateRequest;
+use steadytext_core::{Constraint, GenerateRequest};
 
 use crate::cache::ResultCache;
 use crate::engine_host::{EngineHandle, ModelInfo};
@@ -62,12 +62,13 @@ impl Service {
         if let Some(text) = self.cached(function, &key, body.use_cache) {
             return Ok(GenerateReply { text, tokens: 0, cached: true });
         }
-        if body.constraint.is_some() {
-            return Err(DaemonError::BadBody(
-                "constrained generation is not available in this build".into(),
-            ));
-        }
-        let req = GenerateRequest { prompt: body.prompt, max_tokens, seed: body.seed as u32 };
+        let constraint = body.constraint.map(|c| match c {
+            ConstraintBody::Json { schema } => Constraint::Json(schema),
+            ConstraintBody::Regex { pattern } => Constraint::Regex(pattern),
+            ConstraintBody::Choice { choices } => Constraint::Choice(choices),
+        });
+        let req =
+            GenerateRequest { prompt: body.prompt, max_tokens, seed: body.seed as u32, constraint };
         let generation = self.engine.generate(req).await?;
         if body.use_cache {
             self.cache.put(&key, &generation.text);
