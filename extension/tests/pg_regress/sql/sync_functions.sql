@@ -18,12 +18,18 @@ SELECT * FROM steadytext_rerank('capital of France', ARRAY['Paris', 'Bananas'],
                                 return_scores := false);
 -- constrained generation
 SELECT steadytext_generate_json('Is the sky blue? Answer as JSON:',
-    '{"type":"object","properties":{"answer":{"type":"boolean"}},"required":["answer"]}', 32);
+    '{"type":"object","properties":{"answer":{"type":"boolean"}},"required":["answer"],
+      "additionalProperties":false}', 32);
+-- the output is valid JSON of the schema's shape
+SELECT jsonb_typeof(steadytext_generate_json('Is the sky blue? Answer as JSON:',
+    '{"type":"object","properties":{"answer":{"type":"boolean"}},"required":["answer"],
+      "additionalProperties":false}', 32)::jsonb -> 'answer') AS answer_type;
 SELECT steadytext_generate_regex('The year the war ended was', '[0-9]{4}', 8);
 SELECT steadytext_generate_choice('Is Paris in France? Answer:', ARRAY['yes', 'no'], 4);
 
--- Every bad input, with its SQLSTATE: 22004 NULL, 22023 invalid parameter, 2201B invalid
--- regex, 54000 over the context window. Arguments are checked before the daemon is called.
+-- Every bad input, with its SQLSTATE: 22004 NULL, 22023 invalid parameter (also a
+-- constrained output that cannot finish within max_tokens), 2201B invalid regex, 54000 over
+-- the context window. Arguments are checked before the daemon is called where possible.
 SELECT stmt, sqlstate_of(stmt) AS outcome FROM (VALUES
     ($$SELECT steadytext_generate(NULL)$$),
     ($$SELECT steadytext_generate('')$$),
@@ -43,6 +49,7 @@ SELECT stmt, sqlstate_of(stmt) AS outcome FROM (VALUES
     ($$SELECT steadytext_generate_regex('x', NULL)$$),
     ($$SELECT steadytext_generate_regex('x', '')$$),
     ($$SELECT steadytext_generate_regex('x', '([a-z]')$$),
+    ($$SELECT steadytext_generate_regex('x', '[a-z]{40}', 2)$$),
     ($$SELECT steadytext_generate_choice('x', NULL)$$),
     ($$SELECT steadytext_generate_choice('x', ARRAY[]::text[])$$),
     ($$SELECT steadytext_generate_choice('x', ARRAY['a', NULL])$$),
