@@ -146,19 +146,17 @@ fn choice_outputs_are_exactly_one_of_the_choices() {
 
 #[test]
 fn invalid_constraints_are_typed_errors_and_fail_only_their_request() {
-    let invalid: Vec<(Constraint, fn(&CoreError) -> bool)> = vec![
-        (Constraint::Json(json!({"type": "foo"})), |e| matches!(e, CoreError::InvalidSchema(_))),
-        (Constraint::Json(json!([1, 2])), |e| matches!(e, CoreError::InvalidSchema(_))),
-        (Constraint::Json(json!(false)), |e| matches!(e, CoreError::InvalidSchema(_))),
-        (Constraint::Json(json!({"type": "integer", "minimum": 5, "maximum": 1})), |e| {
-            matches!(e, CoreError::InvalidSchema(_))
-        }),
-        (Constraint::Regex("(ab".into()), |e| matches!(e, CoreError::InvalidRegex(_))),
-        (Constraint::Regex(String::new()), |e| matches!(e, CoreError::InvalidRegex(_))),
-        (Constraint::Regex(r"\bword".into()), |e| matches!(e, CoreError::InvalidRegex(_))),
-        (choice(&[]), |e| matches!(e, CoreError::InvalidChoices(_))),
-        (choice(&["a", ""]), |e| matches!(e, CoreError::InvalidChoices(_))),
-        (choice(&["a", "b", "a"]), |e| matches!(e, CoreError::InvalidChoices(_))),
+    let invalid: Vec<(Constraint, &str)> = vec![
+        (Constraint::Json(json!({"type": "foo"})), "schema"),
+        (Constraint::Json(json!([1, 2])), "schema"),
+        (Constraint::Json(json!(false)), "schema"),
+        (Constraint::Json(json!({"type": "integer", "minimum": 5, "maximum": 1})), "schema"),
+        (Constraint::Regex("(ab".into()), "regex"),
+        (Constraint::Regex(String::new()), "regex"),
+        (Constraint::Regex(r"\bword".into()), "regex"),
+        (choice(&[]), "choices"),
+        (choice(&["a", ""]), "choices"),
+        (choice(&["a", "b", "a"]), "choices"),
     ];
     // Every invalid request sits in one batch with a valid one, which must still succeed.
     let mut reqs: Vec<GenerateRequest> =
@@ -170,9 +168,19 @@ fn invalid_constraints_are_typed_errors_and_fail_only_their_request() {
     assert_eq!(last, generator().generate(&valid).unwrap());
     for ((constraint, expected), result) in invalid.iter().zip(got) {
         match result {
-            Err(e) if expected(&e) => {}
+            Err(e) if kind(&e) == *expected => {}
             other => panic!("{constraint:?}: expected a typed error, got {other:?}"),
         }
+    }
+}
+
+/// The constraint kind a validation error is about.
+fn kind(e: &CoreError) -> &'static str {
+    match e {
+        CoreError::InvalidSchema(_) => "schema",
+        CoreError::InvalidRegex(_) => "regex",
+        CoreError::InvalidChoices(_) => "choices",
+        _ => "not a validation error",
     }
 }
 
