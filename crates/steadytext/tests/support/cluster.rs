@@ -143,6 +143,12 @@ impl TestCluster {
 
 impl Drop for TestCluster {
     fn drop(&mut self) {
+        // a crashed backend is worth seeing whatever the test concluded
+        let log = std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default();
+        if log.contains("terminated by signal") || log.contains("PANIC") {
+            eprintln!("server log of the test cluster (a process crashed):\n{log}");
+            let _ = std::fs::write(format!("/tmp/steadytext-crash-{}.log", self.port), &log);
+        }
         let mut ctl = pg_command(&self.bin.join("pg_ctl"));
         ctl.arg("-D").arg(self.dir.path().join("data")).args(["stop", "-m", "immediate", "-w"]);
         let _ = ctl.output();
