@@ -81,7 +81,11 @@ fn drains_500_mixed_jobs_highest_priority_first() {
             0 => "SELECT steadytext_generate_async($1, 4, priority => $2)",
             1 => "SELECT steadytext_embed_async('text ' || $1, priority => $2)",
             2 => "SELECT steadytext_rerank_async($1, ARRAY['a document about items', 'bananas'], priority => $2)",
-            3 => "SELECT steadytext_generate_json_async($1, '{\"type\":\"object\",\"properties\":{\"ok\":{\"type\":\"boolean\"}},\"required\":[\"ok\"]}', 24, priority => $2)",
+            3 => concat!(
+                "SELECT steadytext_generate_json_async($1, '{\"type\":\"object\",",
+                "\"properties\":{\"ok\":{\"type\":\"boolean\"}},\"required\":[\"ok\"],",
+                "\"additionalProperties\":false}', 24, priority => $2)"
+            ),
             4 => "SELECT steadytext_generate_regex_async($1, '[0-9]{3}', 8, priority => $2)",
             _ => "SELECT steadytext_generate_choice_async($1, ARRAY['yes', 'no'], 8, priority => $2)",
         };
