@@ -165,6 +165,9 @@ pub enum CoreError {
         /// Hash in the registry.
         expected: String,
     },
+    /// The caller stopped waiting for this generation (timeout, cancel), so it was stopped.
+    #[error("generation abandoned by its caller")]
+    Abandoned,
     /// An invalid request parameter.
     #[error(transparent)]
     MaxTokens(#[from] steadytext_api::limits::MaxTokensError),

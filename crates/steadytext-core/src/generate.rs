@@ -93,6 +93,17 @@ impl Generator {
         &self,
         reqs: &[GenerateRequest],
     ) -> Result<Vec<Result<Generation, CoreError>>, CoreError> {
+        self.generate_batch_while(reqs, &|_| true)
+    }
+
+    /// [`Generator::generate_batch`], stopping request `i` with [`CoreError::Abandoned`] as
+    /// soon as `keep(i)` turns false (checked before its prompt is fed and before every decode
+    /// step), e.g. because its caller timed out. The other requests' outputs do not change.
+    pub fn generate_batch_while(
+        &self,
+        reqs: &[GenerateRequest],
+        keep: &dyn Fn(usize) -> bool,
+    ) -> Result<Vec<Result<Generation, CoreError>>, CoreError> {
         let vocab = self.model.vocab();
         let mut results: Vec<Option<Result<Generation, CoreError>>> =
             Vec::with_capacity(reqs.len());
@@ -132,8 +143,8 @@ impl Generator {
         if !seqs.is_empty() {
             let mut ctx = self.new_context(seqs.len() as u32)?;
             let mut batch = LlamaBatch::new(PROMPT_CHUNK.max(seqs.len()), 1);
-            self.feed_prompts(&mut ctx, &mut batch, &mut seqs)?;
-            self.decode_loop(&mut ctx, &mut batch, &mut seqs)?;
+            self.feed_prompts(&mut ctx, &mut batch, &mut seqs, keep)?;
+            self.decode_loop(&mut ctx, &mut batch, &mut seqs, keep)?;
             for seq in seqs {
                 let slot = seq.slot;
                 results[slot] = Some(seq.finish());
@@ -156,8 +167,13 @@ impl Generator {
         ctx: &mut LlamaContext<'_>,
         batch: &mut LlamaBatch<'_>,
         seqs: &mut [Sequence],
+        keep: &dyn Fn(usize) -> bool,
     ) -> Result<(), CoreError> {
         for (s, seq) in seqs.iter_mut().enumerate() {
+            if !keep(seq.slot) {
+                seq.fail(CoreError::Abandoned);
+                continue;
+            }
             let mut pos = 0usize;
             for chunk in seq.prompt.chunks(PROMPT_CHUNK) {
                 batch.clear();
@@ -181,12 +197,17 @@ impl Generator {
         ctx: &mut LlamaContext<'_>,
         batch: &mut LlamaBatch<'_>,
         seqs: &mut [Sequence],
+        keep: &dyn Fn(usize) -> bool,
     ) -> Result<(), CoreError> {
         let vocab = self.model.vocab();
         loop {
             let mut live: Vec<(usize, LlamaToken)> = Vec::new();
             for (s, seq) in seqs.iter_mut().enumerate() {
                 if seq.done {
+                    continue;
+                }
+                if !keep(seq.slot) {
+                    seq.fail(CoreError::Abandoned);
                     continue;
                 }
                 let token = seq.next.take().expect("a pending token for every live sequence");

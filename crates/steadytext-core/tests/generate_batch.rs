@@ -68,3 +68,27 @@ fn a_bad_request_fails_alone_without_failing_its_batch() {
     assert!(first.tokens >= 1 && first.tokens <= 16, "{first:?}");
     assert!(matches!(got[1], Err(CoreError::ContextOverflow { .. })), "{:?}", got[1]);
 }
+
+#[test]
+fn an_abandoned_request_stops_without_changing_its_neighbours() {
+    let g = generator();
+    let reqs = vec![
+        req("The capital of France is", 16),
+        req("def fibonacci(n):", 400),
+        req("Once upon a time", 8),
+    ];
+    let alone: Vec<String> = [&reqs[0], &reqs[2]].iter().map(|r| g.generate(r).unwrap()).collect();
+    // request 1 is abandoned once its neighbours are done: it must stop right away
+    let steps = std::cell::Cell::new(0u32);
+    let keep = |i: usize| {
+        if i == 1 {
+            steps.set(steps.get() + 1);
+        }
+        i != 1 || steps.get() < 20
+    };
+    let out = g.generate_batch_while(&reqs, &keep).unwrap();
+    assert!(matches!(out[1], Err(CoreError::Abandoned)), "{:?}", out[1]);
+    assert_eq!(steps.get(), 20, "checked once per step until abandoned, then never again");
+    assert_eq!(out[0].as_ref().unwrap().text, alone[0]);
+    assert_eq!(out[2].as_ref().unwrap().text, alone[1]);
+}

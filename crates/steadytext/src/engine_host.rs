@@ -270,8 +270,11 @@ impl Engine {
         };
         let (reqs, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
         let started = Instant::now();
-        let outcome =
-            std::panic::catch_unwind(AssertUnwindSafe(|| generator.generate_batch(&reqs)));
+        // a request whose caller stopped waiting (a worker's timeout) is stopped mid-decode
+        let keep = |i: usize| !replies[i].is_closed();
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            generator.generate_batch_while(&reqs, &keep)
+        }));
         let elapsed = started.elapsed();
         match outcome {
             Ok(Ok(results)) => {

@@ -269,6 +269,12 @@ fn a_job_over_the_timeout_is_retried_then_fails_for_good() {
     assert_eq!(retries, 2);
     assert!(error.contains("timed out after 1 s"), "{error}");
     assert!(no_result);
+    // the timed-out generations were stopped, not left running in the engine: a short job
+    // is served at once (behind three 2000-token generations it would wait minutes)
+    let next = enqueue_generate(&mut db, "Short:", 2, false);
+    wait_until(Duration::from_secs(30), "a short job after the timeouts", || {
+        (status_of(&mut db, &next) == "completed").then_some(())
+    });
 }
 
 #[test]
