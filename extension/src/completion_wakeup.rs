@@ -214,3 +214,52 @@ impl Drop for Sleeper {
         unsafe { pg_sys::ConditionVariableCancelSleep() };
     }
 }
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    /// The pgrx test cluster preloads the library (`pg_test::postgresql_conf_options`).
+    #[pg_test]
+    fn preloading_provides_the_shared_counter() {
+        assert!(super::available());
+        let mechanism =
+            Spi::get_one::<String>("SELECT mechanism FROM steadytext_wait_stats()").unwrap();
+        assert_eq!(mechanism.as_deref(), Some("condition_variable"));
+        let completions =
+            Spi::get_one::<i64>("SELECT completions FROM steadytext_wait_stats()").unwrap();
+        assert_eq!(completions.map(|n| n as u64), super::completions());
+    }
+
+    /// Finishing a request wakes nobody before the transaction commits (each test's transaction
+    /// is rolled back, so the wish is dropped at abort).
+    #[pg_test]
+    fn finishing_a_request_does_not_wake_before_commit() {
+        let before = super::completions().unwrap();
+        let id = Spi::get_one::<pgrx::Uuid>("SELECT steadytext_generate_async('x', 8)")
+            .unwrap()
+            .unwrap();
+        Spi::run("SELECT steadytext_queue_claim('t', 5)").unwrap();
+        let done = Spi::get_one_with_args::<bool>(
+            "SELECT steadytext_queue_complete($1, 't', 'y')",
+            &[id.into()],
+        )
+        .unwrap();
+        assert_eq!(done, Some(true));
+        assert!(super::WAKE_AT_COMMIT.load(std::sync::atomic::Ordering::Relaxed));
+        assert_eq!(super::completions(), Some(before));
+        // A finished request is returned without sleeping.
+        let result = Spi::get_one_with_args::<String>(
+            "SELECT steadytext_get_async_result($1, 5)",
+            &[id.into()],
+        )
+        .unwrap();
+        assert_eq!(result.as_deref(), Some("y"));
+        let sleeps = Spi::get_one::<i64>(
+            "SELECT completion_wakeups + timer_wakeups FROM steadytext_wait_stats()",
+        )
+        .unwrap();
+        assert_eq!(sleeps, Some(0));
+    }
+}

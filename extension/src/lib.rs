@@ -55,9 +55,10 @@ pub mod pg_test {
     /// Per-test-run setup (none needed).
     pub fn setup(_options: Vec<&str>) {}
 
-    /// postgresql.conf settings for the test cluster.
+    /// postgresql.conf settings for the test cluster: the library is preloaded, so these tests
+    /// run with the shared-memory wake-up (the regress and isolation tiers run without it).
     #[must_use]
     pub fn postgresql_conf_options() -> Vec<&'static str> {
-        vec![]
+        vec!["shared_preload_libraries = 'pg_steadytext'"]
     }
 }
