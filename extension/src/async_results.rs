@@ -196,7 +196,8 @@ struct WaitStats {
 }
 
 thread_local! {
-    static LAST_WAIT: Cell<WaitStats> = const { Cell::new(WaitStats { completion_wakeups: 0, timer_wakeups: 0 }) };
+    static LAST_WAIT: Cell<WaitStats> =
+        const { Cell::new(WaitStats { completion_wakeups: 0, timer_wakeups: 0 }) };
 }
 
 /// Waits up to `seconds` for request `id` to finish; returns its function name and result.
