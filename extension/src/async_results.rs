@@ -1,16 +1,23 @@
 //! Following asynchronous requests: status, results (waiting for them), cancellation.
 #![allow(clippy::type_complexity)] // pgrx spells RETURNS TABLE(...) as a tuple type
 
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use pgrx::prelude::*;
 use pgrx::Uuid;
 
+use crate::completion_wakeup::{self, Sleeper, Wake};
 use crate::error::{or_raise, required, required_elements, SqlError};
 
-/// First and longest pause between two looks at a request being waited for.
+/// First pause between two looks at a request being waited for, when polling (the library is
+/// not preloaded); each pause doubles up to `LONGEST_WAIT`.
 const FIRST_WAIT: Duration = Duration::from_millis(5);
+/// Longest pause between two looks when polling.
 const LONGEST_WAIT: Duration = Duration::from_millis(500);
+/// Longest sleep on the completion condition variable before looking again anyway (a safety net
+/// for completions that wake nobody, e.g. COMMIT PREPARED or a direct UPDATE of the queue).
+const SAFETY_NET: Duration = Duration::from_secs(1);
 
 /// Status and timings of one request (error P0002 if the caller has no such request).
 /// `completed_at` is when it finished: completed, cancelled, or failed for good.
@@ -179,14 +186,32 @@ fn pause(pause: Duration) {
     pgrx::check_for_interrupts!();
 }
 
+/// How this session's most recent wait went (see `steadytext_wait_stats`).
+#[derive(Debug, Clone, Copy, Default)]
+struct WaitStats {
+    /// Sleeps on the condition variable that ended because a finishing transaction committed.
+    completion_wakeups: i64,
+    /// Sleeps that ended at their time limit: the safety net, or each pause when polling.
+    timer_wakeups: i64,
+}
+
+thread_local! {
+    static LAST_WAIT: Cell<WaitStats> =
+        const { Cell::new(WaitStats { completion_wakeups: 0, timer_wakeups: 0 }) };
+}
+
 /// Waits up to `seconds` for request `id` to finish; returns its function name and result.
 fn wait_for(id: Uuid, seconds: i32) -> Result<(String, String), SqlError> {
     if seconds < 0 {
         return Err(SqlError::NegativeTimeout(seconds));
     }
+    LAST_WAIT.set(WaitStats::default());
     let deadline = Instant::now() + Duration::from_secs(seconds as u64);
+    let sleeper = Sleeper::new();
     let mut wait = FIRST_WAIT;
     loop {
+        // Read the completion counter before the row: a commit after this read bumps it.
+        let counter = sleeper.as_ref().map(Sleeper::prepare);
         let job = lookup(id)?.ok_or_else(|| SqlError::NotFound(id.to_string()))?;
         match job.status.as_str() {
             "completed" => return Ok((job.function_name, job.result.unwrap_or_default())),
@@ -208,9 +233,48 @@ fn wait_for(id: Uuid, seconds: i32) -> Result<(String, String), SqlError> {
         if now >= deadline {
             return Err(SqlError::Timeout { id: id.to_string(), seconds, status: job.status });
         }
-        pause(wait.min(deadline - now));
-        wait = (wait * 2).min(LONGEST_WAIT);
+        let mut stats = LAST_WAIT.get();
+        match (&sleeper, counter) {
+            (Some(sleeper), Some(counter)) => {
+                match sleeper.sleep(counter, (deadline - now).min(SAFETY_NET)) {
+                    Wake::Completion => stats.completion_wakeups += 1,
+                    Wake::Timer => stats.timer_wakeups += 1,
+                }
+            }
+            _ => {
+                pause(wait.min(deadline - now));
+                wait = (wait * 2).min(LONGEST_WAIT);
+                stats.timer_wakeups += 1;
+            }
+        }
+        LAST_WAIT.set(stats);
     }
+}
+
+/// Diagnostics of this session's most recent `steadytext_get_async_result` (or
+/// `steadytext_get_async_embedding`) wait: `mechanism` is 'condition_variable' when the library
+/// is preloaded (waiters are woken by completing commits) and 'polling' otherwise;
+/// `completion_wakeups` counts sleeps that a finishing commit ended, `timer_wakeups` sleeps that
+/// ended at their time limit (each poll, or the 1 s safety net); `completions` is the number of
+/// commits that finished requests since the server started (NULL without preloading).
+#[pg_extern(volatile, parallel_restricted)]
+fn steadytext_wait_stats() -> TableIterator<
+    'static,
+    (
+        name!(mechanism, String),
+        name!(completion_wakeups, i64),
+        name!(timer_wakeups, i64),
+        name!(completions, Option<i64>),
+    ),
+> {
+    let stats = LAST_WAIT.get();
+    let mechanism = if completion_wakeup::available() { "condition_variable" } else { "polling" };
+    TableIterator::once((
+        mechanism.to_owned(),
+        stats.completion_wakeups,
+        stats.timer_wakeups,
+        completion_wakeup::completions().map(|n| n as i64),
+    ))
 }
 
 /// Waits up to `timeout_seconds` (0: just look) for a request to finish and returns its result:

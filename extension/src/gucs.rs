@@ -2,6 +2,11 @@
 //! typed accessors below. They exist in a backend once the library is loaded (any pg_steadytext
 //! function loads it; `shared_preload_libraries` loads it everywhere). Settings marked "sighup"
 //! change with `ALTER SYSTEM SET …; SELECT pg_reload_conf();` and running workers pick them up.
+//!
+//! `shared_preload_libraries = 'pg_steadytext'` is not required, but it is recommended: only then
+//! does the library get the shared memory that wakes `steadytext_get_async_result` waiters at the
+//! commit that finishes their request; without it they poll (5 ms doubling to 500 ms). See
+//! `completion_wakeup.rs` and docs/async-waits.md.
 
 use std::ffi::CString;
 

@@ -5,6 +5,7 @@ use pgrx::prelude::*;
 
 mod async_requests;
 mod async_results;
+mod completion_wakeup;
 mod daemon;
 mod error;
 mod gucs;
@@ -14,10 +15,14 @@ mod sync_functions;
 
 pgrx::pg_module_magic!(name, version);
 
-/// Registers the extension's settings when the library is loaded.
+/// Registers the extension's settings when the library is loaded and, when it is loaded through
+/// `shared_preload_libraries`, requests the shared memory that wakes `steadytext_get_async_result`
+/// waiters at the commit that finishes their request (without preloading they poll, 5 ms doubling
+/// to 500 ms); see `completion_wakeup` and docs/async-waits.md.
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
+    completion_wakeup::init();
 }
 
 /// Version of the installed pg_steadytext library, e.g. `0.1.0`.
@@ -50,9 +55,10 @@ pub mod pg_test {
     /// Per-test-run setup (none needed).
     pub fn setup(_options: Vec<&str>) {}
 
-    /// postgresql.conf settings for the test cluster.
+    /// postgresql.conf settings for the test cluster: the library is preloaded, so these tests
+    /// run with the shared-memory wake-up (the regress and isolation tiers run without it).
     #[must_use]
     pub fn postgresql_conf_options() -> Vec<&'static str> {
-        vec![]
+        vec!["shared_preload_libraries = 'pg_steadytext'"]
     }
 }

@@ -6,5 +6,5 @@ pgrx::extension_sql_file!("../sql/v0.1.0/queue_schema.sql", name = "queue_schema
 pgrx::extension_sql_file!(
     "../sql/v0.1.0/queue_transitions.sql",
     name = "queue_transitions",
-    requires = ["queue_schema"]
+    requires = ["queue_schema", completion_wakeup::steadytext_queue_wake_waiters]
 );

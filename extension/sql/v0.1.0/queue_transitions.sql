@@ -6,7 +6,9 @@
 -- open to every role; row-level security limits it to the caller's own requests.
 
 -- Sends NOTIFY steadytext_completed with {"request_id", "function", "status"} (never the result:
--- payloads are capped at 8000 bytes).
+-- payloads are capped at 8000 bytes), and wakes sessions waiting in steadytext_get_async_result
+-- when the transaction commits (through shared memory when the library is preloaded; a no-op
+-- otherwise, see docs/async-waits.md).
 CREATE FUNCTION steadytext_queue_notify_completed(request_id uuid, function_name text, status text)
 RETURNS void
 LANGUAGE sql VOLATILE
@@ -14,6 +16,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_notify('steadytext_completed',
                      json_build_object('request_id', $1, 'function', $2, 'status', $3)::text);
+    SELECT @extschema@.steadytext_queue_wake_waiters();
 $$;
 
 -- Number of requests waiting or running, over all roles (the limit steadytext.max_queue_size

@@ -62,6 +62,12 @@ pub struct TestCluster {
 impl TestCluster {
     /// initdb + start; waits (with a deadline) until the server accepts connections.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Like `start`, with extra server settings (`name=value`, passed as `-c name=value`), e.g.
+    /// `shared_preload_libraries=pg_steadytext`.
+    pub fn start_with(settings: &[&str]) -> Self {
         let dir = tempfile::Builder::new().prefix("steadytext-pg-").tempdir().unwrap();
         if is_root() {
             run(
@@ -88,10 +94,14 @@ impl TestCluster {
 
         let port = free_port();
         let mut ctl = pg_command(&bin.join("pg_ctl"));
-        ctl.arg("-D").arg(&data).arg("-l").arg(dir.path().join("log")).arg("-o").arg(format!(
+        let mut options = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
             dir.path().display()
-        ));
+        );
+        for setting in settings {
+            options.push_str(&format!(" -c {setting}"));
+        }
+        ctl.arg("-D").arg(&data).arg("-l").arg(dir.path().join("log")).arg("-o").arg(options);
         ctl.arg("start");
         run(ctl, "pg_ctl start");
         let cluster = Self { dir, bin, port };

@@ -85,3 +85,8 @@ FROM (VALUES ('generate request', quote_literal(:'done')),
              ('NULL timeout', quote_literal(:'vec') || ', NULL'),
              ('negative timeout', quote_literal(:'vec') || ', -1'),
              ('unknown id', '''00000000-0000-0000-0000-000000000000''')) AS v(label, args);
+-- without shared_preload_libraries waiters poll (5 ms doubling to 500 ms) and nothing counts
+-- completions; steadytext_wait_stats() describes this session's most recent wait
+SELECT sqlstate_of(format('SELECT steadytext_get_async_result(%L, 1)', :'waiting'));
+SELECT mechanism, completion_wakeups, timer_wakeups > 1 AS polled, completions
+FROM steadytext_wait_stats();
