@@ -47,11 +47,14 @@ impl Env {
 pub fn cluster() -> Result<(TestCluster, postgres::Client)> {
     let cluster = TestCluster::start();
     let mut db = cluster.connect();
-    db.batch_execute(
-        "CREATE EXTENSION pg_steadytext;
-         ALTER SYSTEM SET steadytext.max_queue_size = 1000000;
-         SELECT pg_reload_conf();",
-    )?;
+    // ALTER SYSTEM refuses to run in a transaction block, so one statement per call
+    for sql in [
+        "CREATE EXTENSION pg_steadytext",
+        "ALTER SYSTEM SET steadytext.max_queue_size = 1000000",
+        "SELECT pg_reload_conf()",
+    ] {
+        db.batch_execute(sql)?;
+    }
     let mut db = reconnect(&cluster, db)?;
     let limit: String = db.query_one("SHOW steadytext.max_queue_size", &[])?.get(0);
     if limit != "1000000" {

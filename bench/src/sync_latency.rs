@@ -13,10 +13,10 @@ pub fn run(env: &Env, hits: u32, misses: u32, max_tokens: i32) -> Result<()> {
     let (_cluster, db) = setup::cluster()?;
     let serve = env.serve(&[], false)?;
     let mut db = db;
-    db.batch_execute(&format!(
-        "ALTER SYSTEM SET steadytext.daemon_url = '{}'; SELECT pg_reload_conf();",
-        serve.url
-    ))?;
+    // the extension's settings exist once its library is loaded in this session
+    db.batch_execute("LOAD 'pg_steadytext'")?;
+    db.batch_execute(&format!("ALTER SYSTEM SET steadytext.daemon_url = '{}'", serve.url))?;
+    db.batch_execute("SELECT pg_reload_conf()")?;
     db.batch_execute(&format!("SET steadytext.daemon_url = '{}'", serve.url))?;
     let stmt = db.prepare("SELECT steadytext_generate($1, $2)")?;
     let mut time = |prompt: &str| -> Result<Duration> {
