@@ -1,0 +1,18 @@
+//! Rerunnable benchmarks of pg_steadytext. Each figure starts a throwaway PostgreSQL cluster
+//! with the installed extension (and `steadytext` processes where needed), measures, prints one
+//! machine-readable line (see [`report::Line`]), and stops everything it started.
+
+pub mod daemon;
+pub mod drain;
+pub mod engine;
+pub mod enqueue;
+pub mod error;
+pub mod queue_latency;
+pub mod report;
+pub mod setup;
+pub mod stats;
+pub mod sync_latency;
+
+/// The throwaway cluster of the integration tests (one implementation, shared by path).
+#[path = "../../crates/steadytext/tests/support/cluster.rs"]
+pub mod cluster;
