@@ -91,6 +91,37 @@ fn the_readme_sql_runs_and_prints_what_it_shows() {
         .unwrap();
     db.batch_execute("SELECT pg_reload_conf()").unwrap();
     let mut failures = Vec::new();
+    // the configuration section lists every declared setting, flag and environment variable
+    let settings: Vec<String> = db
+        .query("SELECT name FROM pg_settings WHERE name LIKE 'steadytext.%' ORDER BY name", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(settings.len() >= 8, "{settings:?}");
+    for name in settings {
+        if !readme.contains(&format!("`{name}`")) {
+            failures.push(format!("README.md does not document the setting {name}"));
+        }
+    }
+    for command in ["serve", "worker"] {
+        let help = std::process::Command::new(env!("CARGO_BIN_EXE_steadytext"))
+            .args([command, "--help"])
+            .output()
+            .unwrap();
+        let help = String::from_utf8(help.stdout).unwrap();
+        for word in help.split(|c: char| c.is_whitespace() || c == '[' || c == ']' || c == '=') {
+            let missing = if word.starts_with("--") && word.len() > 2 {
+                word != "--help" && !readme.contains(&format!("`{word}`"))
+            } else {
+                word.starts_with("STEADYTEXT_") && !readme.contains(&format!("`{word}`"))
+            };
+            if missing {
+                failures
+                    .push(format!("README.md does not document {word} of steadytext {command}"));
+            }
+        }
+    }
     for ex in &examples {
         let (ok, output) = psql(&cluster, &ex.sql);
         if !ok {
