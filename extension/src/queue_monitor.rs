@@ -6,39 +6,48 @@ use pgrx::prelude::*;
 use crate::error::{or_raise, SqlError};
 use crate::gucs;
 
-/// Requests per status (every status, zero included) as the caller sees them: its own requests,
-/// or all of them for steadytext_worker and superusers. `oldest_created_at` is the oldest request
-/// in that status; `avg_seconds` the mean time from start to finish (completed) or from creation
-/// to now (pending, processing).
+/// Requests by function and status as the caller sees them (its own requests, or all of them
+/// for steadytext_worker and superusers), one row per combination present: how many, the
+/// oldest one's creation time and age, and the mean and 95th percentile of their durations —
+/// start to finish for completed and failed requests, creation to now for pending and
+/// processing ones (their age), none for cancelled ones.
 #[pg_extern(volatile, requires = ["queue_transitions"])]
 #[search_path(pg_catalog, @extschema@, pg_temp)]
 fn steadytext_queue_stats() -> TableIterator<
     'static,
     (
+        name!(function_name, Option<String>),
         name!(status, Option<String>),
         name!(count, Option<i64>),
         name!(oldest_created_at, Option<TimestampWithTimeZone>),
+        name!(oldest_age_seconds, Option<f64>),
         name!(avg_seconds, Option<f64>),
+        name!(p95_seconds, Option<f64>),
     ),
 > {
     or_raise((|| {
         let rows = Spi::connect(|client| {
             client
                 .select(
-                    "SELECT s.status, count(q.id), min(q.created_at),
-                            avg(extract(epoch FROM CASE
-                                WHEN q.status = 'completed' THEN q.completed_at - q.started_at
-                                WHEN q.status IN ('pending', 'processing') THEN now() - q.created_at
-                                END))::float8
-                     FROM unnest(ARRAY['pending', 'processing', 'completed', 'failed', 'cancelled'])
-                          WITH ORDINALITY AS s(status, n)
-                     LEFT JOIN steadytext_queue q ON q.status = s.status
-                     GROUP BY s.status, s.n ORDER BY s.n",
+                    "SELECT function_name, status, count(*), min(created_at),
+                            extract(epoch FROM now() - min(created_at))::float8,
+                            avg(seconds)::float8,
+                            percentile_cont(0.95) WITHIN GROUP (ORDER BY seconds)::float8
+                     FROM (SELECT function_name, status, created_at,
+                                  extract(epoch FROM CASE
+                                      WHEN status = 'completed' THEN completed_at - started_at
+                                      WHEN status = 'failed' THEN failed_at - started_at
+                                      WHEN status IN ('pending', 'processing') THEN now() - created_at
+                                  END) AS seconds
+                           FROM steadytext_queue) q
+                     GROUP BY function_name, status
+                     ORDER BY function_name, array_position(
+                         ARRAY['pending', 'processing', 'completed', 'failed', 'cancelled'], status)",
                     None,
                     &[],
                 )?
                 .map(|r| -> Result<_, SqlError> {
-                    Ok((r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                    Ok((r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
                 })
                 .collect::<Result<Vec<_>, _>>()
         })?;

@@ -8,7 +8,12 @@ SELECT steadytext_generate_async('d') AS d \gset
 SELECT count(*) FROM steadytext_queue_claim('w1', 3);
 SELECT steadytext_queue_complete(:'a', 'w1', 'ok');
 SELECT steadytext_queue_fail(:'b', 'w1', 'no', retryable => false);
-SELECT status, count, oldest_created_at IS NOT NULL AS has_oldest, avg_seconds >= 0 AS has_avg
+SELECT steadytext_embed_async('e') IS NOT NULL AS queued;
+SELECT steadytext_cancel_async(:'d');
+-- by function and status; durations are start to finish, or the age of waiting requests
+SELECT function_name, status, count, oldest_created_at IS NOT NULL AS has_oldest,
+       oldest_age_seconds >= 0 AS has_age, avg_seconds >= 0 AS has_avg,
+       p95_seconds >= 0 AS has_p95
 FROM steadytext_queue_stats();
 -- workers appear once they heartbeat; stale once their heartbeat is older than worker_timeout
 SELECT * FROM steadytext_worker_status();
