@@ -108,6 +108,7 @@ impl Worker {
         closed: &mut watch::Receiver<bool>,
     ) -> Result<(), DaemonError> {
         client.batch_execute("LISTEN steadytext_jobs").await?;
+        self.release_orphans(client).await?;
         let host = host_name();
         let pid = std::process::id() as i32;
         let lease = Duration::from_secs(u64::from(self.tuning.lease));
@@ -143,6 +144,30 @@ impl Worker {
             self.process(client, &host, pid, jobs, settings, lease).await?;
             last_beat = Instant::now();
         }
+    }
+
+    /// Gives back the requests a previous session of this worker id still holds (its
+    /// connection broke mid-batch, or the process restarted): nothing runs them any more, and
+    /// this session's heartbeats would otherwise keep renewing their leases. Each counts as a
+    /// failed attempt (retried at once while retries are left).
+    async fn release_orphans(&self, client: &Client) -> Result<(), DaemonError> {
+        let released = client
+            .query(
+                "SELECT steadytext_queue_fail(request_id, $1,
+                        'worker ' || $1 || ' lost the attempt (connection or process restart)',
+                        true, interval '0')
+                 FROM steadytext_queue WHERE status = 'processing' AND worker_id = $1",
+                &[&self.worker_id],
+            )
+            .await?;
+        if !released.is_empty() {
+            eprintln!(
+                "steadytext worker {}: released {} request(s) of an earlier session",
+                self.worker_id,
+                released.len()
+            );
+        }
+        Ok(())
     }
 
     async fn heartbeat(
