@@ -13,6 +13,7 @@ static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
 pub fn backend() -> Result<&'static LlamaBackend, CoreError> {
     BACKEND
         .get_or_init(|| {
+            crate::kernels::pin();
             let verbose = std::env::var("STEADYTEXT_LLAMA_LOG").is_ok_and(|v| v == "1");
             llama_cpp_2::send_logs_to_tracing(
                 llama_cpp_2::LogOptions::default().with_logs_enabled(verbose),

@@ -2,60 +2,23 @@
 //! tokens of each text and L2 normalisation, with many texts per llama.cpp batch and results
 //! that are bit-identical whether a text is embedded alone or next to any other texts.
 //!
-//! # How batching stays bit-identical
-//!
-//! llama.cpp encodes a whole batch as one ubatch: every sequence is a block of rows in the same
-//! attention matrix, and other sequences are masked with `-inf`. The masked entries contribute
-//! exact zeros, but the SIMD kernels (softmax row sums, the `V·softmax` and pooling dot
-//! products) add numbers in groups of 8/32 lanes, so the *rounding* of a sequence's sums
-//! depends on where its tokens sit in the batch and on how long the batch is. Two settings
-//! make the computation independent of the neighbours (both measured with the test
-//! `batching_never_changes_a_vector`: undoing it makes that test fail):
-//!
-//! * every text occupies a slot whose start and length are multiples of [`SLOT_ALIGN`] tokens
-//!   (the remainder is filled with `[PAD]` tokens in a separate, discarded sequence), so its
-//!   non-zero terms fall in the same SIMD lanes and groups whatever precedes or follows it.
-//!   Packed back to back (alignment 1), a text differs from its alone vector as soon as it has
-//!   one neighbour; 8 happened to pass, 32 also covers `ggml_vec_dot_f32`'s 32-element steps;
-//! * flash attention is disabled: llama.cpp's CPU flash-attention kernel switches to a tiled
-//!   variant once a batch has 64 or more tokens, which regroups the sums by batch size
-//!   (enabled, the test fails even with aligned slots).
-//!
-//! llama.cpp's mean pooling (`LLAMA_POOLING_TYPE_MEAN`, a matrix product of the whole batch with
-//! a 1/n weight matrix) is subject to the same lane grouping and is made batch-invariant by the
-//! aligned slots as well (measured: the test passes with it, as with averaging per-token vectors
-//! outside llama.cpp). The L2 normalisation is done here, in f64 in a fixed order.
+//! Batches use the aligned slots of [`crate::slots`], which keep every vector bit-identical to
+//! the text's alone vector. llama.cpp's mean pooling (`LLAMA_POOLING_TYPE_MEAN`, a matrix product
+//! of the whole batch with a 1/n weight matrix) is made batch-invariant by the aligned slots as
+//! well (measured: the test passes with it, as with averaging per-token vectors outside
+//! llama.cpp). The L2 normalisation is done here, in f64 in a fixed order.
 
-use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
-use llama_cpp_2::context::params::{LlamaContextParams, LlamaPoolingType};
-use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::context::params::LlamaPoolingType;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
-use crate::backend::{backend, load_model, thread_count};
+use crate::backend::{load_model, thread_count};
+use crate::slots::{self, decode_err, MAX_SEQ_TOKENS};
 use crate::CoreError;
 
-/// Alignment (in tokens) of every text's slot in a batch; a multiple of the widest SIMD
-/// grouping of ggml's CPU dot products (4 accumulators × 8 lanes on AVX2).
-pub const SLOT_ALIGN: usize = 32;
-
-/// Most tokens (slots included) encoded in one llama.cpp batch: one maximal (512-token) text.
-/// Attention is computed over the whole batch and masked per text, so its cost grows with the
-/// square of this; measured on 2 cores (1 thread), 32 short texts took 1.1 s in 512-token
-/// batches and 1.4 s in 1024-token batches, against 0.7 s one text per call.
-pub const BATCH_TOKENS: usize = 512;
-
-/// Most texts in one llama.cpp batch (each uses two sequence ids: text and padding; llama.cpp
-/// allows 256).
-pub const MAX_TEXTS_PER_BATCH: usize = 64;
-
-// llama.cpp aborts unless n_batch >= n_seq_max (two sequence ids per text).
-const _: () = assert!(BATCH_TOKENS >= 2 * MAX_TEXTS_PER_BATCH);
-
-/// `LLAMA_FLASH_ATTN_TYPE_DISABLED` of llama.h (llama-cpp-2 takes the raw enum value).
-const FLASH_ATTN_DISABLED: i32 = 0;
+pub use crate::slots::MAX_TEXTS_PER_BATCH;
 
 /// A loaded embedding model.
 pub struct Embedder {
@@ -81,10 +44,11 @@ impl Embedder {
         self.model.n_embd_out() as usize
     }
 
-    /// Longest token sequence the model accepts (its trained context, 512 for MiniLM); longer
-    /// texts are truncated to it, keeping the final separator token.
+    /// Longest token sequence embedded: the trained context (512 for MiniLM), at most
+    /// [`MAX_SEQ_TOKENS`] (511, which leaves room for the slot's padding token); longer texts are
+    /// truncated to it, keeping the final separator token.
     pub fn max_tokens(&self) -> usize {
-        (self.model.n_ctx_train() as usize).min(BATCH_TOKENS)
+        (self.model.n_ctx_train() as usize).min(MAX_SEQ_TOKENS)
     }
 
     /// Embeds one text: unit-length mean-pooled vector.
@@ -100,23 +64,9 @@ impl Embedder {
             .enumerate()
             .map(|(i, t)| self.tokenize(i, t))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut out = Vec::with_capacity(texts.len());
-        let mut start = 0;
-        while start < tokenized.len() {
-            let mut end = start;
-            let mut used = 0;
-            while end < tokenized.len() && end - start < MAX_TEXTS_PER_BATCH {
-                let slot = slot_len(tokenized[end].len());
-                if used + slot > BATCH_TOKENS {
-                    break;
-                }
-                used += slot;
-                end += 1;
-            }
-            out.extend(self.encode_group(&tokenized[start..end], used)?);
-            start = end;
-        }
-        Ok(out)
+        slots::encode(&self.model, self.threads, LlamaPoolingType::Mean, &tokenized, |ctx, seq| {
+            Ok(normalize(ctx.embeddings_seq_ith(seq).map_err(decode_err)?))
+        })
     }
 
     fn tokenize(&self, index: usize, text: &str) -> Result<Vec<LlamaToken>, CoreError> {
@@ -133,58 +83,6 @@ impl Embedder {
         }
         Ok(tokens)
     }
-
-    /// Encodes one llama.cpp batch of `total` slot tokens and pools every text's vector.
-    fn encode_group(
-        &self,
-        group: &[Vec<LlamaToken>],
-        total: usize,
-    ) -> Result<Vec<Vec<f32>>, CoreError> {
-        // One fixed shape for every batch (creating it takes <1 ms). Sizing n_batch and
-        // n_seq_max to each batch instead made llama.cpp abort (GGML_ASSERT in its mean
-        // pooling's mat-mul) on some batch compositions; llama.cpp also aborts unless
-        // n_batch >= n_seq_max (512 >= 128 here).
-        let params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(BATCH_TOKENS as u32))
-            .with_n_batch(BATCH_TOKENS as u32)
-            .with_n_ubatch(BATCH_TOKENS as u32)
-            .with_n_seq_max((2 * MAX_TEXTS_PER_BATCH) as u32)
-            .with_embeddings(true)
-            .with_pooling_type(LlamaPoolingType::Mean)
-            .with_flash_attention_policy(FLASH_ATTN_DISABLED)
-            .with_n_threads(self.threads)
-            .with_n_threads_batch(self.threads);
-        let mut ctx = self
-            .model
-            .new_context(backend()?, params)
-            .map_err(|e| CoreError::Context(e.to_string()))?;
-        let pad = LlamaToken(0);
-        let mut batch = LlamaBatch::new(total, 1);
-        for (i, tokens) in group.iter().enumerate() {
-            let text_seq = 2 * i as i32;
-            for (pos, tok) in tokens.iter().enumerate() {
-                batch.add(*tok, pos as i32, &[text_seq], true).map_err(decode_err)?;
-            }
-            for pos in 0..slot_len(tokens.len()) - tokens.len() {
-                // Every token is an output: llama.cpp's mean pooling multiplies the output rows
-                // by a matrix with one row per token, and aborts when the two disagree.
-                batch.add(pad, pos as i32, &[text_seq + 1], true).map_err(decode_err)?;
-            }
-        }
-        ctx.encode(&mut batch).map_err(decode_err)?;
-
-        (0..group.len())
-            .map(|i| {
-                let mean = ctx.embeddings_seq_ith(2 * i as i32).map_err(decode_err)?;
-                Ok(normalize(mean))
-            })
-            .collect()
-    }
-}
-
-/// Slot length of a text of `n` tokens: `n` rounded up to [`SLOT_ALIGN`].
-pub(crate) fn slot_len(n: usize) -> usize {
-    n.div_ceil(SLOT_ALIGN) * SLOT_ALIGN
 }
 
 /// `v` scaled to unit L2 norm, computed in f64 in a fixed order (a zero vector stays zero).
@@ -192,10 +90,6 @@ fn normalize(v: &[f32]) -> Vec<f32> {
     let norm = v.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
     let scale = if norm > 0.0 { 1.0 / norm } else { 0.0 };
     v.iter().map(|&x| (f64::from(x) * scale) as f32).collect()
-}
-
-fn decode_err(e: impl std::fmt::Display) -> CoreError {
-    CoreError::Decode(e.to_string())
 }
 
 /// Cosine similarity of two vectors (dot product over the product of norms).
@@ -224,13 +118,6 @@ pub fn pgvector_text(v: &[f32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn slots_are_aligned() {
-        assert_eq!(slot_len(3), 32);
-        assert_eq!(slot_len(32), 32);
-        assert_eq!(slot_len(33), 64);
-    }
 
     #[test]
     fn vectors_are_normalised() {

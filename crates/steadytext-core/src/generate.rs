@@ -18,11 +18,17 @@ use crate::{Constraint, CoreError};
 /// never depends on the request (one of the determinism conditions).
 pub const N_CTX: u32 = 4096;
 
-/// Most sequences advanced together in one llama.cpp decode call. Measured: batches of 2 and 4
-/// give byte-identical outputs to running alone, while 8 sequences in one decode call changed
-/// one output (Gemma 3 270M, ggml CPU, flash attention on) — root cause not yet identified, so
-/// larger batches are decoded in groups of this size.
-pub const MAX_SEQS_PER_DECODE: usize = 4;
+/// Position from which a sequence decoded without neighbours gets a companion row (see
+/// [`Generator::decode_loop`]). llama.cpp pads the attended KV length to a multiple of 256 cells,
+/// and ggml's flash attention splits the KV of a single-stream, single-query step into one
+/// chunk per thread once it spans 512 cells or more (its split-KV path), which regroups the
+/// softmax sums by thread count and differs from the path taken when other sequences share the
+/// step. Below 256 cells that path is never taken.
+pub const SPLIT_KV_FREE_POSITIONS: i32 = 256;
+
+/// The probe prompt with which [`Generator::load`] checks whether the model's single-row
+/// matrix products round exactly like its multi-row ones.
+const KERNEL_PROBE_PROMPT: &str = "The quick brown fox jumps over the lazy dog because";
 
 /// Largest number of prompt tokens fed to llama.cpp in one decode call.
 const PROMPT_CHUNK: usize = 512;
@@ -56,6 +62,10 @@ pub struct Generator {
     model: LlamaModel,
     path: PathBuf,
     threads: i32,
+    /// Whether every step with a single live sequence needs a companion row, because this
+    /// model's single-row products round differently from its multi-row ones (measured at
+    /// load by [`Generator::single_row_kernels_differ`]).
+    companion_always: bool,
     /// The llguidance view of the vocabulary, built by the first constrained request.
     guidance: OnceLock<Result<Guidance, String>>,
 }
@@ -64,12 +74,60 @@ impl Generator {
     /// Loads a GGUF model from `path`, running on `threads` CPU threads.
     pub fn load(path: &Path, threads: usize) -> Result<Self, CoreError> {
         let model = load_model(path)?;
-        Ok(Self {
+        let mut generator = Self {
             model,
             path: path.to_owned(),
             threads: thread_count(threads),
+            companion_always: true,
             guidance: OnceLock::new(),
-        })
+        };
+        generator.companion_always = generator.single_row_kernels_differ()?;
+        Ok(generator)
+    }
+
+    /// Whether steps with a single live sequence always decode a companion row (true when the
+    /// model's single-row matrix products round differently from its multi-row ones).
+    pub fn companion_always(&self) -> bool {
+        self.companion_always
+    }
+
+    /// Decodes one step of a probe sequence twice, alone and with a companion row, and reports
+    /// whether its logits differ in any bit.
+    ///
+    /// ggml computes a product with one row as matrix-vector products (`vec_dot`) and one with
+    /// more rows through llamafile's tinyBLAS where that supports the weight type. For Q8_0 and
+    /// Q5_0 the two kernels do the same arithmetic in the same order per output element, so the
+    /// packaged Gemma model decodes alone exactly as in a batch (its K-quant weights always take
+    /// `vec_dot`, see [`crate::kernels`]); for F16/F32 weights they sum in a different order, and
+    /// every single-sequence step must then have a companion row. A differing accumulation
+    /// order changes the rounding of nearly every one of the vocabulary's logits, so one probe
+    /// step detects it.
+    fn single_row_kernels_differ(&self) -> Result<bool, CoreError> {
+        let prompt = self.model.vocab().tokenize(KERNEL_PROBE_PROMPT.as_bytes(), true, false);
+        let Some((&last, head)) = prompt.split_last() else {
+            return Ok(true);
+        };
+        let mut ctx = self.new_context(2)?;
+        let mut batch = LlamaBatch::new(PROMPT_CHUNK, 1);
+        for (i, tok) in head.iter().enumerate() {
+            batch.add(*tok, i as i32, &[0], false).map_err(decode_err)?;
+        }
+        ctx.decode(&mut batch).map_err(decode_err)?;
+        let pos = head.len() as i32;
+        let mut step = |companion: bool| -> Result<Vec<f32>, CoreError> {
+            ctx.clear_kv_cache_seq(Some(0), Some(pos as u32), None).map_err(decode_err)?;
+            ctx.clear_kv_cache_seq(Some(1), None, None).map_err(decode_err)?;
+            batch.clear();
+            batch.add(last, pos, &[0], true).map_err(decode_err)?;
+            if companion {
+                batch.add(self.model.vocab().bos(), 0, &[1], true).map_err(decode_err)?;
+            }
+            ctx.decode(&mut batch).map_err(decode_err)?;
+            Ok(ctx.get_logits_ith(0).to_vec())
+        };
+        let alone = step(false)?;
+        let paired = step(true)?;
+        Ok(alone.iter().zip(&paired).any(|(a, b)| a.to_bits() != b.to_bits()))
     }
 
     /// The model file this generator was loaded from.
@@ -141,7 +199,8 @@ impl Generator {
             }
         }
         if !seqs.is_empty() {
-            let mut ctx = self.new_context(seqs.len() as u32)?;
+            // one extra stream for the companion row of single-sequence steps
+            let mut ctx = self.new_context(seqs.len() as u32 + 1)?;
             let mut batch = LlamaBatch::new(PROMPT_CHUNK.max(seqs.len()), 1);
             self.feed_prompts(&mut ctx, &mut batch, &mut seqs, keep)?;
             self.decode_loop(&mut ctx, &mut batch, &mut seqs, keep)?;
@@ -190,8 +249,16 @@ impl Generator {
         Ok(())
     }
 
-    /// Greedy decoding of all sequences in lock-step, one token per live sequence per step,
-    /// at most [`MAX_SEQS_PER_DECODE`] sequences per llama.cpp decode call.
+    /// Greedy decoding of all sequences in lock-step: one llama.cpp decode call per step with
+    /// one token of every live sequence.
+    ///
+    /// Determinism: a step with a single live sequence must compute that sequence exactly as
+    /// a step shared with others would. It then also decodes a companion row (a BOS token at
+    /// position 0 of the spare stream `seqs.len()`, whose cache is cleared before each step and
+    /// whose logits are ignored) when the model's single-row products round differently from
+    /// multi-row ones ([`Generator::companion_always`]), and from position
+    /// [`SPLIT_KV_FREE_POSITIONS`] on, where ggml's flash attention would otherwise split a lone
+    /// stream's KV by thread count. Steps shared by several sequences never take either path.
     fn decode_loop(
         &self,
         ctx: &mut LlamaContext<'_>,
@@ -200,6 +267,7 @@ impl Generator {
         keep: &dyn Fn(usize) -> bool,
     ) -> Result<(), CoreError> {
         let vocab = self.model.vocab();
+        let companion = seqs.len() as i32;
         loop {
             let mut live: Vec<(usize, LlamaToken)> = Vec::new();
             for (s, seq) in seqs.iter_mut().enumerate() {
@@ -236,16 +304,22 @@ impl Generator {
             if live.is_empty() {
                 return Ok(());
             }
-            for group in live.chunks(MAX_SEQS_PER_DECODE) {
-                batch.clear();
-                for &(s, token) in group {
-                    batch.add(token, seqs[s].pos, &[s as i32], true).map_err(decode_err)?;
-                }
-                ctx.decode(batch).map_err(decode_err)?;
-                for (i, &(s, _)) in group.iter().enumerate() {
-                    seqs[s].pos += 1;
-                    seqs[s].choose(ctx.get_logits_ith(i as i32));
-                }
+            batch.clear();
+            for &(s, token) in &live {
+                batch.add(token, seqs[s].pos, &[s as i32], true).map_err(decode_err)?;
+            }
+            let needs_companion = match live.as_slice() {
+                [(s, _)] => self.companion_always || seqs[*s].pos >= SPLIT_KV_FREE_POSITIONS,
+                _ => false,
+            };
+            if needs_companion {
+                ctx.clear_kv_cache_seq(Some(companion as u32), None, None).map_err(decode_err)?;
+                batch.add(vocab.bos(), 0, &[companion], true).map_err(decode_err)?;
+            }
+            ctx.decode(batch).map_err(decode_err)?;
+            for (i, &(s, _)) in live.iter().enumerate() {
+                seqs[s].pos += 1;
+                seqs[s].choose(ctx.get_logits_ith(i as i32));
             }
         }
     }

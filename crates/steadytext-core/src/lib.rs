@@ -14,9 +14,11 @@ pub mod error;
 pub mod generate;
 pub mod gguf;
 mod guide;
+pub mod kernels;
 pub mod models;
 pub mod registry;
 pub mod rerank;
+pub mod slots;
 pub mod tiny_cross_encoder;
 pub mod tiny_qwen3_reranker;
 

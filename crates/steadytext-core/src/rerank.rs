@@ -26,17 +26,15 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
 use crate::backend::{backend, load_model, thread_count};
-use crate::embed::{slot_len, BATCH_TOKENS, MAX_TEXTS_PER_BATCH};
 use crate::models::{ModelDir, MINILM_L6_V2};
 use crate::registry::{self, ModelChoice, Role};
+use crate::slots::{self, MAX_SEQ_TOKENS};
 use crate::{CoreError, Embedder};
 
 /// The task of the SQL contract's `steadytext_rerank` default (DESIGN.md §4).
 pub const DEFAULT_TASK: &str =
     "Given a web search query, retrieve relevant passages that answer the query";
 
-/// `LLAMA_FLASH_ATTN_TYPE_DISABLED` of llama.h (see [`crate::embed`] for why).
-const FLASH_ATTN_DISABLED: i32 = 0;
 /// `LLAMA_POOLING_TYPE_RANK` as stored in `<arch>.pooling_type`.
 const POOLING_RANK: &str = "4";
 /// Largest context used for Qwen3-Reranker pairs (upstream steadytext's window).
@@ -211,7 +209,7 @@ impl ModelReranker {
         let vocab = self.model.vocab();
         let q = vocab.tokenize(query.as_bytes(), false, false);
         let d = vocab.tokenize(document.as_bytes(), false, false);
-        let max = (self.model.n_ctx_train() as usize).min(BATCH_TOKENS);
+        let max = (self.model.n_ctx_train() as usize).min(MAX_SEQ_TOKENS);
         Ok(self.pair(&q, &d, max)?.into_iter().map(|t| t.0).collect())
     }
 
@@ -221,7 +219,7 @@ impl ModelReranker {
         if q.is_empty() {
             return Err(CoreError::EmptyQuery);
         }
-        let max = (self.model.n_ctx_train() as usize).min(BATCH_TOKENS);
+        let max = (self.model.n_ctx_train() as usize).min(MAX_SEQ_TOKENS);
         let pairs = documents
             .iter()
             .enumerate()
@@ -233,22 +231,12 @@ impl ModelReranker {
                 self.pair(&q, &d, max)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let mut scores = Vec::with_capacity(pairs.len());
-        let mut start = 0;
-        while start < pairs.len() {
-            let (mut end, mut used) = (start, 0);
-            while end < pairs.len() && end - start < MAX_TEXTS_PER_BATCH {
-                let slot = slot_len(pairs[end].len());
-                if used + slot > BATCH_TOKENS {
-                    break;
-                }
-                used += slot;
-                end += 1;
-            }
-            scores.extend(self.encode_pairs(&pairs[start..end], used)?);
-            start = end;
-        }
-        Ok(scores)
+        slots::encode(&self.model, self.threads, LlamaPoolingType::Rank, &pairs, |ctx, seq| {
+            let out = ctx.embeddings_seq_ith(seq).map_err(decode_err)?;
+            out.first()
+                .map(|&s| f64::from(s))
+                .ok_or_else(|| CoreError::Decode("the rank head produced no score".into()))
+        })
     }
 
     /// `BOS query EOS [SEP] document EOS`, EOS falling back to SEP (BERT), truncated to `max`
@@ -279,45 +267,6 @@ impl ModelReranker {
         out.extend_from_slice(&doc[..doc.len().min(room)]);
         out.push(end);
         Ok(out)
-    }
-
-    /// Encodes one batch of pairs (`total` slot tokens) and reads each pair's rank score.
-    fn encode_pairs(&self, group: &[Vec<LlamaToken>], total: usize) -> Result<Vec<f64>, CoreError> {
-        let params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(BATCH_TOKENS as u32))
-            .with_n_batch(BATCH_TOKENS as u32)
-            .with_n_ubatch(BATCH_TOKENS as u32)
-            .with_n_seq_max((2 * MAX_TEXTS_PER_BATCH) as u32)
-            .with_embeddings(true)
-            .with_pooling_type(LlamaPoolingType::Rank)
-            .with_flash_attention_policy(FLASH_ATTN_DISABLED)
-            .with_n_threads(self.threads)
-            .with_n_threads_batch(self.threads);
-        let mut ctx = self
-            .model
-            .new_context(backend()?, params)
-            .map_err(|e| CoreError::Context(e.to_string()))?;
-        let pad = LlamaToken(0);
-        let mut batch = LlamaBatch::new(total, 1);
-        for (i, tokens) in group.iter().enumerate() {
-            let seq = 2 * i as i32;
-            for (pos, tok) in tokens.iter().enumerate() {
-                batch.add(*tok, pos as i32, &[seq], true).map_err(decode_err)?;
-            }
-            // Padding to the slot boundary, in its own (discarded) sequence.
-            for pos in 0..slot_len(tokens.len()) - tokens.len() {
-                batch.add(pad, pos as i32, &[seq + 1], true).map_err(decode_err)?;
-            }
-        }
-        ctx.encode(&mut batch).map_err(decode_err)?;
-        (0..group.len())
-            .map(|i| {
-                let out = ctx.embeddings_seq_ith(2 * i as i32).map_err(decode_err)?;
-                out.first()
-                    .map(|&s| f64::from(s))
-                    .ok_or_else(|| CoreError::Decode("the rank head produced no score".into()))
-            })
-            .collect()
     }
 
     /// P("yes") of the Qwen3-Reranker judgement of each document, one pair at a time in one

@@ -99,6 +99,26 @@ fn batching_never_changes_a_vector() {
     }
 }
 
+/// Texts of every length from 3 to 70 tokens, so that some fill their aligned slot exactly.
+#[test]
+fn texts_of_every_length_embed_alone_as_in_a_batch() {
+    let e = embedder();
+    let texts: Vec<String> = (1..=68).map(|n| "word ".repeat(n)).collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let alone: Vec<Vec<u32>> = refs.iter().map(|t| bits(&e.embed(t).unwrap())).collect();
+    let mut neighbours = vec!["A short neighbour."];
+    for (i, t) in refs.iter().enumerate() {
+        neighbours.truncate(1);
+        neighbours.push(t);
+        let got = e.embed_batch(&neighbours).unwrap();
+        assert!(bits(&got[1]) == alone[i], "\"word\" × {} differs after a neighbour", i + 1);
+    }
+    let together = e.embed_batch(&refs).unwrap();
+    for (i, v) in together.iter().enumerate() {
+        assert!(bits(v) == alone[i], "\"word\" × {} differs in a batch of 68", i + 1);
+    }
+}
+
 #[test]
 fn inputs_beyond_one_llama_batch_are_split_and_unchanged() {
     let e = embedder();

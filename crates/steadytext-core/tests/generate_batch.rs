@@ -29,7 +29,7 @@ fn prompts() -> Vec<GenerateRequest> {
 }
 
 #[test]
-fn batches_of_2_4_8_match_each_request_alone() {
+fn batches_of_2_4_8_16_match_each_request_alone() {
     let g = generator();
     let all = prompts();
     let alone: Vec<String> = all.iter().map(|r| g.generate(r).unwrap()).collect();
@@ -43,6 +43,8 @@ fn batches_of_2_4_8_match_each_request_alone() {
         vec![6, 7, 1, 2],
         vec![0, 1, 2, 3, 4, 5, 6, 7],
         vec![7, 6, 5, 4, 3, 2, 1, 0],
+        // 16 sequences in one decode step, each prompt twice
+        vec![3, 0, 7, 1, 6, 2, 5, 4, 4, 5, 2, 6, 1, 7, 0, 3],
     ];
     let mut bad = Vec::new();
     for batch in batches {

@@ -51,6 +51,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         batch_tokens += u64::from(g?.tokens);
     }
     let batched = batch_tokens as f64 / start.elapsed().as_secs_f64();
+    println!("bench generate_kernels companion_always={}", generator.companion_always());
     println!("bench generate_single prompts=8 threads={threads} tokens={single_tokens} tokens_per_s={single:.1}");
     println!("bench generate_batch8 prompts=8 threads={threads} tokens={batch_tokens} tokens_per_s={batched:.1} ratio={:.2}", batched / single);
     drop(generator);

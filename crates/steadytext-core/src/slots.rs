@@ -1,0 +1,169 @@
+//! Aligned-slot batches for the encoder models (sentence embeddings, cross-encoders): many token
+//! sequences encoded in one llama.cpp call, each giving bit-identical outputs whether it is
+//! encoded alone or next to any other sequences.
+//!
+//! # How batching stays bit-identical
+//!
+//! llama.cpp encodes a whole batch as one ubatch: every sequence is a block of rows in the same
+//! attention matrix, and other sequences are masked with `-inf`. The masked entries contribute
+//! exact zeros, but the SIMD kernels add numbers in groups of lanes, so the *rounding* of a
+//! sequence's sums could depend on where its tokens sit in the batch. Two settings make the
+//! computation independent of the neighbours (both measured with the tests
+//! `batching_never_changes_a_vector` and `cross_encoder_scores_do_not_depend_on_the_batch`):
+//!
+//! * every sequence occupies a slot whose start and length are multiples of [`SLOT_ALIGN`]
+//!   tokens (the remainder is filled with padding tokens in a separate, discarded sequence), so
+//!   its non-zero terms fall in the same lanes and groups whatever precedes or follows it. A
+//!   slot always holds at least one padding token, so every batch has two or more sequences:
+//!   the pooling and classification products have one row per sequence, and with a single row
+//!   ggml would compute them with `vec_dot_f32` instead of llamafile's tinyBLAS
+//!   (`.cargo/config.toml`), which sums in a different order. Packed back to back (alignment 1),
+//!   a sequence differs from its alone output as soon as it has one neighbour; measured with
+//!   tinyBLAS on, alignments 8 and 16 still fail the tests and 32 passes (32 is also the step
+//!   of `vec_dot_f32`, 4 accumulators × 8 lanes; which kernel still groups by it over the
+//!   tokens was not identified);
+//! * flash attention is disabled: llama.cpp's CPU flash-attention kernel switches to a tiled
+//!   variant once a batch has 64 or more tokens, which regroups the sums by batch size
+//!   (enabled, the tests fail even with aligned slots).
+
+use std::num::NonZeroU32;
+use std::ops::Range;
+
+use llama_cpp_2::context::params::{LlamaContextParams, LlamaPoolingType};
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
+
+use crate::backend::backend;
+use crate::CoreError;
+
+/// Alignment (in tokens) of every sequence's slot in a batch: the widest grouping of the
+/// kernels that sum over tokens (measured: 8 and 16 are not enough).
+pub const SLOT_ALIGN: usize = 32;
+
+/// Most tokens (slots included) encoded in one llama.cpp batch.
+pub const BATCH_TOKENS: usize = 512;
+
+/// Longest sequence accepted: one that fills a batch with its slot (one padding token).
+pub const MAX_SEQ_TOKENS: usize = BATCH_TOKENS - 1;
+
+/// Most sequences in one llama.cpp batch (each uses two sequence ids: its own and its
+/// padding's; llama.cpp allows 256).
+pub const MAX_TEXTS_PER_BATCH: usize = 64;
+
+// llama.cpp aborts unless n_batch >= n_seq_max (two sequence ids per text).
+const _: () = assert!(BATCH_TOKENS >= 2 * MAX_TEXTS_PER_BATCH);
+
+/// `LLAMA_FLASH_ATTN_TYPE_DISABLED` of llama.h (llama-cpp-2 takes the raw enum value).
+const FLASH_ATTN_DISABLED: i32 = 0;
+
+/// The padding token (its value does not matter: it is in a discarded sequence).
+const PAD: LlamaToken = LlamaToken(0);
+
+/// Slot length of a sequence of `n` tokens: `n + 1` (at least one padding token) rounded up to
+/// [`SLOT_ALIGN`].
+pub fn slot_len(n: usize) -> usize {
+    (n + 1).div_ceil(SLOT_ALIGN) * SLOT_ALIGN
+}
+
+/// Splits sequences of the given lengths, in order, into batches of at most
+/// [`MAX_TEXTS_PER_BATCH`] sequences and [`BATCH_TOKENS`] slot tokens. Every length must be at
+/// most [`MAX_SEQ_TOKENS`].
+pub fn plan(lens: &[usize]) -> Vec<Range<usize>> {
+    let mut groups = Vec::new();
+    let mut start = 0;
+    while start < lens.len() {
+        let (mut end, mut used) = (start, 0);
+        while end < lens.len() && end - start < MAX_TEXTS_PER_BATCH {
+            let slot = slot_len(lens[end]);
+            if used + slot > BATCH_TOKENS {
+                break;
+            }
+            used += slot;
+            end += 1;
+        }
+        assert!(end > start, "a sequence of {} tokens exceeds the batch", lens[start]);
+        groups.push(start..end);
+        start = end;
+    }
+    groups
+}
+
+/// Encodes `seqs` (each at most [`MAX_SEQ_TOKENS`] tokens) in aligned-slot batches with the given
+/// pooling, in one context reused for every batch, and returns `read(ctx, i)` for sequence `i`
+/// of each batch, in input order.
+pub fn encode<T>(
+    model: &LlamaModel,
+    threads: i32,
+    pooling: LlamaPoolingType,
+    seqs: &[Vec<LlamaToken>],
+    mut read: impl FnMut(&LlamaContext<'_>, i32) -> Result<T, CoreError>,
+) -> Result<Vec<T>, CoreError> {
+    if seqs.is_empty() {
+        return Ok(Vec::new());
+    }
+    // One fixed shape for every batch. Sizing n_batch and n_seq_max to each batch instead made
+    // llama.cpp abort (GGML_ASSERT in its mean pooling's mat-mul) on some batch compositions.
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(BATCH_TOKENS as u32))
+        .with_n_batch(BATCH_TOKENS as u32)
+        .with_n_ubatch(BATCH_TOKENS as u32)
+        .with_n_seq_max((2 * MAX_TEXTS_PER_BATCH) as u32)
+        .with_embeddings(true)
+        .with_pooling_type(pooling)
+        .with_flash_attention_policy(FLASH_ATTN_DISABLED)
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads);
+    let mut ctx =
+        model.new_context(backend()?, params).map_err(|e| CoreError::Context(e.to_string()))?;
+    let lens: Vec<usize> = seqs.iter().map(Vec::len).collect();
+    let mut out = Vec::with_capacity(seqs.len());
+    let mut batch = LlamaBatch::new(BATCH_TOKENS, 1);
+    for group in plan(&lens) {
+        batch.clear();
+        for (i, tokens) in seqs[group.clone()].iter().enumerate() {
+            let seq = 2 * i as i32;
+            for (pos, tok) in tokens.iter().enumerate() {
+                batch.add(*tok, pos as i32, &[seq], true).map_err(decode_err)?;
+            }
+            for pos in 0..slot_len(tokens.len()) - tokens.len() {
+                // Every token is an output: llama.cpp's mean pooling multiplies the output rows
+                // by a matrix with one row per token, and aborts when the two disagree.
+                batch.add(PAD, pos as i32, &[seq + 1], true).map_err(decode_err)?;
+            }
+        }
+        ctx.encode(&mut batch).map_err(decode_err)?;
+        for i in 0..group.len() {
+            out.push(read(&ctx, 2 * i as i32)?);
+        }
+    }
+    Ok(out)
+}
+
+/// A llama.cpp failure while encoding, as a typed error.
+pub(crate) fn decode_err(e: impl std::fmt::Display) -> CoreError {
+    CoreError::Decode(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_aligned() {
+        assert_eq!(slot_len(3), 32);
+        assert_eq!(slot_len(31), 32);
+        assert_eq!(slot_len(32), 64, "always at least one padding token");
+        assert_eq!(slot_len(MAX_SEQ_TOKENS), BATCH_TOKENS);
+    }
+
+    #[test]
+    fn plan_respects_both_limits_and_keeps_order() {
+        assert_eq!(plan(&[]), Vec::<Range<usize>>::new());
+        // short sequences: 16 slots of 32 tokens fill a batch
+        assert_eq!(plan(&[3; 40]), vec![0..16, 16..32, 32..40]);
+        // 512 slot tokens per batch at most: slots of 224, 288, 32 and 512 tokens
+        assert_eq!(plan(&[200, 280, 9, 511]), vec![0..2, 2..3, 3..4]);
+    }
+}
