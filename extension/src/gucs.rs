@@ -26,7 +26,7 @@ static WORKER_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(300);
 pub fn init() {
     GucRegistry::define_string_guc(
         c"steadytext.daemon_url",
-        c"Base URL of the steadytext daemon that serves synchronous calls.",
+        c"Daemon the synchronous functions call: http://host:port or unix:/path (its --socket).",
         c"Default 'http://127.0.0.1:8765'. Superuser-settable.",
         &DAEMON_URL,
         GucContext::Suset,
@@ -34,7 +34,8 @@ pub fn init() {
     );
     GucRegistry::define_string_guc(
         c"steadytext.daemon_token",
-        c"Bearer token sent to the steadytext daemon (its --token / STEADYTEXT_TOKEN).",
+        c"Bearer token sent to the daemon, for one started with --token; empty sends none. \
+          Hidden from other roles.",
         c"Default empty (none). Superuser-only, hidden from non-superusers.",
         &DAEMON_TOKEN,
         GucContext::Suset,
@@ -42,7 +43,8 @@ pub fn init() {
     );
     GucRegistry::define_int_guc(
         c"steadytext.daemon_connect_timeout",
-        c"How long a synchronous function waits to connect to the steadytext daemon.",
+        c"How long a synchronous function waits to connect to the daemon (the reply itself is \
+          bounded by statement_timeout).",
         c"Default '2s', range 100ms..60s. Waiting for the reply itself is bounded by \
           statement_timeout and can be cancelled.",
         &DAEMON_CONNECT_TIMEOUT,
@@ -53,7 +55,8 @@ pub fn init() {
     );
     GucRegistry::define_int_guc(
         c"steadytext.max_queue_size",
-        c"Most asynchronous requests that may be pending or processing at once.",
+        c"Most asynchronous requests pending or processing at once; enqueueing beyond it fails \
+          with SQLSTATE 53400.",
         c"Default 10000, range 1..100000000. Enqueueing beyond it fails with SQLSTATE 53400. \
           A soft limit: concurrent enqueues may overshoot it by their own size.",
         &MAX_QUEUE_SIZE,
@@ -64,7 +67,7 @@ pub fn init() {
     );
     GucRegistry::define_int_guc(
         c"steadytext.worker_concurrency",
-        c"Requests each queue worker processes at once (its claim batch size).",
+        c"Requests each queue worker claims and processes at once; its --concurrency overrides it.",
         c"Default 1, range 1..256; env STEADYTEXT_WORKER_CONCURRENCY of the worker overrides it.",
         &WORKER_CONCURRENCY,
         1,
@@ -74,7 +77,8 @@ pub fn init() {
     );
     GucRegistry::define_int_guc(
         c"steadytext.worker_poll_interval",
-        c"How long an idle queue worker waits for NOTIFY steadytext_jobs before polling.",
+        c"How long an idle queue worker waits for NOTIFY steadytext_jobs before polling; its \
+          --poll-interval overrides it.",
         c"Default '1s', range 1s..3600s; env STEADYTEXT_WORKER_POLL_INTERVAL (seconds).",
         &WORKER_POLL_INTERVAL,
         1,
@@ -84,7 +88,8 @@ pub fn init() {
     );
     GucRegistry::define_int_guc(
         c"steadytext.max_retries",
-        c"Retries of a failed asynchronous request before it fails for good.",
+        c"Retries of a failing asynchronous request: recorded per request when it is enqueued, \
+          and each worker's own limit (its --max-retries overrides that).",
         c"Default 3, range 0..100; recorded per request (max_retries) when it is enqueued.",
         &MAX_RETRIES,
         0,
@@ -94,7 +99,8 @@ pub fn init() {
     );
     GucRegistry::define_int_guc(
         c"steadytext.worker_timeout",
-        c"Time limit of one attempt of a queued request: a worker fails (and retries) it after this.",
+        c"Time limit of one attempt of a queued request, after which a worker fails and retries \
+          it; its --timeout overrides it.",
         c"Default '300s', range 1s..86400s; env STEADYTEXT_WORKER_TIMEOUT (seconds).",
         &WORKER_TIMEOUT,
         1,

@@ -43,24 +43,42 @@ pub enum Command {
     Worker(WorkerArgs),
     /// Print the version of steadytext and of its HTTP API.
     Version,
+    /// Print reference tables generated from the declarations (README.md embeds them).
+    #[command(hide = true)]
+    Reference(ReferenceArgs),
+}
+
+/// Arguments of the hidden `steadytext reference`.
+#[derive(Debug, Args)]
+pub struct ReferenceArgs {
+    /// Which table to print.
+    #[command(subcommand)]
+    pub command: ReferenceCommand,
+}
+
+/// The tables `steadytext reference` prints.
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum ReferenceCommand {
+    /// The markdown table of every `serve` and `worker` flag: env var, default, meaning.
+    Flags,
 }
 
 /// Arguments of `steadytext serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on. A non-loopback address should be paired with --token.
+    /// Address to listen on; a non-loopback address should be paired with `--token`.
     /// Default: 127.0.0.1.
     #[arg(long, env = "STEADYTEXT_HOST", default_value = "127.0.0.1")]
     pub host: String,
-    /// TCP port to listen on (0 picks a free port, printed at start). Default: 8765.
+    /// TCP port to listen on (0 picks a free port and prints it at start). Default: 8765.
     #[arg(long, env = "STEADYTEXT_PORT", default_value_t = 8765)]
     pub port: u16,
-    /// Also listen on this Unix socket path (extension: steadytext.daemon_url = 'unix:/path').
-    /// Default: none.
+    /// Also listen on this Unix socket path (point the extension at it with
+    /// `steadytext.daemon_url = 'unix:/path'`). Default: none.
     #[arg(long, env = "STEADYTEXT_SOCKET")]
     pub socket: Option<PathBuf>,
-    /// Bearer token every call but /health must carry (`Authorization: Bearer …`).
-    /// Default: none (no authentication).
+    /// Bearer token every call but `/health` must carry (`Authorization: Bearer …`); the
+    /// extension sends `steadytext.daemon_token`. Default: none (no authentication).
     #[arg(long, env = "STEADYTEXT_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Engine, cache, database and worker settings.
@@ -100,14 +118,15 @@ pub struct DaemonArgs {
 /// Result cache settings.
 #[derive(Debug, Args)]
 pub struct CacheArgs {
-    /// Entries kept in the in-memory LRU tier (1–10000000). Default: 4096.
+    /// Entries kept in the result cache's in-memory LRU tier (1–10000000). Default: 4096.
     #[arg(long, env = "STEADYTEXT_CACHE_CAPACITY", default_value_t = 4096,
           value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub cache_capacity: u32,
-    /// The persistent cache file (redb). Default: ~/.cache/steadytext/cache.redb.
+    /// The persistent result cache file (redb), kept across restarts.
+    /// Default: `~/.cache/steadytext/cache.redb`.
     #[arg(long, env = "STEADYTEXT_CACHE_FILE")]
     pub cache_file: Option<PathBuf>,
-    /// Keep the cache in memory only. Default: off.
+    /// Keep the result cache in memory only (no cache file). Default: off.
     #[arg(long, env = "STEADYTEXT_NO_DISK_CACHE")]
     pub no_disk_cache: bool,
 }
@@ -116,20 +135,20 @@ pub struct CacheArgs {
 /// ~/.pgpass (or PGPASSFILE).
 #[derive(Debug, Args)]
 pub struct DbArgs {
-    /// libpq-style connection URL or key=value string; overrides the --db-* flags.
-    /// Default: none.
+    /// Connection URL (`postgresql://user:password@host:port/db`) or libpq key=value string of
+    /// the queue's database; overrides the `--db-*` flags. Default: none.
     #[arg(long, env = "STEADYTEXT_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
-    /// Database host name, IP, or Unix socket directory. Default: localhost.
+    /// Database host name, IP address or Unix socket directory. Default: localhost.
     #[arg(long, env = "PGHOST", default_value = "localhost")]
     pub db_host: String,
     /// Database port. Default: 5432.
     #[arg(long, env = "PGPORT", default_value_t = 5432)]
     pub db_port: u16,
-    /// Database name. Default: none (for `serve`: no worker).
+    /// Database name. Default: none (`serve` then runs no worker).
     #[arg(long, env = "PGDATABASE")]
     pub db_name: Option<String>,
-    /// Database user (a member of the steadytext_worker role). Default: postgres.
+    /// Database user, a member of the `steadytext_worker` role. Default: postgres.
     #[arg(long, env = "PGUSER", default_value = "postgres")]
     pub db_user: String,
 }
@@ -138,23 +157,23 @@ pub struct DbArgs {
 /// `SELECT pg_reload_conf()`), then to its default.
 #[derive(Debug, Clone, Args)]
 pub struct WorkerTuning {
-    /// Requests claimed and processed at once (1–256). GUC steadytext.worker_concurrency.
-    /// Default: 1.
+    /// Requests claimed and processed at once (1–256).
+    /// Default: the GUC `steadytext.worker_concurrency`, else 1.
     #[arg(long, env = "STEADYTEXT_WORKER_CONCURRENCY",
           value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: Option<u16>,
-    /// Seconds an idle worker waits for NOTIFY steadytext_jobs before polling (1–3600).
-    /// GUC steadytext.worker_poll_interval. Default: 1.
+    /// Seconds an idle worker waits for `NOTIFY steadytext_jobs` before polling (1–3600).
+    /// Default: the GUC `steadytext.worker_poll_interval`, else 1.
     #[arg(long, env = "STEADYTEXT_WORKER_POLL_INTERVAL",
           value_parser = clap::value_parser!(u32).range(1..=3600))]
     pub poll_interval: Option<u32>,
     /// Retries of a failed request before it fails for good (0–100), capped by the request's
-    /// own max_retries. GUC steadytext.max_retries. Default: 3.
+    /// own `max_retries`. Default: the GUC `steadytext.max_retries`, else 3.
     #[arg(long, env = "STEADYTEXT_WORKER_MAX_RETRIES",
           value_parser = clap::value_parser!(u32).range(0..=100))]
     pub max_retries: Option<u32>,
-    /// Seconds one attempt of a request may run before it fails (and is retried) (1–86400).
-    /// GUC steadytext.worker_timeout. Default: 300.
+    /// Seconds one attempt of a request may run before it fails and is retried (1–86400).
+    /// Default: the GUC `steadytext.worker_timeout`, else 300.
     #[arg(long, env = "STEADYTEXT_WORKER_TIMEOUT",
           value_parser = clap::value_parser!(u32).range(1..=86_400))]
     pub timeout: Option<u32>,
@@ -164,7 +183,8 @@ pub struct WorkerTuning {
     #[arg(long, env = "STEADYTEXT_WORKER_LEASE", default_value_t = 30,
           value_parser = clap::value_parser!(u32).range(2..=3600))]
     pub lease: u32,
-    /// This worker's id in steadytext_workers. Default: <hostname>-<pid>.
+    /// This worker's id in `steadytext_workers` (see `steadytext_worker_status()`).
+    /// Default: `<hostname>-<pid>`.
     #[arg(long, env = "STEADYTEXT_WORKER_ID")]
     pub worker_id: Option<String>,
 }
@@ -183,7 +203,7 @@ pub struct BenchArgs {
 /// Settings shared by every command that loads a model.
 #[derive(Debug, Args)]
 pub struct EngineArgs {
-    /// Directory holding the model files. Default: ~/.cache/steadytext/models.
+    /// Directory holding the model files. Default: `~/.cache/steadytext/models`.
     #[arg(long, env = "STEADYTEXT_MODEL_DIR")]
     pub model_dir: Option<PathBuf>,
     /// CPU threads for llama.cpp (1–256). Default: the number of available cores.

@@ -13,6 +13,7 @@ mod job;
 mod metrics;
 mod models_cmd;
 mod openai;
+mod reference_cmd;
 mod rerank_cmd;
 mod serve_cmd;
 mod server;
@@ -39,6 +40,7 @@ fn main() -> anyhow::Result<()> {
         cli::Command::Bench(args) => bench_cmd::run(&args),
         cli::Command::Serve(args) => Ok(serve_cmd::serve(args)?),
         cli::Command::Worker(args) => Ok(serve_cmd::worker(args)?),
+        cli::Command::Reference(args) => Ok(reference_cmd::run(&args)?),
         cli::Command::Version => {
             println!("steadytext {}", steadytext_api::api_version());
             Ok(())

@@ -1,6 +1,8 @@
 //! Integration tier: the SQL of README.md runs verbatim against a throwaway cluster with the
 //! daemon (HTTP API + queue worker), and every ```sql block followed by a ```text block prints
-//! exactly that text (psql's aligned format). Keeps the README true.
+//! exactly that text (psql's aligned format). The configuration tables are generated from their
+//! declarations (`support::generated_tables`) and must match the README's marked regions;
+//! `STEADYTEXT_UPDATE_README=1` rewrites those regions instead. Keeps the README true.
 
 mod support;
 
@@ -8,6 +10,7 @@ use std::process::{Command, Stdio};
 
 use support::cluster::TestCluster;
 use support::daemon::Daemon;
+use support::generated_tables;
 
 /// One ```sql block and the ```text block right after it, if any.
 #[derive(Debug)]
@@ -78,8 +81,8 @@ fn normalise(text: &str) -> String {
 
 #[test]
 fn the_readme_sql_runs_and_prints_what_it_shows() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let readme_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
+    let mut readme = std::fs::read_to_string(readme_path).unwrap();
     let examples = examples(&readme);
     assert!(examples.len() >= 10, "README has {} sql examples", examples.len());
     let cluster = TestCluster::start();
@@ -91,6 +94,21 @@ fn the_readme_sql_runs_and_prints_what_it_shows() {
         .unwrap();
     db.batch_execute("SELECT pg_reload_conf()").unwrap();
     let mut failures = Vec::new();
+    // the tables between the README's `generated` markers are rendered from the declarations
+    let before = readme.clone();
+    let tables = [
+        ("gucs", generated_tables::guc_table(&mut db)),
+        ("flags", generated_tables::flags_table()),
+    ];
+    for (name, table) in &tables {
+        if let Err(e) = generated_tables::sync_region(&mut readme, name, table) {
+            failures.push(e);
+        }
+    }
+    if readme != before {
+        std::fs::write(readme_path, &readme).unwrap();
+        eprintln!("README.md: rewrote its generated tables; review and commit the change");
+    }
     // the configuration section lists every declared setting, flag and environment variable
     let settings: Vec<String> = db
         .query("SELECT name FROM pg_settings WHERE name LIKE 'steadytext.%' ORDER BY name", &[])
