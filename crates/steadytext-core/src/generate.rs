@@ -98,10 +98,12 @@ impl Generator {
     /// more rows through llamafile's tinyBLAS where that supports the weight type. For Q8_0 and
     /// Q5_0 the two kernels do the same arithmetic in the same order per output element, so the
     /// packaged Gemma model decodes alone exactly as in a batch (its K-quant weights always take
-    /// `vec_dot`, see [`crate::kernels`]); for F16/F32 weights they sum in a different order, and
-    /// every single-sequence step must then have a companion row. A differing accumulation
-    /// order changes the rounding of nearly every one of the vocabulary's logits, so one probe
-    /// step detects it.
+    /// `vec_dot`, see [`crate::kernels`]; measured by a test). For other weight types the two
+    /// kernels may group their sums differently (ggml's `vec_dot_f32` keeps 4 accumulators,
+    /// tinyBLAS one), and every single-sequence step of such a model gets a companion row. A
+    /// differing accumulation order changes the rounding of nearly every one of the
+    /// vocabulary's logits, so one probe step detects it. (The tiny F32 Qwen3 of the tests
+    /// measured no difference: its rows are too short to split into several accumulators.)
     fn single_row_kernels_differ(&self) -> Result<bool, CoreError> {
         let prompt = self.model.vocab().tokenize(KERNEL_PROBE_PROMPT.as_bytes(), true, false);
         let Some((&last, head)) = prompt.split_last() else {

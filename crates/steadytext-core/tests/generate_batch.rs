@@ -1,6 +1,7 @@
 //! Batched generation gives byte-identical outputs to generating each request alone.
 
 use steadytext_core::models::{ModelDir, GEMMA3_270M};
+use steadytext_core::tiny_qwen3_reranker::{self, Head};
 use steadytext_core::{CoreError, GenerateRequest, Generator};
 
 fn generator() -> Generator {
@@ -93,4 +94,34 @@ fn an_abandoned_request_stops_without_changing_its_neighbours() {
     assert_eq!(steps.get(), 20, "checked once per step until abandoned, then never again");
     assert_eq!(out[0].as_ref().unwrap().text, alone[0]);
     assert_eq!(out[2].as_ref().unwrap().text, alone[1]);
+}
+
+/// The load-time probe that decides whether steps with one live sequence need a companion row:
+/// the packaged Gemma model's single-row products (Q8_0/Q5_0 through `vec_dot`) round exactly
+/// like its multi-row ones (tinyBLAS), so lone requests decode without one. (The companion row
+/// itself is exercised by the long prompt of `batches_of_2_4_8_16_match_each_request_alone`,
+/// which decodes past position 256.)
+#[test]
+fn the_kernel_probe_finds_gemma_needs_no_companion_row() {
+    assert!(
+        !generator().companion_always(),
+        "Gemma's single-row products no longer round like multi-row ones: lone requests now \
+         pay for a companion row (did llama.cpp's kernels change?)"
+    );
+}
+
+/// An F32 model (the tiny Qwen3 GGUF the rerank tests write) decodes batched exactly as alone,
+/// whichever way its probe decided.
+#[test]
+fn an_f32_model_decodes_batched_as_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny-qwen3.gguf");
+    tiny_qwen3_reranker::write(&path, "Tiny Qwen3", 3, Head::Logits).unwrap();
+    let tiny = Generator::load(&path, 2).unwrap();
+    let reqs = vec![req("abc", 12), req("hello world", 9), req("x", 15), req("a b c d", 7)];
+    let alone: Vec<String> = reqs.iter().map(|r| tiny.generate(r).unwrap()).collect();
+    let batched = tiny.generate_batch(&reqs).unwrap();
+    for (i, got) in batched.iter().enumerate() {
+        assert_eq!(got.as_ref().unwrap().text, alone[i], "request {i}");
+    }
 }
