@@ -103,7 +103,7 @@ impl Generator {
     /// tinyBLAS one), and every single-sequence step of such a model gets a companion row. A
     /// differing accumulation order changes the rounding of nearly every one of the
     /// vocabulary's logits, so one probe step detects it. (The tiny F32 Qwen3 of the tests
-    /// measured no difference: its rows are too short to split into several accumulators.)
+    /// measured no difference either; why was not investigated.)
     fn single_row_kernels_differ(&self) -> Result<bool, CoreError> {
         let prompt = self.model.vocab().tokenize(KERNEL_PROBE_PROMPT.as_bytes(), true, false);
         let Some((&last, head)) = prompt.split_last() else {
