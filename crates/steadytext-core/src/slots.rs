@@ -18,10 +18,10 @@
 //!   the pooling and classification products have one row per sequence, and with a single row
 //!   ggml would compute them with `vec_dot_f32` instead of llamafile's tinyBLAS
 //!   (`.cargo/config.toml`), which sums in a different order. Packed back to back (alignment 1),
-//!   a sequence differs from its alone output as soon as it has one neighbour; measured with
-//!   tinyBLAS on, alignments 8 and 16 still fail the tests and 32 passes (32 is also the step
-//!   of `vec_dot_f32`, 4 accumulators × 8 lanes; which kernel still groups by it over the
-//!   tokens was not identified);
+//!   a sequence differs from its alone output as soon as it has one neighbour. Measured with
+//!   llamafile off (every product on `vec_dot_f32`, which steps 32 elements: 4 accumulators ×
+//!   8 lanes), alignments 8 and 16 fail the tests and 32 passes; with tinyBLAS (8-lane steps)
+//!   a smaller alignment may suffice, which has not been measured yet;
 //! * flash attention is disabled: llama.cpp's CPU flash-attention kernel switches to a tiled
 //!   variant once a batch has 64 or more tokens, which regroups the sums by batch size
 //!   (enabled, the tests fail even with aligned slots).
@@ -39,7 +39,7 @@ use crate::backend::backend;
 use crate::CoreError;
 
 /// Alignment (in tokens) of every sequence's slot in a batch: the widest grouping of the
-/// kernels that sum over tokens (measured: 8 and 16 are not enough).
+/// kernels that sum over tokens (`vec_dot_f32`'s 32-element steps).
 pub const SLOT_ALIGN: usize = 32;
 
 /// Most tokens (slots included) encoded in one llama.cpp batch.
