@@ -18,10 +18,10 @@
 //!   the pooling and classification products have one row per sequence, and with a single row
 //!   ggml would compute them with `vec_dot_f32` instead of llamafile's tinyBLAS
 //!   (`.cargo/config.toml`), which sums in a different order. Packed back to back (alignment 1),
-//!   a sequence differs from its alone output as soon as it has one neighbour. Measured with
-//!   llamafile off (every product on `vec_dot_f32`, which steps 32 elements: 4 accumulators ×
-//!   8 lanes), alignments 8 and 16 fail the tests and 32 passes; with tinyBLAS (8-lane steps)
-//!   a smaller alignment may suffice, which has not been measured yet;
+//!   a sequence differs from its alone output as soon as it has one neighbour. With tinyBLAS
+//!   (8-lane steps) an alignment of 8 passes the tests, and the vectors are bit-identical to
+//!   those of 32-token slots; measured with llamafile off (every product on `vec_dot_f32`,
+//!   which steps 32 elements: 4 accumulators × 8 lanes), 8 and 16 failed and 32 was needed;
 //! * flash attention is disabled: llama.cpp's CPU flash-attention kernel switches to a tiled
 //!   variant once a batch has 64 or more tokens, which regroups the sums by batch size
 //!   (enabled, the tests fail even with aligned slots).
@@ -39,8 +39,8 @@ use crate::backend::backend;
 use crate::CoreError;
 
 /// Alignment (in tokens) of every sequence's slot in a batch: the widest grouping of the
-/// kernels that sum over tokens (`vec_dot_f32`'s 32-element steps).
-pub const SLOT_ALIGN: usize = 32;
+/// kernels that sum over tokens (tinyBLAS's and the softmax's 8 f32 lanes).
+pub const SLOT_ALIGN: usize = 8;
 
 /// Most tokens (slots included) encoded in one llama.cpp batch.
 pub const BATCH_TOKENS: usize = 512;
@@ -152,18 +152,18 @@ mod tests {
 
     #[test]
     fn slots_are_aligned() {
-        assert_eq!(slot_len(3), 32);
-        assert_eq!(slot_len(31), 32);
-        assert_eq!(slot_len(32), 64, "always at least one padding token");
+        assert_eq!(slot_len(3), 8);
+        assert_eq!(slot_len(7), 8);
+        assert_eq!(slot_len(8), 16, "always at least one padding token");
         assert_eq!(slot_len(MAX_SEQ_TOKENS), BATCH_TOKENS);
     }
 
     #[test]
     fn plan_respects_both_limits_and_keeps_order() {
         assert_eq!(plan(&[]), Vec::<Range<usize>>::new());
-        // short sequences: 16 slots of 32 tokens fill a batch
-        assert_eq!(plan(&[3; 40]), vec![0..16, 16..32, 32..40]);
-        // 512 slot tokens per batch at most: slots of 224, 288, 32 and 512 tokens
-        assert_eq!(plan(&[200, 280, 9, 511]), vec![0..2, 2..3, 3..4]);
+        // 64 sequences per batch at most
+        assert_eq!(plan(&[3; 130]), vec![0..64, 64..128, 128..130]);
+        // 512 slot tokens per batch at most: slots of 208, 304, 16 and 512 tokens
+        assert_eq!(plan(&[200, 300, 9, 511]), vec![0..2, 2..3, 3..4]);
     }
 }
