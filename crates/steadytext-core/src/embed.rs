@@ -15,7 +15,8 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
 use crate::backend::{load_model, thread_count};
-use crate::slots::{self, decode_err, MAX_SEQ_TOKENS};
+use crate::error::decode_err;
+use crate::slots::{self, MAX_SEQ_TOKENS};
 use crate::CoreError;
 
 pub use crate::slots::MAX_TEXTS_PER_BATCH;

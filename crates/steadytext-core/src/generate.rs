@@ -11,6 +11,7 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
 use crate::backend::{backend, load_model, thread_count};
+use crate::error::decode_err;
 use crate::guide::{Guidance, Guide};
 use crate::{Constraint, CoreError};
 
@@ -407,10 +408,6 @@ impl Sequence {
             tokens: self.generated,
         })
     }
-}
-
-fn decode_err(e: impl std::fmt::Display) -> CoreError {
-    CoreError::Decode(e.to_string())
 }
 
 /// Index of the largest logit; ties go to the lowest token id, so the choice never depends on

@@ -26,6 +26,7 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
 use crate::backend::{backend, load_model, thread_count};
+use crate::error::decode_err;
 use crate::models::{ModelDir, MINILM_L6_V2};
 use crate::registry::{self, ModelChoice, Role};
 use crate::slots::{self, MAX_SEQ_TOKENS};
@@ -493,10 +494,6 @@ fn finite(r: Ranking) -> Result<Ranking, CoreError> {
         }
         None => Ok(r),
     }
-}
-
-fn decode_err(e: impl std::fmt::Display) -> CoreError {
-    CoreError::Decode(e.to_string())
 }
 
 #[cfg(test)]

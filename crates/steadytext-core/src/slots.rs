@@ -36,6 +36,7 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
 use crate::backend::backend;
+use crate::error::decode_err;
 use crate::CoreError;
 
 /// Alignment (in tokens) of every sequence's slot in a batch: the widest grouping of the
@@ -139,11 +140,6 @@ pub fn encode<T>(
         }
     }
     Ok(out)
-}
-
-/// A llama.cpp failure while encoding, as a typed error.
-pub(crate) fn decode_err(e: impl std::fmt::Display) -> CoreError {
-    CoreError::Decode(e.to_string())
 }
 
 #[cfg(test)]
