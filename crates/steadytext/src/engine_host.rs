@@ -62,6 +62,15 @@ impl Job {
             Job::Rerank { reply, .. } => reply.is_closed(),
         }
     }
+
+    /// The metrics label of the job's kind.
+    fn kind(&self) -> &'static str {
+        match self {
+            Job::Generate { .. } => "generate",
+            Job::Embed { .. } => "embed",
+            Job::Rerank { .. } => "rerank",
+        }
+    }
 }
 
 /// Handle to the engine thread; cheap to clone.
@@ -216,7 +225,13 @@ impl Engine {
                 }
             }
             backlog.extend(rx.try_iter());
-            backlog.retain(|j| !j.abandoned());
+            backlog.retain(|j| {
+                let abandoned = j.abandoned();
+                if abandoned {
+                    self.metrics.record_abandoned(j.kind(), 1);
+                }
+                !abandoned
+            });
             let Some(first) = backlog.pop_front() else { continue };
             match first {
                 Job::Generate { req, reply } => {
@@ -284,6 +299,9 @@ impl Engine {
                     .map(|g| u64::from(g.tokens))
                     .sum();
                 self.metrics.record_generation(reqs.len(), tokens, elapsed);
+                let stopped =
+                    results.iter().filter(|r| matches!(r, Err(CoreError::Abandoned))).count();
+                self.metrics.record_abandoned("generate", stopped);
                 for (result, reply) in results.into_iter().zip(replies) {
                     let _ = reply.send(result.map_err(DaemonError::Engine));
                 }

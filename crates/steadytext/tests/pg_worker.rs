@@ -259,7 +259,22 @@ fn a_cancelled_processing_job_is_never_written_and_sigterm_stops_cleanly() {
 fn a_job_over_the_timeout_is_retried_then_fails_for_good() {
     let cluster = TestCluster::start();
     let mut db = setup(&cluster);
-    let _w = worker(&cluster, "T", &["--timeout", "1", "--max-retries", "2"]);
+    // the limit comes from the GUC, so that it can be lifted for the last job below (with the
+    // one-second limit still on, a loaded machine could time that job out too)
+    set_and_reload(&mut db, "steadytext.worker_timeout", "1");
+    // `serve` with a database both drains the queue and answers /metrics
+    let url = cluster.url("st_worker");
+    let mut d = Daemon::serve(&[
+        "--database-url",
+        &url,
+        "--worker-id",
+        "T",
+        "--lease",
+        "3",
+        "--max-retries",
+        "2",
+    ]);
+    d.wait_for_log("listening on steadytext_jobs", Duration::from_secs(120));
     let id = enqueue_generate(&mut db, "An endless tale:", 2000, false);
     wait_until(Duration::from_secs(90), "the job to fail for good", || {
         (status_of(&mut db, &id) == "failed").then_some(())
@@ -275,12 +290,27 @@ fn a_job_over_the_timeout_is_retried_then_fails_for_good() {
     assert_eq!(retries, 2);
     assert!(error.contains("timed out after 1 s"), "{error}");
     assert!(no_result);
-    // the timed-out generations were stopped, not left running in the engine: a short job
-    // is served at once (behind three 2000-token generations it would wait minutes)
+
+    // Each timed-out attempt was stopped in the engine (or skipped before it started), not
+    // left decoding to its 2000 tokens. The engine runs one call at a time, in order, so once
+    // a later job completes every earlier call has been counted.
+    set_and_reload(&mut db, "steadytext.worker_timeout", "300");
     let next = enqueue_generate(&mut db, "Short:", 2, false);
-    wait_until(Duration::from_secs(30), "a short job after the timeouts", || {
+    wait_until(Duration::from_secs(120), "a short job after the timeouts", || {
         (status_of(&mut db, &next) == "completed").then_some(())
     });
+    let (status, metrics) = d.request("GET", "/metrics", &[], "");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("steadytext_engine_abandoned_total{kind=\"generate\"} 3\n"),
+        "three abandoned generations expected:\n{metrics}"
+    );
+}
+
+/// `ALTER SYSTEM SET name = value`, then a configuration reload.
+fn set_and_reload(db: &mut Client, name: &str, value: &str) {
+    db.batch_execute(&format!("ALTER SYSTEM SET {name} = '{value}'")).unwrap();
+    db.batch_execute("SELECT pg_reload_conf()").unwrap();
 }
 
 #[test]
@@ -289,8 +319,7 @@ fn settings_come_from_gucs_after_reload_unless_flags_win() {
     let mut db = setup(&cluster);
     let mut g = worker(&cluster, "G", &[]);
     // changed while the worker runs
-    db.batch_execute("ALTER SYSTEM SET steadytext.worker_concurrency = 3").unwrap();
-    db.batch_execute("SELECT pg_reload_conf()").unwrap();
+    set_and_reload(&mut db, "steadytext.worker_concurrency", "3");
     let mut tx = db.transaction().unwrap();
     for i in 0..6 {
         tx.execute("SELECT steadytext_generate_async($1, 2)", &[&format!("G{i}")]).unwrap();

@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -21,27 +19,6 @@ fn client(d: &Daemon) -> Client {
 
 fn gen(prompt: &str, max_tokens: i32) -> GenerateBody {
     GenerateBody { prompt: prompt.into(), max_tokens, seed: 42, use_cache: true, constraint: None }
-}
-
-/// A raw HTTP exchange (for endpoints the typed client does not cover).
-fn raw(d: &Daemon, method: &str, path: &str, headers: &[&str], body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(d.url.trim_start_matches("http://")).unwrap();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for h in headers {
-        req.push_str(h);
-        req.push_str("\r\n");
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status = out.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    (status, body)
 }
 
 #[test]
@@ -116,8 +93,7 @@ fn native_api_is_deterministic_cached_and_typed() {
 #[test]
 fn openai_endpoints_health_metrics_and_errors() {
     let d = Daemon::serve(&[]);
-    let (status, body) = raw(
-        &d,
+    let (status, body) = d.request(
         "POST",
         "/v1/completions",
         &[],
@@ -128,13 +104,13 @@ fn openai_endpoints_health_metrics_and_errors() {
     assert_eq!(v["object"], "text_completion");
     assert_eq!(v["choices"][0]["text"], FRANCE);
 
-    let (status, body) = raw(&d, "POST", "/v1/embeddings", &[], r#"{"input":["a","b"]}"#);
+    let (status, body) = d.request("POST", "/v1/embeddings", &[], r#"{"input":["a","b"]}"#);
     assert_eq!(status, 200, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["data"].as_array().unwrap().len(), 2);
     assert_eq!(v["data"][1]["embedding"].as_array().unwrap().len(), 384);
 
-    let (status, body) = raw(&d, "POST", "/v1/rerank", &[],
+    let (status, body) = d.request("POST", "/v1/rerank", &[],
         &json!({"query": "capital of France", "documents": ["Bananas", "Paris is the capital of France"], "top_n": 1}).to_string());
     assert_eq!(status, 200, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
@@ -142,20 +118,20 @@ fn openai_endpoints_health_metrics_and_errors() {
     assert_eq!(v["results"].as_array().unwrap().len(), 1);
     assert_eq!(v["results"][0]["index"], 1);
 
-    let (status, body) = raw(&d, "POST", "/steadytext/v1/generate", &[], r#"{"max_tokens":3}"#);
+    let (status, body) = d.request("POST", "/steadytext/v1/generate", &[], r#"{"max_tokens":3}"#);
     assert_eq!(status, 422);
     assert!(body.contains("invalid_parameter") && body.contains("prompt"), "{body}");
-    let (status, body) = raw(&d, "GET", "/nowhere", &[], "");
+    let (status, body) = d.request("GET", "/nowhere", &[], "");
     assert_eq!(status, 404);
     assert!(body.contains("not_found"), "{body}");
 
-    let (status, body) = raw(&d, "GET", "/health", &[], "");
+    let (status, body) = d.request("GET", "/health", &[], "");
     assert_eq!(status, 200);
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["models"]["generation"]["status"], "loaded");
     assert_eq!(v["models"]["rerank"]["method"], "embedding-cosine");
 
-    let (status, text) = raw(&d, "GET", "/metrics", &[], "");
+    let (status, text) = d.request("GET", "/metrics", &[], "");
     assert_eq!(status, 200);
     assert!(
         text.contains(
@@ -179,8 +155,8 @@ fn bearer_token_is_required_when_configured() {
     assert!(authed
         .embed(&EmbedBody { texts: vec!["x".into()], use_cache: true, seed: 42 })
         .is_ok());
-    assert_eq!(raw(&d, "GET", "/health", &[], "").0, 200, "/health stays open");
-    assert_eq!(raw(&d, "GET", "/metrics", &["Authorization: Bearer nope"], "").0, 401);
+    assert_eq!(d.request("GET", "/health", &[], "").0, 200, "/health stays open");
+    assert_eq!(d.request("GET", "/metrics", &["Authorization: Bearer nope"], "").0, 401);
 }
 
 #[test]
@@ -266,7 +242,7 @@ fn a_configured_reranker_model_scores_and_a_missing_one_is_an_error_not_a_fallba
     let again = c.rerank(&body).unwrap();
     assert!(again.cached);
     assert_eq!(again.scores, first.scores, "the cache returns the same scores");
-    let (_, health) = raw(&d, "GET", "/health", &[], "");
+    let (_, health) = d.request("GET", "/health", &[], "");
     let v: Value = serde_json::from_str(&health).unwrap();
     assert_eq!(v["models"]["rerank"]["status"], "loaded", "{v}");
 
