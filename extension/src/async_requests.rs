@@ -12,6 +12,7 @@ use steadytext_api::validate::{
 
 use crate::error::{or_raise, required, required_elements, SqlError};
 use crate::gucs;
+use crate::queue_depth;
 
 /// Inserts one queue row per element of `params` (same order), all with `function_name` and
 /// `priority`, after checking `steadytext.max_queue_size`; wakes workers with
@@ -19,7 +20,7 @@ use crate::gucs;
 fn enqueue(function_name: &str, params: Vec<Value>, priority: i32) -> Result<Vec<Uuid>, SqlError> {
     check_priority(priority)?;
     let limit = gucs::max_queue_size();
-    let depth = Spi::get_one::<i64>("SELECT steadytext_queue_depth()")?.unwrap_or(0);
+    let depth = queue_depth::depth()?;
     if depth + params.len() as i64 > i64::from(limit) {
         return Err(SqlError::QueueFull { depth, adding: params.len(), limit });
     }
@@ -40,6 +41,7 @@ fn enqueue(function_name: &str, params: Vec<Value>, priority: i32) -> Result<Vec
         ],
     )?
     .unwrap_or_default();
+    queue_depth::added(ids.len());
     Spi::run("NOTIFY steadytext_jobs")?;
     Ok(ids)
 }

@@ -58,7 +58,9 @@ pub fn init() {
         c"Most asynchronous requests pending or processing at once; enqueueing beyond it fails \
           with SQLSTATE 53400.",
         c"Default 10000, range 1..100000000. Enqueueing beyond it fails with SQLSTATE 53400. \
-          A soft limit: concurrent enqueues may overshoot it by their own size.",
+          A soft limit: concurrent enqueues may overshoot it by their own size, and the depth \
+          is counted once per statement (plus the statement's own enqueues), so requests \
+          finished meanwhile make room only for the next statement.",
         &MAX_QUEUE_SIZE,
         1,
         100_000_000,

@@ -9,6 +9,7 @@ mod completion_wakeup;
 mod daemon;
 mod error;
 mod gucs;
+mod queue_depth;
 mod queue_monitor;
 mod queue_schema;
 mod sync_functions;

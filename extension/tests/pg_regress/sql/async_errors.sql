@@ -118,6 +118,13 @@ SELECT steadytext_generate_async('four') IS NOT NULL AS queued;
 SET steadytext.max_queue_size = 5;
 SELECT sqlstate_of($$SELECT steadytext_generate_batch_async(ARRAY['a', 'b', 'c'])$$);
 SELECT count(*) AS queued FROM steadytext_queue WHERE status = 'pending';
+-- one statement enqueueing row by row counts its own rows: it may fill the queue, not overflow it
+TRUNCATE steadytext_queue;
+SET steadytext.max_queue_size = 3;
+SELECT sqlstate_of($$SELECT count(steadytext_generate_async('r' || i)) FROM generate_series(1, 4) AS i$$);
+SELECT count(*) AS queued FROM steadytext_queue;
+SELECT count(steadytext_generate_async('r' || i)) AS queued FROM generate_series(1, 3) AS i;
+SELECT sqlstate_of($$SELECT steadytext_generate_async('r4')$$);
 RESET steadytext.max_queue_size;
 -- only superusers may change the limit
 SET ROLE regress_alice;
