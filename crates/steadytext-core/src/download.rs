@@ -2,7 +2,8 @@
 //! (`{endpoint}/{repo}/resolve/{revision}/{file}`): streamed into `<file>.part`, resumed with
 //! an HTTP `Range` request when a `.part` file exists (also within one call, when the
 //! connection drops mid-body), checked against the registry's sha256 when it has one, and
-//! renamed into place only when complete. Downloads are off unless allowed
+//! renamed into place only when complete; concurrent fetches of one file take turns on a
+//! `<file>.lock` lock, so only the first downloads. Downloads are off unless allowed
 //! (`STEADYTEXT_ALLOW_DOWNLOAD=1` or `--allow-download`).
 
 use std::ffi::OsString;
@@ -116,7 +117,33 @@ pub fn fetch(
             url,
         });
     }
+    // One download of a file at a time, across processes: a concurrent fetch of the same file
+    // waits here for the first, then finds the file in place.
+    let _lock = lock(&dest)?;
+    if dest.exists() {
+        return Ok(FetchOutcome::AlreadyPresent(dest));
+    }
     download_file(&url, &dest, entry.sha256).map(FetchOutcome::Downloaded)
+}
+
+/// An exclusive lock on `<dest>.lock` (created if missing, left in place), held until the
+/// returned file is dropped; blocks while another process or thread holds it.
+fn lock(dest: &Path) -> Result<File, CoreError> {
+    let mut name = dest.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    let path = dest.with_file_name(name);
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|source| CoreError::Io { path: parent.to_owned(), source })?;
+    }
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| CoreError::Io { path: path.clone(), source })?;
+    file.lock().map_err(|source| CoreError::Io { path, source })?;
+    Ok(file)
 }
 
 /// The `.part` file a download of `dest` streams into.

@@ -1,6 +1,6 @@
 //! Downloads against a local HTTP server started by each test: full download, resume after a
-//! cut connection and from an existing `.part` file, checksum mismatch, HTTP errors, and
-//! downloads disabled (no request at all).
+//! cut connection and from an existing `.part` file, concurrent fetches of one file, checksum
+//! mismatch, HTTP errors, and downloads disabled (no request at all).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -172,6 +172,32 @@ fn full_download_is_verified_and_renamed_into_place() {
         FetchOutcome::AlreadyPresent(dir.path().join("model.gguf"))
     );
     assert_eq!(server.seen().len(), 1);
+}
+
+#[test]
+fn concurrent_fetches_of_one_file_download_it_once() {
+    let bytes = payload(2_000_000);
+    let server = Server::start(one_file(&bytes, None));
+    let dir = tempfile::tempdir().unwrap();
+    let e = entry("model.gguf", Some(sha256_hex(&bytes)));
+    let start = std::sync::Barrier::new(4);
+    let outcomes: Vec<FetchOutcome> = std::thread::scope(|scope| {
+        let fetches: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    let md = ModelDir::new(dir.path());
+                    start.wait();
+                    fetch(&e, &md, &policy(&server)).unwrap()
+                })
+            })
+            .collect();
+        fetches.into_iter().map(|f| f.join().unwrap()).collect()
+    });
+    let downloads = outcomes.iter().filter(|o| matches!(o, FetchOutcome::Downloaded(_))).count();
+    assert_eq!(downloads, 1, "{outcomes:?}");
+    assert_eq!(server.seen().len(), 1, "one request in all");
+    assert_eq!(std::fs::read(dir.path().join("model.gguf")).unwrap(), bytes);
+    assert!(no_partial_files(dir.path()));
 }
 
 #[test]
