@@ -129,9 +129,7 @@ pub fn fetch(
 /// An exclusive lock on `<dest>.lock` (created if missing, left in place), held until the
 /// returned file is dropped; blocks while another process or thread holds it.
 fn lock(dest: &Path) -> Result<File, CoreError> {
-    let mut name = dest.file_name().unwrap_or_default().to_os_string();
-    name.push(".lock");
-    let path = dest.with_file_name(name);
+    let path = with_suffix(dest, ".lock");
     if let Some(parent) = dest.parent() {
         std::fs::create_dir_all(parent)
             .map_err(|source| CoreError::Io { path: parent.to_owned(), source })?;
@@ -148,8 +146,13 @@ fn lock(dest: &Path) -> Result<File, CoreError> {
 
 /// The `.part` file a download of `dest` streams into.
 pub fn part_path(dest: &Path) -> PathBuf {
+    with_suffix(dest, ".part")
+}
+
+/// `dest` with `suffix` appended to its file name.
+fn with_suffix(dest: &Path, suffix: &str) -> PathBuf {
     let mut name = dest.file_name().unwrap_or_default().to_os_string();
-    name.push(".part");
+    name.push(suffix);
     dest.with_file_name(name)
 }
 

@@ -190,6 +190,7 @@ pub enum CoreError {
     #[error("constrained decoding failed: {0}")]
     Constraint(String),
 }
+
 /// A llama.cpp decode or encode failure, as [`CoreError::Decode`].
 pub(crate) fn decode_err(e: impl std::fmt::Display) -> CoreError {
     CoreError::Decode(e.to_string())

@@ -64,7 +64,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         (0..32).map(|i| format!("{} (sentence number {i})", PROMPTS[i % PROMPTS.len()])).collect();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     embedder.embed(refs[0])?; // warm-up
-                              // rounds alternate between the two modes so that drift in the machine's speed hits both
+                              // rounds alternate between the two modes, so that drift in the machine's speed hits both
     let (mut one_time, mut many_time) = (Duration::ZERO, Duration::ZERO);
     for _ in 0..EMBED_ROUNDS {
         let start = Instant::now();

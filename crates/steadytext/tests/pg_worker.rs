@@ -24,7 +24,12 @@ fn setup(cluster: &TestCluster) -> Client {
 
 fn worker(cluster: &TestCluster, id: &str, extra: &[&str]) -> Daemon {
     let url = cluster.url("st_worker");
-    Daemon::worker(&[&["--database-url", &url, "--worker-id", id, "--lease", "3"], extra].concat())
+    Daemon::worker(&[&queue_args(&url, id)[..], extra].concat())
+}
+
+/// The queue flags every test worker runs with: the cluster, its id, a 3 s lease.
+fn queue_args<'a>(url: &'a str, id: &'a str) -> [&'a str; 6] {
+    ["--database-url", url, "--worker-id", id, "--lease", "3"]
 }
 
 /// Status → count over the whole queue.
@@ -264,16 +269,7 @@ fn a_job_over_the_timeout_is_retried_then_fails_for_good() {
     set_and_reload(&mut db, "steadytext.worker_timeout", "1");
     // `serve` with a database both drains the queue and answers /metrics
     let url = cluster.url("st_worker");
-    let mut d = Daemon::serve(&[
-        "--database-url",
-        &url,
-        "--worker-id",
-        "T",
-        "--lease",
-        "3",
-        "--max-retries",
-        "2",
-    ]);
+    let mut d = Daemon::serve(&[&queue_args(&url, "T")[..], &["--max-retries", "2"]].concat());
     d.wait_for_log("listening on steadytext_jobs", Duration::from_secs(120));
     let id = enqueue_generate(&mut db, "An endless tale:", 2000, false);
     wait_until(Duration::from_secs(90), "the job to fail for good", || {
