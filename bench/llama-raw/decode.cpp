@@ -1,7 +1,11 @@
 // Raw llama.cpp baseline for `bench/run engine`: greedy-decodes the eight prompts of
 // `steadytext bench` (crates/steadytext/src/bench_cmd.rs) one at a time on one reused context,
-// and prints generated tokens per second of wall time (prompt prefill included, model load
-// excluded), the same definition as `steadytext bench`'s generate_single line.
+// then all eight together as parallel sequences the way llama.cpp's own examples batch them
+// (one unified KV cache, all prompts in one decode call, then one token per sequence per call),
+// and prints generated tokens per second of wall time for each (prompt prefill included, model
+// load excluded), the same definitions as `steadytext bench`'s generate_single and
+// generate_batch8 lines. The batched run has none of the engine's determinism constraints, so
+// its ratio to the single run is what llama.cpp's kernels give on the machine.
 //
 // usage: llama-raw-decode MODEL.gguf THREADS MAX_TOKENS
 #include <chrono>
@@ -51,6 +55,74 @@ static int generate(llama_context *ctx, const llama_vocab *vocab, const char *pr
     return generated;
 }
 
+// Decodes all prompts together, one sequence each, on a fresh context sized for them; returns
+// the number of generated tokens, or -1 on error.
+static long generate_batch(llama_model *model, const llama_vocab *vocab, int threads, int max_tokens) {
+    const int n = 8;
+    llama_context_params cp = llama_context_default_params();
+    cp.n_ctx = 4096;
+    cp.n_batch = 512;
+    cp.n_ubatch = 512;
+    cp.n_seq_max = n;
+    cp.kv_unified = true;
+    cp.n_threads = threads;
+    cp.n_threads_batch = threads;
+    llama_context *ctx = llama_init_from_model(model, cp);
+    if (!ctx) return -1;
+    llama_batch batch = llama_batch_init(512, 0, 1);
+    // index of each live sequence's logits in the last decoded batch; -1 once it is done
+    std::vector<int> logits_at(n, -1);
+    for (int s = 0; s < n; s++) {
+        std::vector<llama_token> toks(512);
+        int k = llama_tokenize(vocab, PROMPTS[s], (int)strlen(PROMPTS[s]), toks.data(), (int)toks.size(), true, false);
+        if (k < 0) return -1;
+        for (int i = 0; i < k; i++) {
+            int j = batch.n_tokens++;
+            batch.token[j] = toks[i];
+            batch.pos[j] = i;
+            batch.n_seq_id[j] = 1;
+            batch.seq_id[j][0] = s;
+            batch.logits[j] = i == k - 1;
+        }
+        logits_at[s] = batch.n_tokens - 1;
+    }
+    std::vector<int> pos(n);
+    for (int s = 0; s < n; s++) pos[s] = batch.pos[logits_at[s]] + 1;
+    std::vector<int> generated(n, 0);
+    llama_sampler *smpl = llama_sampler_chain_init(llama_sampler_chain_default_params());
+    llama_sampler_chain_add(smpl, llama_sampler_init_greedy());
+    long total = 0;
+    while (true) {
+        if (llama_decode(ctx, batch) != 0) {
+            total = -1;
+            break;
+        }
+        std::vector<int> next_at(n, -1);
+        batch.n_tokens = 0;
+        for (int s = 0; s < n; s++) {
+            if (logits_at[s] < 0) continue;
+            llama_token tok = llama_sampler_sample(smpl, ctx, logits_at[s]);
+            if (llama_vocab_is_eog(vocab, tok) || generated[s] >= max_tokens) continue;
+            generated[s]++;
+            total++;
+            if (generated[s] == max_tokens) continue;
+            int j = batch.n_tokens++;
+            batch.token[j] = tok;
+            batch.pos[j] = pos[s]++;
+            batch.n_seq_id[j] = 1;
+            batch.seq_id[j][0] = s;
+            batch.logits[j] = true;
+            next_at[s] = j;
+        }
+        logits_at = next_at;
+        if (batch.n_tokens == 0) break;
+    }
+    llama_sampler_free(smpl);
+    llama_batch_free(batch);
+    llama_free(ctx);
+    return total;
+}
+
 int main(int argc, char **argv) {
     if (argc != 4) {
         fprintf(stderr, "usage: %s MODEL.gguf THREADS MAX_TOKENS\n", argv[0]);
@@ -92,6 +164,15 @@ int main(int argc, char **argv) {
     printf("raw_llama_cpp prompts=8 threads=%d tokens=%ld seconds=%.3f tokens_per_s=%.1f\n", threads,
            total, secs, total / secs);
     llama_free(ctx);
+    start = std::chrono::steady_clock::now();
+    long batched = generate_batch(model, vocab, threads, max_tokens);
+    if (batched < 0) {
+        fprintf(stderr, "batched decode failed\n");
+        return 1;
+    }
+    double bsecs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    printf("raw_llama_cpp_batch8 prompts=8 threads=%d tokens=%ld seconds=%.3f tokens_per_s=%.1f\n",
+           threads, batched, bsecs, batched / bsecs);
     llama_model_free(model);
     llama_backend_free();
     return 0;

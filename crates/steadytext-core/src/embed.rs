@@ -16,23 +16,33 @@ use llama_cpp_2::token::LlamaToken;
 
 use crate::backend::{load_model, thread_count};
 use crate::error::decode_err;
-use crate::slots::{self, MAX_SEQ_TOKENS};
+use crate::slots::{Encoder, MAX_SEQ_TOKENS};
 use crate::CoreError;
 
 pub use crate::slots::MAX_TEXTS_PER_BATCH;
 
 /// A loaded embedding model.
 pub struct Embedder {
-    model: LlamaModel,
+    encoder: Encoder,
     path: PathBuf,
-    threads: i32,
 }
 
 impl Embedder {
     /// Loads a BERT-family GGUF from `path`, running on `threads` CPU threads.
     pub fn load(path: &Path, threads: usize) -> Result<Self, CoreError> {
         let model = load_model(path)?;
-        Ok(Self { model, path: path.to_owned(), threads: thread_count(threads) })
+        let encoder = Encoder::new(model, thread_count(threads), LlamaPoolingType::Mean);
+        Ok(Self { encoder, path: path.to_owned() })
+    }
+
+    fn model(&self) -> &LlamaModel {
+        self.encoder.model()
+    }
+
+    /// How many llama.cpp contexts this embedder has created: one, kept from call to call,
+    /// unless calls overlapped or failed.
+    pub fn contexts_created(&self) -> u64 {
+        self.encoder.contexts_created()
     }
 
     /// The model file this embedder was loaded from.
@@ -42,14 +52,14 @@ impl Embedder {
 
     /// Dimension of the vectors.
     pub fn dim(&self) -> usize {
-        self.model.n_embd_out() as usize
+        self.model().n_embd_out() as usize
     }
 
     /// Longest token sequence embedded: the trained context (512 for MiniLM), at most
     /// [`MAX_SEQ_TOKENS`] (511, which leaves room for the slot's padding token); longer texts are
     /// truncated to it, keeping the final separator token.
     pub fn max_tokens(&self) -> usize {
-        (self.model.n_ctx_train() as usize).min(MAX_SEQ_TOKENS)
+        (self.model().n_ctx_train() as usize).min(MAX_SEQ_TOKENS)
     }
 
     /// Embeds one text: unit-length mean-pooled vector.
@@ -65,14 +75,14 @@ impl Embedder {
             .enumerate()
             .map(|(i, t)| self.tokenize(i, t))
             .collect::<Result<Vec<_>, _>>()?;
-        slots::encode(&self.model, self.threads, LlamaPoolingType::Mean, &tokenized, |ctx, seq| {
+        self.encoder.encode(&tokenized, |ctx, seq| {
             Ok(normalize(ctx.embeddings_seq_ith(seq).map_err(decode_err)?))
         })
     }
 
     fn tokenize(&self, index: usize, text: &str) -> Result<Vec<LlamaToken>, CoreError> {
         // With special tokens: [CLS] text [SEP].
-        let mut tokens = self.model.vocab().tokenize(text.as_bytes(), true, false);
+        let mut tokens = self.model().vocab().tokenize(text.as_bytes(), true, false);
         if text.trim().is_empty() || tokens.len() <= 2 {
             return Err(CoreError::EmptyText { index });
         }

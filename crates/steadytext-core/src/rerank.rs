@@ -29,7 +29,7 @@ use crate::backend::{backend, load_model, thread_count};
 use crate::error::decode_err;
 use crate::models::{ModelDir, MINILM_L6_V2};
 use crate::registry::{self, ModelChoice, Role};
-use crate::slots::{self, MAX_SEQ_TOKENS};
+use crate::slots::{Encoder, MAX_SEQ_TOKENS};
 use crate::{CoreError, Embedder};
 
 /// The task of the SQL contract's `steadytext_rerank` default (DESIGN.md §4).
@@ -147,7 +147,9 @@ const ENCODER_ARCHS: &[&str] =
 
 /// A loaded reranker model (cross-encoder or Qwen3-Reranker).
 pub struct ModelReranker {
-    model: LlamaModel,
+    /// The model; its kept context serves the cross-encoder path (the Qwen3 paths create
+    /// their own).
+    encoder: Encoder,
     path: PathBuf,
     name: String,
     kind: RerankerKind,
@@ -160,13 +162,18 @@ impl ModelReranker {
     pub fn load(path: &Path, name: impl Into<String>, threads: usize) -> Result<Self, CoreError> {
         let model = load_model(path)?;
         let kind = detect_kind(&model, path)?;
+        let threads = thread_count(threads);
         Ok(Self {
-            model,
+            encoder: Encoder::new(model, threads, LlamaPoolingType::Rank),
             path: path.to_owned(),
             name: name.into(),
             kind,
-            threads: thread_count(threads),
+            threads,
         })
+    }
+
+    fn model(&self) -> &LlamaModel {
+        self.encoder.model()
     }
 
     /// The model file.
@@ -207,20 +214,20 @@ impl ModelReranker {
 
     /// The token ids a cross-encoder is fed for one (query, document) pair (for inspection).
     pub fn pair_tokens(&self, query: &str, document: &str) -> Result<Vec<i32>, CoreError> {
-        let vocab = self.model.vocab();
+        let vocab = self.model().vocab();
         let q = vocab.tokenize(query.as_bytes(), false, false);
         let d = vocab.tokenize(document.as_bytes(), false, false);
-        let max = (self.model.n_ctx_train() as usize).min(MAX_SEQ_TOKENS);
+        let max = (self.model().n_ctx_train() as usize).min(MAX_SEQ_TOKENS);
         Ok(self.pair(&q, &d, max)?.into_iter().map(|t| t.0).collect())
     }
 
     fn cross_encoder_scores(&self, query: &str, documents: &[&str]) -> Result<Vec<f64>, CoreError> {
-        let vocab = self.model.vocab();
+        let vocab = self.model().vocab();
         let q = vocab.tokenize(query.as_bytes(), false, false);
         if q.is_empty() {
             return Err(CoreError::EmptyQuery);
         }
-        let max = (self.model.n_ctx_train() as usize).min(MAX_SEQ_TOKENS);
+        let max = (self.model().n_ctx_train() as usize).min(MAX_SEQ_TOKENS);
         let pairs = documents
             .iter()
             .enumerate()
@@ -232,7 +239,7 @@ impl ModelReranker {
                 self.pair(&q, &d, max)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        slots::encode(&self.model, self.threads, LlamaPoolingType::Rank, &pairs, |ctx, seq| {
+        self.encoder.encode(&pairs, |ctx, seq| {
             let out = ctx.embeddings_seq_ith(seq).map_err(decode_err)?;
             out.first()
                 .map(|&s| f64::from(s))
@@ -248,7 +255,7 @@ impl ModelReranker {
         doc: &[LlamaToken],
         max: usize,
     ) -> Result<Vec<LlamaToken>, CoreError> {
-        let vocab = self.model.vocab();
+        let vocab = self.model().vocab();
         let null = LlamaToken(-1);
         let (bos, eos, sep) = (vocab.bos(), vocab.eos(), vocab.sep());
         let end = if eos != null { eos } else { sep };
@@ -279,8 +286,8 @@ impl ModelReranker {
         documents: &[&str],
         task: &str,
     ) -> Result<Vec<f64>, CoreError> {
-        let vocab = self.model.vocab();
-        let n_ctx = self.model.n_ctx_train().clamp(QWEN3_CHUNK as u32, QWEN3_MAX_CTX);
+        let vocab = self.model().vocab();
+        let n_ctx = self.model().n_ctx_train().clamp(QWEN3_CHUNK as u32, QWEN3_MAX_CTX);
         let prefix = vocab.tokenize(QWEN3_PREFIX.as_bytes(), false, true);
         let suffix = vocab.tokenize(QWEN3_SUFFIX.as_bytes(), false, true);
         let pooled = self.kind == RerankerKind::Qwen3Pooled;
@@ -296,7 +303,7 @@ impl ModelReranker {
             params = params.with_embeddings(true).with_pooling_type(LlamaPoolingType::Rank);
         }
         let mut ctx = self
-            .model
+            .model()
             .new_context(backend()?, params)
             .map_err(|e| CoreError::Context(e.to_string()))?;
         let mut batch = LlamaBatch::new(QWEN3_CHUNK, 1);
@@ -339,7 +346,7 @@ impl ModelReranker {
     }
 
     fn yes_no_tokens(&self) -> Result<(LlamaToken, LlamaToken), CoreError> {
-        let vocab = self.model.vocab();
+        let vocab = self.model().vocab();
         let one = |word: &str| match vocab.tokenize(word.as_bytes(), false, false).as_slice() {
             [t] => Ok(*t),
             _ => Err(self.unsupported(&format!("{word:?} is not a single token"))),

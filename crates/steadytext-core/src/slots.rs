@@ -28,6 +28,8 @@
 
 use std::num::NonZeroU32;
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use llama_cpp_2::context::params::{LlamaContextParams, LlamaPoolingType};
 use llama_cpp_2::context::LlamaContext;
@@ -51,9 +53,10 @@ pub const BATCH_TOKENS: usize = 512;
 /// gets a batch of its own). Every row of a batch attends over all the batch's rows, the other
 /// sequences masked, so the attention products and softmax of each sequence grow with the
 /// batch's size; small batches waste less. Measured with `steadytext bench` (32 texts in slots
-/// of 16–24 tokens, 2 threads, 2–5 runs per budget): embeddings/s at batch 32 were 76 (budget
-/// 512), 96–100 (256), 118–132 (128), 123–151 (64), 99–110 (32), against 58–68 one by one;
-/// below 64 the fixed cost of a llama.cpp call dominates.
+/// of 16–24 tokens, 2 threads, 2–5 runs per budget), with a fresh context per call:
+/// embeddings/s at batch 32 were 76 (budget 512), 96–100 (256), 118–132 (128), 123–151 (64),
+/// 99–110 (32), against 58–68 one by one; below 64 the fixed cost of a llama.cpp call
+/// dominates. Re-measured with the [`Encoder`]'s kept context: 115–140 (128) and 97–108 (64).
 pub const PACK_TOKENS: usize = 128;
 
 /// Longest sequence accepted: one that fills a batch with its slot (one padding token).
@@ -101,33 +104,102 @@ pub fn plan(lens: &[usize]) -> Vec<Range<usize>> {
     groups
 }
 
-/// Encodes `seqs` (each at most [`MAX_SEQ_TOKENS`] tokens) in aligned-slot batches with the given
-/// pooling, in one context reused for every batch, and returns `read(ctx, i)` for sequence `i`
-/// of each batch, in input order.
-pub fn encode<T>(
-    model: &LlamaModel,
+self_cell::self_cell!(
+    /// An encoder model and the context it keeps for its next call.
+    struct ModelAndSpare {
+        owner: LlamaModel,
+        #[not_covariant]
+        dependent: Spare,
+    }
+);
+
+/// The context an [`Encoder`] keeps between calls; empty before the first call and while a
+/// call uses it.
+type Spare<'model> = Mutex<Option<LlamaContext<'model>>>;
+
+/// An encoder model (sentence embeddings, cross-encoder) that encodes token sequences in
+/// aligned-slot batches, reusing one llama.cpp context from call to call.
+///
+/// Creating a context (and freeing it) took 3–23 ms per call, measured with one text per call
+/// (`steadytext bench`'s `embed_batch1`), as long as encoding a 16-token text (7–10 ms). Every
+/// call has the same context shape, and an encoder keeps no state between calls (no KV cache:
+/// each batch's attention covers only that batch), so a reused context computes exactly what
+/// a fresh one does (tested). A call that finds the context in use by another thread creates
+/// its own, and the context of a failed call is dropped.
+pub struct Encoder {
+    cell: ModelAndSpare,
     threads: i32,
     pooling: LlamaPoolingType,
+    /// Contexts created so far.
+    created: AtomicU64,
+}
+
+impl Encoder {
+    /// Wraps `model`, to be run on `threads` CPU threads with the given pooling.
+    pub fn new(model: LlamaModel, threads: i32, pooling: LlamaPoolingType) -> Self {
+        let cell = ModelAndSpare::new(model, |_| Mutex::new(None));
+        Self { cell, threads, pooling, created: AtomicU64::new(0) }
+    }
+
+    /// How many llama.cpp contexts this encoder has created (one, unless calls overlapped or
+    /// failed).
+    pub fn contexts_created(&self) -> u64 {
+        self.created.load(Ordering::Relaxed)
+    }
+
+    /// The model.
+    pub fn model(&self) -> &LlamaModel {
+        self.cell.borrow_owner()
+    }
+
+    /// Encodes `seqs` (each at most [`MAX_SEQ_TOKENS`] tokens) in aligned-slot batches and
+    /// returns `read(ctx, i)` for sequence `i` of each batch, in input order.
+    pub fn encode<T>(
+        &self,
+        seqs: &[Vec<LlamaToken>],
+        read: impl FnMut(&LlamaContext<'_>, i32) -> Result<T, CoreError>,
+    ) -> Result<Vec<T>, CoreError> {
+        if seqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.cell.with_dependent(|model, spare| {
+            let kept = spare.lock().unwrap_or_else(PoisonError::into_inner).take();
+            let mut ctx = match kept {
+                Some(ctx) => ctx,
+                None => self.new_context(model)?,
+            };
+            let out = encode_batches(&mut ctx, seqs, read)?;
+            *spare.lock().unwrap_or_else(PoisonError::into_inner) = Some(ctx);
+            Ok(out)
+        })
+    }
+
+    /// A context of the one shape every batch uses. Sizing n_batch and n_seq_max to each batch
+    /// instead made llama.cpp abort (GGML_ASSERT in its mean pooling's mat-mul) on some batch
+    /// compositions.
+    fn new_context<'m>(&self, model: &'m LlamaModel) -> Result<LlamaContext<'m>, CoreError> {
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(BATCH_TOKENS as u32))
+            .with_n_batch(BATCH_TOKENS as u32)
+            .with_n_ubatch(BATCH_TOKENS as u32)
+            .with_n_seq_max((2 * MAX_TEXTS_PER_BATCH) as u32)
+            .with_embeddings(true)
+            .with_pooling_type(self.pooling)
+            .with_flash_attention_policy(FLASH_ATTN_DISABLED)
+            .with_n_threads(self.threads)
+            .with_n_threads_batch(self.threads);
+        self.created.fetch_add(1, Ordering::Relaxed);
+        model.new_context(backend()?, params).map_err(|e| CoreError::Context(e.to_string()))
+    }
+}
+
+/// Encodes `seqs` on `ctx`, one llama.cpp call per group of [`plan`], and returns
+/// `read(ctx, i)` for sequence `i` of each batch, in input order.
+fn encode_batches<T>(
+    ctx: &mut LlamaContext<'_>,
     seqs: &[Vec<LlamaToken>],
     mut read: impl FnMut(&LlamaContext<'_>, i32) -> Result<T, CoreError>,
 ) -> Result<Vec<T>, CoreError> {
-    if seqs.is_empty() {
-        return Ok(Vec::new());
-    }
-    // One fixed shape for every batch. Sizing n_batch and n_seq_max to each batch instead made
-    // llama.cpp abort (GGML_ASSERT in its mean pooling's mat-mul) on some batch compositions.
-    let params = LlamaContextParams::default()
-        .with_n_ctx(NonZeroU32::new(BATCH_TOKENS as u32))
-        .with_n_batch(BATCH_TOKENS as u32)
-        .with_n_ubatch(BATCH_TOKENS as u32)
-        .with_n_seq_max((2 * MAX_TEXTS_PER_BATCH) as u32)
-        .with_embeddings(true)
-        .with_pooling_type(pooling)
-        .with_flash_attention_policy(FLASH_ATTN_DISABLED)
-        .with_n_threads(threads)
-        .with_n_threads_batch(threads);
-    let mut ctx =
-        model.new_context(backend()?, params).map_err(|e| CoreError::Context(e.to_string()))?;
     let lens: Vec<usize> = seqs.iter().map(Vec::len).collect();
     let mut out = Vec::with_capacity(seqs.len());
     let mut batch = LlamaBatch::new(BATCH_TOKENS, 1);
@@ -146,7 +218,7 @@ pub fn encode<T>(
         }
         ctx.encode(&mut batch).map_err(decode_err)?;
         for i in 0..group.len() {
-            out.push(read(&ctx, 2 * i as i32)?);
+            out.push(read(ctx, 2 * i as i32)?);
         }
     }
     Ok(out)

@@ -10,20 +10,23 @@ use steadytext_core::{bert_gguf, CoreError, Embedder};
 /// The model, converted once per test process from the folder scripts/setup unpacks.
 fn embedder() -> &'static Embedder {
     static EMBEDDER: OnceLock<Embedder> = OnceLock::new();
-    EMBEDDER.get_or_init(|| {
-        let models = ModelDir::resolve();
-        let folder = models.path().join(MINILM_L6_V2.folder);
-        assert!(
-            models.has_source(&MINILM_L6_V2),
-            "all-MiniLM-L6-v2 folder missing at {}: run scripts/setup (or scripts/fetch-models)",
-            folder.display()
-        );
-        let dir = tempfile::tempdir().expect("tempdir");
-        let gguf = dir.path().join(MINILM_L6_V2.gguf_file_name);
-        bert_gguf::convert(&folder, &gguf).expect("conversion succeeds");
-        // llama.cpp maps the file; the mapping outlives the tempdir's removal.
-        Embedder::load(&gguf, 2).expect("llama.cpp loads the converted model")
-    })
+    EMBEDDER.get_or_init(load)
+}
+
+/// A new embedder on a fresh conversion of the packaged folder.
+fn load() -> Embedder {
+    let models = ModelDir::resolve();
+    let folder = models.path().join(MINILM_L6_V2.folder);
+    assert!(
+        models.has_source(&MINILM_L6_V2),
+        "all-MiniLM-L6-v2 folder missing at {}: run scripts/setup (or scripts/fetch-models)",
+        folder.display()
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gguf = dir.path().join(MINILM_L6_V2.gguf_file_name);
+    bert_gguf::convert(&folder, &gguf).expect("conversion succeeds");
+    // llama.cpp maps the file; the mapping outlives the tempdir's removal.
+    Embedder::load(&gguf, 2).expect("llama.cpp loads the converted model")
 }
 
 #[test]
@@ -117,6 +120,20 @@ fn texts_of_every_length_embed_alone_as_in_a_batch() {
     for (i, v) in together.iter().enumerate() {
         assert!(bits(v) == alone[i], "\"word\" × {} differs in a batch of 68", i + 1);
     }
+}
+
+#[test]
+fn the_kept_context_embeds_as_a_fresh_one() {
+    let e = load();
+    let first = bits(&e.embed(TEXTS[0]).unwrap());
+    assert_eq!(e.contexts_created(), 1);
+    // calls of other shapes on the kept context: a long text, several llama.cpp batches
+    e.embed(&"word ".repeat(300)).unwrap();
+    let many: Vec<&str> = (0..MAX_TEXTS_PER_BATCH + 6).map(|i| TEXTS[i % TEXTS.len()]).collect();
+    e.embed_batch(&many).unwrap();
+    assert!(e.embed("").is_err());
+    assert_eq!(bits(&e.embed(TEXTS[0]).unwrap()), first);
+    assert_eq!(e.contexts_created(), 1, "one context, kept from call to call");
 }
 
 #[test]

@@ -26,7 +26,15 @@ fn prompts() -> Vec<GenerateRequest> {
         req("The quick brown fox", 16),
         req(&"A long prompt that repeats itself. ".repeat(40), 10),
         req("Water boils at", 6),
+        // over 100 tokens: past the 64 queries from which ggml's flash attention tiles a prompt
+        req(&counting(), 8),
     ]
+}
+
+/// A prompt of over 100 tokens (60 numbers, each one or two digit tokens and a separator).
+fn counting() -> String {
+    let numbers: Vec<String> = (1..=60).map(|i| i.to_string()).collect();
+    format!("Counting: {}", numbers.join(", "))
 }
 
 #[test]
@@ -44,6 +52,8 @@ fn batches_of_2_4_8_16_match_each_request_alone() {
         vec![6, 7, 1, 2],
         vec![0, 1, 2, 3, 4, 5, 6, 7],
         vec![7, 6, 5, 4, 3, 2, 1, 0],
+        vec![8, 6],
+        vec![0, 8, 2, 8],
         // 16 sequences in one decode step, each prompt twice
         vec![3, 0, 7, 1, 6, 2, 5, 4, 4, 5, 2, 6, 1, 7, 0, 3],
     ];
