@@ -122,9 +122,9 @@ type Spare<'model> = Mutex<Option<LlamaContext<'model>>>;
 ///
 /// Creating a context (and freeing it) took 3–23 ms per call, measured with one text per call
 /// (`steadytext bench`'s `embed_batch1`), as long as encoding a 16-token text (7–10 ms). Every
-/// call has the same context shape, and an encoder keeps no state between calls (no KV cache:
-/// each batch's attention covers only that batch), so a reused context computes exactly what
-/// a fresh one does (tested). A call that finds the context in use by another thread creates
+/// call has the same context shape, and an encoder keeps no state between calls (BERT-family
+/// models have no KV cache: each batch's attention covers only that batch; any other cache is
+/// cleared first), so a reused context computes exactly what a fresh one does (tested). A call that finds the context in use by another thread creates
 /// its own, and the context of a failed call is dropped.
 pub struct Encoder {
     cell: ModelAndSpare,
@@ -165,7 +165,12 @@ impl Encoder {
         self.cell.with_dependent(|model, spare| {
             let kept = spare.lock().unwrap_or_else(PoisonError::into_inner).take();
             let mut ctx = match kept {
-                Some(ctx) => ctx,
+                Some(mut ctx) => {
+                    // BERT-family encoders have no KV cache (a no-op then); an encoder
+                    // architecture with one starts from an empty one, as in a fresh context
+                    ctx.clear_kv_cache();
+                    ctx
+                }
                 None => self.new_context(model)?,
             };
             let out = encode_batches(&mut ctx, seqs, read)?;
