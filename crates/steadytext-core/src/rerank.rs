@@ -153,7 +153,6 @@ pub struct ModelReranker {
     path: PathBuf,
     name: String,
     kind: RerankerKind,
-    threads: i32,
 }
 
 impl ModelReranker {
@@ -162,13 +161,11 @@ impl ModelReranker {
     pub fn load(path: &Path, name: impl Into<String>, threads: usize) -> Result<Self, CoreError> {
         let model = load_model(path)?;
         let kind = detect_kind(&model, path)?;
-        let threads = thread_count(threads);
         Ok(Self {
-            encoder: Encoder::new(model, threads, LlamaPoolingType::Rank),
+            encoder: Encoder::new(model, thread_count(threads), LlamaPoolingType::Rank),
             path: path.to_owned(),
             name: name.into(),
             kind,
-            threads,
         })
     }
 
@@ -297,8 +294,8 @@ impl ModelReranker {
             .with_n_batch(QWEN3_CHUNK as u32)
             .with_n_ubatch(QWEN3_CHUNK as u32)
             .with_n_seq_max(1)
-            .with_n_threads(self.threads)
-            .with_n_threads_batch(self.threads);
+            .with_n_threads(self.encoder.threads())
+            .with_n_threads_batch(self.encoder.threads());
         if pooled {
             params = params.with_embeddings(true).with_pooling_type(LlamaPoolingType::Rank);
         }

@@ -147,6 +147,11 @@ impl Encoder {
         self.created.load(Ordering::Relaxed)
     }
 
+    /// The CPU threads the model runs on.
+    pub fn threads(&self) -> i32 {
+        self.threads
+    }
+
     /// The model.
     pub fn model(&self) -> &LlamaModel {
         self.cell.borrow_owner()
