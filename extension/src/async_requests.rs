@@ -1,24 +1,40 @@
 //! The `steadytext_*_async` functions: validate a request, queue it, return its id at once.
 //! Workers (`steadytext worker`) pick requests up after the enqueueing transaction commits.
+//!
+//! Each function builds the typed payload of `steadytext-api` ([`QueuedRequest`]), which checks
+//! its arguments with the same rules the daemon applies and writes `function_name` and
+//! `parameters` exactly as the worker reads them back.
 
 use pgrx::prelude::*;
 use pgrx::{JsonB, Uuid};
-use serde_json::{json, Value};
-use steadytext_api::limits::{DEFAULT_MAX_TOKENS, DEFAULT_SEED};
-use steadytext_api::validate::{
-    check_choices, check_max_tokens_arg, check_pattern, check_priority, check_schema, check_text,
-    check_texts,
+use serde_json::Value;
+use steadytext_api::limits::DEFAULT_SEED;
+use steadytext_api::queue_request::{
+    ChoiceParams, EmbedParams, Function, JsonParams, QueuedRequest, RegexParams,
 };
+use steadytext_api::validate::{check_priority, check_texts};
+use steadytext_api::wire::{GenerationParams, RerankBody};
 
 use crate::error::{or_raise, required, required_elements, SqlError};
 use crate::gucs;
 use crate::queue_depth;
 
-/// Inserts one queue row per element of `params` (same order), all with `function_name` and
+/// Validates `requests` (all for `function`) and inserts one queue row each (same order) with
 /// `priority`, after checking `steadytext.max_queue_size`; wakes workers with
 /// `NOTIFY steadytext_jobs` (delivered at commit). Returns the new request ids in order.
-fn enqueue(function_name: &str, params: Vec<Value>, priority: i32) -> Result<Vec<Uuid>, SqlError> {
+fn enqueue(
+    function: Function,
+    requests: Vec<QueuedRequest>,
+    priority: Option<i32>,
+) -> Result<Vec<Uuid>, SqlError> {
+    let priority = required("priority", priority)?;
     check_priority(priority)?;
+    let mut params = Vec::with_capacity(requests.len());
+    for request in &requests {
+        debug_assert_eq!(request.function(), function);
+        request.validate()?;
+        params.push(request.parameters());
+    }
     let limit = gucs::max_queue_size();
     let depth = queue_depth::depth()?;
     if depth + params.len() as i64 > i64::from(limit) {
@@ -34,7 +50,7 @@ fn enqueue(function_name: &str, params: Vec<Value>, priority: i32) -> Result<Vec
          )
          SELECT array_agg(request_id ORDER BY n) FROM items",
         &[
-            function_name.into(),
+            function.sql_name().into(),
             JsonB(Value::Array(params)).into(),
             priority.into(),
             gucs::max_retries().into(),
@@ -47,54 +63,25 @@ fn enqueue(function_name: &str, params: Vec<Value>, priority: i32) -> Result<Vec
 }
 
 /// Enqueues exactly one request.
-fn enqueue_one(function_name: &str, params: Value, priority: i32) -> Result<Uuid, SqlError> {
-    let ids = enqueue(function_name, vec![params], priority)?;
+fn enqueue_one(request: QueuedRequest, priority: Option<i32>) -> Result<Uuid, SqlError> {
+    let ids = enqueue(request.function(), vec![request], priority)?;
     Ok(ids[0])
 }
 
-/// The generation arguments shared by every generate function, checked.
-struct GenerationArgs {
-    max_tokens: i32,
-    use_cache: bool,
-    seed: i32,
-    priority: i32,
-}
-
-impl GenerationArgs {
-    fn new(
-        max_tokens: Option<i32>,
-        use_cache: Option<bool>,
-        seed: Option<i32>,
-        priority: Option<i32>,
-    ) -> Result<Self, SqlError> {
-        let max_tokens = required("max_tokens", max_tokens)?;
-        check_max_tokens_arg(max_tokens)?;
-        let priority = required("priority", priority)?;
-        check_priority(priority)?;
-        Ok(Self {
-            max_tokens,
-            use_cache: required("use_cache", use_cache)?,
-            seed: required("seed", seed)?,
-            priority,
-        })
-    }
-
-    /// The parameters object: `extra` (e.g. prompt, schema) plus max_tokens, use_cache, seed.
-    fn params(&self, extra: Value) -> Value {
-        let mut p = extra;
-        let o = p.as_object_mut().expect("params are built as objects");
-        o.insert("max_tokens".into(), json!(self.max_tokens));
-        o.insert("use_cache".into(), json!(self.use_cache));
-        o.insert("seed".into(), json!(self.seed));
-        p
-    }
-}
-
-/// A required, non-empty prompt.
-fn prompt_arg(prompt: Option<String>) -> Result<String, SqlError> {
-    let prompt = required("prompt", prompt)?;
-    check_text("prompt", &prompt)?;
-    Ok(prompt)
+/// The generation arguments shared by every generate function, NULLs refused (the values are
+/// checked with the whole request).
+fn generation(
+    prompt: Option<String>,
+    max_tokens: Option<i32>,
+    use_cache: Option<bool>,
+    seed: Option<i32>,
+) -> Result<GenerationParams, SqlError> {
+    Ok(GenerationParams {
+        prompt: required("prompt", prompt)?,
+        max_tokens: required("max_tokens", max_tokens)?,
+        use_cache: required("use_cache", use_cache)?,
+        seed: required("seed", seed)?,
+    })
 }
 
 /// Queues a text generation; returns its request id.
@@ -108,9 +95,8 @@ fn steadytext_generate_async(
     priority: default!(Option<i32>, 0),
 ) -> Uuid {
     or_raise((|| {
-        let prompt = prompt_arg(prompt)?;
-        let args = GenerationArgs::new(max_tokens, use_cache, seed, priority)?;
-        enqueue_one("generate", args.params(json!({ "prompt": prompt })), args.priority)
+        let params = generation(prompt, max_tokens, use_cache, seed)?;
+        enqueue_one(QueuedRequest::Generate(params), priority)
     })())
 }
 
@@ -123,12 +109,12 @@ fn steadytext_embed_async(
     priority: default!(Option<i32>, 0),
 ) -> Uuid {
     or_raise((|| {
-        let text_input = required("text_input", text_input)?;
-        check_text("text_input", &text_input)?;
-        let use_cache = required("use_cache", use_cache)?;
-        let priority = required("priority", priority)?;
-        let params = json!({ "text_input": text_input, "use_cache": use_cache });
-        enqueue_one("embed", params, priority)
+        let params = EmbedParams {
+            text_input: required("text_input", text_input)?,
+            use_cache: required("use_cache", use_cache)?,
+            seed: DEFAULT_SEED,
+        };
+        enqueue_one(QueuedRequest::Embed(params), priority)
     })())
 }
 
@@ -144,12 +130,9 @@ fn steadytext_generate_json_async(
     priority: default!(Option<i32>, 0),
 ) -> Uuid {
     or_raise((|| {
-        let prompt = prompt_arg(prompt)?;
+        let generation = generation(prompt, max_tokens, use_cache, seed)?;
         let JsonB(schema) = required("schema", schema)?;
-        check_schema(&schema)?;
-        let args = GenerationArgs::new(max_tokens, use_cache, seed, priority)?;
-        let params = args.params(json!({ "prompt": prompt, "schema": schema }));
-        enqueue_one("generate_json", params, args.priority)
+        enqueue_one(QueuedRequest::GenerateJson(JsonParams { generation, schema }), priority)
     })())
 }
 
@@ -165,12 +148,9 @@ fn steadytext_generate_regex_async(
     priority: default!(Option<i32>, 0),
 ) -> Uuid {
     or_raise((|| {
-        let prompt = prompt_arg(prompt)?;
+        let generation = generation(prompt, max_tokens, use_cache, seed)?;
         let pattern = required("pattern", pattern)?;
-        check_pattern(&pattern)?;
-        let args = GenerationArgs::new(max_tokens, use_cache, seed, priority)?;
-        let params = args.params(json!({ "prompt": prompt, "pattern": pattern }));
-        enqueue_one("generate_regex", params, args.priority)
+        enqueue_one(QueuedRequest::GenerateRegex(RegexParams { generation, pattern }), priority)
     })())
 }
 
@@ -186,12 +166,9 @@ fn steadytext_generate_choice_async(
     priority: default!(Option<i32>, 0),
 ) -> Uuid {
     or_raise((|| {
-        let prompt = prompt_arg(prompt)?;
+        let generation = generation(prompt, max_tokens, use_cache, seed)?;
         let choices = required_elements("choices", choices)?;
-        check_choices(&choices)?;
-        let args = GenerationArgs::new(max_tokens, use_cache, seed, priority)?;
-        let params = args.params(json!({ "prompt": prompt, "choices": choices }));
-        enqueue_one("generate_choice", params, args.priority)
+        enqueue_one(QueuedRequest::GenerateChoice(ChoiceParams { generation, choices }), priority)
     })())
 }
 
@@ -208,9 +185,18 @@ fn steadytext_generate_batch_async(
     or_raise((|| {
         let prompts = required_elements("prompts", prompts)?;
         check_texts("prompts", &prompts, false)?;
-        let args = GenerationArgs::new(max_tokens, use_cache, seed, priority)?;
-        let params = prompts.into_iter().map(|p| args.params(json!({ "prompt": p }))).collect();
-        enqueue("generate", params, args.priority)
+        let (max_tokens, use_cache, seed) = (
+            required("max_tokens", max_tokens)?,
+            required("use_cache", use_cache)?,
+            required("seed", seed)?,
+        );
+        let requests = prompts
+            .into_iter()
+            .map(|prompt| {
+                QueuedRequest::Generate(GenerationParams { prompt, max_tokens, use_cache, seed })
+            })
+            .collect();
+        enqueue(Function::Generate, requests, priority)
     })())
 }
 
@@ -226,10 +212,13 @@ fn steadytext_embed_batch_async(
         let texts = required_elements("texts", texts)?;
         check_texts("texts", &texts, false)?;
         let use_cache = required("use_cache", use_cache)?;
-        let priority = required("priority", priority)?;
-        let params =
-            texts.into_iter().map(|t| json!({ "text_input": t, "use_cache": use_cache })).collect();
-        enqueue("embed", params, priority)
+        let requests = texts
+            .into_iter()
+            .map(|text_input| {
+                QueuedRequest::Embed(EmbedParams { text_input, use_cache, seed: DEFAULT_SEED })
+            })
+            .collect();
+        enqueue(Function::Embed, requests, priority)
     })())
 }
 
@@ -248,21 +237,13 @@ fn steadytext_rerank_async(
     priority: default!(Option<i32>, 0),
 ) -> Uuid {
     or_raise((|| {
-        let query = required("query", query)?;
-        check_text("query", &query)?;
-        let documents = required_elements("documents", documents)?;
-        check_texts("documents", &documents, false)?;
-        let task = required("task", task)?;
-        let params = json!({
-            "query": query,
-            "documents": documents,
-            "task": task,
-            "use_cache": required("use_cache", use_cache)?,
-            "seed": required("seed", seed)?,
-        });
-        enqueue_one("rerank", params, required("priority", priority)?)
+        let body = RerankBody {
+            query: required("query", query)?,
+            documents: required_elements("documents", documents)?,
+            task: required("task", task)?,
+            use_cache: required("use_cache", use_cache)?,
+            seed: required("seed", seed)?,
+        };
+        enqueue_one(QueuedRequest::Rerank(body), priority)
     })())
 }
-
-// The SQL defaults above repeat these shared constants (pgrx needs literals); keep them equal.
-const _: () = assert!(DEFAULT_MAX_TOKENS == 512 && DEFAULT_SEED == 42);

@@ -308,17 +308,9 @@ fn steadytext_get_async_embedding(
         if function_name != "embed" {
             return Err(SqlError::NotAnEmbedding { id: id.to_string(), function_name });
         }
-        parse_vector(&result).ok_or(SqlError::MalformedEmbedding(id.to_string()))
+        steadytext_api::vector_text::parse(&result)
+            .ok_or(SqlError::MalformedEmbedding(id.to_string()))
     })())
-}
-
-/// Parses pgvector's text form `[0.1,0.2]` (no elements: `[]`).
-fn parse_vector(text: &str) -> Option<Vec<f32>> {
-    let inner = text.trim().strip_prefix('[')?.strip_suffix(']')?.trim();
-    if inner.is_empty() {
-        return Some(Vec::new());
-    }
-    inner.split(',').map(|x| x.trim().parse::<f32>().ok().filter(|v| v.is_finite())).collect()
 }
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -364,15 +356,6 @@ mod tests {
         let _ = Spi::get_one::<String>(
             "SELECT steadytext_get_async_result('00000000-0000-0000-0000-000000000001', 60)",
         );
-    }
-
-    #[pg_test]
-    fn vectors_parse_from_pgvector_text() {
-        assert_eq!(super::parse_vector("[0.5, -1,2e-1]"), Some(vec![0.5, -1.0, 0.2]));
-        assert_eq!(super::parse_vector(" [] "), Some(vec![]));
-        assert_eq!(super::parse_vector("0.5,1"), None);
-        assert_eq!(super::parse_vector("[0.5,x]"), None);
-        assert_eq!(super::parse_vector("[NaN]"), None);
     }
 
     /// Each error kind has its documented SQLSTATE.

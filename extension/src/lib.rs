@@ -12,6 +12,7 @@ mod gucs;
 mod queue_depth;
 mod queue_monitor;
 mod queue_schema;
+mod sql_defaults;
 mod sync_functions;
 
 pgrx::pg_module_magic!(name, version);

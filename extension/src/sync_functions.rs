@@ -3,15 +3,13 @@
 
 use pgrx::prelude::*;
 use pgrx::JsonB;
-use steadytext_api::validate::{
-    check_choices, check_max_tokens_arg, check_pattern, check_schema, check_text, check_texts,
-};
-use steadytext_api::wire::{ConstraintBody, EmbedBody, GenerateBody, RerankBody};
+use steadytext_api::wire::{ConstraintBody, EmbedBody, GenerateBody, GenerationParams, RerankBody};
 
 use crate::daemon;
 use crate::error::{or_raise, required, required_elements, SqlError};
 
-/// Checks the prompt and generation arguments and calls the daemon.
+/// Checks the prompt and generation arguments (NULLs here, values with the shared validation of
+/// the request body) and calls the daemon.
 fn generate(
     prompt: Option<String>,
     constraint: Option<ConstraintBody>,
@@ -19,17 +17,16 @@ fn generate(
     use_cache: Option<bool>,
     seed: Option<i32>,
 ) -> Result<String, SqlError> {
-    let prompt = required("prompt", prompt)?;
-    check_text("prompt", &prompt)?;
-    let max_tokens = required("max_tokens", max_tokens)?;
-    check_max_tokens_arg(max_tokens)?;
     let body = GenerateBody {
-        prompt,
-        max_tokens,
-        seed: required("seed", seed)?,
-        use_cache: required("use_cache", use_cache)?,
+        generation: GenerationParams {
+            prompt: required("prompt", prompt)?,
+            max_tokens: required("max_tokens", max_tokens)?,
+            use_cache: required("use_cache", use_cache)?,
+            seed: required("seed", seed)?,
+        },
         constraint,
     };
+    body.validate()?;
     daemon::call(move |c| c.generate(&body)).map(|r| r.text)
 }
 
@@ -55,7 +52,6 @@ fn steadytext_generate_json(
 ) -> String {
     or_raise((|| {
         let JsonB(schema) = required("schema", schema)?;
-        check_schema(&schema)?;
         generate(prompt, Some(ConstraintBody::Json { schema }), max_tokens, use_cache, seed)
     })())
 }
@@ -71,7 +67,6 @@ fn steadytext_generate_regex(
 ) -> String {
     or_raise((|| {
         let pattern = required("pattern", pattern)?;
-        check_pattern(&pattern)?;
         generate(prompt, Some(ConstraintBody::Regex { pattern }), max_tokens, use_cache, seed)
     })())
 }
@@ -87,7 +82,6 @@ fn steadytext_generate_choice(
 ) -> String {
     or_raise((|| {
         let choices = required_elements("choices", choices)?;
-        check_choices(&choices)?;
         generate(prompt, Some(ConstraintBody::Choice { choices }), max_tokens, use_cache, seed)
     })())
 }
@@ -100,13 +94,12 @@ fn steadytext_embed(
     seed: default!(Option<i32>, 42),
 ) -> Vec<f32> {
     or_raise((|| {
-        let text = required("text_input", text_input)?;
-        check_text("text_input", &text)?;
         let body = EmbedBody {
-            texts: vec![text],
+            texts: vec![required("text_input", text_input)?],
             use_cache: required("use_cache", use_cache)?,
             seed: required("seed", seed)?,
         };
+        body.validate()?;
         let mut reply = daemon::call(move |c| c.embed(&body))?;
         Ok(reply.embeddings.swap_remove(0))
     })())
@@ -126,18 +119,15 @@ fn steadytext_rerank(
     seed: default!(Option<i32>, 42),
 ) -> TableIterator<'static, (name!(document, String), name!(score, Option<f64>))> {
     let rows = or_raise((|| {
-        let query = required("query", query)?;
-        check_text("query", &query)?;
-        let documents = required_elements("documents", documents)?;
-        check_texts("documents", &documents, false)?;
-        let return_scores = required("return_scores", return_scores)?;
         let body = RerankBody {
-            query,
-            documents,
+            query: required("query", query)?,
+            documents: required_elements("documents", documents)?,
             task: required("task", task)?,
             seed: required("seed", seed)?,
             use_cache: true,
         };
+        let return_scores = required("return_scores", return_scores)?;
+        body.validate()?;
         let docs = body.documents.clone();
         let reply = daemon::call(move |c| c.rerank(&body))?;
         if reply.method == "embedding-cosine" {

@@ -5,7 +5,9 @@
 
 pub mod client;
 pub mod limits;
+pub mod queue_request;
 pub mod validate;
+pub mod vector_text;
 pub mod version;
 pub mod wire;
 

@@ -13,6 +13,20 @@ pub enum InputError {
         /// SQL argument name.
         arg: &'static str,
     },
+    /// A text argument that must say something was only whitespace.
+    #[error("{arg} must not be blank")]
+    BlankText {
+        /// SQL argument name.
+        arg: &'static str,
+    },
+    /// One element of a text array was only whitespace where that is refused.
+    #[error("{arg}[{index}] must not be blank")]
+    BlankElement {
+        /// SQL argument name.
+        arg: &'static str,
+        /// 1-based position, as in SQL.
+        index: usize,
+    },
     /// One element of a text array was empty.
     #[error("{arg}[{index}] must not be empty")]
     EmptyElement {
@@ -91,6 +105,21 @@ pub fn check_texts<S: AsRef<str>>(
         }
     }
     Ok(())
+}
+
+/// Checks a rerank request: a query and a non-empty list of documents, none of them empty or
+/// only whitespace (a blank text has no relevance to score). Every rerank path (the SQL
+/// functions, the daemon, each reranker in the engine) applies this one rule.
+pub fn check_rerank<S: AsRef<str>>(query: &str, documents: &[S]) -> Result<(), InputError> {
+    check_text("query", query)?;
+    if query.trim().is_empty() {
+        return Err(InputError::BlankText { arg: "query" });
+    }
+    check_texts("documents", documents, false)?;
+    match documents.iter().position(|d| d.as_ref().trim().is_empty()) {
+        Some(i) => Err(InputError::BlankElement { arg: "documents", index: i + 1 }),
+        None => Ok(()),
+    }
 }
 
 /// Checks `choices`: non-empty list of non-empty, distinct strings.
@@ -176,6 +205,21 @@ mod tests {
             check_texts("texts", &many, false),
             Err(InputError::TooManyElements { .. })
         ));
+    }
+
+    #[test]
+    fn rerank_requests_need_words() {
+        assert!(check_rerank("q", &["d"]).is_ok());
+        let cases: [(&str, &[&str], &str); 5] = [
+            ("", &["d"], "query must not be empty"),
+            (" \n", &["d"], "query must not be blank"),
+            ("q", &[], "documents must contain at least one element"),
+            ("q", &["d", ""], "documents[2] must not be empty"),
+            ("q", &["d", "e", "\t"], "documents[3] must not be blank"),
+        ];
+        for (query, documents, message) in cases {
+            assert_eq!(check_rerank(query, documents).unwrap_err().to_string(), message);
+        }
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! Request and response bodies of the daemon's native HTTP API (`/steadytext/v1/*`), used by
 //! the extension's synchronous SQL functions and by the queue worker. Field names are the SQL
-//! argument names of DESIGN.md §4, so a queue row's `parameters` read as a request body.
+//! functions' argument names; a queued request becomes one of these bodies through
+//! [`crate::queue_request::QueuedRequest::into_call`].
 
 use serde::{Deserialize, Serialize};
 
 use crate::limits::{DEFAULT_MAX_TOKENS, DEFAULT_SEED};
+use crate::queue_request::Function;
 use crate::validate::{self, InputError};
 
 /// Path of the native generation endpoint.
@@ -16,17 +18,17 @@ pub const RERANK_PATH: &str = "/steadytext/v1/rerank";
 /// Path of the health endpoint.
 pub const HEALTH_PATH: &str = "/health";
 
-/// Default rerank instruction (DESIGN.md §4).
+/// Default instruction of the rerank functions (the SQL default of their `task` argument).
 pub const DEFAULT_RERANK_TASK: &str =
     "Given a web search query, retrieve relevant passages that answer the query";
 
-fn default_max_tokens() -> i32 {
+pub(crate) fn default_max_tokens() -> i32 {
     DEFAULT_MAX_TOKENS
 }
-fn default_seed() -> i32 {
+pub(crate) fn default_seed() -> i32 {
     DEFAULT_SEED
 }
-fn default_true() -> bool {
+pub(crate) fn default_true() -> bool {
     true
 }
 fn default_task() -> String {
@@ -55,12 +57,12 @@ pub enum ConstraintBody {
 }
 
 impl ConstraintBody {
-    /// The SQL function name this constraint belongs to (`generate_json`, …).
-    pub fn function_name(&self) -> &'static str {
+    /// The SQL function this constraint belongs to (`generate_json`, …).
+    pub fn function(&self) -> Function {
         match self {
-            ConstraintBody::Json { .. } => "generate_json",
-            ConstraintBody::Regex { .. } => "generate_regex",
-            ConstraintBody::Choice { .. } => "generate_choice",
+            ConstraintBody::Json { .. } => Function::GenerateJson,
+            ConstraintBody::Regex { .. } => Function::GenerateRegex,
+            ConstraintBody::Choice { .. } => Function::GenerateChoice,
         }
     }
 
@@ -74,30 +76,55 @@ impl ConstraintBody {
     }
 }
 
-/// Body of `POST /steadytext/v1/generate`.
+/// The arguments every generation shares, under their SQL names.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GenerateBody {
+pub struct GenerationParams {
     /// The prompt, completed as is.
     pub prompt: String,
     /// Upper bound on generated tokens (1–4096). Default: 512.
     #[serde(default = "default_max_tokens")]
     pub max_tokens: i32,
-    /// Seed. Default: 42.
-    #[serde(default = "default_seed")]
-    pub seed: i32,
     /// Whether a cached result may be returned (and a new one stored). Default: true.
     #[serde(default = "default_true")]
     pub use_cache: bool,
+    /// Seed. Default: 42.
+    #[serde(default = "default_seed")]
+    pub seed: i32,
+}
+
+impl GenerationParams {
+    /// These arguments with the defaults of every other one.
+    pub fn new(prompt: impl Into<String>) -> Self {
+        Self {
+            prompt: prompt.into(),
+            max_tokens: DEFAULT_MAX_TOKENS,
+            use_cache: true,
+            seed: DEFAULT_SEED,
+        }
+    }
+}
+
+/// Body of `POST /steadytext/v1/generate`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenerateBody {
+    /// Prompt, budget, cache use and seed.
+    #[serde(flatten)]
+    pub generation: GenerationParams,
     /// Optional output constraint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub constraint: Option<ConstraintBody>,
 }
 
 impl GenerateBody {
+    /// The SQL function this generation is (`generate`, or its constraint's).
+    pub fn function(&self) -> Function {
+        self.constraint.as_ref().map_or(Function::Generate, ConstraintBody::function)
+    }
+
     /// Checks every argument with the shared validation; returns `max_tokens` as unsigned.
     pub fn validate(&self) -> Result<u32, InputError> {
-        validate::check_text("prompt", &self.prompt)?;
-        let max_tokens = validate::check_max_tokens_arg(self.max_tokens)?;
+        validate::check_text("prompt", &self.generation.prompt)?;
+        let max_tokens = validate::check_max_tokens_arg(self.generation.max_tokens)?;
         if let Some(c) = &self.constraint {
             c.validate()?;
         }
@@ -132,7 +159,10 @@ pub struct EmbedBody {
 impl EmbedBody {
     /// Checks every argument with the shared validation.
     pub fn validate(&self) -> Result<(), InputError> {
-        validate::check_texts("text_input", &self.texts, false)
+        match self.texts.as_slice() {
+            [one] => validate::check_text("text_input", one),
+            many => validate::check_texts("texts", many, false),
+        }
     }
 }
 
@@ -166,8 +196,7 @@ pub struct RerankBody {
 impl RerankBody {
     /// Checks every argument with the shared validation.
     pub fn validate(&self) -> Result<(), InputError> {
-        validate::check_text("query", &self.query)?;
-        validate::check_texts("documents", &self.documents, false)
+        validate::check_rerank(&self.query, &self.documents)
     }
 }
 
@@ -188,9 +217,7 @@ pub struct RerankReply {
 impl RerankReply {
     /// Document indices ordered by score, highest first; equal scores keep request order.
     pub fn ranking(&self) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.scores.len()).collect();
-        order.sort_by(|&a, &b| self.scores[b].total_cmp(&self.scores[a]).then(a.cmp(&b)));
-        order
+        rank_order(&self.scores)
     }
 
     /// The result text stored for an asynchronous rerank: a JSON object with the method, the
@@ -204,6 +231,14 @@ impl RerankReply {
         serde_json::json!({"method": self.method, "model": self.model, "results": ranked})
             .to_string()
     }
+}
+
+/// Indices of `scores` ordered by score, highest first; equal scores keep their input order.
+/// The one ranking rule of every rerank path (engine, service, SQL).
+pub fn rank_order(scores: &[f64]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+    order
 }
 
 /// Machine-readable error class of a failed call; the extension maps it to a SQLSTATE and the
@@ -267,22 +302,21 @@ mod tests {
         let b: GenerateBody =
             serde_json::from_value(json!({"prompt": "hi", "max_tokens": 7, "use_cache": false}))
                 .unwrap();
-        assert_eq!((b.max_tokens, b.seed, b.use_cache, b.constraint), (7, 42, false, None));
+        let g = &b.generation;
+        assert_eq!((g.max_tokens, g.seed, g.use_cache, &b.constraint), (7, 42, false, &None));
+        assert_eq!(b.function(), Function::Generate);
         let b: RerankBody =
             serde_json::from_value(json!({"query": "q", "documents": ["a"]})).unwrap();
         assert_eq!(b.task, DEFAULT_RERANK_TASK);
         let c: ConstraintBody =
             serde_json::from_value(json!({"kind": "choice", "choices": ["a", "b"]})).unwrap();
-        assert_eq!(c.function_name(), "generate_choice");
+        assert_eq!(c.function(), Function::GenerateChoice);
     }
 
     #[test]
     fn validation_is_shared() {
         let b = GenerateBody {
-            prompt: "x".into(),
-            max_tokens: 0,
-            seed: 1,
-            use_cache: true,
+            generation: GenerationParams { max_tokens: 0, ..GenerationParams::new("x") },
             constraint: None,
         };
         assert_eq!(b.validate().unwrap_err().to_string(), "max_tokens must be positive, got 0");

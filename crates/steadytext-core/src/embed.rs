@@ -111,21 +111,6 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     (dot / (na * nb)) as f32
 }
 
-/// pgvector's text form of a vector, `[x,y,…]`, each component in Rust's shortest
-/// round-trip decimal form (so parsing it back gives the same f32 bits).
-pub fn pgvector_text(v: &[f32]) -> String {
-    let mut out = String::with_capacity(v.len() * 12 + 2);
-    out.push('[');
-    for (i, x) in v.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(&x.to_string());
-    }
-    out.push(']');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,17 +119,6 @@ mod tests {
     fn vectors_are_normalised() {
         assert_eq!(normalize(&[3.0, 4.0]), vec![0.6, 0.8]);
         assert_eq!(normalize(&[0.0, 0.0]), vec![0.0, 0.0]);
-    }
-
-    #[test]
-    fn pgvector_text_round_trips() {
-        let v = [0.1f32, -2.5e-7, 1.0, 0.067_656_87];
-        let text = pgvector_text(&v);
-        assert!(text.starts_with("[0.1,-0.00000025,1,") && text.ends_with(']'), "{text}");
-        let back: Vec<f32> =
-            text[1..text.len() - 1].split(',').map(|x| x.parse().unwrap()).collect();
-        assert_eq!(back, v);
-        assert_eq!(pgvector_text(&[]), "[]");
     }
 
     #[test]

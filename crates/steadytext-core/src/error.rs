@@ -171,6 +171,9 @@ pub enum CoreError {
     /// An invalid request parameter.
     #[error(transparent)]
     MaxTokens(#[from] steadytext_api::limits::MaxTokensError),
+    /// An argument refused by the shared validation of `steadytext-api`.
+    #[error(transparent)]
+    Input(#[from] steadytext_api::validate::InputError),
     /// A JSON schema that is not a JSON Schema or that constrained decoding cannot compile.
     #[error("invalid JSON schema: {0}")]
     InvalidSchema(String),

@@ -25,6 +25,8 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
+use steadytext_api::validate::{check_rerank, InputError};
+
 use crate::backend::{backend, load_model, thread_count};
 use crate::error::decode_err;
 use crate::models::{ModelDir, MINILM_L6_V2};
@@ -32,9 +34,8 @@ use crate::registry::{self, ModelChoice, Role};
 use crate::slots::{Encoder, MAX_SEQ_TOKENS};
 use crate::{CoreError, Embedder};
 
-/// The task of the SQL contract's `steadytext_rerank` default (DESIGN.md §4).
-pub const DEFAULT_TASK: &str =
-    "Given a web search query, retrieve relevant passages that answer the query";
+/// The default task: that of the SQL functions (declared in `steadytext-api`).
+pub use steadytext_api::wire::DEFAULT_RERANK_TASK as DEFAULT_TASK;
 
 /// `LLAMA_POOLING_TYPE_RANK` as stored in `<arch>.pooling_type`.
 const POOLING_RANK: &str = "4";
@@ -104,9 +105,7 @@ pub struct Ranking {
 impl Ranking {
     /// Document indices by score, highest first; equal scores keep input order.
     pub fn order(&self) -> Vec<usize> {
-        let mut idx: Vec<usize> = (0..self.scores.len()).collect();
-        idx.sort_by(|&a, &b| self.scores[b].total_cmp(&self.scores[a]));
-        idx
+        steadytext_api::wire::rank_order(&self.scores)
     }
 
     /// `(document, score)` pairs in [`Ranking::order`]; `documents` are the request's, in input
@@ -116,18 +115,17 @@ impl Ranking {
     }
 }
 
-/// Checks a request: non-blank query, at least one document, no blank document.
+/// Checks a request with the shared rule ([`check_rerank`]: non-blank query, at least one
+/// document, no blank document), as the engine's typed errors.
 pub fn validate(query: &str, documents: &[&str]) -> Result<(), CoreError> {
-    if query.trim().is_empty() {
-        return Err(CoreError::EmptyQuery);
-    }
-    if documents.is_empty() {
-        return Err(CoreError::NoDocuments);
-    }
-    match documents.iter().position(|d| d.trim().is_empty()) {
-        Some(index) => Err(CoreError::EmptyDocument { index }),
-        None => Ok(()),
-    }
+    check_rerank(query, documents).map_err(|e| match e {
+        InputError::EmptyText { .. } | InputError::BlankText { .. } => CoreError::EmptyQuery,
+        InputError::EmptyElement { index, .. } | InputError::BlankElement { index, .. } => {
+            CoreError::EmptyDocument { index: index - 1 }
+        }
+        InputError::EmptyArray { .. } => CoreError::NoDocuments,
+        other => CoreError::Input(other),
+    })
 }
 
 /// The kind of a reranker GGUF, read from its metadata.
@@ -419,9 +417,14 @@ impl CosineReranker {
             other => other,
         })?;
         let (q, docs) = vectors.split_first().expect("the query's vector");
-        let scores = docs.iter().map(|d| f64::from(crate::embed::cosine(q, d))).collect();
-        finite(Ranking { method: self.method(), scores })
+        finite(Ranking { method: self.method(), scores: cosine_scores(q, docs) })
     }
+}
+
+/// The embedding-cosine scores of `documents` against `query` (one vector each): the fallback
+/// method's one formula, used by [`CosineReranker`] and the daemon's cached path.
+pub fn cosine_scores(query: &[f32], documents: &[Vec<f32>]) -> Vec<f64> {
+    documents.iter().map(|d| f64::from(crate::embed::cosine(query, d))).collect()
 }
 
 /// A reranker of either kind.

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use steadytext_core::embed::pgvector_text;
+use steadytext_api::vector_text;
 use steadytext_core::models::{ModelDir, MINILM_L6_V2};
 use steadytext_core::Embedder;
 
@@ -18,7 +18,7 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
     let vectors = embedder.embed_batch(&texts)?;
     let mut stdout = std::io::stdout().lock();
     for v in &vectors {
-        writeln!(stdout, "{}", pgvector_text(v))?;
+        writeln!(stdout, "{}", vector_text::format(v))?;
     }
     Ok(())
 }

@@ -76,6 +76,7 @@ impl DaemonError {
         match self {
             DaemonError::Input(e) => ErrorCode::from(e),
             DaemonError::Engine(e) => match e {
+                CoreError::Input(e) => ErrorCode::from(e),
                 CoreError::Prompt(_)
                 | CoreError::EmptyText { .. }
                 | CoreError::MaxTokens(_)
@@ -112,7 +113,9 @@ impl DaemonError {
         }
     }
 
-    /// Whether retrying the same request later could succeed (the worker retries only those).
+    /// Whether retrying the same request later could succeed (the worker retries only those,
+    /// while steadytext_queue_fail finds retries left): engine failures, unavailable models and
+    /// timed-out attempts, never invalid input.
     pub fn retryable(&self) -> bool {
         matches!(
             self.code(),

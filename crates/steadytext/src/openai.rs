@@ -10,7 +10,9 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use steadytext_api::limits::{DEFAULT_MAX_TOKENS, DEFAULT_SEED};
-use steadytext_api::wire::{EmbedBody, GenerateBody, RerankBody, DEFAULT_RERANK_TASK};
+use steadytext_api::wire::{
+    EmbedBody, GenerateBody, GenerationParams, RerankBody, DEFAULT_RERANK_TASK,
+};
 
 use crate::error::DaemonError;
 use crate::server::{body, AppState};
@@ -88,10 +90,11 @@ pub async fn completions(
         let reply = s
             .service
             .generate(GenerateBody {
-                prompt,
-                max_tokens: b.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
-                seed: b.seed.unwrap_or(DEFAULT_SEED),
-                use_cache: true,
+                generation: GenerationParams {
+                    max_tokens: b.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+                    seed: b.seed.unwrap_or(DEFAULT_SEED),
+                    ..GenerationParams::new(prompt)
+                },
                 constraint: None,
             })
             .await?;

@@ -9,7 +9,7 @@ use steadytext_api::wire::{
     ConstraintBody, EmbedBody, EmbedReply, GenerateBody, GenerateReply, RerankBody, RerankReply,
 };
 use steadytext_core::cache_key::cache_key;
-use steadytext_core::embed::cosine;
+use steadytext_core::rerank::cosine_scores;
 use steadytext_core::rerank::RerankMethod;
 use steadytext_core::{Constraint, GenerateRequest};
 
@@ -51,26 +51,31 @@ impl Service {
     /// Generates text (optionally constrained), from the cache when allowed.
     pub async fn generate(&self, body: GenerateBody) -> Result<GenerateReply, DaemonError> {
         let max_tokens = body.validate()?;
-        let function = body.constraint.as_ref().map_or("generate", ConstraintBody::function_name);
+        let function = body.function().sql_name();
         let model = self.model("generation")?;
+        let GenerateBody { generation: params, constraint } = body;
         let key = cache_key(
             &model.digest,
             function,
-            &json!({"prompt": body.prompt, "max_tokens": max_tokens, "seed": body.seed,
-                    "constraint": body.constraint}),
+            &json!({"prompt": params.prompt, "max_tokens": max_tokens, "seed": params.seed,
+                    "constraint": constraint}),
         );
-        if let Some(text) = self.cached(function, &key, body.use_cache) {
+        if let Some(text) = self.cached(function, &key, params.use_cache) {
             return Ok(GenerateReply { text, tokens: 0, cached: true });
         }
-        let constraint = body.constraint.map(|c| match c {
+        let constraint = constraint.map(|c| match c {
             ConstraintBody::Json { schema } => Constraint::Json(schema),
             ConstraintBody::Regex { pattern } => Constraint::Regex(pattern),
             ConstraintBody::Choice { choices } => Constraint::Choice(choices),
         });
-        let req =
-            GenerateRequest { prompt: body.prompt, max_tokens, seed: body.seed as u32, constraint };
+        let req = GenerateRequest {
+            prompt: params.prompt,
+            max_tokens,
+            seed: params.seed as u32,
+            constraint,
+        };
         let generation = self.engine.generate(req).await?;
-        if body.use_cache {
+        if params.use_cache {
             self.cache.put(&key, &generation.text);
         }
         Ok(GenerateReply { text: generation.text, tokens: generation.tokens, cached: false })
@@ -164,7 +169,7 @@ impl Service {
         Ok(RerankReply {
             method: method.kind().to_owned(),
             model: model.file,
-            scores: docs.iter().map(|d| f64::from(cosine(query, d))).collect(),
+            scores: cosine_scores(query, docs),
             cached: reply.cached.iter().all(|c| *c),
         })
     }

@@ -18,6 +18,7 @@ use crate::error::DaemonError;
 use crate::job::{self, Job};
 use crate::service::Service;
 use crate::worker_settings::{self, Settings};
+use steadytext_api::queue_request::QueuedRequest;
 
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -123,7 +124,13 @@ impl Worker {
             }
             let settings = worker_settings::resolve(client, &self.tuning).await?;
             if last_rescue.is_none_or(|t| t.elapsed() >= lease / 2) {
-                client.query_one("SELECT steadytext_queue_rescue_expired()", &[]).await?;
+                let limit = settings.max_retries as i32;
+                client
+                    .query_one(
+                        "SELECT steadytext_queue_rescue_expired(retry_limit => $1)",
+                        &[&limit],
+                    )
+                    .await?;
                 last_rescue = Some(Instant::now());
             }
             if last_beat.elapsed() >= lease / 3 {
@@ -195,26 +202,35 @@ impl Worker {
     ) -> Result<Vec<Job>, DaemonError> {
         let rows = client
             .query(
-                "SELECT request_id::text, function_name, parameters::text, retry_count, \
-                        max_retries \
+                "SELECT request_id::text, function_name, parameters::text \
                  FROM steadytext_queue_claim($1, $2, $3::text::interval)",
                 &[&self.worker_id, &(batch as i32), &format!("{} seconds", lease.as_secs())],
             )
             .await?;
-        rows.iter()
-            .map(|r| {
-                let parameters: String = r.get(2);
-                Ok(Job {
-                    request_id: r.get(0),
-                    function: r.get(1),
-                    parameters: serde_json::from_str(&parameters).map_err(|e| {
-                        DaemonError::BadJob { function: r.get(1), reason: e.to_string() }
-                    })?,
-                    retry_count: r.get(3),
-                    max_retries: r.get(4),
-                })
-            })
-            .collect()
+        let mut jobs = Vec::with_capacity(rows.len());
+        for r in rows {
+            let request_id: String = r.get(0);
+            let function_name: String = r.get(1);
+            let parameters: String = r.get(2);
+            let request =
+                serde_json::from_str(&parameters).map_err(|e| e.to_string()).and_then(|p| {
+                    QueuedRequest::from_row(&function_name, p).map_err(|e| e.to_string())
+                });
+            match request {
+                Ok(request) => jobs.push(Job { request_id, request }),
+                // a row no worker can ever run fails for good at once
+                Err(reason) => {
+                    let error = DaemonError::BadJob { function: function_name, reason };
+                    client
+                        .query_one(
+                            "SELECT steadytext_queue_fail($1::text::uuid, $2, $3, false)",
+                            &[&request_id, &self.worker_id, &error.to_string()],
+                        )
+                        .await?;
+                }
+            }
+        }
+        Ok(jobs)
     }
 
     /// Runs a claimed batch concurrently (the engine batches the calls), heartbeating while it
@@ -233,12 +249,10 @@ impl Worker {
             let service = service.clone();
             async move {
                 let started = Instant::now();
-                let outcome = tokio::time::timeout(
-                    settings.timeout,
-                    job::run(&service, &j.function, &j.parameters),
-                )
-                .await
-                .unwrap_or(Err(DaemonError::Timeout(settings.timeout.as_secs())));
+                let outcome =
+                    tokio::time::timeout(settings.timeout, job::run(&service, j.request.clone()))
+                        .await
+                        .unwrap_or(Err(DaemonError::Timeout(settings.timeout.as_secs())));
                 (outcome, started.elapsed())
             }
         });
@@ -277,20 +291,20 @@ impl Worker {
                 let written: bool = row.get(0);
                 // not written: cancelled meanwhile, or the lease was lost to another worker
                 metrics.record_job(
-                    &job.function,
+                    job.function().sql_name(),
                     if written { "completed" } else { "dropped" },
                     elapsed,
                 );
             }
             Err(e) => {
-                let retries_left = job.retry_count < settings.max_retries as i32
-                    && job.retry_count < job.max_retries;
-                let retryable =
-                    (e.retryable() || matches!(e, DaemonError::Timeout(_))) && retries_left;
+                // whether retries are left is steadytext_queue_fail's rule; this worker adds
+                // only its own limit
+                let limit = settings.max_retries as i32;
                 let row = client
                     .query_one(
-                        "SELECT steadytext_queue_fail($1::text::uuid, $2, $3, $4)",
-                        &[&job.request_id, &self.worker_id, &e.to_string(), &retryable],
+                        "SELECT steadytext_queue_fail($1::text::uuid, $2, $3, $4, \
+                                retry_limit => $5)",
+                        &[&job.request_id, &self.worker_id, &e.to_string(), &e.retryable(), &limit],
                     )
                     .await?;
                 let status: Option<String> = row.get(0);
@@ -299,7 +313,7 @@ impl Worker {
                     Some(_) => "failed",
                     None => "dropped",
                 };
-                metrics.record_job(&job.function, outcome, elapsed);
+                metrics.record_job(job.function().sql_name(), outcome, elapsed);
             }
         }
         Ok(())

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use steadytext_api::client::{Client, ClientError};
-use steadytext_api::wire::{EmbedBody, ErrorCode, GenerateBody, RerankBody, DEFAULT_RERANK_TASK};
+use steadytext_api::wire::{
+    EmbedBody, ErrorCode, GenerateBody, GenerationParams, RerankBody, DEFAULT_RERANK_TASK,
+};
 use support::daemon::Daemon;
 
 /// The output pinned by the engine's golden test (crates/steadytext-core/tests).
@@ -18,7 +20,12 @@ fn client(d: &Daemon) -> Client {
 }
 
 fn gen(prompt: &str, max_tokens: i32) -> GenerateBody {
-    GenerateBody { prompt: prompt.into(), max_tokens, seed: 42, use_cache: true, constraint: None }
+    gen_with(prompt, max_tokens, true)
+}
+
+fn gen_with(prompt: &str, max_tokens: i32, use_cache: bool) -> GenerateBody {
+    let generation = GenerationParams { max_tokens, use_cache, ..GenerationParams::new(prompt) };
+    GenerateBody { generation, constraint: None }
 }
 
 #[test]
@@ -29,8 +36,7 @@ fn native_api_is_deterministic_cached_and_typed() {
     assert_eq!((first.text.as_str(), first.cached, first.tokens), (FRANCE, false, 16));
     let again = c.generate(&gen("The capital of France is", 16)).unwrap();
     assert_eq!((again.text.as_str(), again.cached), (FRANCE, true));
-    let fresh =
-        c.generate(&GenerateBody { use_cache: false, ..gen("The capital of France is", 16) });
+    let fresh = c.generate(&gen_with("The capital of France is", 16, false));
     assert_eq!(fresh.unwrap().text, FRANCE, "a cache bypass recomputes the same bytes");
 
     // concurrent requests are batched by the engine and still give the alone-result
@@ -43,7 +49,7 @@ fn native_api_is_deterministic_cached_and_typed() {
                 } else {
                     format!("Number {i} is")
                 };
-                c.generate(&GenerateBody { use_cache: false, ..gen(&prompt, 16) }).unwrap().text
+                c.generate(&gen_with(&prompt, 16, false)).unwrap().text
             })
         })
         .collect();

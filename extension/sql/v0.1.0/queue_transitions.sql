@@ -139,13 +139,28 @@ BEGIN
 END
 $$;
 
--- Records that an attempt of worker_id failed with `error`. While retries are left (and the error
--- is retryable) the request goes back to pending, not claimable before now() + backoff * 2^n
--- (n = retries so far, capped at one hour); otherwise it fails for good (status 'failed',
--- failed_at). Returns the new status, or NULL if worker_id does not hold the request's lease.
+-- Whether a request that has already been retried `retries` times may be retried again: below
+-- its own max_retries (recorded at enqueue) and below the worker's retry_limit (its
+-- --max-retries / steadytext.max_retries; NULL: no limit of its own). The one retry rule of
+-- steadytext_queue_fail and steadytext_queue_rescue_expired.
+CREATE FUNCTION steadytext_queue_may_retry(retries integer, max_retries integer,
+                                           retry_limit integer)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT retries < least(max_retries, coalesce(retry_limit, max_retries));
+$$;
+
+-- Records that an attempt of worker_id failed with `error`. While retries are left (see
+-- steadytext_queue_may_retry) and the error is retryable, the request goes back to pending, not
+-- claimable before now() + backoff * 2^n (n = retries so far, capped at one hour); otherwise it
+-- fails for good (status 'failed', failed_at). Returns the new status, or NULL if worker_id does
+-- not hold the request's lease.
 CREATE FUNCTION steadytext_queue_fail(request_id uuid, worker_id text, error text,
                                       retryable boolean DEFAULT true,
-                                      backoff interval DEFAULT '1 second')
+                                      backoff interval DEFAULT '1 second',
+                                      retry_limit integer DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql VOLATILE
 SET search_path = @extschema@, pg_catalog, pg_temp
@@ -170,7 +185,11 @@ BEGIN
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
-    IF retryable AND job.retry_count < job.max_retries THEN
+    IF retry_limit < 0 THEN
+        RAISE EXCEPTION 'retry_limit must not be negative, got %', retry_limit
+            USING ERRCODE = '22023';
+    END IF;
+    IF retryable AND steadytext_queue_may_retry(job.retry_count, job.max_retries, retry_limit) THEN
         UPDATE steadytext_queue
         SET status = 'pending', error = steadytext_queue_fail.error, retry_count = retry_count + 1,
             worker_id = NULL, lease_expires_at = NULL,
@@ -188,9 +207,11 @@ END
 $$;
 
 -- Puts requests whose lease expired (their worker died or hung) back to pending, counting a retry
--- and applying the same backoff as steadytext_queue_fail; those out of retries fail for good.
--- Returns how many requests were rescued or failed.
-CREATE FUNCTION steadytext_queue_rescue_expired(backoff interval DEFAULT '1 second')
+-- and applying the same retry rule and backoff as steadytext_queue_fail (retry_limit is the
+-- rescuing worker's); those out of retries fail for good. Returns how many requests were rescued
+-- or failed.
+CREATE FUNCTION steadytext_queue_rescue_expired(backoff interval DEFAULT '1 second',
+                                                retry_limit integer DEFAULT NULL)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE
 SET search_path = @extschema@, pg_catalog, pg_temp
@@ -205,6 +226,10 @@ BEGIN
     IF backoff < interval '0' THEN
         RAISE EXCEPTION 'backoff must not be negative, got %', backoff USING ERRCODE = '22023';
     END IF;
+    IF retry_limit < 0 THEN
+        RAISE EXCEPTION 'retry_limit must not be negative, got %', retry_limit
+            USING ERRCODE = '22023';
+    END IF;
     FOR job IN
         SELECT id, request_id, function_name, worker_id AS w, retry_count AS retries, max_retries
         FROM steadytext_queue
@@ -213,7 +238,7 @@ BEGIN
         FOR UPDATE SKIP LOCKED
     LOOP
         n := n + 1;
-        IF job.retries < job.max_retries THEN
+        IF steadytext_queue_may_retry(job.retries, job.max_retries, retry_limit) THEN
             UPDATE steadytext_queue
             SET status = 'pending', retry_count = retry_count + 1, worker_id = NULL,
                 lease_expires_at = NULL,
@@ -260,13 +285,13 @@ REVOKE ALL ON FUNCTION
     steadytext_queue_claim(text, integer, interval),
     steadytext_worker_heartbeat(text, text, integer, interval, text),
     steadytext_queue_complete(uuid, text, text),
-    steadytext_queue_fail(uuid, text, text, boolean, interval),
-    steadytext_queue_rescue_expired(interval)
+    steadytext_queue_fail(uuid, text, text, boolean, interval, integer),
+    steadytext_queue_rescue_expired(interval, integer)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     steadytext_queue_claim(text, integer, interval),
     steadytext_worker_heartbeat(text, text, integer, interval, text),
     steadytext_queue_complete(uuid, text, text),
-    steadytext_queue_fail(uuid, text, text, boolean, interval),
-    steadytext_queue_rescue_expired(interval)
+    steadytext_queue_fail(uuid, text, text, boolean, interval, integer),
+    steadytext_queue_rescue_expired(interval, integer)
 TO steadytext_worker;
