@@ -20,6 +20,9 @@ pub enum BenchError {
     /// Something did not happen within its deadline.
     #[error("timed out: {0}")]
     Timeout(String),
+    /// A `steadytext` process did not start or become ready.
+    #[error(transparent)]
+    Daemon(#[from] steadytext_testkit::daemon::DaemonError),
     /// Percentiles of an empty sample were asked for.
     #[error("no samples")]
     NoSamples,

@@ -2,7 +2,6 @@
 //! with the installed extension (and `steadytext` processes where needed), measures, prints one
 //! machine-readable line (see [`report::Line`]), and stops everything it started.
 
-pub mod daemon;
 pub mod drain;
 pub mod engine;
 pub mod enqueue;
@@ -13,6 +12,5 @@ pub mod setup;
 pub mod stats;
 pub mod sync_latency;
 
-/// The throwaway cluster of the integration tests (one implementation, shared by path).
-#[path = "../../crates/steadytext/tests/support/cluster.rs"]
-pub mod cluster;
+/// The throwaway cluster and daemon processes of the integration tests.
+pub use steadytext_testkit::{cluster, daemon};

@@ -20,7 +20,7 @@ const PROMPT: &str = "The queue round trip benchmark prompt";
 pub fn round_trip(env: &Env, jobs: u32) -> Result<()> {
     let (cluster, mut db) = setup::cluster()?;
     let url = cluster.url("postgres");
-    let _serve = env.serve(&["--database-url", &url, "--concurrency", "1"], true)?;
+    let _serve = env.serve(&["--database-url", &url, "--concurrency", "1"])?;
     db.batch_execute("LISTEN steadytext_completed")?;
     let enqueue = db.prepare("SELECT steadytext_generate_async($1, 16)::text")?;
     let one = |db: &mut postgres::Client| -> Result<Duration> {

@@ -17,28 +17,23 @@ pub struct Env {
 }
 
 impl Env {
-    /// `steadytext serve --port 0` with `extra` flags; `runs_worker` when `--database-url` is among them.
-    pub fn serve(&self, extra: &[&str], runs_worker: bool) -> Result<Daemon> {
-        let mut args = vec!["--port".to_owned(), "0".to_owned()];
-        args.extend(extra.iter().map(|s| (*s).to_owned()));
-        Daemon::start(&Spawn {
-            bin: &self.steadytext_bin,
-            command: "serve",
-            args,
-            threads: self.threads,
-            runs_worker,
-        })
+    /// `steadytext serve --port 0` with `extra` flags, once it is ready (its worker listening
+    /// too when `--database-url` is among them).
+    pub fn serve(&self, extra: &[&str]) -> Result<Daemon> {
+        let args = [&["--port", "0"], extra].concat();
+        Ok(Daemon::start(&self.spawn("serve", &args, self.threads))?)
     }
 
-    /// `steadytext worker` with `extra` flags and `threads` llama.cpp threads.
+    /// `steadytext worker` with `extra` flags and `threads` llama.cpp threads, once it listens.
     pub fn worker(&self, extra: &[&str], threads: usize) -> Result<Daemon> {
-        Daemon::start(&Spawn {
-            bin: &self.steadytext_bin,
-            command: "worker",
-            args: extra.iter().map(|s| (*s).to_owned()).collect(),
-            threads,
-            runs_worker: true,
-        })
+        Ok(Daemon::start(&self.spawn("worker", extra, threads))?)
+    }
+
+    fn spawn(&self, command: &str, args: &[&str], threads: usize) -> Spawn {
+        let mut spec = Spawn::new(&self.steadytext_bin, command, args);
+        spec.threads = threads;
+        spec.echo_stderr = std::env::var_os("BENCH_VERBOSE").is_some();
+        spec
     }
 }
 

@@ -11,7 +11,7 @@ use crate::stats::summarize;
 /// Times `hits` cache hits and `misses` cache misses of `max_tokens` tokens; prints two lines.
 pub fn run(env: &Env, hits: u32, misses: u32, max_tokens: i32) -> Result<()> {
     let (_cluster, db) = setup::cluster()?;
-    let serve = env.serve(&[], false)?;
+    let serve = env.serve(&[])?;
     let mut db = db;
     // the extension's settings exist once its library is loaded in this session
     db.batch_execute("LOAD 'pg_steadytext'")?;

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use pgrx::prelude::*;
 use pgrx::Uuid;
+use steadytext_api::queue_request::Function;
 
 use crate::completion_wakeup::{self, Sleeper, Wake};
 use crate::error::{or_raise, required, required_elements, SqlError};
@@ -305,7 +306,7 @@ fn steadytext_get_async_embedding(
         let id = required("request_id", request_id)?;
         let seconds = required("timeout_seconds", timeout_seconds)?;
         let (function_name, result) = wait_for(id, seconds)?;
-        if function_name != "embed" {
+        if function_name != Function::Embed.sql_name() {
             return Err(SqlError::NotAnEmbedding { id: id.to_string(), function_name });
         }
         steadytext_api::vector_text::parse(&result)

@@ -1,5 +1,6 @@
 //! Every `steadytext.*` setting (GUC) of the extension, declared once here and read through the
-//! typed accessors below. They exist in a backend once the library is loaded (any pg_steadytext
+//! typed accessors below. The worker settings' names, defaults and ranges come from
+//! `steadytext_api::settings`, which the worker's flags share. They exist in a backend once the library is loaded (any pg_steadytext
 //! function loads it; `shared_preload_libraries` loads it everywhere). Settings marked "sighup"
 //! change with `ALTER SYSTEM SET …; SELECT pg_reload_conf();` and running workers pick them up.
 //!
@@ -8,19 +9,52 @@
 //! commit that finishes their request; without it they poll (5 ms doubling to 500 ms). See
 //! `completion_wakeup.rs` and docs/async-waits.md.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+use steadytext_api::settings::{self, WorkerSetting};
 
 static DAEMON_URL: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"http://127.0.0.1:8765"));
 static DAEMON_TOKEN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static DAEMON_CONNECT_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(2000);
 static MAX_QUEUE_SIZE: GucSetting<i32> = GucSetting::<i32>::new(10_000);
-static WORKER_CONCURRENCY: GucSetting<i32> = GucSetting::<i32>::new(1);
-static WORKER_POLL_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(1);
-static MAX_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(3);
-static WORKER_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(300);
+static WORKER_CONCURRENCY: GucSetting<i32> =
+    GucSetting::<i32>::new(settings::WORKER_CONCURRENCY.default);
+static WORKER_POLL_INTERVAL: GucSetting<i32> =
+    GucSetting::<i32>::new(settings::WORKER_POLL_INTERVAL.default);
+static MAX_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(settings::MAX_RETRIES.default);
+static WORKER_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(settings::WORKER_TIMEOUT.default);
+
+/// Defines the GUC of a worker setting: its name, default and range come from the one
+/// declaration in `steadytext-api`, and so does the first sentence of its long description
+/// (`extra` follows it).
+fn define_worker_guc(
+    setting: WorkerSetting,
+    short: &'static CStr,
+    extra: &str,
+    value: &'static GucSetting<i32>,
+    context: GucContext,
+) {
+    let long = format!("{} {extra}", setting.describe());
+    let long: &'static CStr = Box::leak(
+        CString::new(long.trim_end()).expect("no NUL in descriptions").into_boxed_c_str(),
+    );
+    let flags = match setting.unit {
+        Some("s") => GucFlags::UNIT_S,
+        _ => GucFlags::default(),
+    };
+    GucRegistry::define_int_guc(
+        setting.guc,
+        short,
+        long,
+        value,
+        setting.min,
+        setting.max,
+        context,
+        flags,
+    );
+}
 
 /// Registers the settings; called once from `_PG_init`.
 pub fn init() {
@@ -67,48 +101,36 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
-    GucRegistry::define_int_guc(
-        c"steadytext.worker_concurrency",
+    define_worker_guc(
+        settings::WORKER_CONCURRENCY,
         c"Requests each queue worker claims and processes at once; its --concurrency overrides it.",
-        c"Default 1, range 1..256; env STEADYTEXT_WORKER_CONCURRENCY of the worker overrides it.",
+        "",
         &WORKER_CONCURRENCY,
-        1,
-        256,
         GucContext::Sighup,
-        GucFlags::default(),
     );
-    GucRegistry::define_int_guc(
-        c"steadytext.worker_poll_interval",
+    define_worker_guc(
+        settings::WORKER_POLL_INTERVAL,
         c"How long an idle queue worker waits for NOTIFY steadytext_jobs before polling; its \
           --poll-interval overrides it.",
-        c"Default '1s', range 1s..3600s; env STEADYTEXT_WORKER_POLL_INTERVAL (seconds).",
+        "The environment variable is in seconds.",
         &WORKER_POLL_INTERVAL,
-        1,
-        3600,
         GucContext::Sighup,
-        GucFlags::UNIT_S,
     );
-    GucRegistry::define_int_guc(
-        c"steadytext.max_retries",
+    define_worker_guc(
+        settings::MAX_RETRIES,
         c"Retries of a failing asynchronous request: recorded per request when it is enqueued, \
           and each worker's own limit (its --max-retries overrides that).",
-        c"Default 3, range 0..100; recorded per request (max_retries) when it is enqueued.",
+        "Recorded per request (max_retries) when it is enqueued.",
         &MAX_RETRIES,
-        0,
-        100,
         GucContext::Suset,
-        GucFlags::default(),
     );
-    GucRegistry::define_int_guc(
-        c"steadytext.worker_timeout",
+    define_worker_guc(
+        settings::WORKER_TIMEOUT,
         c"Time limit of one attempt of a queued request, after which a worker fails and retries \
           it; its --timeout overrides it.",
-        c"Default '300s', range 1s..86400s; env STEADYTEXT_WORKER_TIMEOUT (seconds).",
+        "The environment variable is in seconds.",
         &WORKER_TIMEOUT,
-        1,
-        86_400,
         GucContext::Sighup,
-        GucFlags::UNIT_S,
     );
 }
 
@@ -135,24 +157,13 @@ pub fn max_queue_size() -> i32 {
     MAX_QUEUE_SIZE.get()
 }
 
-/// `steadytext.worker_concurrency` (default 1, range 1..256).
-#[allow(dead_code)] // read by workers through SHOW
-pub fn worker_concurrency() -> i32 {
-    WORKER_CONCURRENCY.get()
-}
-
-/// `steadytext.worker_poll_interval` in seconds (default 1, range 1..3600).
-#[allow(dead_code)] // read by workers through SHOW
-pub fn worker_poll_interval_secs() -> i32 {
-    WORKER_POLL_INTERVAL.get()
-}
-
-/// `steadytext.max_retries` (default 3, range 0..100).
+/// `steadytext.max_retries` (see [`settings::MAX_RETRIES`]); workers read the worker
+/// settings themselves with `current_setting`.
 pub fn max_retries() -> i32 {
     MAX_RETRIES.get()
 }
 
-/// `steadytext.worker_timeout` in seconds (default 300, range 1..86400).
+/// `steadytext.worker_timeout` in seconds (see [`settings::WORKER_TIMEOUT`]).
 pub fn worker_timeout_secs() -> i32 {
     WORKER_TIMEOUT.get()
 }

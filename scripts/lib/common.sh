@@ -1,5 +1,5 @@
 # Shared shell settings for the project's scripts (sourced, not executed).
-# Defines: ROOT, PG_CONFIG, PG_BIN, MODEL_DIR, as_root, as_postgres.
+# Defines: ROOT, PG_CONFIG, PG_BIN, MODEL_DIR, as_root, as_postgres, wait_ready.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
@@ -15,4 +15,22 @@ as_root() {
 # Run a command as the postgres OS user (PostgreSQL refuses to run as root).
 as_postgres() {
   if [ "$(id -un)" = postgres ]; then "$@"; else as_root runuser -u postgres -- "$@"; fi
+}
+
+# Waits (up to 180 s) for a `steadytext serve|worker --ready-file FILE` to become ready, failing
+# early if process PID exits; then prints the ready file's string field FIELD (e.g. url).
+# Usage: wait_ready FILE PID LOG FIELD. On failure prints LOG to stderr and returns 1.
+wait_ready() {
+  local file=$1 pid=$2 log=$3 field=$4
+  local deadline=$((SECONDS + 180))
+  until [ -s "$file" ]; do
+    if ! kill -0 "$pid" 2>/dev/null || ((SECONDS > deadline)); then
+      echo "steadytext did not become ready; its log:" >&2
+      cat "$log" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+  # the file is one flat JSON object written whole, e.g. {"url":"http://127.0.0.1:8765",...}
+  sed -n "s/.*\"$field\":\"\\([^\"]*\\)\".*/\\1/p" "$file"
 }

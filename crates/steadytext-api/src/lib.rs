@@ -6,6 +6,7 @@
 pub mod client;
 pub mod limits;
 pub mod queue_request;
+pub mod settings;
 pub mod validate;
 pub mod vector_text;
 pub mod version;

@@ -3,10 +3,11 @@
 /// Largest `max_tokens` a request may ask for.
 pub const MAX_TOKENS_LIMIT: i32 = 4096;
 
-/// Default `max_tokens` of the generation functions (DESIGN.md §4).
+/// Default `max_tokens` of the generation functions.
 pub const DEFAULT_MAX_TOKENS: i32 = 512;
 
-/// Default seed of every function (DESIGN.md §3).
+/// Default seed of every function (greedy decoding does not consume it; it is part of a
+/// request's identity).
 pub const DEFAULT_SEED: i32 = 42;
 
 /// Lowest queue priority an asynchronous request may ask for.

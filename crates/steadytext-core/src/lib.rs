@@ -19,8 +19,6 @@ pub mod models;
 pub mod registry;
 pub mod rerank;
 pub mod slots;
-pub mod tiny_cross_encoder;
-pub mod tiny_qwen3_reranker;
 
 pub use constraint::Constraint;
 pub use embed::Embedder;

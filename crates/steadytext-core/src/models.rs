@@ -17,7 +17,8 @@ pub struct ModelSpec {
     pub sha256: &'static str,
 }
 
-/// The packaged offline generation model: Gemma 3 270M base, Q4_K_M (DESIGN.md §2).
+/// The packaged offline generation model: Gemma 3 270M base, Q4_K_M (wheels on PyPI, put in
+/// place by scripts/fetch-models).
 pub const GEMMA3_270M: ModelSpec = ModelSpec {
     name: "gemma-3-270m",
     file_name: "gemma-3-270m-q4_k_m.gguf",
@@ -38,7 +39,8 @@ pub struct ImportedModelSpec {
     pub gguf_file_name: &'static str,
 }
 
-/// The packaged offline embedding model: all-MiniLM-L6-v2, 384-d, mean pooling (DESIGN.md §2).
+/// The packaged offline embedding model: all-MiniLM-L6-v2, 384-d, mean pooling (a wheel on
+/// PyPI, put in place by scripts/fetch-models).
 pub const MINILM_L6_V2: ImportedModelSpec = ImportedModelSpec {
     name: "all-minilm-l6-v2",
     folder: "all-MiniLM-L6-v2",
@@ -126,6 +128,17 @@ impl ModelDir {
     /// Whether the source folder of `spec` is present (its `model.safetensors` exists).
     pub fn has_source(&self, spec: &ImportedModelSpec) -> bool {
         self.0.join(spec.folder).join("model.safetensors").exists()
+    }
+
+    /// The imported GGUF of `spec`, converting it from its packaged folder first when only the
+    /// folder is present: the one place a packaged model is imported on first use. The flag
+    /// says whether this call converted it.
+    pub fn locate_or_import(&self, spec: &ImportedModelSpec) -> Result<(PathBuf, bool), CoreError> {
+        match self.locate_imported(spec) {
+            Ok(path) => Ok((path, false)),
+            Err(_) if self.has_source(spec) => Ok((self.import(spec)?.path().to_owned(), true)),
+            Err(missing) => Err(missing),
+        }
     }
 
     /// Converts the folder of `spec` into its GGUF file after checking the safetensors sha256.

@@ -193,6 +193,17 @@ impl ModelChoice {
         }
     }
 
+    /// [`ModelChoice::locate`], importing the packaged all-MiniLM-L6-v2 from its folder on first
+    /// use (see [`ModelDir::locate_or_import`]).
+    pub fn locate_importing(&self, dir: &ModelDir) -> Result<PathBuf, CoreError> {
+        match self {
+            ModelChoice::Named(e) if e.name == crate::models::MINILM_L6_V2.name => {
+                dir.locate_or_import(&crate::models::MINILM_L6_V2).map(|(path, _)| path)
+            }
+            _ => self.locate(dir),
+        }
+    }
+
     /// The file of this choice, failing when it does not exist: a registry model that is
     /// downloaded is [`CoreError::ModelNotFetched`] (naming the fetch command), anything else
     /// [`CoreError::ModelMissing`].

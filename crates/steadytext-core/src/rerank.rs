@@ -21,6 +21,7 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
 use llama_cpp_2::context::params::{LlamaContextParams, LlamaPoolingType};
+use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
@@ -29,7 +30,7 @@ use steadytext_api::validate::{check_rerank, InputError};
 
 use crate::backend::{backend, load_model, thread_count};
 use crate::error::decode_err;
-use crate::models::{ModelDir, MINILM_L6_V2};
+use crate::models::ModelDir;
 use crate::registry::{self, ModelChoice, Role};
 use crate::slots::{Encoder, MAX_SEQ_TOKENS};
 use crate::{CoreError, Embedder};
@@ -281,35 +282,14 @@ impl ModelReranker {
         documents: &[&str],
         task: &str,
     ) -> Result<Vec<f64>, CoreError> {
-        let vocab = self.model().vocab();
         let n_ctx = self.model().n_ctx_train().clamp(QWEN3_CHUNK as u32, QWEN3_MAX_CTX);
-        let prefix = vocab.tokenize(QWEN3_PREFIX.as_bytes(), false, true);
-        let suffix = vocab.tokenize(QWEN3_SUFFIX.as_bytes(), false, true);
         let pooled = self.kind == RerankerKind::Qwen3Pooled;
         let yes_no = if pooled { None } else { Some(self.yes_no_tokens()?) };
-        let mut params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(n_ctx))
-            .with_n_batch(QWEN3_CHUNK as u32)
-            .with_n_ubatch(QWEN3_CHUNK as u32)
-            .with_n_seq_max(1)
-            .with_n_threads(self.encoder.threads())
-            .with_n_threads_batch(self.encoder.threads());
-        if pooled {
-            params = params.with_embeddings(true).with_pooling_type(LlamaPoolingType::Rank);
-        }
-        let mut ctx = self
-            .model()
-            .new_context(backend()?, params)
-            .map_err(|e| CoreError::Context(e.to_string()))?;
+        let mut ctx = self.qwen3_context(n_ctx, pooled)?;
         let mut batch = LlamaBatch::new(QWEN3_CHUNK, 1);
         let mut scores = Vec::with_capacity(documents.len());
         for doc in documents {
-            // User text is tokenized without special-token parsing: it cannot inject markers.
-            let body = format!("<Instruct>: {task}\n<Query>: {query}\n<Document>: {doc}");
-            let mut body = vocab.tokenize(body.as_bytes(), false, false);
-            body.truncate((n_ctx as usize).saturating_sub(prefix.len() + suffix.len()));
-            let tokens: Vec<LlamaToken> =
-                prefix.iter().copied().chain(body).chain(suffix.iter().copied()).collect();
+            let tokens = self.qwen3_pair_tokens(task, query, doc, n_ctx as usize);
             ctx.clear_kv_cache();
             for (c, chunk) in tokens.chunks(QWEN3_CHUNK).enumerate() {
                 batch.clear();
@@ -320,24 +300,43 @@ impl ModelReranker {
                 }
                 ctx.decode(&mut batch).map_err(decode_err)?;
             }
-            let score = match yes_no {
-                // llama.cpp applies the softmax over the head's labels; the first is "yes".
-                None => ctx
-                    .embeddings_seq_ith(0)
-                    .map_err(decode_err)?
-                    .first()
-                    .map(|&s| f64::from(s))
-                    .ok_or_else(|| CoreError::Decode("the rank head produced no score".into()))?,
-                Some((yes, no)) => {
-                    let logits = ctx.get_logits_ith(batch.n_tokens() - 1);
-                    let (ly, ln) =
-                        (f64::from(logits[yes.0 as usize]), f64::from(logits[no.0 as usize]));
-                    1.0 / (1.0 + (ln - ly).exp())
-                }
-            };
-            scores.push(score);
+            scores.push(qwen3_score(&ctx, &batch, yes_no)?);
         }
         Ok(scores)
+    }
+
+    /// A context for one Qwen3-Reranker pair at a time: rank pooling for a converted rank head,
+    /// plain logits otherwise.
+    fn qwen3_context(&self, n_ctx: u32, pooled: bool) -> Result<LlamaContext<'_>, CoreError> {
+        let mut params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(n_ctx))
+            .with_n_batch(QWEN3_CHUNK as u32)
+            .with_n_ubatch(QWEN3_CHUNK as u32)
+            .with_n_seq_max(1)
+            .with_n_threads(self.encoder.threads())
+            .with_n_threads_batch(self.encoder.threads());
+        if pooled {
+            params = params.with_embeddings(true).with_pooling_type(LlamaPoolingType::Rank);
+        }
+        self.model().new_context(backend()?, params).map_err(|e| CoreError::Context(e.to_string()))
+    }
+
+    /// The Qwen3-Reranker prompt of one (query, document) pair, its body truncated to fit
+    /// `n_ctx`. User text is tokenized without special-token parsing: it cannot inject markers.
+    fn qwen3_pair_tokens(
+        &self,
+        task: &str,
+        query: &str,
+        doc: &str,
+        n_ctx: usize,
+    ) -> Vec<LlamaToken> {
+        let vocab = self.model().vocab();
+        let prefix = vocab.tokenize(QWEN3_PREFIX.as_bytes(), false, true);
+        let suffix = vocab.tokenize(QWEN3_SUFFIX.as_bytes(), false, true);
+        let body = format!("<Instruct>: {task}\n<Query>: {query}\n<Document>: {doc}");
+        let mut body = vocab.tokenize(body.as_bytes(), false, false);
+        body.truncate(n_ctx.saturating_sub(prefix.len() + suffix.len()));
+        prefix.into_iter().chain(body).chain(suffix).collect()
     }
 
     fn yes_no_tokens(&self) -> Result<(LlamaToken, LlamaToken), CoreError> {
@@ -351,6 +350,29 @@ impl ModelReranker {
 
     fn unsupported(&self, reason: &str) -> CoreError {
         CoreError::UnsupportedReranker { path: self.path.clone(), reason: reason.into() }
+    }
+}
+
+/// The score of the pair just decoded: the rank head's output (llama.cpp applies the softmax
+/// over the head's labels; the first is "yes"), or P("yes") from the yes/no logits of the last
+/// position.
+fn qwen3_score(
+    ctx: &LlamaContext<'_>,
+    batch: &LlamaBatch<'_>,
+    yes_no: Option<(LlamaToken, LlamaToken)>,
+) -> Result<f64, CoreError> {
+    match yes_no {
+        None => ctx
+            .embeddings_seq_ith(0)
+            .map_err(decode_err)?
+            .first()
+            .map(|&s| f64::from(s))
+            .ok_or_else(|| CoreError::Decode("the rank head produced no score".into())),
+        Some((yes, no)) => {
+            let logits = ctx.get_logits_ith(batch.n_tokens() - 1);
+            let (ly, ln) = (f64::from(logits[yes.0 as usize]), f64::from(logits[no.0 as usize]));
+            Ok(1.0 / (1.0 + (ln - ly).exp()))
+        }
     }
 }
 
@@ -461,12 +483,7 @@ impl Reranker {
                 threads,
             )?));
         }
-        let path = embedding.path(dir);
-        let is_minilm = matches!(&embedding, ModelChoice::Named(e) if e.name == MINILM_L6_V2.name);
-        if !path.exists() && is_minilm && dir.has_source(&MINILM_L6_V2) {
-            dir.import(&MINILM_L6_V2)?;
-        }
-        let path = if path.exists() { path } else { embedding.locate(dir)? };
+        let path = embedding.locate_importing(dir)?;
         let embedder = Embedder::load(&path, threads)?;
         Ok(Reranker::Cosine(CosineReranker::new(embedder, embedding.display_name())))
     }

@@ -1,8 +1,8 @@
 //! Batched generation gives byte-identical outputs to generating each request alone.
 
 use steadytext_core::models::{ModelDir, GEMMA3_270M};
-use steadytext_core::tiny_qwen3_reranker::{self, Head};
 use steadytext_core::{CoreError, GenerateRequest, Generator};
+use steadytext_testkit::tiny_qwen3_reranker::{self, Head};
 
 fn generator() -> Generator {
     let path = ModelDir::resolve()

@@ -9,8 +9,9 @@ use steadytext_core::models::{ModelDir, GEMMA3_270M, MINILM_L6_V2};
 use steadytext_core::rerank::{
     CosineReranker, ModelReranker, RerankMethod, RerankerKind, DEFAULT_TASK,
 };
-use steadytext_core::tiny_qwen3_reranker::{self, Head};
-use steadytext_core::{bert_gguf, tiny_cross_encoder, CoreError, Embedder};
+use steadytext_core::{bert_gguf, CoreError, Embedder};
+use steadytext_testkit::tiny_cross_encoder;
+use steadytext_testkit::tiny_qwen3_reranker::{self, Head};
 
 /// The tiny cross-encoder, written once per test process (llama.cpp maps the file, so the
 /// mapping outlives the temporary directory).

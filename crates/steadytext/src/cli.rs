@@ -3,6 +3,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use steadytext_api::settings::{
+    MAX_RETRIES, WORKER_CONCURRENCY, WORKER_POLL_INTERVAL, WORKER_TIMEOUT,
+};
 use steadytext_core::ModelDir;
 
 /// Deterministic local AI: same input, same model, same seed → byte-identical output.
@@ -97,6 +100,12 @@ pub struct WorkerArgs {
 /// Settings shared by `serve` and `worker`.
 #[derive(Debug, Args)]
 pub struct DaemonArgs {
+    /// Write `{"url", "socket", "worker", "pid"}` (JSON) to this file once the daemon is ready:
+    /// every listener bound and, when a worker runs, the worker listening for requests. The
+    /// file appears whole (written beside it, then renamed) and is removed at exit. Default:
+    /// none.
+    #[arg(long, env = "STEADYTEXT_READY_FILE")]
+    pub ready_file: Option<PathBuf>,
     /// Most generation requests decoded together in one engine batch (1–64). Default: 8.
     #[arg(long, env = "STEADYTEXT_MAX_BATCH", default_value_t = 8,
           value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -159,23 +168,23 @@ pub struct DbArgs {
 pub struct WorkerTuning {
     /// Requests claimed and processed at once (1–256).
     /// Default: the GUC `steadytext.worker_concurrency`, else 1.
-    #[arg(long, env = "STEADYTEXT_WORKER_CONCURRENCY",
-          value_parser = clap::value_parser!(u16).range(1..=256))]
+    #[arg(long, env = WORKER_CONCURRENCY.env,
+          value_parser = clap::value_parser!(u16).range(WORKER_CONCURRENCY.range()))]
     pub concurrency: Option<u16>,
     /// Seconds an idle worker waits for `NOTIFY steadytext_jobs` before polling (1–3600).
     /// Default: the GUC `steadytext.worker_poll_interval`, else 1.
-    #[arg(long, env = "STEADYTEXT_WORKER_POLL_INTERVAL",
-          value_parser = clap::value_parser!(u32).range(1..=3600))]
+    #[arg(long, env = WORKER_POLL_INTERVAL.env,
+          value_parser = clap::value_parser!(u32).range(WORKER_POLL_INTERVAL.range()))]
     pub poll_interval: Option<u32>,
     /// Retries of a failed request before it fails for good (0–100), capped by the request's
     /// own `max_retries`. Default: the GUC `steadytext.max_retries`, else 3.
-    #[arg(long, env = "STEADYTEXT_WORKER_MAX_RETRIES",
-          value_parser = clap::value_parser!(u32).range(0..=100))]
+    #[arg(long, env = MAX_RETRIES.env,
+          value_parser = clap::value_parser!(u32).range(MAX_RETRIES.range()))]
     pub max_retries: Option<u32>,
     /// Seconds one attempt of a request may run before it fails and is retried (1–86400).
     /// Default: the GUC `steadytext.worker_timeout`, else 300.
-    #[arg(long, env = "STEADYTEXT_WORKER_TIMEOUT",
-          value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    #[arg(long, env = WORKER_TIMEOUT.env,
+          value_parser = clap::value_parser!(u32).range(WORKER_TIMEOUT.range()))]
     pub timeout: Option<u32>,
     /// Seconds of the lease on claimed requests, renewed by heartbeats every third of it; a
     /// worker that dies loses its requests this long after its last heartbeat (2–3600).
@@ -200,12 +209,27 @@ pub struct BenchArgs {
     pub engine: EngineArgs,
 }
 
-/// Settings shared by every command that loads a model.
+/// Where the model files are: the one declaration of `--model-dir`.
 #[derive(Debug, Args)]
-pub struct EngineArgs {
+pub struct ModelDirArg {
     /// Directory holding the model files. Default: `~/.cache/steadytext/models`.
     #[arg(long, env = "STEADYTEXT_MODEL_DIR")]
     pub model_dir: Option<PathBuf>,
+}
+
+impl ModelDirArg {
+    /// The model directory: `--model-dir`, else the default resolution of [`ModelDir`].
+    pub fn resolve(&self) -> ModelDir {
+        self.model_dir.clone().map(ModelDir::new).unwrap_or_else(ModelDir::resolve)
+    }
+}
+
+/// Settings shared by every command that loads a model.
+#[derive(Debug, Args)]
+pub struct EngineArgs {
+    /// The model directory.
+    #[command(flatten)]
+    pub model_dir: ModelDirArg,
     /// CPU threads for llama.cpp (1–256). Default: the number of available cores.
     #[arg(long, env = "STEADYTEXT_THREADS", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,
@@ -214,7 +238,7 @@ pub struct EngineArgs {
 impl EngineArgs {
     /// The model directory: `--model-dir`, else the default resolution of [`ModelDir`].
     pub fn model_dir(&self) -> ModelDir {
-        self.model_dir.clone().map(ModelDir::new).unwrap_or_else(ModelDir::resolve)
+        self.model_dir.resolve()
     }
 
     /// The thread count: `--threads`, else the number of available cores.
@@ -334,9 +358,9 @@ pub enum ModelsCommand {
 /// Arguments of `steadytext models list`.
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Directory holding the model files. Default: ~/.cache/steadytext/models.
-    #[arg(long, env = "STEADYTEXT_MODEL_DIR")]
-    pub model_dir: Option<PathBuf>,
+    /// The model directory.
+    #[command(flatten)]
+    pub model_dir: ModelDirArg,
 }
 
 /// Arguments of `steadytext models fetch`.
@@ -352,9 +376,9 @@ pub struct FetchArgs {
     /// Base URL of the Hugging Face-style server. Default: https://huggingface.co.
     #[arg(long, env = "STEADYTEXT_HF_ENDPOINT", default_value = steadytext_core::download::DEFAULT_ENDPOINT)]
     pub hf_endpoint: String,
-    /// Directory holding the model files. Default: ~/.cache/steadytext/models.
-    #[arg(long, env = "STEADYTEXT_MODEL_DIR")]
-    pub model_dir: Option<PathBuf>,
+    /// The model directory.
+    #[command(flatten)]
+    pub model_dir: ModelDirArg,
 }
 
 /// Arguments of `steadytext rerank`.
@@ -386,7 +410,7 @@ pub struct RerankArgs {
 /// Arguments of `steadytext models import`.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// Directory holding the model files. Default: ~/.cache/steadytext/models.
-    #[arg(long, env = "STEADYTEXT_MODEL_DIR")]
-    pub model_dir: Option<PathBuf>,
+    /// The model directory.
+    #[command(flatten)]
+    pub model_dir: ModelDirArg,
 }

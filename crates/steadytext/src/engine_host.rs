@@ -9,10 +9,9 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::Instant;
 
-use std::path::PathBuf;
 use steadytext_core::embed::MAX_TEXTS_PER_BATCH;
 
-use steadytext_core::models::{ModelDir, MINILM_L6_V2};
+use steadytext_core::models::ModelDir;
 use steadytext_core::registry::{self, ModelChoice, Role};
 use steadytext_core::rerank::{ModelReranker, Ranking};
 use steadytext_core::{CoreError, Embedder, GenerateRequest, Generation, Generator};
@@ -150,17 +149,6 @@ impl EngineHandle {
     }
 }
 
-/// The file of the model chosen for `role` (STEADYTEXT_*_MODEL, else the mini set), importing
-/// the packaged all-MiniLM-L6-v2 folder on first use.
-fn locate(config: &EngineConfig, choice: &ModelChoice) -> Result<PathBuf, CoreError> {
-    let dir = &config.model_dir;
-    let packaged_minilm = matches!(choice, ModelChoice::Named(e) if e.name == MINILM_L6_V2.name);
-    if packaged_minilm && !choice.path(dir).exists() && dir.has_source(&MINILM_L6_V2) {
-        dir.import(&MINILM_L6_V2)?;
-    }
-    choice.locate(dir)
-}
-
 /// Loads the model chosen for `role` with `load`; `None` when the role has no model configured
 /// (only rerank: the service then falls back to embedding cosine, and says so).
 fn load_role<T>(
@@ -173,7 +161,7 @@ fn load_role<T>(
         Ok(None) => return None,
         Err(e) => return Some(Err(e.to_string())),
     };
-    let loaded = locate(config, &choice).and_then(|path| {
+    let loaded = choice.locate_importing(&config.model_dir).and_then(|path| {
         let model = load(&path, &choice)?;
         let verified = match &choice {
             ModelChoice::Named(e) => e.sha256,

@@ -77,7 +77,7 @@ fn rerank_falls_back_to_embedding_cosine_and_says_so() {
 fn rerank_uses_a_cross_encoder_given_by_path() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("tiny.gguf");
-    steadytext_core::tiny_cross_encoder::write(&model, 7).unwrap();
+    steadytext_testkit::tiny_cross_encoder::write(&model, 7).unwrap();
     let args = [
         "rerank",
         "--model",

@@ -235,7 +235,7 @@ fn rerank_body(documents: &[&str]) -> RerankBody {
 fn a_configured_reranker_model_scores_and_a_missing_one_is_an_error_not_a_fallback() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("tiny-cross-encoder.gguf");
-    steadytext_core::tiny_cross_encoder::write(&model, 7).unwrap();
+    steadytext_testkit::tiny_cross_encoder::write(&model, 7).unwrap();
     let d = Daemon::serve_with_env(&[], &[("STEADYTEXT_RERANK_MODEL", model.to_str().unwrap())]);
     let c = client(&d);
     let body = rerank_body(&["a cat is an animal", "the stock market fell", "cats purr"]);

@@ -1,5 +1,5 @@
 -- pg_steadytext 0.1.0: the asynchronous request queue, its workers, and who may touch what.
--- Pulled into the generated pg_steadytext--0.1.0.sql by extension_sql_file! (src/queue/mod.rs).
+-- Pulled into the generated pg_steadytext--0.1.0.sql by extension_sql_file! (src/queue_schema.rs).
 -- Released versions are never edited: later changes go into pg_steadytext--A--B.sql upgrade
 -- scripts in extension/sql/ (see extension/sql/README.md).
 

@@ -1,7 +1,7 @@
 //! Test support shared by the integration tests.
 
-#![allow(dead_code)] // each test target uses a different part
+#![allow(dead_code, unused_imports)] // each test target uses a different part
 
-pub mod cluster;
+pub use steadytext_testkit::cluster;
 pub mod daemon;
 pub mod generated_tables;

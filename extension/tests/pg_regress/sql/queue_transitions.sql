@@ -70,6 +70,15 @@ SELECT steadytext_queue_fail(:'low_old', 'w2', 'bad request', retryable => false
 SELECT status, retry_count, error FROM steadytext_queue WHERE request_id = :'low_old';
 -- only the lease holder may fail a request
 SELECT steadytext_queue_fail(:'low_new', 'w1', 'not mine') AS refused;
+-- the retry rule: below the request's max_retries and below the worker's own retry_limit
+SELECT r AS retries, m AS max_retries, l AS retry_limit, steadytext_queue_may_retry(r, m, l)
+FROM (VALUES (0, 3, NULL), (2, 3, NULL), (3, 3, NULL), (0, 3, 0), (1, 3, 2), (2, 3, 2),
+             (0, 0, 5)) AS t(r, m, l);
+-- a worker whose own limit is used up fails the request for good
+SELECT steadytext_generate_async('limited', priority => 1000) AS limited \gset
+SELECT parameters->>'prompt' AS claimed FROM steadytext_queue_claim('w7', 1);
+SELECT steadytext_queue_fail(:'limited', 'w7', 'boom', retry_limit => 0) AS status;
+SELECT status, retry_count, max_retries FROM steadytext_queue WHERE request_id = :'limited';
 -- rescue: an expired lease goes back to pending (a retry), or fails once retries are used up
 SELECT steadytext_generate_async('orphan') AS orphan \gset
 SELECT steadytext_generate_async('doomed orphan') AS doomed \gset
@@ -101,8 +110,10 @@ SELECT stmt, sqlstate_of(stmt) AS outcome FROM (VALUES
     ($$SELECT steadytext_queue_fail('00000000-0000-0000-0000-000000000000', 'w', NULL)$$),
     ($$SELECT steadytext_queue_fail('00000000-0000-0000-0000-000000000000', 'w', 'e', NULL)$$),
     ($$SELECT steadytext_queue_fail('00000000-0000-0000-0000-000000000000', 'w', 'e', backoff => '-1s')$$),
+    ($$SELECT steadytext_queue_fail('00000000-0000-0000-0000-000000000000', 'w', 'e', retry_limit => -1)$$),
     ($$SELECT steadytext_queue_rescue_expired(NULL)$$),
-    ($$SELECT steadytext_queue_rescue_expired('-1s')$$)
+    ($$SELECT steadytext_queue_rescue_expired('-1s')$$),
+    ($$SELECT steadytext_queue_rescue_expired(retry_limit => -1)$$)
 ) AS t(stmt);
 -- the table's constraints tie timestamps and leases to states: every one of these is refused
 SELECT steadytext_generate_async('still pending') IS NOT NULL AS queued;

@@ -155,6 +155,25 @@ mod tests {
         }
     }
 
+    /// The worker flags' help states the range, default and GUC of the shared declaration.
+    #[test]
+    fn worker_flags_state_their_shared_range_and_default() {
+        let rows = flag_rows();
+        for setting in steadytext_api::settings::ALL {
+            let row = rows.iter().find(|r| r.long == setting.flag).expect("a worker flag");
+            assert_eq!(row.env.as_deref(), Some(setting.env));
+            let range = format!("({}–{})", setting.min, setting.max);
+            assert!(row.meaning.contains(&range), "--{}: {range} in {:?}", row.long, row.meaning);
+            let default = format!("the GUC `{}`, else {}", setting.guc_name(), setting.default);
+            assert!(
+                row.default.contains(&default),
+                "--{}: {default} in {:?}",
+                row.long,
+                row.default
+            );
+        }
+    }
+
     #[test]
     fn a_stated_default_agrees_with_clap() {
         let mut cli = Cli::command();

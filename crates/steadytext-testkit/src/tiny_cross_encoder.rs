@@ -5,9 +5,9 @@
 
 use std::path::Path;
 
-use crate::bert_gguf::phantom;
-use crate::gguf::{self, Tensor, TensorType, Value};
-use crate::CoreError;
+use steadytext_core::bert_gguf::phantom;
+use steadytext_core::gguf::{self, Tensor, TensorType, Value};
+use steadytext_core::CoreError;
 
 /// Hidden size of the fixture.
 pub const HIDDEN: usize = 32;

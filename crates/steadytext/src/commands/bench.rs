@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use steadytext_core::GenerateRequest;
 
 use crate::cli::BenchArgs;
-use crate::embed_cmd::load_embedder;
-use crate::generate_cmd::load_generator;
+use crate::commands::embed::load_embedder;
+use crate::commands::generate::load_generator;
 
 /// Eight different prompts, decoded one by one and then as one batch.
 const PROMPTS: [&str; 8] = [

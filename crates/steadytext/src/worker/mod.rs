@@ -10,14 +10,18 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use futures_util::StreamExt;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{oneshot, watch, Notify};
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
+
+pub mod db_config;
+pub mod job;
+pub mod settings;
 
 use crate::cli::WorkerTuning;
 use crate::error::DaemonError;
-use crate::job::{self, Job};
 use crate::service::Service;
-use crate::worker_settings::{self, Settings};
+use job::Job;
+use settings::Settings;
 use steadytext_api::queue_request::QueuedRequest;
 
 /// Longest wait between reconnection attempts.
@@ -35,6 +39,8 @@ pub struct Worker {
     pub worker_id: String,
     /// Becomes true when the process should stop.
     pub shutdown: watch::Receiver<bool>,
+    /// Told once, when the first session listens for requests.
+    pub ready: Option<oneshot::Sender<()>>,
 }
 
 /// This host's name (for steadytext_workers.host).
@@ -115,6 +121,9 @@ impl Worker {
         let lease = Duration::from_secs(u64::from(self.tuning.lease));
         self.heartbeat(client, &host, pid, "running").await?;
         eprintln!("steadytext worker {}: listening on steadytext_jobs", self.worker_id);
+        if let Some(ready) = self.ready.take() {
+            let _ = ready.send(());
+        }
         let mut last_beat = Instant::now();
         let mut last_rescue: Option<Instant> = None;
         loop {
@@ -122,7 +131,7 @@ impl Worker {
                 self.heartbeat(client, &host, pid, "stopped").await?;
                 return Ok(());
             }
-            let settings = worker_settings::resolve(client, &self.tuning).await?;
+            let settings = settings::resolve(client, &self.tuning).await?;
             if last_rescue.is_none_or(|t| t.elapsed() >= lease / 2) {
                 let limit = settings.max_retries as i32;
                 client

@@ -5,9 +5,9 @@
 
 use std::path::Path;
 
-use crate::gguf::{self, Tensor, TensorType, Value};
 use crate::tiny_cross_encoder::Noise;
-use crate::CoreError;
+use steadytext_core::gguf::{self, Tensor, TensorType, Value};
+use steadytext_core::CoreError;
 
 const HIDDEN: u64 = 32;
 const FEED_FORWARD: u64 = 64;

@@ -8,17 +8,18 @@ use std::sync::Arc;
 
 use tokio::net::{TcpListener, UnixListener};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::cache::ResultCache;
 use crate::cli::{DaemonArgs, ServeArgs, WorkerArgs};
-use crate::db_config;
 use crate::engine_host::{EngineConfig, EngineHandle};
 use crate::error::DaemonError;
+use crate::http::{router, AppState};
 use crate::metrics::Metrics;
-use crate::server::{router, AppState};
+use crate::readiness::{Ready, ReadyFile};
 use crate::service::Service;
+use crate::worker::db_config;
 use crate::worker::{host_name, Worker};
 
 /// Runs `steadytext serve` until SIGTERM/SIGINT.
@@ -49,8 +50,6 @@ pub fn serve(args: ServeArgs) -> Result<(), DaemonError> {
             }
             None => None,
         };
-        // parseable lines, printed once every listener is bound, so scripts and tests can find a
-        // port chosen with --port 0 and connect at once
         println!("steadytext serve: listening on http://{local}");
         let mut tasks = JoinSet::new();
         spawn_server(&mut tasks, tcp, app.clone(), shutdown.clone());
@@ -59,12 +58,36 @@ pub fn serve(args: ServeArgs) -> Result<(), DaemonError> {
             spawn_server(&mut tasks, unix, app, shutdown.clone());
         }
         let daemon = args.daemon;
+        let signal = ReadyFile::new(daemon.ready_file.clone())?;
+        let mut ready = Ready {
+            url: Some(format!("http://{local}")),
+            socket: args.socket.as_ref().map(|p| format!("unix:{}", p.display())),
+            worker: None,
+            pid: std::process::id(),
+        };
+        let mut listening = None;
         if db_config::configured(&daemon.db) {
-            let worker = new_worker(&daemon, service, shutdown)?;
+            let (worker, rx) = new_worker(&daemon, service, shutdown)?;
+            ready.worker = Some(worker.worker_id.clone());
+            listening = Some(rx);
             tasks.spawn(worker.run());
         }
+        let announce = signal.announce(ready, listening);
+        tokio::pin!(announce);
         let mut first_error = None;
-        while let Some(done) = tasks.join_next().await {
+        let mut announced = false;
+        loop {
+            let done = tokio::select! {
+                result = &mut announce, if !announced => {
+                    announced = true;
+                    if let Err(e) = result {
+                        first_error.get_or_insert(e);
+                    }
+                    continue;
+                }
+                done = tasks.join_next() => done,
+            };
+            let Some(done) = done else { break };
             if let Ok(Err(e)) = done {
                 first_error.get_or_insert(e);
             }
@@ -80,9 +103,18 @@ pub fn serve(args: ServeArgs) -> Result<(), DaemonError> {
 pub fn worker(args: WorkerArgs) -> Result<(), DaemonError> {
     runtime()?.block_on(async move {
         let daemon = args.daemon;
+        let signal = ReadyFile::new(daemon.ready_file.clone())?;
         let service = start_service(&daemon)?;
-        let worker = new_worker(&daemon, service, shutdown_signal()?)?;
-        worker.run().await
+        let (worker, listening) = new_worker(&daemon, service, shutdown_signal()?)?;
+        let ready = Ready {
+            url: None,
+            socket: None,
+            worker: Some(worker.worker_id.clone()),
+            pid: std::process::id(),
+        };
+        let run = tokio::spawn(worker.run());
+        signal.announce(ready, Some(listening)).await?;
+        run.await.map_err(|e| DaemonError::Io(std::io::Error::other(e)))?
     })
 }
 
@@ -106,18 +138,21 @@ fn spawn_server<L>(
     });
 }
 
-/// A queue worker on `service`, with its id from `--worker-id` or `<hostname>-<pid>`.
+/// A queue worker on `service`, with its id from `--worker-id` or `<hostname>-<pid>`, and the
+/// signal it gives once it listens for requests.
 fn new_worker(
     daemon: &DaemonArgs,
     service: Service,
     shutdown: watch::Receiver<bool>,
-) -> Result<Worker, DaemonError> {
+) -> Result<(Worker, oneshot::Receiver<()>), DaemonError> {
     let tuning = daemon.worker.clone();
     let worker_id = tuning
         .worker_id
         .clone()
         .unwrap_or_else(|| format!("{}-{}", host_name(), std::process::id()));
-    Ok(Worker { db: db_config::config(&daemon.db)?, tuning, service, worker_id, shutdown })
+    let (ready, listening) = oneshot::channel();
+    let db = db_config::config(&daemon.db)?;
+    Ok((Worker { db, tuning, service, worker_id, shutdown, ready: Some(ready) }, listening))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, DaemonError> {

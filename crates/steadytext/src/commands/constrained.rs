@@ -7,7 +7,7 @@ use anyhow::Context;
 use steadytext_core::{Constraint, GenerateRequest};
 
 use crate::cli::{ConstrainedArgs, GenerateChoiceArgs, GenerateJsonArgs, GenerateRegexArgs};
-use crate::generate_cmd::load_generator;
+use crate::commands::generate::load_generator;
 
 /// Runs `steadytext generate-json`.
 pub fn run_json(args: &GenerateJsonArgs) -> anyhow::Result<()> {

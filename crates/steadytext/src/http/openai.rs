@@ -15,7 +15,7 @@ use steadytext_api::wire::{
 };
 
 use crate::error::DaemonError;
-use crate::server::{body, AppState};
+use crate::http::state::{body, AppState};
 
 /// A string or a list of strings (OpenAI's `prompt` / `input`).
 #[derive(Debug, Deserialize)]

@@ -25,20 +25,16 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
 
 /// The imported GGUF, importing it first when only the packaged folder is present.
 fn model_path(dir: &ModelDir) -> anyhow::Result<PathBuf> {
-    match dir.locate_imported(&MINILM_L6_V2) {
-        Ok(path) => Ok(path),
-        Err(missing) if dir.has_source(&MINILM_L6_V2) => {
-            eprintln!(
-                "steadytext: {} is not imported yet; converting {} into {} (one time)",
-                MINILM_L6_V2.name,
-                dir.path().join(MINILM_L6_V2.folder).display(),
-                MINILM_L6_V2.gguf_file_name
-            );
-            let outcome = dir.import(&MINILM_L6_V2).with_context(|| missing.to_string())?;
-            Ok(outcome.path().to_owned())
-        }
-        Err(missing) => Err(missing.into()),
+    let (path, imported) = dir.locate_or_import(&MINILM_L6_V2)?;
+    if imported {
+        eprintln!(
+            "steadytext: {} was not imported yet; converted {} into {} (one time)",
+            MINILM_L6_V2.name,
+            dir.path().join(MINILM_L6_V2.folder).display(),
+            path.display()
+        );
     }
+    Ok(path)
 }
 
 /// Loads the packaged embedding model (importing it on first use) with the engine settings.

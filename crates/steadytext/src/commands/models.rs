@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use steadytext_core::download::{self, DownloadPolicy, FetchOutcome};
-use steadytext_core::models::{ImportOutcome, ModelDir, MINILM_L6_V2};
+use steadytext_core::models::{ImportOutcome, MINILM_L6_V2};
 use steadytext_core::registry::{self, ModelChoice, Role, REGISTRY};
 
 use crate::cli::{FetchArgs, ImportArgs, ListArgs};
@@ -10,7 +10,7 @@ use crate::cli::{FetchArgs, ImportArgs, ListArgs};
 /// Runs `steadytext models import`: converts the all-MiniLM-L6-v2 folder into its GGUF file,
 /// or reports that the GGUF file is already there.
 pub fn import(args: &ImportArgs) -> anyhow::Result<()> {
-    let dir = args.model_dir.clone().map(ModelDir::new).unwrap_or_else(ModelDir::resolve);
+    let dir = args.model_dir.resolve();
     let outcome = dir
         .import(&MINILM_L6_V2)
         .with_context(|| format!("importing {} in {}", MINILM_L6_V2.name, dir.path().display()))?;
@@ -29,7 +29,7 @@ pub fn import(args: &ImportArgs) -> anyhow::Result<()> {
 /// set, `present`/`missing`, path — with `*` marking the model that serves its role under the
 /// current environment (`STEADYTEXT_*_MODEL`, else the mini set).
 pub fn list(args: &ListArgs) -> anyhow::Result<()> {
-    let dir = args.model_dir.clone().map(ModelDir::new).unwrap_or_else(ModelDir::resolve);
+    let dir = args.model_dir.resolve();
     let mut selected = Vec::new();
     for role in Role::ALL {
         match registry::choose(role)? {
@@ -57,7 +57,7 @@ pub fn list(args: &ListArgs) -> anyhow::Result<()> {
 /// Runs `steadytext models fetch`: downloads a registry model if it is missing and downloads
 /// are allowed.
 pub fn fetch(args: &FetchArgs) -> anyhow::Result<()> {
-    let dir = args.model_dir.clone().map(ModelDir::new).unwrap_or_else(ModelDir::resolve);
+    let dir = args.model_dir.resolve();
     let entry = registry::lookup(&args.name)?;
     let policy = DownloadPolicy { allow: args.allow_download, endpoint: args.hf_endpoint.clone() };
     match download::fetch(entry, &dir, &policy)? {

@@ -4,19 +4,11 @@
 
 use std::time::Duration;
 
+use steadytext_api::settings::{self, WorkerSetting};
 use tokio_postgres::Client;
 
 use crate::cli::WorkerTuning;
 use crate::error::DaemonError;
-
-/// Default claim batch size (GUC steadytext.worker_concurrency).
-pub const DEFAULT_CONCURRENCY: u32 = 1;
-/// Default idle poll interval in seconds (GUC steadytext.worker_poll_interval).
-pub const DEFAULT_POLL_INTERVAL_S: u32 = 1;
-/// Default retries (GUC steadytext.max_retries).
-pub const DEFAULT_MAX_RETRIES: u32 = 3;
-/// Default per-attempt time limit in seconds (GUC steadytext.worker_timeout).
-pub const DEFAULT_TIMEOUT_S: u32 = 300;
 
 /// The settings one worker cycle runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,43 +25,33 @@ pub struct Settings {
 
 /// Reads the GUCs and resolves every setting.
 pub async fn resolve(client: &Client, tuning: &WorkerTuning) -> Result<Settings, DaemonError> {
+    let names: Vec<&str> = settings::ALL.iter().map(WorkerSetting::guc_name).collect();
     let row = client
         .query_one(
-            "SELECT current_setting('steadytext.worker_concurrency', true), \
-                    current_setting('steadytext.worker_poll_interval', true), \
-                    current_setting('steadytext.max_retries', true), \
-                    current_setting('steadytext.worker_timeout', true)",
-            &[],
+            "SELECT current_setting($1, true), current_setting($2, true), \
+                    current_setting($3, true), current_setting($4, true)",
+            &[&names[0], &names[1], &names[2], &names[3]],
         )
         .await?;
-    let guc = |i: usize| row.get::<_, Option<String>>(i);
+    let value = |i: usize, flag: Option<u32>| {
+        let setting = settings::ALL[i];
+        let guc = row.get::<_, Option<String>>(i);
+        pick(flag, guc, &setting)
+    };
     Ok(Settings {
-        concurrency: pick(tuning.concurrency.map(u32::from), guc(0), DEFAULT_CONCURRENCY, 1..=256),
-        poll_interval: Duration::from_secs(u64::from(pick(
-            tuning.poll_interval,
-            guc(1),
-            DEFAULT_POLL_INTERVAL_S,
-            1..=3600,
-        ))),
-        max_retries: pick(tuning.max_retries, guc(2), DEFAULT_MAX_RETRIES, 0..=100),
-        timeout: Duration::from_secs(u64::from(pick(
-            tuning.timeout,
-            guc(3),
-            DEFAULT_TIMEOUT_S,
-            1..=86_400,
-        ))),
+        concurrency: value(0, tuning.concurrency.map(u32::from)),
+        poll_interval: Duration::from_secs(u64::from(value(1, tuning.poll_interval))),
+        max_retries: value(2, tuning.max_retries),
+        timeout: Duration::from_secs(u64::from(value(3, tuning.timeout))),
     })
 }
 
 /// The flag/env value, else the GUC's (when it parses and is in range), else the default.
-fn pick(
-    flag: Option<u32>,
-    guc: Option<String>,
-    default: u32,
-    range: std::ops::RangeInclusive<u32>,
-) -> u32 {
-    flag.or_else(|| guc.as_deref().and_then(parse_guc_seconds).filter(|v| range.contains(v)))
-        .unwrap_or(default)
+fn pick(flag: Option<u32>, guc: Option<String>, setting: &WorkerSetting) -> u32 {
+    flag.or_else(|| {
+        guc.as_deref().and_then(parse_guc_seconds).filter(|v| setting.allows(i64::from(*v)))
+    })
+    .unwrap_or(setting.default as u32)
 }
 
 /// An integer GUC value as `current_setting` prints it: plain, or with a time unit
@@ -106,11 +88,27 @@ mod tests {
 
     #[test]
     fn precedence_flag_then_guc_then_default() {
-        assert_eq!(pick(Some(7), Some("3".into()), 1, 1..=256), 7);
-        assert_eq!(pick(None, Some("3".into()), 1, 1..=256), 3);
-        assert_eq!(pick(None, None, 1, 1..=256), 1);
+        let s = &settings::WORKER_CONCURRENCY;
+        assert_eq!(pick(Some(7), Some("3".into()), s), 7);
+        assert_eq!(pick(None, Some("3".into()), s), 3);
+        assert_eq!(pick(None, None, s), 1);
         // an out-of-range or unparsable GUC falls back to the default
-        assert_eq!(pick(None, Some("999".into()), 1, 1..=256), 1);
-        assert_eq!(pick(None, Some("".into()), 1, 1..=256), 1);
+        assert_eq!(pick(None, Some("999".into()), s), 1);
+        assert_eq!(pick(None, Some("".into()), s), 1);
+    }
+
+    /// The names `resolve` queries are the settings' own, in the order it reads them.
+    #[test]
+    fn settings_are_read_in_declaration_order() {
+        let names: Vec<&str> = settings::ALL.iter().map(WorkerSetting::guc_name).collect();
+        assert_eq!(
+            names,
+            [
+                "steadytext.worker_concurrency",
+                "steadytext.worker_poll_interval",
+                "steadytext.max_retries",
+                "steadytext.worker_timeout"
+            ]
+        );
     }
 }

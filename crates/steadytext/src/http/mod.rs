@@ -1,0 +1,71 @@
+//! The HTTP API of `steadytext serve`: native endpoints for the extension, OpenAI-compatible
+//! ones for other applications, `/health` and `/metrics`.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use steadytext_api::wire;
+
+use crate::error::DaemonError;
+
+mod native;
+mod openai;
+mod state;
+
+pub use state::AppState;
+
+/// The router with every endpoint.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route(wire::GENERATE_PATH, post(native::generate))
+        .route(wire::EMBED_PATH, post(native::embed))
+        .route(wire::RERANK_PATH, post(native::rerank))
+        .route("/v1/completions", post(openai::completions))
+        .route("/v1/embeddings", post(openai::embeddings))
+        .route("/v1/rerank", post(openai::rerank))
+        .route("/metrics", get(native::metrics))
+        .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .route(wire::HEALTH_PATH, get(native::health))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+async fn not_found(req: Request) -> Response {
+    crate::error::error_response(
+        wire::ErrorCode::NotFound,
+        format!("no endpoint {} {}", req.method(), req.uri().path()),
+    )
+}
+
+/// Refuses calls without the configured bearer token.
+async fn authorize(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    if let Some(token) = &s.token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(token.as_str()) {
+            return DaemonError::Unauthorized.into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// Records every call's endpoint, status and latency.
+async fn observe(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let endpoint = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let started = Instant::now();
+    let response = next.run(req).await;
+    s.service.metrics.record_http(&endpoint, response.status().as_u16(), started.elapsed());
+    response
+}
