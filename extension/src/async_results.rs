@@ -448,7 +448,7 @@ mod tests {
             "{a0eebc99-9c0b4ef8-bb6d6bb9-bd380a11}",
         ] {
             let expected =
-                Spi::get_one_with_args::<Uuid>("SELECT $1::uuid", &[text.into()]).unwrap();
+                Spi::get_one_with_args::<pgrx::Uuid>("SELECT $1::uuid", &[text.into()]).unwrap();
             assert_eq!(super::parse_uuid(text), expected, "{text}");
         }
         for text in [
