@@ -69,6 +69,16 @@ fn steadytext_check_async(
     })())
 }
 
+/// One row of `steadytext_check_async_batch`.
+type BatchRow = (
+    Option<Uuid>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<Timestamp>,
+    Option<Timestamp>,
+);
+
 /// Status of many requests, one row per id in the order given; unknown ids get status
 /// 'not_found'. `completed_at` is when the request finished (completed, cancelled or failed).
 #[pg_extern(volatile, requires = ["queue_transitions"])]
@@ -88,30 +98,90 @@ fn steadytext_check_async_batch(
 > {
     or_raise((|| {
         let ids = required_elements("request_ids", request_ids)?;
-        if ids.is_empty() {
-            return Err(
-                steadytext_api::validate::InputError::EmptyArray { arg: "request_ids" }.into()
-            );
-        }
-        let rows = Spi::connect(|client| {
-            let table = client.select(
-                "SELECT r.id, coalesce(q.status, 'not_found'), q.result, q.error,
-                        q.created_at::timestamp, coalesce(q.completed_at, q.failed_at)::timestamp
-                 FROM unnest($1::uuid[]) WITH ORDINALITY AS r(id, n)
-                 LEFT JOIN steadytext_queue q ON q.request_id = r.id
-                 ORDER BY r.n",
-                None,
-                &[ids.into()],
-            )?;
-            table
-                .into_iter()
-                .map(|r| -> Result<_, SqlError> {
-                    Ok((r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
-                })
-                .collect::<Result<Vec<_>, _>>()
-        })?;
-        Ok(TableIterator::new(rows))
+        Ok(TableIterator::new(check_batch(ids)?))
     })())
+}
+
+/// `steadytext_check_async_batch` for ids written as text, as in `ARRAY['<uuid>', '<uuid>']`
+/// (an array of string literals is a text[], which PostgreSQL does not cast to uuid[]
+/// implicitly). Each element is read in the forms uuid input accepts; a malformed one is an
+/// error (22P02) naming its position.
+#[pg_extern(name = "steadytext_check_async_batch", volatile, requires = ["queue_transitions"])]
+#[search_path(pg_catalog, @extschema@, pg_temp)]
+fn steadytext_check_async_batch_text(
+    request_ids: Option<Vec<Option<String>>>,
+) -> TableIterator<
+    'static,
+    (
+        name!(request_id, Option<Uuid>),
+        name!(status, Option<String>),
+        name!(result, Option<String>),
+        name!(error, Option<String>),
+        name!(created_at, Option<Timestamp>),
+        name!(completed_at, Option<Timestamp>),
+    ),
+> {
+    or_raise((|| {
+        let texts = required_elements("request_ids", request_ids)?;
+        let ids = texts
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                parse_uuid(text).ok_or_else(|| SqlError::MalformedUuid {
+                    arg: "request_ids",
+                    index: i + 1,
+                    value: text.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(TableIterator::new(check_batch(ids)?))
+    })())
+}
+
+/// The rows of `steadytext_check_async_batch` for `ids`, in their order.
+fn check_batch(ids: Vec<Uuid>) -> Result<Vec<BatchRow>, SqlError> {
+    if ids.is_empty() {
+        return Err(steadytext_api::validate::InputError::EmptyArray { arg: "request_ids" }.into());
+    }
+    Spi::connect(|client| {
+        let table = client.select(
+            "SELECT r.id, coalesce(q.status, 'not_found'), q.result, q.error,
+                    q.created_at::timestamp, coalesce(q.completed_at, q.failed_at)::timestamp
+             FROM unnest($1::uuid[]) WITH ORDINALITY AS r(id, n)
+             LEFT JOIN steadytext_queue q ON q.request_id = r.id
+             ORDER BY r.n",
+            None,
+            &[ids.into()],
+        )?;
+        table
+            .into_iter()
+            .map(|r| -> Result<_, SqlError> {
+                Ok((r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+            })
+            .collect()
+    })
+}
+
+/// Reads a uuid in the text forms PostgreSQL's uuid input accepts (`uuid_in`): 32 hex digits in
+/// either case, optionally in braces, with an optional hyphen after any group of four digits.
+fn parse_uuid(text: &str) -> Option<Uuid> {
+    let body = match text.strip_prefix('{') {
+        Some(inner) => inner.strip_suffix('}')?,
+        None => text,
+    };
+    let mut rest = body.as_bytes();
+    let mut bytes = [0u8; 16];
+    for (i, byte) in bytes.iter_mut().enumerate() {
+        let [hi, lo, tail @ ..] = rest else { return None };
+        let digit = |b: u8| (b as char).to_digit(16);
+        *byte = (digit(*hi)? * 16 + digit(*lo)?) as u8;
+        rest = tail;
+        // a hyphen may follow any group of four digits but the last
+        if i % 2 == 1 && i < 15 {
+            rest = rest.strip_prefix(b"-").unwrap_or(rest);
+        }
+    }
+    rest.is_empty().then(|| Uuid::from_bytes(bytes))
 }
 
 /// Cancels a pending or processing request of the caller: true if it is now cancelled, false if
@@ -357,6 +427,40 @@ mod tests {
         let _ = Spi::get_one::<String>(
             "SELECT steadytext_get_async_result('00000000-0000-0000-0000-000000000001', 60)",
         );
+    }
+
+    /// The text forms of a uuid read as PostgreSQL's `::uuid` reads them, and the others not.
+    #[pg_test]
+    fn uuids_parse_like_uuid_input() {
+        for text in [
+            "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+            "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11",
+            "{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}",
+            "a0eebc999c0b4ef8bb6d6bb9bd380a11",
+            "a0ee-bc99-9c0b-4ef8-bb6d-6bb9-bd38-0a11",
+            "{a0eebc99-9c0b4ef8-bb6d6bb9-bd380a11}",
+        ] {
+            let expected =
+                Spi::get_one_with_args::<pgrx::Uuid>("SELECT $1::uuid", &[text.into()]).unwrap();
+            assert_eq!(super::parse_uuid(text), expected, "{text}");
+        }
+        for text in [
+            "",
+            "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a1",
+            "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a111",
+            "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11-",
+            "-a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+            "a0eeb-c99-9c0b-4ef8-bb6d-6bb9bd380a11",
+            "a0eebc99--9c0b-4ef8-bb6d-6bb9bd380a11",
+            "{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+            "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}",
+            "g0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+            " a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+            "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a1\u{e9}",
+            "+a0eebc9-9c0b-4ef8-bb6d-6bb9bd380a11",
+        ] {
+            assert_eq!(super::parse_uuid(text), None, "{text}");
+        }
     }
 
     /// Each error kind has its documented SQLSTATE.

@@ -84,6 +84,16 @@ pub enum SqlError {
         /// Its function.
         function_name: String,
     },
+    /// An element of a text array argument that is not a uuid's text form (22P02).
+    #[error("{arg}[{index}] is not a valid uuid: {value:?}")]
+    MalformedUuid {
+        /// SQL argument name.
+        arg: &'static str,
+        /// 1-based position.
+        index: usize,
+        /// The element.
+        value: String,
+    },
     /// A completed embedding whose result is not a vector's text form (22P02).
     #[error("async request {0} holds a malformed embedding (expected [x,y,...])")]
     MalformedEmbedding(String),
@@ -105,7 +115,9 @@ impl SqlError {
             SqlError::Input(_) | SqlError::NegativeTimeout(_) | SqlError::NotAnEmbedding { .. } => {
                 ERRCODE_INVALID_PARAMETER_VALUE
             }
-            SqlError::MalformedEmbedding(_) => ERRCODE_INVALID_TEXT_REPRESENTATION,
+            SqlError::MalformedUuid { .. } | SqlError::MalformedEmbedding(_) => {
+                ERRCODE_INVALID_TEXT_REPRESENTATION
+            }
             SqlError::QueueFull { .. } => ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
             SqlError::NotFound(_) => ERRCODE_NO_DATA_FOUND,
             SqlError::Failed { .. } => ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,

@@ -1,6 +1,7 @@
 //! Request validation shared by the extension (at call/enqueue time) and the daemon (on receipt),
 //! so both refuse the same inputs with the same messages.
 
+use crate::json_schema::{self, SchemaError};
 use crate::limits::{check_max_tokens, MaxTokensError, PRIORITY_MAX, PRIORITY_MIN};
 
 /// Why an argument of a request was refused. Messages are lower-case and name the argument or
@@ -65,9 +66,9 @@ pub enum InputError {
         /// The repeated choice.
         choice: String,
     },
-    /// A JSON schema that is neither an object nor a boolean.
-    #[error("schema must be a JSON object or boolean (a JSON Schema), got a JSON {0}")]
-    SchemaType(&'static str),
+    /// A `schema` that is not a well-formed JSON Schema (see [`json_schema::check`]).
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
     /// A regular expression that does not parse.
     #[error("invalid regular expression in pattern: {0}")]
     Regex(String),
@@ -150,29 +151,26 @@ pub fn check_priority(priority: i32) -> Result<(), InputError> {
     }
 }
 
-/// Checks that a JSON schema is a JSON Schema document: an object or a boolean.
+/// Checks that a `schema` argument is a well-formed JSON Schema document: an object or a
+/// boolean whose keywords have values of the right shape, recursively ([`json_schema::check`]).
 pub fn check_schema(schema: &serde_json::Value) -> Result<(), InputError> {
-    use serde_json::Value;
-    match schema {
-        Value::Object(_) | Value::Bool(_) => Ok(()),
-        Value::Null => Err(InputError::SchemaType("null")),
-        Value::Number(_) => Err(InputError::SchemaType("number")),
-        Value::String(_) => Err(InputError::SchemaType("string")),
-        Value::Array(_) => Err(InputError::SchemaType("array")),
-    }
+    Ok(json_schema::check(schema)?)
 }
 
 /// Checks that `pattern` parses as a regular expression in the syntax constrained decoding uses
 /// (Rust `regex-syntax`, as llguidance). The error text is the parser's, on one line.
 pub fn check_pattern(pattern: &str) -> Result<(), InputError> {
     check_text("pattern", pattern)?;
-    regex_syntax::Parser::new().parse(pattern).map(|_| ()).map_err(|e| {
-        let msg = match &e {
-            regex_syntax::Error::Parse(p) => p.kind().to_string(),
-            regex_syntax::Error::Translate(t) => t.kind().to_string(),
-            other => other.to_string(),
-        };
-        InputError::Regex(msg)
+    check_regex(pattern).map_err(InputError::Regex)
+}
+
+/// Parses a regular expression in the syntax constrained decoding uses (Rust `regex-syntax`, as
+/// llguidance); the error is the parser's reason, on one line.
+pub(crate) fn check_regex(pattern: &str) -> Result<(), String> {
+    regex_syntax::Parser::new().parse(pattern).map(|_| ()).map_err(|e| match &e {
+        regex_syntax::Error::Parse(p) => p.kind().to_string(),
+        regex_syntax::Error::Translate(t) => t.kind().to_string(),
+        other => other.to_string(),
     })
 }
 
@@ -228,7 +226,14 @@ mod tests {
         assert_eq!(check_priority(PRIORITY_MAX + 1), Err(InputError::Priority(PRIORITY_MAX + 1)));
         assert!(check_schema(&json!({"type": "object"})).is_ok());
         assert!(check_schema(&json!(true)).is_ok());
-        assert_eq!(check_schema(&json!([1])), Err(InputError::SchemaType("array")));
+        assert_eq!(
+            check_schema(&json!([1])).unwrap_err().to_string(),
+            "schema must be a JSON object or boolean (a JSON Schema), got a JSON array"
+        );
+        assert_eq!(
+            check_schema(&json!({"type": 12})).unwrap_err().to_string(),
+            "schema/type must be a string or an array of strings, got a JSON number"
+        );
         assert!(check_pattern("[a-z]+@[a-z]+\\.com").is_ok());
         assert_eq!(
             check_pattern("(ab").unwrap_err().to_string(),

@@ -39,6 +39,16 @@ SELECT stmt, sqlstate_of(stmt) AS outcome FROM (VALUES
     ($$SELECT steadytext_generate_json_async('', '{}')$$),
     ($$SELECT steadytext_generate_json_async('x', '{}', 0)$$),
     ($$SELECT steadytext_generate_json_async('x', '{not json}')$$),
+    -- ... and well-formed (every keyword's value of the right shape, nested): a malformed one
+    -- is refused at enqueue, never left to fail in a worker
+    ($$SELECT steadytext_generate_json_async('x', '{"type": 12}')$$),
+    ($$SELECT steadytext_generate_json_async('x', '{"type": ["string", "strng"]}')$$),
+    ($$SELECT steadytext_generate_json_async('x', '{"properties": {"a": 5}}')$$),
+    ($$SELECT steadytext_generate_json_async('x', '{"properties": {"a/b": {"enum": []}}}')$$),
+    ($$SELECT steadytext_generate_json_async('x', '{"$defs": {"n": {"type": "number", "multipleOf": 0}}}')$$),
+    ($$SELECT steadytext_generate_json_async('x', '{"type": "string", "minLength": 5, "maxLength": 2}')$$),
+    ($$SELECT steadytext_generate_json_async('x', '{"patternProperties": {"[a-": {}}}')$$),
+    ($$SELECT steadytext_generate_json_async('x', '{"oneOf": [{"type": "string"}, {"required": ["a", 1]}]}')$$),
     -- generate_regex
     ($$SELECT steadytext_generate_regex_async('x', NULL)$$),
     ($$SELECT steadytext_generate_regex_async('x', '')$$),
@@ -80,9 +90,18 @@ SELECT stmt, sqlstate_of(stmt) AS outcome FROM (VALUES
     -- following requests: NULL, unknown ids, empty lists, negative timeouts
     ($$SELECT steadytext_check_async(NULL)$$),
     ($$SELECT steadytext_check_async('00000000-0000-0000-0000-000000000000')$$),
+    -- check_async_batch takes uuid[] or text[]; an untyped NULL or literal matches both (42725)
     ($$SELECT steadytext_check_async_batch(NULL)$$),
+    ($$SELECT steadytext_check_async_batch(NULL::uuid[])$$),
     ($$SELECT steadytext_check_async_batch(ARRAY[]::uuid[])$$),
     ($$SELECT steadytext_check_async_batch(ARRAY[NULL]::uuid[])$$),
+    ($$SELECT steadytext_check_async_batch(NULL::text[])$$),
+    ($$SELECT steadytext_check_async_batch(ARRAY[]::text[])$$),
+    ($$SELECT steadytext_check_async_batch(ARRAY['00000000-0000-0000-0000-000000000000', NULL])$$),
+    ($$SELECT steadytext_check_async_batch(ARRAY['00000000-0000-0000-0000-000000000000', 'abc'])$$),
+    ($$SELECT steadytext_check_async_batch(ARRAY['00000000-0000-0000-0000-00000000000'])$$),
+    ($$SELECT steadytext_check_async_batch(ARRAY[' 00000000-0000-0000-0000-000000000000'])$$),
+    ($$SELECT steadytext_check_async_batch('{00000000-0000-0000-0000-000000000000}')$$),
     ($$SELECT steadytext_cancel_async(NULL)$$),
     ($$SELECT steadytext_cancel_async('00000000-0000-0000-0000-000000000000')$$),
     ($$SELECT steadytext_get_async_result(NULL)$$),

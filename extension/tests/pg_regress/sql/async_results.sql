@@ -36,6 +36,18 @@ SELECT b.request_id = ANY (ARRAY[:'done', :'broken', :'running']::uuid[]) AS kno
 FROM steadytext_check_async_batch(ARRAY[:'running', :'done',
         '00000000-0000-0000-0000-000000000000', :'broken']::uuid[]) b;
 SELECT count(*) FROM steadytext_check_async_batch(request_ids => ARRAY[:'done']::uuid[]);
+-- ... and with the ids as text (string literals, as in the documentation): the same rows
+SELECT b.request_id = ANY (ARRAY[:'done', :'broken']::uuid[]) AS known, b.status
+FROM steadytext_check_async_batch(ARRAY[:'done', '00000000-0000-0000-0000-000000000000',
+                                        :'broken']) b;
+SELECT count(*) FROM steadytext_check_async_batch(request_ids => ARRAY[:'done']::text[]);
+-- every text form uuid input accepts (case, braces, hyphens after any four digits)
+SELECT t.label, b.request_id = t.form::uuid AS same, b.status
+FROM (VALUES ('upper case', upper(:'done')), ('braces', '{' || :'done' || '}'),
+             ('no hyphens', replace(:'done', '-', '')),
+             ('hyphens every 4', regexp_replace(replace(:'done', '-', ''), '(....)(?!$)', '\1-', 'g')))
+     AS t(label, form),
+     steadytext_check_async_batch(ARRAY[t.form]) b;
 -- get_async_result
 SELECT steadytext_get_async_result(:'done');
 SELECT steadytext_get_async_result(request_id => :'done', timeout_seconds => 0);
