@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod daemon;
+pub mod model_dirs;
 #[cfg(feature = "models")]
 pub mod tiny_cross_encoder;
 #[cfg(feature = "models")]

@@ -4,25 +4,11 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-const FOLDER: &str = "all-MiniLM-L6-v2";
 const GGUF: &str = "all-MiniLM-L6-v2-f32.gguf";
 
-/// A fresh model directory holding (a link to) the packaged folder and nothing else.
+/// A fresh model directory holding (a link to) the packaged MiniLM folder and nothing else.
 fn model_dir() -> tempfile::TempDir {
-    let home = std::env::var_os("HOME").expect("HOME is set");
-    let source = std::env::var_os("STEADYTEXT_MODEL_DIR")
-        .filter(|v| !v.is_empty())
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| Path::new(&home).join(".cache/steadytext/models"))
-        .join(FOLDER);
-    assert!(
-        source.join("model.safetensors").exists(),
-        "all-MiniLM-L6-v2 folder missing at {}: run scripts/setup",
-        source.display()
-    );
-    let dir = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(&source, dir.path().join(FOLDER)).unwrap();
-    dir
+    steadytext_testkit::model_dirs::minilm_only()
 }
 
 fn steadytext(dir: &Path, args: &[&str]) -> Output {

@@ -1,0 +1,32 @@
+//! Private model directories for tests that must start from a known state (e.g. "not imported
+//! yet"), linking to the packaged model folders that scripts/setup unpacks.
+
+use std::path::{Path, PathBuf};
+
+/// Folder of the packaged all-MiniLM-L6-v2 inside a model directory.
+pub const MINILM_FOLDER: &str = "all-MiniLM-L6-v2";
+
+/// The shared model directory: `STEADYTEXT_MODEL_DIR`, else `~/.cache/steadytext/models`.
+pub fn shared_model_dir() -> PathBuf {
+    std::env::var_os("STEADYTEXT_MODEL_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").expect("HOME is set");
+            Path::new(&home).join(".cache/steadytext/models")
+        })
+}
+
+/// A fresh model directory holding (a link to) the packaged all-MiniLM-L6-v2 folder and
+/// nothing else; panics naming scripts/setup when the folder is missing.
+pub fn minilm_only() -> tempfile::TempDir {
+    let source = shared_model_dir().join(MINILM_FOLDER);
+    assert!(
+        source.join("model.safetensors").exists(),
+        "all-MiniLM-L6-v2 folder missing at {}: run scripts/setup",
+        source.display()
+    );
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    std::os::unix::fs::symlink(&source, dir.path().join(MINILM_FOLDER)).expect("a symlink");
+    dir
+}
