@@ -178,16 +178,16 @@ BEGIN
     IF backoff < interval '0' THEN
         RAISE EXCEPTION 'backoff must not be negative, got %', backoff USING ERRCODE = '22023';
     END IF;
+    IF retry_limit < 0 THEN
+        RAISE EXCEPTION 'retry_limit must not be negative, got %', retry_limit
+            USING ERRCODE = '22023';
+    END IF;
     SELECT * INTO job FROM steadytext_queue
     WHERE request_id = steadytext_queue_fail.request_id AND status = 'processing'
       AND worker_id = steadytext_queue_fail.worker_id
     FOR UPDATE;
     IF NOT FOUND THEN
         RETURN NULL;
-    END IF;
-    IF retry_limit < 0 THEN
-        RAISE EXCEPTION 'retry_limit must not be negative, got %', retry_limit
-            USING ERRCODE = '22023';
     END IF;
     IF retryable AND steadytext_queue_may_retry(job.retry_count, job.max_retries, retry_limit) THEN
         UPDATE steadytext_queue
