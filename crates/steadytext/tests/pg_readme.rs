@@ -3,6 +3,9 @@
 //! exactly that text (psql's aligned format). The configuration tables are generated from their
 //! declarations (`support::generated_tables`) and must match the README's marked regions;
 //! `STEADYTEXT_UPDATE_README=1` rewrites those regions instead. Keeps the README true.
+//!
+//! The examples under a `## ` heading that names pgvector need pgvector installed: without it
+//! they are skipped with a message (and the rest still runs), except in CI, where that fails.
 
 mod support;
 
@@ -18,11 +21,14 @@ struct Example {
     line: usize,
     sql: String,
     expected: Option<String>,
+    /// Under a `## ` heading that names pgvector.
+    needs_pgvector: bool,
 }
 
 fn examples(readme: &str) -> Vec<Example> {
     let lines: Vec<&str> = readme.lines().collect();
     let mut out = Vec::new();
+    let mut needs_pgvector = false;
     let mut i = 0;
     let block = |start: usize| -> (String, usize) {
         let mut body = String::new();
@@ -47,9 +53,12 @@ fn examples(readme: &str) -> Vec<Example> {
             } else {
                 (None, next)
             };
-            out.push(Example { line: i + 1, sql, expected });
+            out.push(Example { line: i + 1, sql, expected, needs_pgvector });
             i = after;
         } else {
+            if let Some(heading) = lines[i].strip_prefix("## ") {
+                needs_pgvector = heading.contains("pgvector");
+            }
             i += 1;
         }
     }
@@ -143,7 +152,25 @@ fn the_readme_sql_runs_and_prints_what_it_shows() {
             }
         }
     }
-    for ex in &examples {
+    let pgvector: bool = db
+        .query_one("SELECT count(*) > 0 FROM pg_available_extensions WHERE name = 'vector'", &[])
+        .unwrap()
+        .get(0);
+    let in_ci = std::env::var("CI").is_ok_and(|v| ["true", "1"].contains(&&*v.to_lowercase()));
+    let pgvector_examples = examples.iter().filter(|ex| ex.needs_pgvector).count();
+    assert!(pgvector_examples >= 3, "README has {pgvector_examples} pgvector examples");
+    if !pgvector {
+        let message = format!(
+            "pgvector is not installed: the README's {pgvector_examples} pgvector examples cannot \
+             run (scripts/setup installs it)"
+        );
+        if in_ci {
+            failures.push(message);
+        } else {
+            eprintln!("SKIPPED: {message}");
+        }
+    }
+    for ex in examples.iter().filter(|ex| pgvector || !ex.needs_pgvector) {
         let (ok, output) = psql(&cluster, &ex.sql);
         if !ok {
             failures.push(format!("README.md:{}: failed:\n{}\n{output}", ex.line, ex.sql));
