@@ -7,6 +7,7 @@ use serde_json::Value;
 use steadytext_api::wire::{ConstraintBody, EmbedBody, GenerateBody, RerankBody};
 use steadytext_core::embed::pgvector_text;
 
+use crate::engine_host::GenerateOptions;
 use crate::error::DaemonError;
 use crate::service::Service;
 
@@ -23,6 +24,8 @@ pub struct Job {
     pub retry_count: i32,
     /// The request's own retry limit.
     pub max_retries: i32,
+    /// The row's priority (the engine admits higher first when generations wait).
+    pub priority: i32,
 }
 
 fn bad(function: &str, reason: impl ToString) -> DaemonError {
@@ -37,8 +40,14 @@ fn field(function: &str, params: &Value, name: &str) -> Result<Value, DaemonErro
     params.get(name).cloned().ok_or_else(|| bad(function, format!("missing {name}")))
 }
 
-/// Runs the job through the service and returns its result text.
-pub async fn run(service: &Service, function: &str, params: &Value) -> Result<String, DaemonError> {
+/// Runs the job through the service and returns its result text; a generation waits for the
+/// engine at `priority` (the row's).
+pub async fn run(
+    service: &Service,
+    function: &str,
+    params: &Value,
+    priority: i32,
+) -> Result<String, DaemonError> {
     let generate = |constraint: Option<ConstraintBody>| -> Result<GenerateBody, DaemonError> {
         let mut body: GenerateBody = parse(function, params)?;
         body.constraint = constraint;
@@ -70,5 +79,6 @@ pub async fn run(service: &Service, function: &str, params: &Value) -> Result<St
         }
         other => return Err(bad(other, "unknown function_name")),
     };
-    Ok(service.generate(body).await?.text)
+    let options = GenerateOptions { priority, sink: None };
+    Ok(service.generate_with(body, options).await?.text)
 }

@@ -196,7 +196,7 @@ impl Worker {
         let rows = client
             .query(
                 "SELECT request_id::text, function_name, parameters::text, retry_count, \
-                        max_retries \
+                        max_retries, priority \
                  FROM steadytext_queue_claim($1, $2, $3::text::interval)",
                 &[&self.worker_id, &(batch as i32), &format!("{} seconds", lease.as_secs())],
             )
@@ -212,6 +212,7 @@ impl Worker {
                     })?,
                     retry_count: r.get(3),
                     max_retries: r.get(4),
+                    priority: r.get(5),
                 })
             })
             .collect()
@@ -235,7 +236,7 @@ impl Worker {
                 let started = Instant::now();
                 let outcome = tokio::time::timeout(
                     settings.timeout,
-                    job::run(&service, &j.function, &j.parameters),
+                    job::run(&service, &j.function, &j.parameters, j.priority),
                 )
                 .await
                 .unwrap_or(Err(DaemonError::Timeout(settings.timeout.as_secs())));
