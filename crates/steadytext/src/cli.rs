@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use steadytext_core::ModelDir;
+use steadytext_core::{ModelDir, ThreadPolicy};
 
 /// Deterministic local AI: same input, same model, same seed → byte-identical output.
 #[derive(Debug, Parser)]
@@ -195,6 +195,9 @@ pub struct BenchArgs {
     /// Tokens generated per prompt (1–4096). Default: 32.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub max_tokens: u32,
+    /// Measure generation only (skip the embedding figures). Default: off.
+    #[arg(long)]
+    pub generate_only: bool,
     /// Engine settings.
     #[command(flatten)]
     pub engine: EngineArgs,
@@ -206,7 +209,12 @@ pub struct EngineArgs {
     /// Directory holding the model files. Default: `~/.cache/steadytext/models`.
     #[arg(long, env = "STEADYTEXT_MODEL_DIR")]
     pub model_dir: Option<PathBuf>,
-    /// CPU threads for llama.cpp (1–256). Default: the number of available cores.
+    /// CPU threads for llama.cpp (1–256): a number fixes the count. Default: adaptive — up to
+    /// the available cores, but only the cores other processes leave free (measured every
+    /// 0.3 s, at least 1), because llama.cpp's threads spin while they wait for each other and
+    /// one descheduled thread stalls them all (2 cores with 2 busy processes: 2 threads decoded
+    /// at 22% of idle speed, 1 thread at about half). Outputs do not depend on the count. In a
+    /// container limited by a CPU quota, set a number (the load is measured machine-wide).
     #[arg(long, env = "STEADYTEXT_THREADS", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,
 }
@@ -217,11 +225,20 @@ impl EngineArgs {
         self.model_dir.clone().map(ModelDir::new).unwrap_or_else(ModelDir::resolve)
     }
 
-    /// The thread count: `--threads`, else the number of available cores.
+    /// The largest thread count: `--threads`, else the number of available cores.
     pub fn thread_count(&self) -> usize {
         self.threads
             .map(usize::from)
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
+    /// How generation picks its thread count: `--threads` fixes it; without it, adaptive up
+    /// to the available cores.
+    pub fn thread_policy(&self) -> ThreadPolicy {
+        match self.threads {
+            Some(n) => ThreadPolicy::Fixed(usize::from(n)),
+            None => ThreadPolicy::Adaptive(self.thread_count()),
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use steadytext_core::models::{ModelDir, MINILM_L6_V2};
 use steadytext_core::registry::{self, ModelChoice, Role};
 use steadytext_core::rerank::{ModelReranker, Ranking};
 use steadytext_core::{
-    Caller, CoreError, DecodeBatch, Embedder, GenerateRequest, Generation, Generator,
+    Caller, CoreError, DecodeBatch, Embedder, GenerateRequest, Generation, Generator, ThreadPolicy,
 };
 use tokio::sync::{mpsc as tokio_mpsc, oneshot};
 
@@ -42,8 +42,8 @@ pub struct ModelInfo {
 pub struct EngineConfig {
     /// Where the model files are.
     pub model_dir: ModelDir,
-    /// llama.cpp threads.
-    pub threads: usize,
+    /// llama.cpp threads of generation (encoders use its maximum, fixed).
+    pub threads: ThreadPolicy,
     /// Most generation requests decoded together.
     pub max_batch: usize,
 }
@@ -136,10 +136,10 @@ impl EngineHandle {
         let (tx, rx) = mpsc::channel::<Job>();
         let (ready_tx, ready_rx) = mpsc::channel();
         std::thread::Builder::new().name("steadytext-engine".into()).spawn(move || {
-            let threads = config.threads;
-            let generator =
-                load_role(&config, Role::Generation, |p, _| Generator::load(p, threads))
-                    .expect("the mini set has a generation model");
+            let policy = config.threads;
+            let threads = policy.max() as usize;
+            let generator = load_role(&config, Role::Generation, |p, _| Generator::load(p, policy))
+                .expect("the mini set has a generation model");
             let embedder = load_role(&config, Role::Embedding, |p, _| Embedder::load(p, threads))
                 .expect("the mini set has an embedding model");
             let reranker = load_role(&config, Role::Rerank, |p, c| {

@@ -130,7 +130,7 @@ fn start_service(daemon: &DaemonArgs) -> Result<Service, DaemonError> {
     let metrics = Metrics::default();
     let config = EngineConfig {
         model_dir: engine.model_dir(),
-        threads: engine.thread_count(),
+        threads: engine.thread_policy(),
         max_batch: usize::from(max_batch),
     };
     let handle = EngineHandle::start(config, metrics.clone())?;
