@@ -1,7 +1,8 @@
 //! `steadytext serve` / `steadytext worker` child processes: started with a throwaway cache
 //! file, waited for with a deadline, killed on drop.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -102,6 +103,38 @@ impl Daemon {
             }
         }
         Ok(daemon)
+    }
+}
+
+impl Daemon {
+    /// The body of `GET path` on a `serve` daemon (e.g. `/metrics`).
+    pub fn get(&self, path: &str) -> Result<String> {
+        let addr = self.url.trim_start_matches("http://");
+        let mut s = TcpStream::connect(addr).map_err(BenchError::io(format!("connect {addr}")))?;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).map_err(BenchError::io("send a request"))?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).map_err(BenchError::io("read a response"))?;
+        match out.split_once("\r\n\r\n") {
+            Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_owned()),
+            _ => Err(BenchError::Process(format!(
+                "GET {path}: {}",
+                out.lines().next().unwrap_or("")
+            ))),
+        }
+    }
+
+    /// The value of the counter `name` in `/metrics` (summed over its series; 0 when it has
+    /// none yet).
+    pub fn counter(&self, name: &str) -> Result<f64> {
+        let text = self.get("/metrics")?;
+        Ok(text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.rsplit_once(' '))
+            .filter(|(series, _)| *series == name || series.starts_with(&format!("{name}{{")))
+            .filter_map(|(_, v)| v.parse::<f64>().ok())
+            .sum())
     }
 }
 
