@@ -97,7 +97,10 @@ pub struct WorkerArgs {
 /// Settings shared by `serve` and `worker`.
 #[derive(Debug, Args)]
 pub struct DaemonArgs {
-    /// Most generation requests decoded together in one engine batch (1–64). Default: 8.
+    /// Most generations decoding at once: a request joins the running decode batch at its next
+    /// step while fewer are live, else waits (highest priority first, then oldest) (1–64). Each
+    /// place holds a 4096-token KV stream for the daemon's life (Gemma 3 270M: about 27 MiB).
+    /// Default: 8.
     #[arg(long, env = "STEADYTEXT_MAX_BATCH", default_value_t = 8,
           value_parser = clap::value_parser!(u16).range(1..=64))]
     pub max_batch: u16,
@@ -157,7 +160,7 @@ pub struct DbArgs {
 /// `SELECT pg_reload_conf()`), then to its default.
 #[derive(Debug, Clone, Args)]
 pub struct WorkerTuning {
-    /// Requests claimed and processed at once (1–256).
+    /// Requests processed at once (slots; a free slot claims the next request) (1–256).
     /// Default: the GUC `steadytext.worker_concurrency`, else 1.
     #[arg(long, env = "STEADYTEXT_WORKER_CONCURRENCY",
           value_parser = clap::value_parser!(u16).range(1..=256))]
@@ -209,12 +212,13 @@ pub struct EngineArgs {
     /// Directory holding the model files. Default: `~/.cache/steadytext/models`.
     #[arg(long, env = "STEADYTEXT_MODEL_DIR")]
     pub model_dir: Option<PathBuf>,
-    /// CPU threads for llama.cpp (1–256): a number fixes the count. Default: adaptive — up to
-    /// the available cores, but only the cores other processes leave free (measured every
-    /// 0.3 s, at least 1), because llama.cpp's threads spin while they wait for each other and
-    /// one descheduled thread stalls them all (2 cores with 2 busy processes: 2 threads decoded
-    /// at 22% of idle speed, 1 thread at about half). Outputs do not depend on the count. In a
-    /// container limited by a CPU quota, set a number (the load is measured machine-wide).
+    /// CPU threads for generation (1–256; embeddings and reranking always use the maximum).
+    /// A number fixes the count; without one it adapts: up to the available cores, but only
+    /// those other processes leave free (measured every 0.3 s, at least 1), because llama.cpp's
+    /// threads spin while they wait for each other and one that lost its core stalls the rest
+    /// (bench/README.md, `contention`). Outputs do not depend on the count. In a container
+    /// limited by a CPU quota, set a number (the load is measured machine-wide).
+    /// Default: adaptive, up to the number of available cores.
     #[arg(long, env = "STEADYTEXT_THREADS", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,
 }

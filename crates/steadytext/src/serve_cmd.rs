@@ -175,7 +175,7 @@ fn shutdown_signal() -> Result<watch::Receiver<bool>, DaemonError> {
             _ = term.recv() => {}
             _ = int.recv() => {}
         }
-        eprintln!("steadytext: shutting down (finishing the current batch)");
+        eprintln!("steadytext: shutting down (finishing the running requests)");
         let _ = tx.send(true);
     });
     Ok(rx)
