@@ -7,7 +7,13 @@
 // generate_batch8 lines. The batched run has none of the engine's determinism constraints, so
 // its ratio to the single run is what llama.cpp's kernels give on the machine.
 //
-// usage: llama-raw-decode MODEL.gguf THREADS MAX_TOKENS
+// With a fourth argument POLL, both contexts compute on one persistent ggml threadpool of THREADS
+// threads attached with llama_attach_threadpool, whose threads wait for the next graph with
+// that polling level (0: sleep on a condition variable at once; ggml's default is 50); without
+// it, llama.cpp starts fresh threads for every graph (what the engine does). `bench/run
+// contention` compares the two under CPU contention.
+//
+// usage: llama-raw-decode MODEL.gguf THREADS MAX_TOKENS [POLL]
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -57,7 +63,8 @@ static int generate(llama_context *ctx, const llama_vocab *vocab, const char *pr
 
 // Decodes all prompts together, one sequence each, on a fresh context sized for them; returns
 // the number of generated tokens, or -1 on error.
-static long generate_batch(llama_model *model, const llama_vocab *vocab, int threads, int max_tokens) {
+static long generate_batch(llama_model *model, const llama_vocab *vocab, int threads, int max_tokens,
+                           ggml_threadpool *pool) {
     const int n = 8;
     llama_context_params cp = llama_context_default_params();
     cp.n_ctx = 4096;
@@ -69,6 +76,7 @@ static long generate_batch(llama_model *model, const llama_vocab *vocab, int thr
     cp.n_threads_batch = threads;
     llama_context *ctx = llama_init_from_model(model, cp);
     if (!ctx) return -1;
+    if (pool) llama_attach_threadpool(ctx, pool, pool);
     llama_batch batch = llama_batch_init(512, 0, 1);
     // index of each live sequence's logits in the last decoded batch; -1 once it is done
     std::vector<int> logits_at(n, -1);
@@ -124,12 +132,22 @@ static long generate_batch(llama_model *model, const llama_vocab *vocab, int thr
 }
 
 int main(int argc, char **argv) {
-    if (argc != 4) {
-        fprintf(stderr, "usage: %s MODEL.gguf THREADS MAX_TOKENS\n", argv[0]);
+    if (argc != 4 && argc != 5) {
+        fprintf(stderr, "usage: %s MODEL.gguf THREADS MAX_TOKENS [POLL]\n", argv[0]);
         return 2;
     }
     const int threads = atoi(argv[2]);
     const int max_tokens = atoi(argv[3]);
+    ggml_threadpool *pool = nullptr;
+    if (argc == 5) {
+        ggml_threadpool_params tpp = ggml_threadpool_params_default(threads);
+        tpp.poll = (uint32_t)atoi(argv[4]);
+        pool = ggml_threadpool_new(&tpp);
+        if (!pool) {
+            fprintf(stderr, "cannot create a threadpool\n");
+            return 1;
+        }
+    }
     llama_log_set(quiet_log, nullptr);
     llama_backend_init();
     llama_model *model = llama_model_load_from_file(argv[1], llama_model_default_params());
@@ -149,6 +167,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "cannot create a context\n");
         return 1;
     }
+    if (pool) llama_attach_threadpool(ctx, pool, pool);
     if (generate(ctx, vocab, PROMPTS[0], max_tokens) < 0) return 1;  // warm-up: page weights in
     long total = 0;
     auto start = std::chrono::steady_clock::now();
@@ -165,7 +184,7 @@ int main(int argc, char **argv) {
            total, secs, total / secs);
     llama_free(ctx);
     start = std::chrono::steady_clock::now();
-    long batched = generate_batch(model, vocab, threads, max_tokens);
+    long batched = generate_batch(model, vocab, threads, max_tokens, pool);
     if (batched < 0) {
         fprintf(stderr, "batched decode failed\n");
         return 1;
@@ -173,6 +192,7 @@ int main(int argc, char **argv) {
     double bsecs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     printf("raw_llama_cpp_batch8 prompts=8 threads=%d tokens=%ld seconds=%.3f tokens_per_s=%.1f\n",
            threads, batched, bsecs, batched / bsecs);
+    if (pool) ggml_threadpool_free(pool);
     llama_model_free(model);
     llama_backend_free();
     return 0;

@@ -2,10 +2,14 @@
 //! with the installed extension (and `steadytext` processes where needed), measures, prints one
 //! machine-readable line (see [`report::Line`]), and stops everything it started.
 
+pub mod cancel_release;
+pub mod completion;
+pub mod contention;
 pub mod drain;
 pub mod engine;
 pub mod enqueue;
 pub mod error;
+pub mod mixed_latency;
 pub mod queue_latency;
 pub mod report;
 pub mod setup;

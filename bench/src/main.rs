@@ -3,9 +3,11 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use steadytext_bench::contention::Target;
 use steadytext_bench::drain::{self, Workload};
+use steadytext_bench::mixed_latency::{self, Mix};
 use steadytext_bench::setup::Env;
-use steadytext_bench::{engine, enqueue, queue_latency, sync_latency};
+use steadytext_bench::{cancel_release, contention, engine, enqueue, queue_latency, sync_latency};
 
 /// Rerunnable benchmarks of pg_steadytext; each prints `bench figure=… key=value …` lines.
 #[derive(Debug, Parser)]
@@ -83,6 +85,54 @@ enum Figure {
         #[arg(long, default_value_t = 16)]
         max_tokens: i32,
     },
+    /// Figure 6: short requests' latency beside long generations, and with none (p50/p95).
+    MixedLatency {
+        /// Long generations running meanwhile. Default: 8.
+        #[arg(long, default_value_t = 8)]
+        longs: u32,
+        /// Tokens of each long generation. Default: 256.
+        #[arg(long, default_value_t = 256)]
+        long_tokens: i32,
+        /// Embeddings, and 4-token generations, per phase. Default: 20.
+        #[arg(long, default_value_t = 20)]
+        shorts: u32,
+        /// Worker --concurrency (above --longs, so short requests find a slot). Default: 16.
+        #[arg(long, default_value_t = 16)]
+        concurrency: u16,
+        /// Engine --max-batch (above --longs, so short generations join at once). Default: 16.
+        #[arg(long, default_value_t = 16)]
+        max_batch: u16,
+    },
+    /// Figure 7: cancel of a running generation → the next request done, in decode steps.
+    CancelRelease {
+        /// Cancellations timed. Default: 10.
+        #[arg(long, default_value_t = 10)]
+        rounds: u32,
+        /// Tokens the cancelled generations ask for. Default: 1024.
+        #[arg(long, default_value_t = 1024)]
+        long_tokens: i32,
+    },
+    /// Figure 8: generation tokens/s with 0, 1, 2 busy processes beside it, per thread policy.
+    Contention {
+        /// The raw llama.cpp program for the `raw…` policies (bench/build-llama-raw prints its
+        /// path). Default: none (then give only engine policies).
+        #[arg(long)]
+        raw_bin: Option<PathBuf>,
+        /// The GGUF of the raw runs. Default: as for `engine`.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Tokens per prompt. Default: 64.
+        #[arg(long, default_value_t = 64)]
+        max_tokens: u32,
+        /// Policies: `adaptive` (no --threads), a thread count, raw llama.cpp `rawN` (fresh
+        /// threads per graph) or `rawN-pollP` (a persistent threadpool with polling level P).
+        /// Default: 1,2,adaptive,raw2,raw2-poll0.
+        #[arg(long, value_delimiter = ',', default_values_t = ["1", "2", "adaptive", "raw2", "raw2-poll0"].map(String::from))]
+        policies: Vec<String>,
+        /// Busy process counts. Default: 0,1,2.
+        #[arg(long, value_delimiter = ',', default_values_t = [0, 1, 2])]
+        busy: Vec<usize>,
+    },
     /// Figure 5: engine single-sequence tokens/s vs raw llama.cpp, same GGUF and threads.
     Engine {
         /// The raw llama.cpp program (bench/build-llama-raw prints its path).
@@ -99,6 +149,14 @@ enum Figure {
         #[arg(long, default_value_t = 2)]
         rounds: u32,
     },
+}
+
+/// gemma-3-270m-q4_k_m.gguf in STEADYTEXT_MODEL_DIR or ~/.cache/steadytext/models.
+fn default_model() -> PathBuf {
+    let dir = std::env::var_os("STEADYTEXT_MODEL_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/steadytext/models")
+    });
+    dir.join("gemma-3-270m-q4_k_m.gguf")
 }
 
 fn main() -> anyhow::Result<()> {
@@ -127,16 +185,18 @@ fn main() -> anyhow::Result<()> {
         Figure::Sync { hits, misses, max_tokens } => {
             sync_latency::run(&env, hits, misses, max_tokens)?
         }
+        Figure::MixedLatency { longs, long_tokens, shorts, concurrency, max_batch } => {
+            mixed_latency::run(&env, Mix { longs, long_tokens, shorts, concurrency, max_batch })?
+        }
+        Figure::CancelRelease { rounds, long_tokens } => {
+            cancel_release::run(&env, rounds, long_tokens)?
+        }
+        Figure::Contention { raw_bin, model, max_tokens, policies, busy } => {
+            let target = Target { raw_bin, model: model.unwrap_or_else(default_model) };
+            contention::run(&env, &target, max_tokens, &policies, &busy)?
+        }
         Figure::Engine { raw_bin, model, max_tokens, rounds } => {
-            let model = model.unwrap_or_else(|| {
-                let dir = std::env::var_os("STEADYTEXT_MODEL_DIR")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| {
-                        PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                            .join(".cache/steadytext/models")
-                    });
-                dir.join("gemma-3-270m-q4_k_m.gguf")
-            });
+            let model = model.unwrap_or_else(default_model);
             engine::run(&env, &raw_bin, &model, max_tokens, rounds)?
         }
     }

@@ -10,9 +10,11 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
-use crate::backend::{backend, load_model, thread_count};
+use crate::backend::{backend, load_model};
+use crate::decode_batch::{Caller, DecodeBatch, Sequence};
 use crate::error::decode_err;
 use crate::guide::{Guidance, Guide};
+use crate::threads::ThreadPolicy;
 use crate::{Constraint, CoreError};
 
 /// Longest prompt plus `max_tokens` of one generation request (the context window).
@@ -35,7 +37,7 @@ pub const SPLIT_KV_FREE_POSITIONS: i32 = 256;
 const KERNEL_PROBE_PROMPT: &str = "The quick brown fox jumps over the lazy dog because";
 
 /// Largest number of prompt tokens fed to llama.cpp in one decode call.
-const PROMPT_CHUNK: usize = 512;
+pub(crate) const PROMPT_CHUNK: usize = 512;
 
 /// One generation request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,7 +67,7 @@ pub struct Generation {
 pub struct Generator {
     model: LlamaModel,
     path: PathBuf,
-    threads: i32,
+    threads: ThreadPolicy,
     /// Whether every step with a single live sequence needs a companion row, because this
     /// model's single-row products round differently from its multi-row ones (measured at
     /// load by [`Generator::single_row_kernels_differ`]).
@@ -75,13 +77,14 @@ pub struct Generator {
 }
 
 impl Generator {
-    /// Loads a GGUF model from `path`, running on `threads` CPU threads.
-    pub fn load(path: &Path, threads: usize) -> Result<Self, CoreError> {
+    /// Loads a GGUF model from `path`, decoding on `threads` CPU threads (a count, or a
+    /// [`ThreadPolicy`]).
+    pub fn load(path: &Path, threads: impl Into<ThreadPolicy>) -> Result<Self, CoreError> {
         let model = load_model(path)?;
         let mut generator = Self {
             model,
             path: path.to_owned(),
-            threads: thread_count(threads),
+            threads: threads.into(),
             companion_always: true,
             guidance: OnceLock::new(),
         };
@@ -113,7 +116,7 @@ impl Generator {
         let Some((&last, head)) = prompt.split_last() else {
             return Ok(true);
         };
-        let mut ctx = self.new_context(2, prompt.len())?;
+        let mut ctx = self.new_context(2, prompt.len(), self.threads.now())?;
         let mut batch = LlamaBatch::new(PROMPT_CHUNK, 1);
         for (i, tok) in head.iter().enumerate() {
             batch.add(*tok, i as i32, &[0], false).map_err(decode_err)?;
@@ -134,6 +137,11 @@ impl Generator {
         let alone = step(false)?;
         let paired = step(true)?;
         Ok(alone.iter().zip(&paired).any(|(a, b)| a.to_bits() != b.to_bits()))
+    }
+
+    /// How many threads this generator decodes with.
+    pub fn thread_policy(&self) -> ThreadPolicy {
+        self.threads
     }
 
     /// The model file this generator was loaded from.
@@ -163,172 +171,86 @@ impl Generator {
     /// [`Generator::generate_batch`], stopping request `i` with [`CoreError::Abandoned`] as
     /// soon as `keep(i)` turns false (checked before its prompt is fed and before every decode
     /// step), e.g. because its caller timed out. The other requests' outputs do not change.
+    ///
+    /// A thin wrapper over [`DecodeBatch`]: a context with one stream per valid request, sized
+    /// to the longest; every prompt is prefilled (one by one), then all decode together until
+    /// the last one ends.
     pub fn generate_batch_while(
         &self,
         reqs: &[GenerateRequest],
         keep: &dyn Fn(usize) -> bool,
     ) -> Result<Vec<Result<Generation, CoreError>>, CoreError> {
-        let vocab = self.model.vocab();
         let mut results: Vec<Option<Result<Generation, CoreError>>> =
             Vec::with_capacity(reqs.len());
-        let mut seqs: Vec<Sequence> = Vec::new();
-        for (slot, req) in reqs.iter().enumerate() {
-            let prompt = vocab.tokenize(req.prompt.as_bytes(), true, false);
-            let check = if prompt.is_empty() {
-                Err(CoreError::Prompt("prompt produced no tokens".into()))
-            } else if prompt.len() + req.max_tokens as usize > N_CTX as usize {
-                Err(CoreError::ContextOverflow {
-                    prompt_tokens: prompt.len(),
-                    max_tokens: req.max_tokens,
-                    n_ctx: N_CTX,
-                })
-            } else {
-                req.constraint.as_ref().map(|c| self.guide(c)).transpose()
-            };
-            match check {
-                Err(e) => results.push(Some(Err(e))),
-                Ok(guide) => {
+        let mut valid = Vec::new();
+        for (i, req) in reqs.iter().enumerate() {
+            match self.prepare(req, N_CTX as usize) {
+                Ok(seq) => {
                     results.push(None);
-                    seqs.push(Sequence {
-                        slot,
-                        prompt,
-                        max_tokens: req.max_tokens,
-                        pos: 0,
-                        next: None,
-                        out: Vec::new(),
-                        generated: 0,
-                        done: req.max_tokens == 0,
-                        guide,
-                        error: None,
-                    });
+                    valid.push((i, seq));
                 }
+                Err(e) => results.push(Some(Err(e))),
             }
         }
-        if !seqs.is_empty() {
-            // one extra stream for the companion row of single-sequence steps
-            let longest = seqs.iter().map(|q| q.prompt.len() + q.max_tokens as usize).max();
-            let mut ctx = self.new_context(seqs.len() as u32 + 1, longest.unwrap_or(1))?;
-            let mut batch = LlamaBatch::new(PROMPT_CHUNK.max(seqs.len()), 1);
-            self.feed_prompts(&mut ctx, &mut batch, &mut seqs, keep)?;
-            self.decode_loop(&mut ctx, &mut batch, &mut seqs, keep)?;
-            for seq in seqs {
-                let slot = seq.slot;
-                results[slot] = Some(seq.finish());
+        let longest = valid.iter().map(|(_, q)| q.prompt.len() + q.max_tokens as usize).max();
+        if let Some(longest) = longest {
+            let mut batch = DecodeBatch::new(self, valid.len(), longest)?;
+            let mut finished = Vec::new();
+            for (index, seq) in valid {
+                finished.extend(batch.admit_prepared(seq, Indexed { index, keep }));
+            }
+            while !batch.is_empty() {
+                finished.extend(batch.step());
+            }
+            for (caller, result) in finished {
+                results[caller.index] = Some(result);
             }
         }
         Ok(results.into_iter().map(|r| r.expect("every request answered")).collect())
     }
 
-    /// Decodes each prompt on its own, in chunks of at most [`PROMPT_CHUNK`] tokens, exactly as
-    /// when the request runs alone, and picks each sequence's first token.
+    /// A long-lived decoding context for continuous batching: up to `capacity` generations
+    /// decoded together, each of up to [`N_CTX`] positions, joining and leaving at any step.
     ///
-    /// Determinism: prompts are not mixed into one decode call. llama.cpp splits a mixed batch
-    /// into micro-batches with an equal number of tokens per sequence, so a prompt's tokens
-    /// would be grouped differently depending on its neighbours' lengths, and ggml's CPU flash
-    /// attention picks different kernels (tiled for ≥ 64 queries of a sequence, split-KV for a
-    /// single query) from those group sizes. Measured: mixing prompts changed outputs in
-    /// batches of 8; feeding them one by one keeps every batch byte-identical to running alone.
-    fn feed_prompts(
+    /// Its streams hold [`N_CTX`] cells each, whatever the request; that changes no output
+    /// (see [`Generator::new_context`]: the attended length and the cell layout do not depend
+    /// on the stream size, and cells left by an earlier request of a reused stream are masked,
+    /// as the zeroed cells of a fresh context are). KV memory is `capacity + 1` times a 4096-cell
+    /// stream (for Gemma 3 270M about 28 MiB per stream: 3 global-attention layers of 4096
+    /// cells, 15 sliding-window layers of 1024).
+    pub fn decode_batch<C: Caller>(
         &self,
-        ctx: &mut LlamaContext<'_>,
-        batch: &mut LlamaBatch<'_>,
-        seqs: &mut [Sequence],
-        keep: &dyn Fn(usize) -> bool,
-    ) -> Result<(), CoreError> {
-        for (s, seq) in seqs.iter_mut().enumerate() {
-            if !keep(seq.slot) {
-                seq.fail(CoreError::Abandoned);
-                continue;
-            }
-            let mut pos = 0usize;
-            for chunk in seq.prompt.chunks(PROMPT_CHUNK) {
-                batch.clear();
-                for (i, tok) in chunk.iter().enumerate() {
-                    let last = pos + i + 1 == seq.prompt.len();
-                    batch.add(*tok, (pos + i) as i32, &[s as i32], last).map_err(decode_err)?;
-                }
-                ctx.decode(batch).map_err(decode_err)?;
-                pos += chunk.len();
-            }
-            seq.pos = pos as i32;
-            seq.choose(ctx.get_logits_ith(batch.n_tokens() - 1));
-        }
-        Ok(())
+        capacity: usize,
+    ) -> Result<DecodeBatch<'_, C>, CoreError> {
+        DecodeBatch::new(self, capacity, N_CTX as usize)
     }
 
-    /// Greedy decoding of all sequences in lock-step: one llama.cpp decode call per step with
-    /// one token of every live sequence.
-    ///
-    /// Determinism: a step with a single live sequence must compute that sequence exactly as
-    /// a step shared with others would. It then also decodes a companion row (a BOS token at
-    /// position 0 of the spare stream `seqs.len()`, whose cache is cleared before each step and
-    /// whose logits are ignored) when the model's single-row products round differently from
-    /// multi-row ones ([`Generator::companion_always`]), and from position
-    /// [`SPLIT_KV_FREE_POSITIONS`] on, where ggml's flash attention would otherwise split a lone
-    /// stream's KV by thread count. Steps shared by several sequences never take either path.
-    fn decode_loop(
+    /// Tokenizes and checks `req` for a stream of `positions` cells: a non-empty prompt that
+    /// fits with its `max_tokens`, a valid constraint.
+    pub(crate) fn prepare(
         &self,
-        ctx: &mut LlamaContext<'_>,
-        batch: &mut LlamaBatch<'_>,
-        seqs: &mut [Sequence],
-        keep: &dyn Fn(usize) -> bool,
-    ) -> Result<(), CoreError> {
-        let vocab = self.model.vocab();
-        let companion = seqs.len() as i32;
-        loop {
-            let mut live: Vec<(usize, LlamaToken)> = Vec::new();
-            for (s, seq) in seqs.iter_mut().enumerate() {
-                if seq.done {
-                    continue;
-                }
-                if !keep(seq.slot) {
-                    seq.fail(CoreError::Abandoned);
-                    continue;
-                }
-                let token = seq.next.take().expect("a pending token for every live sequence");
-                if vocab.is_eog(token) {
-                    if let Some(guide) = &mut seq.guide {
-                        guide.end();
-                    }
-                    seq.done = true;
-                    continue;
-                }
-                if let Some(guide) = &mut seq.guide {
-                    if let Err(e) = guide.commit(token) {
-                        seq.fail(e);
-                        continue;
-                    }
-                }
-                vocab.token_to_piece_into(token, &mut seq.out, false, None);
-                seq.generated += 1;
-                let complete = seq.guide.as_ref().is_some_and(Guide::is_complete);
-                if complete || seq.generated >= seq.max_tokens {
-                    seq.done = true;
-                    continue;
-                }
-                live.push((s, token));
-            }
-            if live.is_empty() {
-                return Ok(());
-            }
-            batch.clear();
-            for &(s, token) in &live {
-                batch.add(token, seqs[s].pos, &[s as i32], true).map_err(decode_err)?;
-            }
-            let needs_companion = match live.as_slice() {
-                [(s, _)] => self.companion_always || seqs[*s].pos >= SPLIT_KV_FREE_POSITIONS,
-                _ => false,
-            };
-            if needs_companion {
-                ctx.clear_kv_cache_seq(Some(companion as u32), None, None).map_err(decode_err)?;
-                batch.add(vocab.bos(), 0, &[companion], true).map_err(decode_err)?;
-            }
-            ctx.decode(batch).map_err(decode_err)?;
-            for (i, &(s, _)) in live.iter().enumerate() {
-                seqs[s].pos += 1;
-                seqs[s].choose(ctx.get_logits_ith(i as i32));
-            }
+        req: &GenerateRequest,
+        positions: usize,
+    ) -> Result<Sequence, CoreError> {
+        let prompt = self.model.vocab().tokenize(req.prompt.as_bytes(), true, false);
+        if prompt.is_empty() {
+            return Err(CoreError::Prompt("prompt produced no tokens".into()));
         }
+        let n_ctx = positions.min(N_CTX as usize);
+        if prompt.len() + req.max_tokens as usize > n_ctx {
+            return Err(CoreError::ContextOverflow {
+                prompt_tokens: prompt.len(),
+                max_tokens: req.max_tokens,
+                n_ctx: n_ctx as u32,
+            });
+        }
+        let guide = req.constraint.as_ref().map(|c| self.guide(c)).transpose()?;
+        Ok(Sequence::new(prompt, req.max_tokens, guide))
+    }
+
+    /// The loaded llama.cpp model.
+    pub(crate) fn model(&self) -> &LlamaModel {
+        &self.model
     }
 
     /// A fresh matcher for `constraint`, building the vocabulary's llguidance environment on
@@ -342,7 +264,7 @@ impl Generator {
     }
 
     /// A fresh context for `n_seq` parallel sequences of at most `positions` tokens each
-    /// (prompt plus generated).
+    /// (prompt plus generated), computing on `threads` threads.
     ///
     /// Determinism: the KV cache is *not* unified — every sequence gets its own stream laid out
     /// exactly as when it runs alone. In a unified cache a sequence's cells would interleave
@@ -357,7 +279,12 @@ impl Generator {
     /// so cells are laid out the same in both caches (Gemma's sliding-window cache, at most
     /// 1024 cells, does not wrap either). The generation tests check outputs against each
     /// request alone and the published goldens.
-    fn new_context(&self, n_seq: u32, positions: usize) -> Result<LlamaContext<'_>, CoreError> {
+    pub(crate) fn new_context(
+        &self,
+        n_seq: u32,
+        positions: usize,
+        threads: i32,
+    ) -> Result<LlamaContext<'_>, CoreError> {
         let cells = (positions as u32).div_ceil(KV_PAD).max(1) * KV_PAD;
         let params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(cells * n_seq))
@@ -365,63 +292,22 @@ impl Generator {
             .with_kv_unified(false)
             .with_n_batch(PROMPT_CHUNK as u32)
             .with_n_ubatch(PROMPT_CHUNK as u32)
-            .with_n_threads(self.threads)
-            .with_n_threads_batch(self.threads);
+            .with_n_threads(threads)
+            .with_n_threads_batch(threads);
         self.model.new_context(backend()?, params).map_err(|e| CoreError::Context(e.to_string()))
     }
 }
 
-/// Decoding state of one request inside a batch.
-struct Sequence {
-    /// Index of the request in the caller's slice.
-    slot: usize,
-    prompt: Vec<LlamaToken>,
-    max_tokens: u32,
-    /// Position of the next token to decode.
-    pos: i32,
-    /// Token chosen from the latest logits, not yet emitted.
-    next: Option<LlamaToken>,
-    out: Vec<u8>,
-    generated: u32,
-    done: bool,
-    /// Constraint state, for a constrained request.
-    guide: Option<Guide>,
-    /// A per-request failure during decoding; the sequence stops.
-    error: Option<CoreError>,
+/// The caller of one request of [`Generator::generate_batch_while`]: its index and the keep
+/// predicate.
+struct Indexed<'k> {
+    index: usize,
+    keep: &'k dyn Fn(usize) -> bool,
 }
 
-impl Sequence {
-    /// Picks the next token from `logits`: the largest logit, among the tokens the constraint
-    /// allows for a constrained request.
-    fn choose(&mut self, logits: &[f32]) {
-        match &mut self.guide {
-            None => self.next = Some(greedy(logits)),
-            Some(guide) => match guide.choose(logits) {
-                Ok(token) => self.next = Some(token),
-                Err(e) => self.fail(e),
-            },
-        }
-    }
-
-    /// Stops the sequence with a per-request error.
-    fn fail(&mut self, e: CoreError) {
-        self.error = Some(e);
-        self.next = None;
-        self.done = true;
-    }
-
-    /// The request's result once decoding stopped.
-    fn finish(self) -> Result<Generation, CoreError> {
-        if let Some(e) = self.error {
-            return Err(e);
-        }
-        if let Some(guide) = self.guide {
-            guide.finish(self.max_tokens)?;
-        }
-        Ok(Generation {
-            text: String::from_utf8_lossy(&self.out).into_owned(),
-            tokens: self.generated,
-        })
+impl Caller for Indexed<'_> {
+    fn wanted(&self) -> bool {
+        (self.keep)(self.index)
     }
 }
 
@@ -431,7 +317,7 @@ impl Sequence {
 /// Two passes the compiler vectorises, over a vocabulary of up to 262 144 logits per step and
 /// sequence: the largest value in 8 independent lanes (the maximum does not depend on the order
 /// of comparisons), then the first index holding it.
-fn greedy(logits: &[f32]) -> LlamaToken {
+pub(crate) fn greedy(logits: &[f32]) -> LlamaToken {
     const LANES: usize = 8;
     let mut lanes = [f32::NEG_INFINITY; LANES];
     let chunks = logits.chunks_exact(LANES);

@@ -1,7 +1,8 @@
 //! Batched generation gives byte-identical outputs to generating each request alone.
 
+use serde_json::json;
 use steadytext_core::models::{ModelDir, GEMMA3_270M};
-use steadytext_core::{CoreError, GenerateRequest, Generator};
+use steadytext_core::{Caller, Constraint, CoreError, GenerateRequest, Generation, Generator};
 use steadytext_testkit::tiny_qwen3_reranker::{self, Head};
 
 fn generator() -> Generator {
@@ -133,5 +134,151 @@ fn an_f32_model_decodes_batched_as_alone() {
     let batched = tiny.generate_batch(&reqs).unwrap();
     for (i, got) in batched.iter().enumerate() {
         assert_eq!(got.as_ref().unwrap().text, alone[i], "request {i}");
+    }
+}
+
+/// The caller of one request in a continuous batch: its index, the step from which it stops
+/// wanting its result (if any), and the text pieces it was handed.
+struct Probe<'s> {
+    index: usize,
+    step: &'s std::cell::Cell<usize>,
+    abandon_at: Option<usize>,
+    pieces: String,
+}
+
+impl Caller for Probe<'_> {
+    fn wanted(&self) -> bool {
+        self.abandon_at.is_none_or(|at| self.step.get() < at)
+    }
+
+    fn piece(&mut self, text: &str) {
+        self.pieces.push_str(text);
+    }
+}
+
+/// Requests of every kind for the continuous batch: short and long prompts, short and long
+/// generations, free and constrained; two of them decode past position 256 (a 280-token prompt,
+/// a 300-token generation), where a sequence left alone needs its companion row.
+fn mixed() -> Vec<GenerateRequest> {
+    let json = Constraint::Json(json!({
+        "type": "object",
+        "properties": {"name": {"type": "string", "maxLength": 10}, "ok": {"type": "boolean"}},
+        "required": ["name", "ok"], "additionalProperties": false
+    }));
+    vec![
+        req("Once upon a time", 300),
+        req("Water boils at", 6),
+        req(&"A long prompt that repeats itself. ".repeat(40), 10),
+        GenerateRequest { constraint: Some(json), ..req("A person as JSON:", 40) },
+        GenerateRequest {
+            constraint: Some(Constraint::Regex("[0-9]{3}-[0-9]{4}".into())),
+            ..req("Call me at", 16)
+        },
+        GenerateRequest {
+            constraint: Some(Constraint::Choice(vec!["yes".into(), "no".into()])),
+            ..req("Is the sky blue? Answer:", 8)
+        },
+        req("The capital of France is", 16),
+        req(&counting(), 8),
+        req("def fibonacci(n):", 24),
+    ]
+}
+
+/// A request's result text and the pieces it streamed.
+type Outcome = (Result<String, CoreError>, String);
+
+/// Runs `reqs` through one long-lived [`steadytext_core::DecodeBatch`] of `capacity` streams:
+/// request `i` asks to join at step `joins[i]` (it waits while the batch is full, and joins
+/// only once an earlier one has joined), and stops wanting its result from step
+/// `abandon[i]`. Returns each request's result and streamed pieces, and the largest number of
+/// sequences decoded in one step.
+fn continuous(
+    g: &Generator,
+    reqs: &[GenerateRequest],
+    capacity: usize,
+    joins: &[usize],
+    abandon: &[Option<usize>],
+) -> (Vec<Outcome>, usize) {
+    let step = std::cell::Cell::new(0usize);
+    let mut batch = g.decode_batch(capacity).unwrap();
+    let mut out: Vec<Option<Outcome>> = (0..reqs.len()).map(|_| None).collect();
+    let mut next = 0;
+    let mut widest = 0;
+    let mut record = |finished: Vec<(Probe, Result<Generation, CoreError>)>| {
+        for (probe, result) in finished {
+            out[probe.index] = Some((result.map(|g| g.text), probe.pieces));
+        }
+    };
+    while next < reqs.len() || !batch.is_empty() {
+        while next < reqs.len() && joins[next] <= step.get() && !batch.is_full() {
+            let probe = Probe {
+                index: next,
+                step: &step,
+                abandon_at: abandon[next],
+                pieces: String::new(),
+            };
+            record(batch.admit(&reqs[next], probe).into_iter().collect());
+            next += 1;
+        }
+        widest = widest.max(batch.len());
+        record(batch.step());
+        step.set(step.get() + 1);
+    }
+    (out.into_iter().map(|o| o.expect("every request finished")).collect(), widest)
+}
+
+#[test]
+fn requests_joining_and_leaving_at_any_step_decode_as_alone() {
+    let g = generator();
+    let reqs = mixed();
+    let alone: Vec<String> = reqs.iter().map(|r| g.generate(r).unwrap()).collect();
+    // (capacity, join step of each request): requests join while others are mid-decode, wait
+    // for a full batch to make room, and leave at different lengths; the last one joins the
+    // 300-token generation past its position 256, after it decoded alone for a while
+    let schedules: [(usize, [usize; 9]); 3] = [
+        (4, [0, 0, 2, 5, 5, 9, 40, 270, 271]),
+        (2, [0, 3, 3, 3, 10, 10, 10, 200, 290]),
+        (9, [7, 0, 0, 1, 1, 2, 2, 3, 3]),
+    ];
+    let mut bad = Vec::new();
+    for (capacity, joins) in schedules {
+        let (got, widest) = continuous(&g, &reqs, capacity, &joins, &[None; 9]);
+        assert!(
+            widest >= capacity.min(4),
+            "capacity {capacity}: at most {widest} decoded together"
+        );
+        for (i, (result, pieces)) in got.iter().enumerate() {
+            let text = result.as_ref().unwrap();
+            if text != &alone[i] {
+                bad.push(format!(
+                    "request {i}, capacity {capacity}, joins {joins:?}: {text:?} vs alone {:?}",
+                    alone[i]
+                ));
+            }
+            assert_eq!(pieces, text, "the streamed pieces of request {i} make up its text");
+        }
+    }
+    assert!(bad.is_empty(), "continuous outputs differ from alone:\n{}", bad.join("\n"));
+}
+
+#[test]
+fn an_abandoned_sequence_leaves_its_stream_to_the_next_request() {
+    let g = generator();
+    let reqs = vec![
+        req("Once upon a time", 400),
+        req("The capital of France is", 16),
+        req("def fibonacci(n):", 24),
+        req("PostgreSQL is a relational database that", 20),
+    ];
+    let alone: Vec<String> = reqs[1..].iter().map(|r| g.generate(r).unwrap()).collect();
+    // capacity 2: the long request is stopped at step 30; requests 2 and 3 each wait for a free
+    // stream (request 1 ending, request 0 stopped) and decode in a reused one
+    let (got, _) = continuous(&g, &reqs, 2, &[0, 0, 1, 1], &[Some(30), None, None, None]);
+    assert!(matches!(got[0].0, Err(CoreError::Abandoned)), "{:?}", got[0].0);
+    // stopped at step 30: at most 30 tokens of text were streamed (400 would be ~300 words)
+    let words = got[0].1.split_whitespace().count();
+    assert!((1..=30).contains(&words), "stopped early: {:?}", got[0].1);
+    for i in 1..4 {
+        assert_eq!(got[i].0.as_ref().unwrap(), &alone[i - 1], "request {i}");
     }
 }

@@ -33,6 +33,14 @@ pub enum DaemonError {
         /// Its last lines on stderr.
         tail: Vec<String>,
     },
+    /// An HTTP request got a status other than 200.
+    #[error("GET {path}: {status}")]
+    Http {
+        /// The requested path.
+        path: String,
+        /// The status line.
+        status: String,
+    },
 }
 
 /// How to start one `steadytext` process.
@@ -181,6 +189,40 @@ impl Daemon {
         let status = out.split(' ').nth(1).unwrap().parse().unwrap();
         let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
         (status, body)
+    }
+
+    /// The body of `GET path` on a `serve` daemon (e.g. `/metrics`); a status other than 200
+    /// is an error.
+    pub fn get(&self, path: &str) -> Result<String, DaemonError> {
+        let io = |what: &str| {
+            let what = format!("GET {path}: {what}");
+            move |source| DaemonError::Io { what, source }
+        };
+        let mut s = TcpStream::connect(self.url.trim_start_matches("http://")).map_err(io("connect"))?;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).map_err(io("send"))?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).map_err(io("read"))?;
+        match out.split_once("\r\n\r\n") {
+            Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_owned()),
+            _ => Err(DaemonError::Http {
+                path: path.to_owned(),
+                status: out.lines().next().unwrap_or_default().to_owned(),
+            }),
+        }
+    }
+
+    /// The value of the counter `name` in `/metrics`, summed over its series (0 when it has
+    /// none yet).
+    pub fn counter(&self, name: &str) -> Result<f64, DaemonError> {
+        let text = self.get("/metrics")?;
+        Ok(text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.rsplit_once(' '))
+            .filter(|(series, _)| *series == name || series.starts_with(&format!("{name}{{")))
+            .filter_map(|(_, v)| v.parse::<f64>().ok())
+            .sum())
     }
 
     /// Process id.

@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use steadytext_api::settings::{
     MAX_RETRIES, WORKER_CONCURRENCY, WORKER_POLL_INTERVAL, WORKER_TIMEOUT,
 };
-use steadytext_core::ModelDir;
+use steadytext_core::{ModelDir, ThreadPolicy};
 
 /// Deterministic local AI: same input, same model, same seed → byte-identical output.
 #[derive(Debug, Parser)]
@@ -106,7 +106,10 @@ pub struct DaemonArgs {
     /// none.
     #[arg(long, env = "STEADYTEXT_READY_FILE")]
     pub ready_file: Option<PathBuf>,
-    /// Most generation requests decoded together in one engine batch (1–64). Default: 8.
+    /// Most generations decoding at once: a request joins the running decode batch at its next
+    /// step while fewer are live, else waits (highest priority first, then oldest) (1–64). Each
+    /// place holds a 4096-token KV stream for the daemon's life (Gemma 3 270M: about 27 MiB).
+    /// Default: 8.
     #[arg(long, env = "STEADYTEXT_MAX_BATCH", default_value_t = 8,
           value_parser = clap::value_parser!(u16).range(1..=64))]
     pub max_batch: u16,
@@ -166,7 +169,7 @@ pub struct DbArgs {
 /// `SELECT pg_reload_conf()`), then to its default.
 #[derive(Debug, Clone, Args)]
 pub struct WorkerTuning {
-    /// Requests claimed and processed at once (1–256).
+    /// Requests processed at once (slots; a free slot claims the next request) (1–256).
     /// Default: the GUC `steadytext.worker_concurrency`, else 1.
     #[arg(long, env = WORKER_CONCURRENCY.env,
           value_parser = clap::value_parser!(u16).range(WORKER_CONCURRENCY.range()))]
@@ -204,6 +207,9 @@ pub struct BenchArgs {
     /// Tokens generated per prompt (1–4096). Default: 32.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub max_tokens: u32,
+    /// Measure generation only (skip the embedding figures). Default: off.
+    #[arg(long)]
+    pub generate_only: bool,
     /// Engine settings.
     #[command(flatten)]
     pub engine: EngineArgs,
@@ -230,7 +236,13 @@ pub struct EngineArgs {
     /// The model directory.
     #[command(flatten)]
     pub model_dir: ModelDirArg,
-    /// CPU threads for llama.cpp (1–256). Default: the number of available cores.
+    /// CPU threads for generation (1–256; embeddings and reranking always use the maximum).
+    /// A number fixes the count; without one it adapts: up to the available cores, but only
+    /// those other processes leave free (measured every 0.3 s, at least 1), because llama.cpp's
+    /// threads spin while they wait for each other and one that lost its core stalls the rest
+    /// (bench/README.md, `contention`). Outputs do not depend on the count. In a container
+    /// limited by a CPU quota, set a number (the load is measured machine-wide).
+    /// Default: adaptive, up to the number of available cores.
     #[arg(long, env = "STEADYTEXT_THREADS", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,
 }
@@ -241,11 +253,20 @@ impl EngineArgs {
         self.model_dir.resolve()
     }
 
-    /// The thread count: `--threads`, else the number of available cores.
+    /// The largest thread count: `--threads`, else the number of available cores.
     pub fn thread_count(&self) -> usize {
         self.threads
             .map(usize::from)
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
+    /// How generation picks its thread count: `--threads` fixes it; without it, adaptive up
+    /// to the available cores.
+    pub fn thread_policy(&self) -> ThreadPolicy {
+        match self.threads {
+            Some(n) => ThreadPolicy::Fixed(usize::from(n)),
+            None => ThreadPolicy::Adaptive(self.thread_count()),
+        }
     }
 }
 

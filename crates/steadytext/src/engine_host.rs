@@ -1,7 +1,10 @@
 //! The engine on its own OS thread: async callers send jobs over a channel and await a oneshot
-//! reply; the thread batches whatever is waiting (generation up to `max_batch` sequences,
-//! embeddings up to a text budget) into one engine call. Batching never changes an output: the
-//! engine's batches are byte-identical to running each request alone (tested in core).
+//! reply. Generation is continuously batched: a request is prefilled on its own, joins the live
+//! decode batch at the next step and leaves it (its reply sent at once) the step it ends; up to
+//! `max_batch` sequences are live, and when more wait, the highest priority, then the oldest, is
+//! admitted first. Embedding and rerank calls run between two decode steps (waiting embeddings
+//! grouped into one call, up to a text budget). Batching never changes an output: a sequence
+//! decodes byte-identically whenever it joined and whoever its neighbours were (tested in core).
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
@@ -14,8 +17,10 @@ use steadytext_core::embed::MAX_TEXTS_PER_BATCH;
 use steadytext_core::models::ModelDir;
 use steadytext_core::registry::{self, ModelChoice, Role};
 use steadytext_core::rerank::{ModelReranker, Ranking};
-use steadytext_core::{CoreError, Embedder, GenerateRequest, Generation, Generator};
-use tokio::sync::oneshot;
+use steadytext_core::{
+    Caller, CoreError, DecodeBatch, Embedder, GenerateRequest, Generation, Generator, ThreadPolicy,
+};
+use tokio::sync::{mpsc as tokio_mpsc, oneshot};
 
 use crate::error::DaemonError;
 use crate::metrics::Metrics;
@@ -36,8 +41,8 @@ pub struct ModelInfo {
 pub struct EngineConfig {
     /// Where the model files are.
     pub model_dir: ModelDir,
-    /// llama.cpp threads.
-    pub threads: usize,
+    /// llama.cpp threads of generation (encoders use its maximum, fixed).
+    pub threads: ThreadPolicy,
     /// Most generation requests decoded together.
     pub max_batch: usize,
 }
@@ -46,8 +51,22 @@ type GenerateReply = oneshot::Sender<Result<Generation, DaemonError>>;
 type EmbedReply = oneshot::Sender<Result<Vec<Vec<f32>>, DaemonError>>;
 type RerankReply = oneshot::Sender<Result<Ranking, DaemonError>>;
 
+/// Receives a generation's output text piece by piece as it is decoded (whole UTF-8
+/// characters; the pieces concatenate to the final text); closed when the request ends.
+pub type TextSink = tokio_mpsc::UnboundedSender<String>;
+
+/// How one generation request is scheduled and observed.
+#[derive(Debug, Default)]
+pub struct GenerateOptions {
+    /// Admission order when more generations wait than the batch has room for: higher first,
+    /// then older first. Queue jobs pass their row's priority; synchronous HTTP calls 0.
+    pub priority: i32,
+    /// Where to stream the output as it is decoded (for streaming responses); `None` for none.
+    pub sink: Option<TextSink>,
+}
+
 enum Job {
-    Generate { req: GenerateRequest, reply: GenerateReply },
+    Generate(GenerateJob),
     Embed { texts: Vec<String>, reply: EmbedReply },
     Rerank { query: String, documents: Vec<String>, task: String, reply: RerankReply },
 }
@@ -56,7 +75,7 @@ impl Job {
     /// Whether the caller stopped waiting (timed out or went away): such jobs are skipped.
     fn abandoned(&self) -> bool {
         match self {
-            Job::Generate { reply, .. } => reply.is_closed(),
+            Job::Generate(job) => job.reply.is_closed(),
             Job::Embed { reply, .. } => reply.is_closed(),
             Job::Rerank { reply, .. } => reply.is_closed(),
         }
@@ -68,6 +87,30 @@ impl Job {
             Job::Generate { .. } => "generate",
             Job::Embed { .. } => "embed",
             Job::Rerank { .. } => "rerank",
+        }
+    }
+}
+
+/// A generation request on its way through the engine: waiting, then live in the decode batch.
+struct GenerateJob {
+    req: GenerateRequest,
+    priority: i32,
+    /// Arrival order at the engine thread (older first among equal priorities).
+    arrival: u64,
+    reply: GenerateReply,
+    sink: Option<TextSink>,
+}
+
+impl Caller for GenerateJob {
+    /// A request whose caller stopped waiting (a worker's timeout or cancel, an HTTP client
+    /// gone) is stopped before the next step, and its stream goes to the next request.
+    fn wanted(&self) -> bool {
+        !self.reply.is_closed()
+    }
+
+    fn piece(&mut self, text: &str) {
+        if let Some(sink) = &self.sink {
+            let _ = sink.send(text.to_owned());
         }
     }
 }
@@ -92,10 +135,10 @@ impl EngineHandle {
         let (tx, rx) = mpsc::channel::<Job>();
         let (ready_tx, ready_rx) = mpsc::channel();
         std::thread::Builder::new().name("steadytext-engine".into()).spawn(move || {
-            let threads = config.threads;
-            let generator =
-                load_role(&config, Role::Generation, |p, _| Generator::load(p, threads))
-                    .expect("the mini set has a generation model");
+            let policy = config.threads;
+            let threads = policy.max() as usize;
+            let generator = load_role(&config, Role::Generation, |p, _| Generator::load(p, policy))
+                .expect("the mini set has a generation model");
             let embedder = load_role(&config, Role::Embedding, |p, _| Embedder::load(p, threads))
                 .expect("the mini set has an embedding model");
             let reranker = load_role(&config, Role::Rerank, |p, c| {
@@ -120,10 +163,17 @@ impl EngineHandle {
         Ok(Self { tx, generation, embedding, rerank })
     }
 
-    /// Generates one completion (batched with concurrent requests).
-    pub async fn generate(&self, req: GenerateRequest) -> Result<Generation, DaemonError> {
+    /// Generates one completion (decoded together with concurrent requests). Dropping the
+    /// returned future stops the request within one decode step.
+    pub async fn generate(
+        &self,
+        req: GenerateRequest,
+        options: GenerateOptions,
+    ) -> Result<Generation, DaemonError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Job::Generate { req, reply }).map_err(|_| DaemonError::EngineStopped)?;
+        let GenerateOptions { priority, sink } = options;
+        let job = GenerateJob { req, priority, arrival: 0, reply, sink };
+        self.tx.send(Job::Generate(job)).map_err(|_| DaemonError::EngineStopped)?;
         rx.await.map_err(|_| DaemonError::EngineStopped)?
     }
 
@@ -203,44 +253,178 @@ struct Engine {
 }
 
 impl Engine {
+    /// The engine loop: take what arrived (blocking only when there is nothing to do), admit
+    /// waiting generations while the batch has room, run waiting embedding and rerank calls,
+    /// decode one step, answer the generations that ended; repeat.
     fn run(self, rx: mpsc::Receiver<Job>) {
-        let mut backlog: VecDeque<Job> = VecDeque::new();
+        let mut waiting: Vec<GenerateJob> = Vec::new();
+        let mut others: VecDeque<Job> = VecDeque::new();
+        let mut arrivals = 0u64;
+        let mut decode: Option<DecodeBatch<'_, GenerateJob>> = None;
         loop {
-            if backlog.is_empty() {
+            let live = decode.as_ref().map_or(0, DecodeBatch::len);
+            if live == 0 && waiting.is_empty() && others.is_empty() {
                 match rx.recv() {
-                    Ok(job) => backlog.push_back(job),
+                    Ok(job) => self.arrive(job, &mut arrivals, &mut waiting, &mut others),
                     Err(_) => return, // every handle dropped
                 }
             }
-            backlog.extend(rx.try_iter());
-            backlog.retain(|j| {
+            for job in rx.try_iter() {
+                self.arrive(job, &mut arrivals, &mut waiting, &mut others);
+            }
+            waiting.retain(|j| self.keep_waiting(&j.reply, "generate"));
+            others.retain(|j| {
                 let abandoned = j.abandoned();
                 if abandoned {
                     self.metrics.record_abandoned(j.kind(), 1);
                 }
                 !abandoned
             });
-            let Some(first) = backlog.pop_front() else { continue };
-            match first {
-                Job::Generate { req, reply } => {
-                    let mut group = vec![(req, reply)];
-                    let mut rest = VecDeque::new();
-                    while let Some(job) = backlog.pop_front() {
-                        match job {
-                            Job::Generate { req, reply } if group.len() < self.max_batch => {
-                                group.push((req, reply))
-                            }
-                            other => rest.push_back(other),
-                        }
-                    }
-                    backlog = rest;
-                    self.run_generate(group);
+            if let Some(batch) = decode.as_mut() {
+                // abandoned sequences leave before admission, so their streams are reused now
+                let released = batch.release();
+                self.answer(released);
+            }
+            if !waiting.is_empty() {
+                self.admit(&mut decode, &mut waiting);
+            }
+            self.run_others(&mut others);
+            if let Some(batch) = decode.as_mut().filter(|d| !d.is_empty()) {
+                if !self.step(batch) {
+                    decode = None; // a panic: start over with a fresh context
                 }
+            }
+        }
+    }
+
+    /// Files a job that arrived: a generation waits for admission (or fails at once without a
+    /// generation model), anything else queues for the next pause between steps.
+    fn arrive(
+        &self,
+        job: Job,
+        arrivals: &mut u64,
+        waiting: &mut Vec<GenerateJob>,
+        others: &mut VecDeque<Job>,
+    ) {
+        match job {
+            Job::Generate(mut job) => {
+                if let Err(reason) = &self.generator {
+                    let _ = job.reply.send(Err(unavailable("generation", reason)));
+                    return;
+                }
+                job.arrival = *arrivals;
+                *arrivals += 1;
+                waiting.push(job);
+            }
+            other => others.push_back(other),
+        }
+    }
+
+    /// Whether a waiting request's caller still waits; counts it as abandoned otherwise.
+    fn keep_waiting<T>(&self, reply: &oneshot::Sender<T>, kind: &str) -> bool {
+        let abandoned = reply.is_closed();
+        if abandoned {
+            self.metrics.record_abandoned(kind, 1);
+        }
+        !abandoned
+    }
+
+    /// Prefills waiting generations into the decode batch while it has room: the highest
+    /// priority first, then the oldest. Creates the batch (one long-lived context) on first
+    /// use.
+    fn admit<'g>(
+        &'g self,
+        decode: &mut Option<DecodeBatch<'g, GenerateJob>>,
+        waiting: &mut Vec<GenerateJob>,
+    ) {
+        let Ok(generator) = &self.generator else { return };
+        if decode.is_none() {
+            match generator.decode_batch(self.max_batch) {
+                Ok(batch) => *decode = Some(batch),
+                Err(e) => {
+                    let msg = e.to_string();
+                    for job in waiting.drain(..) {
+                        let _ = job
+                            .reply
+                            .send(Err(DaemonError::Engine(CoreError::Context(msg.clone()))));
+                    }
+                    return;
+                }
+            }
+        }
+        let batch = decode.as_mut().expect("created above");
+        while !batch.is_full() && !waiting.is_empty() {
+            let next = (0..waiting.len())
+                .max_by_key(|&i| (waiting[i].priority, std::cmp::Reverse(waiting[i].arrival)))
+                .expect("non-empty");
+            let job = waiting.swap_remove(next);
+            let req = job.req.clone();
+            let tokens = batch.tokens();
+            let started = Instant::now();
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| batch.admit(&req, job)));
+            self.metrics.record_admission(batch.tokens() - tokens, started.elapsed());
+            match outcome {
+                Ok(finished) => self.answer(finished),
+                Err(_) => {
+                    // the job went into the panicking call; its reply was dropped with it
+                    self.fail_all(batch);
+                    *decode = None;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Decodes one step and answers the generations that ended; false after a panic (every
+    /// live request then failed, and the batch must not be used again).
+    fn step(&self, batch: &mut DecodeBatch<'_, GenerateJob>) -> bool {
+        let (live, tokens) = (batch.len(), batch.tokens());
+        let started = Instant::now();
+        match std::panic::catch_unwind(AssertUnwindSafe(|| batch.step())) {
+            Ok(finished) => {
+                self.metrics.record_step(live, batch.tokens() - tokens, started.elapsed());
+                self.answer(finished);
+                true
+            }
+            Err(_) => {
+                self.fail_all(batch);
+                false
+            }
+        }
+    }
+
+    /// Sends each ended generation its result.
+    fn answer(
+        &self,
+        finished: impl IntoIterator<Item = (GenerateJob, Result<Generation, CoreError>)>,
+    ) {
+        for (job, result) in finished {
+            if matches!(result, Err(CoreError::Abandoned)) {
+                self.metrics.record_abandoned("generate", 1);
+            }
+            let _ = job.reply.send(result.map_err(DaemonError::Engine));
+        }
+    }
+
+    /// Fails every live generation of a batch whose engine call panicked.
+    fn fail_all(&self, batch: &mut DecodeBatch<'_, GenerateJob>) {
+        let callers =
+            std::panic::catch_unwind(AssertUnwindSafe(|| batch.drain())).unwrap_or_default();
+        for job in callers {
+            let _ = job.reply.send(Err(panicked()));
+        }
+    }
+
+    /// Runs the waiting embedding and rerank calls, in arrival order; consecutive embeddings
+    /// (up to [`MAX_TEXTS_PER_BATCH`] texts) share one engine call.
+    fn run_others(&self, others: &mut VecDeque<Job>) {
+        while let Some(first) = others.pop_front() {
+            match first {
                 Job::Embed { texts, reply } => {
                     let mut budget = texts.len();
                     let mut group = vec![(texts, reply)];
                     let mut rest = VecDeque::new();
-                    while let Some(job) = backlog.pop_front() {
+                    while let Some(job) = others.pop_front() {
                         match job {
                             Job::Embed { texts, reply }
                                 if budget + texts.len() <= MAX_TEXTS_PER_BATCH =>
@@ -251,59 +435,13 @@ impl Engine {
                             other => rest.push_back(other),
                         }
                     }
-                    backlog = rest;
+                    *others = rest;
                     self.run_embed(group);
                 }
                 Job::Rerank { query, documents, task, reply } => {
                     let _ = reply.send(self.run_rerank(&query, &documents, &task));
                 }
-            }
-        }
-    }
-
-    fn run_generate(&self, group: Vec<(GenerateRequest, GenerateReply)>) {
-        let generator = match &self.generator {
-            Ok(g) => g,
-            Err(reason) => {
-                for (_, reply) in group {
-                    let _ = reply.send(Err(unavailable("generation", reason)));
-                }
-                return;
-            }
-        };
-        let (reqs, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
-        let started = Instant::now();
-        // a request whose caller stopped waiting (a worker's timeout) is stopped mid-decode
-        let keep = |i: usize| !replies[i].is_closed();
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            generator.generate_batch_while(&reqs, &keep)
-        }));
-        let elapsed = started.elapsed();
-        match outcome {
-            Ok(Ok(results)) => {
-                let tokens: u64 = results
-                    .iter()
-                    .filter_map(|r| r.as_ref().ok())
-                    .map(|g| u64::from(g.tokens))
-                    .sum();
-                self.metrics.record_generation(reqs.len(), tokens, elapsed);
-                let stopped =
-                    results.iter().filter(|r| matches!(r, Err(CoreError::Abandoned))).count();
-                self.metrics.record_abandoned("generate", stopped);
-                for (result, reply) in results.into_iter().zip(replies) {
-                    let _ = reply.send(result.map_err(DaemonError::Engine));
-                }
-            }
-            Ok(Err(e)) => {
-                let msg = e.to_string();
-                for reply in replies {
-                    let _ = reply.send(Err(DaemonError::Engine(CoreError::Decode(msg.clone()))));
-                }
-            }
-            Err(_) => {
-                for reply in replies {
-                    let _ = reply.send(Err(panicked()));
-                }
+                Job::Generate(_) => unreachable!("generations wait in their own list"),
             }
         }
     }
@@ -377,5 +515,5 @@ fn unavailable(role: &'static str, reason: &str) -> DaemonError {
 }
 
 fn panicked() -> DaemonError {
-    DaemonError::Engine(CoreError::Decode("the engine panicked on this batch".into()))
+    DaemonError::Engine(CoreError::Decode("the engine panicked on this request".into()))
 }

@@ -14,7 +14,7 @@ use steadytext_core::rerank::RerankMethod;
 use steadytext_core::{Constraint, GenerateRequest};
 
 use crate::cache::ResultCache;
-use crate::engine_host::{EngineHandle, ModelInfo};
+use crate::engine_host::{EngineHandle, GenerateOptions, ModelInfo};
 use crate::error::DaemonError;
 use crate::metrics::Metrics;
 
@@ -48,8 +48,19 @@ impl Service {
         hit
     }
 
-    /// Generates text (optionally constrained), from the cache when allowed.
+    /// Generates text (optionally constrained), from the cache when allowed, at priority 0.
     pub async fn generate(&self, body: GenerateBody) -> Result<GenerateReply, DaemonError> {
+        self.generate_with(body, GenerateOptions::default()).await
+    }
+
+    /// [`Service::generate`] with the engine's scheduling options: the admission priority
+    /// and an optional sink for the text as it is decoded (a cache hit sends the whole text
+    /// as one piece).
+    pub async fn generate_with(
+        &self,
+        body: GenerateBody,
+        options: GenerateOptions,
+    ) -> Result<GenerateReply, DaemonError> {
         let max_tokens = body.validate()?;
         let function = body.function().sql_name();
         let model = self.model("generation")?;
@@ -61,6 +72,9 @@ impl Service {
                     "constraint": constraint}),
         );
         if let Some(text) = self.cached(function, &key, params.use_cache) {
+            if let Some(sink) = &options.sink {
+                let _ = sink.send(text.clone());
+            }
             return Ok(GenerateReply { text, tokens: 0, cached: true });
         }
         let constraint = constraint.map(|c| match c {
@@ -74,7 +88,7 @@ impl Service {
             seed: params.seed as u32,
             constraint,
         };
-        let generation = self.engine.generate(req).await?;
+        let generation = self.engine.generate(req, options).await?;
         if params.use_cache {
             self.cache.put(&key, &generation.text);
         }

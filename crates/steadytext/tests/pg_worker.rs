@@ -233,7 +233,7 @@ fn a_cancelled_processing_job_is_never_written_and_sigterm_stops_cleanly() {
     let cancelled: bool =
         db.query_one("SELECT steadytext_cancel_async($1::text::uuid)", &[&long]).unwrap().get(0);
     assert!(cancelled);
-    // with concurrency 1 the next job is claimed only after the cancelled one has finished
+    // with concurrency 1 the next job is claimed once the cancelled one has been stopped
     let next = enqueue_generate(&mut db, "Short:", 2, false);
     wait_until(Duration::from_secs(120), "the next job", || {
         (status_of(&mut db, &next) == "completed").then_some(())
@@ -288,8 +288,9 @@ fn a_job_over_the_timeout_is_retried_then_fails_for_good() {
     assert!(no_result);
 
     // Each timed-out attempt was stopped in the engine (or skipped before it started), not
-    // left decoding to its 2000 tokens. The engine runs one call at a time, in order, so once
-    // a later job completes every earlier call has been counted.
+    // left decoding to its 2000 tokens. The engine stops abandoned sequences before it admits
+    // a new request, and the next job reaches it only after the last attempt failed, so once
+    // that job completes every attempt has been counted.
     set_and_reload(&mut db, "steadytext.worker_timeout", "300");
     let next = enqueue_generate(&mut db, "Short:", 2, false);
     wait_until(Duration::from_secs(120), "a short job after the timeouts", || {
@@ -301,6 +302,71 @@ fn a_job_over_the_timeout_is_retried_then_fails_for_good() {
         metrics.contains("steadytext_engine_abandoned_total{kind=\"generate\"} 3\n"),
         "three abandoned generations expected:\n{metrics}"
     );
+}
+
+/// The value of an unlabelled counter (or the sum of a labelled one's series matching
+/// `labels`) in `/metrics` of `d`; 0 when it has no series yet.
+fn counter(d: &Daemon, name: &str, labels: &str) -> f64 {
+    let (status, text) = d.request("GET", "/metrics", &[], "");
+    assert_eq!(status, 200);
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(series, _)| {
+            *series == name || (series.starts_with(&format!("{name}{{")) && series.contains(labels))
+        })
+        .map(|(_, v)| v.parse::<f64>().unwrap())
+        .sum()
+}
+
+#[test]
+fn short_requests_complete_beside_a_long_one_and_cancelling_it_stops_its_decoding() {
+    let cluster = TestCluster::start();
+    let mut db = setup(&cluster);
+    let url = cluster.url("st_worker");
+    let mut d = Daemon::serve(&[&queue_args(&url, "K")[..], &["--concurrency", "2"]].concat());
+    d.wait_for_log("listening on steadytext_jobs", Duration::from_secs(120));
+    let tokens = "steadytext_generated_tokens_total";
+    let long = enqueue_generate(&mut db, "A very long story begins:", 1024, false);
+    wait_until(Duration::from_secs(120), "the long generation to be decoding", || {
+        (counter(&d, tokens, "") >= 1.0).then_some(())
+    });
+    // a short generation and an embedding complete while the long one keeps decoding: the
+    // short one joins the running decode batch, the embedding runs between two steps, and
+    // each is completed the moment it ends
+    let short = enqueue_generate(&mut db, "Short:", 4, false);
+    let embed: String = db
+        .query_one("SELECT steadytext_embed_async('a text', use_cache => false)::text", &[])
+        .unwrap()
+        .get(0);
+    wait_until(Duration::from_secs(120), "the short requests", || {
+        (status_of(&mut db, &short) == "completed" && status_of(&mut db, &embed) == "completed")
+            .then_some(())
+    });
+    assert_eq!(status_of(&mut db, &long), "processing", "the long one is still running");
+
+    let cancelled: bool =
+        db.query_one("SELECT steadytext_cancel_async($1::text::uuid)", &[&long]).unwrap().get(0);
+    assert!(cancelled);
+    wait_until(Duration::from_secs(60), "the engine to stop the cancelled generation", || {
+        (counter(&d, "steadytext_engine_abandoned_total", "kind=\"generate\"") == 1.0).then_some(())
+    });
+    let next = enqueue_generate(&mut db, "Next:", 2, false);
+    wait_until(Duration::from_secs(120), "a request queued after the cancel", || {
+        (status_of(&mut db, &next) == "completed").then_some(())
+    });
+    // stopped early: far fewer than the 1024 tokens it asked for were decoded in all
+    let decoded = counter(&d, tokens, "");
+    assert!(decoded < 1024.0, "{decoded} tokens decoded: the cancelled generation ran on");
+    let cancelled_jobs = counter(&d, "steadytext_queue_jobs_total", "outcome=\"cancelled\"");
+    assert_eq!(cancelled_jobs, 1.0, "the worker recorded the cancelled job");
+    let row = db
+        .query_one(
+            "SELECT status, result IS NULL FROM steadytext_queue WHERE request_id = $1::text::uuid",
+            &[&long],
+        )
+        .unwrap();
+    assert_eq!((row.get::<_, String>(0), row.get::<_, bool>(1)), ("cancelled".into(), true));
 }
 
 /// `ALTER SYSTEM SET name = value`, then a configuration reload.

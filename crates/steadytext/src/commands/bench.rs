@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use steadytext_core::GenerateRequest;
+use steadytext_core::{GenerateRequest, ThreadPolicy};
 
 use crate::cli::BenchArgs;
 use crate::commands::embed::load_embedder;
@@ -26,7 +26,10 @@ const EMBED_ROUNDS: usize = 4;
 
 /// Runs `steadytext bench`.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
-    let threads = args.engine.thread_count();
+    let threads = match args.engine.thread_policy() {
+        ThreadPolicy::Fixed(n) => n.to_string(),
+        ThreadPolicy::Adaptive(n) => format!("adaptive{n}"),
+    };
     let generator = load_generator(&args.engine)?;
     let reqs: Vec<GenerateRequest> = PROMPTS
         .iter()
@@ -58,6 +61,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     println!("bench generate_single prompts=8 threads={threads} tokens={single_tokens} tokens_per_s={single:.1}");
     println!("bench generate_batch8 prompts=8 threads={threads} tokens={batch_tokens} tokens_per_s={batched:.1} ratio={:.2}", batched / single);
     drop(generator);
+    if args.generate_only {
+        return Ok(());
+    }
 
     let embedder = load_embedder(&args.engine)?;
     let texts: Vec<String> =

@@ -165,7 +165,7 @@ fn start_service(daemon: &DaemonArgs) -> Result<Service, DaemonError> {
     let metrics = Metrics::default();
     let config = EngineConfig {
         model_dir: engine.model_dir(),
-        threads: engine.thread_count(),
+        threads: engine.thread_policy(),
         max_batch: usize::from(max_batch),
     };
     let handle = EngineHandle::start(config, metrics.clone())?;
@@ -210,7 +210,7 @@ fn shutdown_signal() -> Result<watch::Receiver<bool>, DaemonError> {
             _ = term.recv() => {}
             _ = int.recv() => {}
         }
-        eprintln!("steadytext: shutting down (finishing the current batch)");
+        eprintln!("steadytext: shutting down (finishing the running requests)");
         let _ = tx.send(true);
     });
     Ok(rx)

@@ -5,6 +5,7 @@
 use steadytext_api::queue_request::{Function, QueuedRequest, ServiceCall};
 use steadytext_api::vector_text;
 
+use crate::engine_host::GenerateOptions;
 use crate::error::DaemonError;
 use crate::service::Service;
 
@@ -15,6 +16,8 @@ pub struct Job {
     pub request_id: String,
     /// The request: function_name with its parameters.
     pub request: QueuedRequest,
+    /// The row's priority (the engine admits higher first when generations wait).
+    pub priority: i32,
 }
 
 impl Job {
@@ -24,10 +27,18 @@ impl Job {
     }
 }
 
-/// Runs the request through the service and returns its result text.
-pub async fn run(service: &Service, request: QueuedRequest) -> Result<String, DaemonError> {
+/// Runs the request through the service and returns its result text; a generation waits for
+/// the engine at `priority` (the row's).
+pub async fn run(
+    service: &Service,
+    request: QueuedRequest,
+    priority: i32,
+) -> Result<String, DaemonError> {
     match request.into_call() {
-        ServiceCall::Generate(body) => Ok(service.generate(body).await?.text),
+        ServiceCall::Generate(body) => {
+            let options = GenerateOptions { priority, sink: None };
+            Ok(service.generate_with(body, options).await?.text)
+        }
         ServiceCall::Embed(body) => {
             let reply = service.embed(body).await?;
             Ok(vector_text::format(&reply.embeddings[0]))

@@ -1,28 +1,35 @@
-//! The queue worker: LISTENs on `steadytext_jobs`, claims batches through the extension's
-//! transition functions, runs them on the engine (batched), heartbeats its leases, completes or
-//! fails each job, reconnects with backoff when PostgreSQL goes away, and on shutdown stops
-//! claiming, finishes its batch, and marks itself stopped.
+//! The queue worker: a pool of `concurrency` slots. It LISTENs on `steadytext_jobs`, claims
+//! through the extension's transition functions whenever a slot is free (woken by NOTIFY, a
+//! finished request, or its poll interval), runs each claimed request as its own task on the
+//! engine (which decodes them together), completes or fails each one the moment it finishes,
+//! heartbeats its leases on its own timer, and stops the engine work of a request cancelled
+//! while it runs (it LISTENs on `steadytext_completed` for status `cancelled`). It reconnects
+//! with backoff when PostgreSQL goes away (what the broken session held is released by the
+//! next one), and on shutdown stops claiming, finishes what runs, and marks itself stopped.
 //!
 //! No transaction is ever held open during inference: every SQL call is its own statement.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::future::join_all;
 use futures_util::StreamExt;
-use tokio::sync::{oneshot, watch, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::task::{AbortHandle, JoinSet};
+use tokio::time::MissedTickBehavior;
+use steadytext_api::queue_request::QueuedRequest;
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
 
 pub mod db_config;
 pub mod job;
 pub mod settings;
 
+use job::Job;
+use settings::Settings;
+
 use crate::cli::WorkerTuning;
 use crate::error::DaemonError;
 use crate::service::Service;
-use job::Job;
-use settings::Settings;
-use steadytext_api::queue_request::QueuedRequest;
 
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -85,13 +92,20 @@ impl Worker {
     async fn session(&mut self) -> Result<(), DaemonError> {
         let (client, mut connection) = self.db.connect(NoTls).await?;
         let wake = Arc::new(Notify::new());
+        let (cancel_tx, mut cancels) = mpsc::unbounded_channel();
         let (closed_tx, mut closed) = watch::channel(false);
         let notify = wake.clone();
-        // the connection task: drives the socket and turns notifications into wake-ups
+        // the connection task: drives the socket and turns notifications into wake-ups (new
+        // work) and cancellations (of requests that may be running here)
         let driver = tokio::spawn(async move {
             let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
             while let Some(msg) = messages.next().await {
                 match msg {
+                    Ok(AsyncMessage::Notification(n)) if n.channel() == "steadytext_completed" => {
+                        if let Some(id) = cancelled_request(n.payload()) {
+                            let _ = cancel_tx.send(id);
+                        }
+                    }
                     Ok(AsyncMessage::Notification(_)) => notify.notify_one(),
                     Ok(_) => {}
                     Err(e) => {
@@ -102,19 +116,23 @@ impl Worker {
             }
             let _ = closed_tx.send(true);
         });
-        let result = self.serve_queue(&client, &wake, &mut closed).await;
+        let result = self.serve_queue(&client, &wake, &mut cancels, &mut closed).await;
         drop(client);
         driver.abort();
         result
     }
 
+    /// Claims into free slots and records each request as it finishes, until shutdown (then
+    /// what runs is finished first) or a lost connection (then what runs is dropped, and the
+    /// next session releases its rows).
     async fn serve_queue(
         &mut self,
         client: &Client,
         wake: &Notify,
+        cancels: &mut mpsc::UnboundedReceiver<String>,
         closed: &mut watch::Receiver<bool>,
     ) -> Result<(), DaemonError> {
-        client.batch_execute("LISTEN steadytext_jobs").await?;
+        client.batch_execute("LISTEN steadytext_jobs; LISTEN steadytext_completed").await?;
         self.release_orphans(client).await?;
         let host = host_name();
         let pid = std::process::id() as i32;
@@ -124,14 +142,25 @@ impl Worker {
         if let Some(ready) = self.ready.take() {
             let _ = ready.send(());
         }
-        let mut last_beat = Instant::now();
+        let mut running = Running::default();
+        let mut beat = tokio::time::interval(lease / 3);
+        beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        beat.tick().await; // the first tick is immediate
         let mut last_rescue: Option<Instant> = None;
+        let mut settings = settings::resolve(client, &self.tuning).await?;
+        // whether the queue may hold work this session could claim
+        let mut claim = true;
+        let mut next_poll = tokio::time::Instant::now();
+        let mut stopping = false;
         loop {
-            if *self.shutdown.borrow() {
+            if *self.shutdown.borrow() && !stopping {
+                stopping = true;
+                self.heartbeat(client, &host, pid, "stopping").await?;
+            }
+            if stopping && running.is_empty() {
                 self.heartbeat(client, &host, pid, "stopped").await?;
                 return Ok(());
             }
-            let settings = settings::resolve(client, &self.tuning).await?;
             if last_rescue.is_none_or(|t| t.elapsed() >= lease / 2) {
                 let limit = settings.max_retries as i32;
                 client
@@ -142,23 +171,50 @@ impl Worker {
                     .await?;
                 last_rescue = Some(Instant::now());
             }
-            if last_beat.elapsed() >= lease / 3 {
-                self.heartbeat(client, &host, pid, "running").await?;
-                last_beat = Instant::now();
-            }
-            let jobs = self.claim(client, settings.concurrency, lease).await?;
-            if jobs.is_empty() {
-                let idle = settings.poll_interval.min(lease / 3);
-                tokio::select! {
-                    _ = wake.notified() => {}
-                    _ = tokio::time::sleep(idle) => {}
-                    _ = self.shutdown.changed() => {}
-                    _ = closed.changed() => return Err(lost()),
+            if claim && !stopping {
+                settings = settings::resolve(client, &self.tuning).await?;
+                let free = (settings.concurrency as usize).saturating_sub(running.len());
+                if free > 0 {
+                    let jobs = self.claim(client, free as u32, lease).await?;
+                    // fewer than asked: nothing more is due; wait for NOTIFY or the poll
+                    claim = jobs.len() == free;
+                    for job in jobs {
+                        running.start(&self.service, job, settings.timeout);
+                    }
+                    next_poll = tokio::time::Instant::now() + settings.poll_interval.min(lease / 3);
+                } else {
+                    claim = false; // a finishing request frees a slot and sets it again
                 }
-                continue;
             }
-            self.process(client, &host, pid, jobs, settings, lease).await?;
-            last_beat = Instant::now();
+            tokio::select! {
+                Some(finished) = running.join_next(), if !running.is_empty() => {
+                    let (job, outcome, elapsed) = finished;
+                    match outcome {
+                        Some(outcome) => {
+                            self.record(client, &job, outcome, elapsed, &settings).await?;
+                        }
+                        // stopped because it was cancelled: its row already says so
+                        None => self.service.metrics.record_job(
+                            job.function().sql_name(),
+                            "cancelled",
+                            elapsed,
+                        ),
+                    }
+                    claim = true;
+                }
+                Some(id) = cancels.recv() => running.cancel(&id),
+                _ = wake.notified() => claim = true,
+                _ = tokio::time::sleep_until(next_poll), if !claim && !stopping => {
+                    claim = true;
+                    next_poll = tokio::time::Instant::now() + settings.poll_interval.min(lease / 3);
+                }
+                _ = beat.tick() => {
+                    let status = if stopping { "stopping" } else { "running" };
+                    self.heartbeat(client, &host, pid, status).await?;
+                }
+                _ = self.shutdown.changed(), if !stopping => {}
+                _ = closed.changed() => return Err(lost()),
+            }
         }
     }
 
@@ -211,7 +267,7 @@ impl Worker {
     ) -> Result<Vec<Job>, DaemonError> {
         let rows = client
             .query(
-                "SELECT request_id::text, function_name, parameters::text \
+                "SELECT request_id::text, function_name, parameters::text, priority \
                  FROM steadytext_queue_claim($1, $2, $3::text::interval)",
                 &[&self.worker_id, &(batch as i32), &format!("{} seconds", lease.as_secs())],
             )
@@ -226,7 +282,7 @@ impl Worker {
                     QueuedRequest::from_row(&function_name, p).map_err(|e| e.to_string())
                 });
             match request {
-                Ok(request) => jobs.push(Job { request_id, request }),
+                Ok(request) => jobs.push(Job { request_id, request, priority: r.get(3) }),
                 // a row no worker can ever run fails for good at once
                 Err(reason) => {
                     let error = DaemonError::BadJob { function: function_name, reason };
@@ -240,44 +296,6 @@ impl Worker {
             }
         }
         Ok(jobs)
-    }
-
-    /// Runs a claimed batch concurrently (the engine batches the calls), heartbeating while it
-    /// runs, then records each outcome.
-    async fn process(
-        &mut self,
-        client: &Client,
-        host: &str,
-        pid: i32,
-        jobs: Vec<Job>,
-        settings: Settings,
-        lease: Duration,
-    ) -> Result<(), DaemonError> {
-        let service = self.service.clone();
-        let runs = jobs.iter().map(|j| {
-            let service = service.clone();
-            async move {
-                let started = Instant::now();
-                let outcome =
-                    tokio::time::timeout(settings.timeout, job::run(&service, j.request.clone()))
-                        .await
-                        .unwrap_or(Err(DaemonError::Timeout(settings.timeout.as_secs())));
-                (outcome, started.elapsed())
-            }
-        });
-        let mut all = Box::pin(join_all(runs));
-        let mut beat = tokio::time::interval(lease / 3);
-        beat.tick().await; // the first tick is immediate
-        let outcomes = loop {
-            tokio::select! {
-                outcomes = &mut all => break outcomes,
-                _ = beat.tick() => self.heartbeat(client, host, pid, "running").await?,
-            }
-        };
-        for (job, (outcome, elapsed)) in jobs.iter().zip(outcomes) {
-            self.record(client, job, outcome, elapsed, &settings).await?;
-        }
-        Ok(())
     }
 
     async fn record(
@@ -329,9 +347,97 @@ impl Worker {
     }
 }
 
+/// The requests one session is running, one task each, with what is needed to record each
+/// outcome and to stop a cancelled one.
+#[derive(Default)]
+struct Running {
+    tasks: JoinSet<(Result<String, DaemonError>, Duration)>,
+    /// The job and start time of each task.
+    jobs: HashMap<tokio::task::Id, (Job, Instant)>,
+    /// The task of each running request, by request_id.
+    by_request: HashMap<String, AbortHandle>,
+}
+
+impl Running {
+    fn len(&self) -> usize {
+        self.jobs.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+
+    /// Starts `job` on the service, limited to `timeout` (when it runs out, the request's
+    /// engine work is stopped and the attempt fails with [`DaemonError::Timeout`]).
+    fn start(&mut self, service: &Service, job: Job, timeout: Duration) {
+        let service = service.clone();
+        let (request, priority) = (job.request.clone(), job.priority);
+        let handle = self.tasks.spawn(async move {
+            let started = Instant::now();
+            let run = job::run(&service, request, priority);
+            let outcome = tokio::time::timeout(timeout, run)
+                .await
+                .unwrap_or(Err(DaemonError::Timeout(timeout.as_secs())));
+            (outcome, started.elapsed())
+        });
+        self.by_request.insert(job.request_id.clone(), handle.clone());
+        self.jobs.insert(handle.id(), (job, Instant::now()));
+    }
+
+    /// Stops the task of `request_id` if it runs here: dropping its engine call stops the
+    /// generation before the engine's next decode step, and frees the slot.
+    fn cancel(&mut self, request_id: &str) {
+        if let Some(handle) = self.by_request.get(request_id) {
+            handle.abort();
+        }
+    }
+
+    /// The next request to finish: its job, its outcome (`None` when it was cancelled) and how
+    /// long it ran. `None` when nothing runs.
+    async fn join_next(&mut self) -> Option<(Job, Option<Result<String, DaemonError>>, Duration)> {
+        let (id, outcome) = match self.tasks.join_next_with_id().await? {
+            Ok((id, (outcome, _))) => (id, Some(outcome)),
+            Err(e) if e.is_cancelled() => (e.id(), None),
+            Err(e) => (
+                e.id(),
+                Some(Err(DaemonError::Engine(steadytext_core::CoreError::Decode(format!(
+                    "the request's task failed: {e}"
+                ))))),
+            ),
+        };
+        let (job, started) = self.jobs.remove(&id).expect("every task has its job");
+        self.by_request.remove(&job.request_id);
+        Some((job, outcome, started.elapsed()))
+    }
+}
+
+/// The request_id of a `steadytext_completed` payload with status `cancelled`.
+fn cancelled_request(payload: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(payload).ok()?;
+    (v.get("status")?.as_str()? == "cancelled")
+        .then(|| v.get("request_id")?.as_str().map(str::to_owned))?
+}
+
 fn lost() -> DaemonError {
     DaemonError::Io(std::io::Error::new(
         std::io::ErrorKind::ConnectionAborted,
         "connection to PostgreSQL lost",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_cancellations_name_a_request_to_stop() {
+        let id = "0b7e4d1c-8f4e-4c55-9a43-3c1f8d2e6a10";
+        let note = |status: &str| {
+            format!(r#"{{"request_id": "{id}", "function": "generate", "status": "{status}"}}"#)
+        };
+        assert_eq!(cancelled_request(&note("cancelled")).as_deref(), Some(id));
+        assert_eq!(cancelled_request(&note("completed")), None);
+        assert_eq!(cancelled_request(&note("failed")), None);
+        assert_eq!(cancelled_request("not json"), None);
+    }
 }

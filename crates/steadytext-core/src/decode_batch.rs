@@ -1,0 +1,510 @@
+//! Iteration-level (continuous) batching: a long-lived llama.cpp context in which generation
+//! requests join the running decode after their own prefill and leave it the step they end.
+//!
+//! [`DecodeBatch::admit`] prefills one request alone into a free KV stream; [`DecodeBatch::step`]
+//! decodes one token of every live sequence in one llama.cpp call and hands back the requests
+//! that ended (or whose caller stopped wanting them). Every output is byte-identical to the same
+//! request decoded alone in a fresh context, whenever it joined and whoever its neighbours were
+//! (tested in `tests/generate_batch.rs`). The rules that make it so are stated where each
+//! decision is made:
+//!
+//! * prompts are prefilled one at a time, never mixed ([`DecodeBatch::prefill`]);
+//! * every sequence has its own KV stream, laid out exactly as when it runs alone
+//!   ([`Generator::new_context`](crate::Generator));
+//! * the live sequences always occupy the streams `0..len`, because llama.cpp decodes one step
+//!   in one micro-batch only when its sequence ids are consecutive ([`DecodeBatch::remove`]);
+//! * a step with one live sequence gets a companion row when its products or attention would
+//!   otherwise take a single-row path ([`DecodeBatch::step`]).
+
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::vocab::LlamaVocab;
+
+use crate::error::decode_err;
+use crate::generate::SPLIT_KV_FREE_POSITIONS;
+use crate::generate::{greedy, GenerateRequest, Generation, Generator, PROMPT_CHUNK};
+use crate::guide::Guide;
+use crate::threads::{set_context_threads, ThreadPolicy};
+use crate::CoreError;
+
+/// What the caller of one admitted request attaches to it: asked before the prefill and before
+/// every decode step whether the result is still wanted, and told each new piece of output.
+pub trait Caller {
+    /// Whether the result is still wanted; once false, the request stops with
+    /// [`CoreError::Abandoned`] before the next decode step (its neighbours are unaffected).
+    fn wanted(&self) -> bool;
+
+    /// A new piece of the output text, as soon as it is decoded: whole UTF-8 characters, in
+    /// order; the pieces of a request concatenate to its final [`Generation::text`] (a
+    /// streaming hook; the default ignores them).
+    fn piece(&mut self, _text: &str) {}
+}
+
+/// One finished request: its caller and its result.
+pub type Finished<C> = (C, Result<Generation, CoreError>);
+
+/// A long-lived decoding context for up to [`DecodeBatch::capacity`] concurrent generations
+/// of at most `positions` tokens each (prompt plus generated), plus one companion stream.
+pub struct DecodeBatch<'g, C> {
+    generator: &'g Generator,
+    ctx: LlamaContext<'g>,
+    batch: LlamaBatch<'static>,
+    /// Prompt plus generated tokens one stream holds.
+    positions: usize,
+    capacity: usize,
+    /// The live sequences; `live[s]` occupies KV stream `s`.
+    live: Vec<(C, Sequence)>,
+    /// Tokens emitted since the batch was created.
+    tokens: u64,
+    /// The thread count the context computes with now.
+    threads: i32,
+}
+
+impl<'g, C: Caller> DecodeBatch<'g, C> {
+    /// A context for `capacity` live sequences of at most `positions` positions each, plus the
+    /// companion stream.
+    pub(crate) fn new(
+        generator: &'g Generator,
+        capacity: usize,
+        positions: usize,
+    ) -> Result<Self, CoreError> {
+        let capacity = capacity.max(1);
+        let threads = generator.thread_policy().now();
+        let ctx = generator.new_context(capacity as u32 + 1, positions, threads)?;
+        let batch = LlamaBatch::new(PROMPT_CHUNK.max(capacity + 1), 1);
+        let live = Vec::new();
+        Ok(Self { generator, ctx, batch, positions, capacity, live, tokens: 0, threads })
+    }
+
+    /// Most sequences decoded together.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Sequences currently live (admitted and not finished).
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    /// Tokens emitted since the batch was created (end-of-generation tokens not counted).
+    pub fn tokens(&self) -> u64 {
+        self.tokens
+    }
+
+    /// Whether no sequence is live.
+    pub fn is_empty(&self) -> bool {
+        self.live.is_empty()
+    }
+
+    /// Whether [`DecodeBatch::admit`] has to wait for a sequence to finish.
+    pub fn is_full(&self) -> bool {
+        self.live.len() >= self.capacity
+    }
+
+    /// The callers of the live sequences, in stream order.
+    pub fn callers(&self) -> impl Iterator<Item = &C> {
+        self.live.iter().map(|(c, _)| c)
+    }
+
+    /// Prefills `req` alone into a free stream; the sequence joins the next [`step`](Self::step).
+    /// Returns the request at once when it is already finished: refused (empty prompt, too
+    /// long for a stream, invalid constraint), not wanted any more, failed in its prefill, or
+    /// ended by its first token. Panics if the batch [`is_full`](Self::is_full).
+    pub fn admit(&mut self, req: &GenerateRequest, caller: C) -> Option<Finished<C>> {
+        match self.generator.prepare(req, self.positions) {
+            Ok(seq) => self.admit_prepared(seq, caller),
+            Err(e) => Some((caller, Err(e))),
+        }
+    }
+
+    /// [`DecodeBatch::admit`] for a request already checked by [`Generator::prepare`].
+    pub(crate) fn admit_prepared(
+        &mut self,
+        mut seq: Sequence,
+        mut caller: C,
+    ) -> Option<Finished<C>> {
+        assert!(!self.is_full(), "admit on a full DecodeBatch");
+        if !caller.wanted() {
+            return Some((caller, Err(CoreError::Abandoned)));
+        }
+        let stream = self.live.len();
+        if let Err(e) = self.prefill(&mut seq, stream) {
+            let _ = self.clear_stream(stream);
+            return Some((caller, Err(e)));
+        }
+        let vocab = self.generator.model().vocab();
+        let goes_on = seq.max_tokens > 0 && seq.accept(&vocab, &mut caller);
+        self.tokens += u64::from(seq.generated);
+        if !goes_on {
+            let _ = self.clear_stream(stream);
+            return Some((caller, seq.finish()));
+        }
+        self.live.push((caller, seq));
+        None
+    }
+
+    /// Decodes `seq`'s prompt into `stream` on its own, in chunks of at most [`PROMPT_CHUNK`]
+    /// tokens, exactly as when the request runs alone, and picks its first token.
+    ///
+    /// Determinism: prompts are never mixed into one decode call, nor into a decode step of the
+    /// live sequences. llama.cpp splits a mixed batch into micro-batches with an equal number
+    /// of tokens per sequence, so a prompt's tokens would be grouped differently depending on
+    /// its neighbours' lengths, and ggml's CPU flash attention picks different kernels (tiled
+    /// for ≥ 64 queries of a sequence, split-KV for a single query) from those group sizes.
+    /// Measured: mixing prompts changed outputs in batches of 8; feeding them one by one keeps
+    /// every batch byte-identical to running alone.
+    ///
+    /// A last chunk of a single token at position [`SPLIT_KV_FREE_POSITIONS`] or beyond (a
+    /// prompt of 512·k + 1 tokens) gets a companion row in the next stream, for the rule of
+    /// [`DecodeBatch::step`]: alone, ggml's flash attention would split that query's KV by
+    /// thread count, and the output would depend on `--threads`.
+    fn prefill(&mut self, seq: &mut Sequence, stream: usize) -> Result<(), CoreError> {
+        self.clear_stream(stream)?;
+        let mut pos = 0usize;
+        let mut last_row = 0;
+        for chunk in seq.prompt.chunks(PROMPT_CHUNK) {
+            self.batch.clear();
+            for (i, tok) in chunk.iter().enumerate() {
+                let last = pos + i + 1 == seq.prompt.len();
+                self.batch
+                    .add(*tok, (pos + i) as i32, &[stream as i32], last)
+                    .map_err(decode_err)?;
+                if last {
+                    last_row = i;
+                }
+            }
+            if chunk.len() == 1 && pos as i32 >= SPLIT_KV_FREE_POSITIONS {
+                self.add_companion(stream + 1, false)?;
+            }
+            self.decode()?;
+            pos += chunk.len();
+        }
+        seq.pos = pos as i32;
+        seq.choose(self.ctx.get_logits_ith(last_row as i32));
+        Ok(())
+    }
+
+    /// Decodes one token of every live sequence in one llama.cpp call (first stopping those
+    /// whose caller no longer wants them) and returns the requests that ended: abandoned,
+    /// finished (end-of-generation token, `max_tokens`, constraint complete) or failed. A
+    /// failed decode call fails every live request.
+    ///
+    /// Determinism: a step with a single live sequence must compute that sequence exactly as
+    /// a step shared with others would. It then also decodes a companion row (a BOS token at
+    /// position 0 of the next stream, cleared before each step, its logits ignored) when the
+    /// model's single-row products round differently from multi-row ones
+    /// ([`Generator::companion_always`]), and from position [`SPLIT_KV_FREE_POSITIONS`] on,
+    /// where ggml's flash attention would otherwise split a lone stream's KV by thread count.
+    /// Steps shared by several sequences never take either path: each sequence's products are
+    /// computed row by row with the same kernel, and its attention runs over its own stream
+    /// with its own mask (the cells beyond its length, masked, contribute nothing).
+    pub fn step(&mut self) -> Vec<Finished<C>> {
+        let mut done = self.release();
+        if self.live.is_empty() {
+            return done;
+        }
+        if let Err(e) = self.decode_step() {
+            let msg = e.to_string();
+            let all: Vec<usize> = (0..self.live.len()).collect();
+            for (caller, _) in self.remove(&all) {
+                done.push((caller, Err(CoreError::Decode(msg.clone()))));
+            }
+            return done;
+        }
+        let vocab = self.generator.model().vocab();
+        let mut ended = Vec::new();
+        for (s, (caller, seq)) in self.live.iter_mut().enumerate() {
+            seq.pos += 1;
+            seq.choose(self.ctx.get_logits_ith(s as i32));
+            let generated = seq.generated;
+            if !seq.accept(&vocab, caller) {
+                ended.push(s);
+            }
+            self.tokens += u64::from(seq.generated - generated);
+        }
+        for (caller, seq) in self.remove(&ended) {
+            done.push((caller, seq.finish()));
+        }
+        done
+    }
+
+    /// Stops the live sequences whose caller no longer wants them ([`CoreError::Abandoned`])
+    /// and frees their streams at once; [`DecodeBatch::step`] does this first too.
+    pub fn release(&mut self) -> Vec<Finished<C>> {
+        let gone: Vec<usize> = (0..self.live.len()).filter(|&s| !self.live[s].0.wanted()).collect();
+        self.remove(&gone).into_iter().map(|(c, _)| (c, Err(CoreError::Abandoned))).collect()
+    }
+
+    /// The llama.cpp call of one step: row `s` is the pending token of stream `s`.
+    fn decode_step(&mut self) -> Result<(), CoreError> {
+        self.batch.clear();
+        for (s, (_, seq)) in self.live.iter().enumerate() {
+            let token = seq.next.expect("a pending token for every live sequence");
+            self.batch.add(token, seq.pos, &[s as i32], true).map_err(decode_err)?;
+        }
+        if let [(_, seq)] = self.live.as_slice() {
+            if self.generator.companion_always() || seq.pos >= SPLIT_KV_FREE_POSITIONS {
+                self.add_companion(1, true)?;
+            }
+        }
+        self.decode()
+    }
+
+    /// One llama.cpp decode call of the batch, on as many threads as the generator's
+    /// [`ThreadPolicy`](crate::ThreadPolicy) gives now (outputs do not depend on it).
+    fn decode(&mut self) -> Result<(), CoreError> {
+        if let ThreadPolicy::Adaptive(_) = self.generator.thread_policy() {
+            self.set_threads(self.generator.thread_policy().now());
+        }
+        self.ctx.decode(&mut self.batch).map_err(decode_err)
+    }
+
+    /// The number of threads the context computes with now.
+    pub fn threads(&self) -> i32 {
+        self.threads
+    }
+
+    /// Computes with `threads` threads from the next decode call on (an adaptive policy
+    /// chooses again before each call; a fixed one keeps this). Outputs do not depend on it.
+    /// Returns whether the count is now `threads`.
+    pub fn set_threads(&mut self, threads: i32) -> bool {
+        let threads = threads.clamp(1, 256);
+        if threads != self.threads && set_context_threads(&mut self.ctx, self.threads, threads) {
+            self.threads = threads;
+        }
+        self.threads == threads
+    }
+
+    /// Adds the companion row (BOS at position 0 of `stream`, cleared first) to the batch.
+    fn add_companion(&mut self, stream: usize, logits: bool) -> Result<(), CoreError> {
+        self.clear_stream(stream)?;
+        let bos = self.generator.model().vocab().bos();
+        self.batch.add(bos, 0, &[stream as i32], logits).map_err(decode_err)
+    }
+
+    /// Stops every live sequence and returns their callers (e.g. after a panic in the engine);
+    /// the batch is empty and usable afterwards.
+    pub fn drain(&mut self) -> Vec<C> {
+        let all: Vec<usize> = (0..self.live.len()).collect();
+        self.remove(&all).into_iter().map(|(c, _)| c).collect()
+    }
+
+    /// Takes the sequences at the stream indices `gone` (ascending) out of the batch and keeps
+    /// the others in the streams `0..len`, each moved at most once, in one KV copy.
+    ///
+    /// Determinism and speed: llama.cpp builds a micro-batch only from consecutive sequence ids
+    /// when the KV cache is not unified, so a step over streams {0, 2} would run as two
+    /// one-sequence micro-batches — no batching gain, and each of them alone on the single-row
+    /// paths the companion row exists to avoid. A surviving sequence above the new length is
+    /// therefore moved into a hole below it: llama.cpp copies the whole stream (every cell, its
+    /// positions and the stream's head) before the next decode call, so the sequence continues
+    /// with exactly the cell layout it had. The vacated streams are cleared; a cleared stream
+    /// restarts at cell 0, as a fresh one does.
+    fn remove(&mut self, gone: &[usize]) -> Vec<(C, Sequence)> {
+        if gone.is_empty() {
+            return Vec::new();
+        }
+        let old_len = self.live.len();
+        let mut slots: Vec<Option<(C, Sequence)>> = self.live.drain(..).map(Some).collect();
+        let removed: Vec<(C, Sequence)> =
+            gone.iter().map(|&s| slots[s].take().expect("each index removed once")).collect();
+        let new_len = old_len - gone.len();
+        // survivors above the new length fill the holes below it, highest first
+        let mut movers: Vec<usize> = (new_len..old_len).filter(|&s| slots[s].is_some()).collect();
+        for hole in gone.iter().copied().filter(|&h| h < new_len) {
+            let from = movers.pop().expect("as many survivors above as holes below");
+            slots[hole] = slots[from].take();
+            // a failure here leaves the stream's old contents: the sequence would continue on
+            // them, so fail loudly instead (llama.cpp's seq_cp does not fail for full streams)
+            self.ctx
+                .copy_kv_cache_seq(from as i32, hole as i32, None, None)
+                .expect("whole-stream KV copy");
+        }
+        for s in new_len..old_len {
+            let _ = self.clear_stream(s);
+        }
+        self.live = slots.into_iter().flatten().collect();
+        debug_assert_eq!(self.live.len(), new_len);
+        removed
+    }
+
+    /// Removes every cell of `stream` (metadata only; llama.cpp restarts the stream at cell 0).
+    fn clear_stream(&mut self, stream: usize) -> Result<(), CoreError> {
+        self.ctx.clear_kv_cache_seq(Some(stream as u32), None, None).map_err(decode_err)?;
+        Ok(())
+    }
+}
+
+/// Decoding state of one request.
+pub(crate) struct Sequence {
+    pub(crate) prompt: Vec<LlamaToken>,
+    pub(crate) max_tokens: u32,
+    /// Position of the next token to decode.
+    pos: i32,
+    /// The latest chosen token, already emitted, to be decoded in the next step.
+    next: Option<LlamaToken>,
+    out: Vec<u8>,
+    /// Bytes of `out` already handed to the caller as text pieces.
+    streamed: usize,
+    generated: u32,
+    /// Constraint state, for a constrained request.
+    guide: Option<Guide>,
+    /// A per-request failure during decoding; the sequence stops.
+    error: Option<CoreError>,
+}
+
+impl Sequence {
+    /// A sequence for `prompt` (already checked to fit), constrained by `guide` if any.
+    pub(crate) fn new(prompt: Vec<LlamaToken>, max_tokens: u32, guide: Option<Guide>) -> Self {
+        Self {
+            prompt,
+            max_tokens,
+            pos: 0,
+            next: None,
+            out: Vec::new(),
+            streamed: 0,
+            generated: 0,
+            guide,
+            error: None,
+        }
+    }
+
+    /// Picks the next token from `logits`: the largest logit, among the tokens the constraint
+    /// allows for a constrained request.
+    fn choose(&mut self, logits: &[f32]) {
+        match &mut self.guide {
+            None => self.next = Some(greedy(logits)),
+            Some(guide) => match guide.choose(logits) {
+                Ok(token) => self.next = Some(token),
+                Err(e) => self.fail(e),
+            },
+        }
+    }
+
+    /// Emits the chosen token: returns whether the sequence goes on (the token is then decoded
+    /// in the next step), or has ended — an end-of-generation token, `max_tokens` reached, the
+    /// constraint complete, or a failure.
+    fn accept(&mut self, vocab: &LlamaVocab, caller: &mut impl Caller) -> bool {
+        let Some(token) = self.next else { return false };
+        if vocab.is_eog(token) {
+            if let Some(guide) = &mut self.guide {
+                guide.end();
+            }
+            return false;
+        }
+        if let Some(guide) = &mut self.guide {
+            if let Err(e) = guide.commit(token) {
+                self.fail(e);
+                return false;
+            }
+        }
+        vocab.token_to_piece_into(token, &mut self.out, false, None);
+        self.generated += 1;
+        self.stream_to(caller, false);
+        let complete = self.guide.as_ref().is_some_and(Guide::is_complete);
+        !(complete || self.generated >= self.max_tokens)
+    }
+
+    /// Hands the caller the output decoded since the last piece: every complete character, or
+    /// (at the `end`) the rest as [`String::from_utf8_lossy`] renders it.
+    fn stream_to(&mut self, caller: &mut impl Caller, end: bool) {
+        let (text, used) = utf8_piece(&self.out[self.streamed..], end);
+        if used > 0 {
+            self.streamed += used;
+            caller.piece(&text);
+        }
+    }
+
+    /// Stops the sequence with a per-request error.
+    fn fail(&mut self, e: CoreError) {
+        self.error = Some(e);
+        self.next = None;
+    }
+
+    /// The request's result once decoding stopped.
+    fn finish(self) -> Result<Generation, CoreError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if let Some(guide) = self.guide {
+            guide.finish(self.max_tokens)?;
+        }
+        Ok(Generation {
+            text: String::from_utf8_lossy(&self.out).into_owned(),
+            tokens: self.generated,
+        })
+    }
+}
+
+/// The text of the longest prefix of `bytes` that decodes the same whatever bytes follow —
+/// valid characters and complete invalid sequences (each one U+FFFD, as
+/// [`String::from_utf8_lossy`] renders it) — and its length in bytes; at the `end`, all of it.
+fn utf8_piece(bytes: &[u8], end: bool) -> (String, usize) {
+    let mut text = String::new();
+    let mut used = 0;
+    for chunk in bytes.utf8_chunks() {
+        text.push_str(chunk.valid());
+        used += chunk.valid().len();
+        let invalid = chunk.invalid();
+        if invalid.is_empty() {
+            continue;
+        }
+        // an invalid tail may be the start of a character the next token completes
+        let at_tail = used + invalid.len() == bytes.len();
+        if at_tail
+            && !end
+            && std::str::from_utf8(invalid).err().is_some_and(|e| e.error_len().is_none())
+        {
+            break;
+        }
+        text.push(char::REPLACEMENT_CHARACTER);
+        used += invalid.len();
+    }
+    (text, used)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `bytes` in the given split points and returns the pieces' concatenation.
+    fn streamed(bytes: &[u8], splits: &[usize]) -> String {
+        let mut out = String::new();
+        let mut streamed = 0;
+        for &end in splits.iter().chain(std::iter::once(&bytes.len())) {
+            let (text, used) = utf8_piece(&bytes[streamed..end], false);
+            out.push_str(&text);
+            streamed += used;
+        }
+        let (text, used) = utf8_piece(&bytes[streamed..], true);
+        assert_eq!(streamed + used, bytes.len());
+        out + &text
+    }
+
+    #[test]
+    fn pieces_concatenate_to_the_lossy_text_wherever_tokens_split() {
+        let cases: [&[u8]; 5] = [
+            "héllo wörld €".as_bytes(),
+            b"ab\xffcd",
+            b"\xe2\x82",
+            b"x\xe2\x82\xacy\xf0\x9f\x98",
+            b"\xc3\x28\xe2\x28\xa1",
+        ];
+        for bytes in cases {
+            let whole = String::from_utf8_lossy(bytes).into_owned();
+            for a in 0..=bytes.len() {
+                for b in a..=bytes.len() {
+                    assert_eq!(streamed(bytes, &[a, b]), whole, "{bytes:?} split at {a}, {b}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_incomplete_character_waits_for_its_next_bytes() {
+        assert_eq!(utf8_piece(b"a\xe2\x82", false), ("a".to_owned(), 1));
+        assert_eq!(utf8_piece(b"a\xe2\x82", true), ("a\u{fffd}".to_owned(), 3));
+        assert_eq!(utf8_piece(b"a\xff", false), ("a\u{fffd}".to_owned(), 2));
+    }
+}
