@@ -8,7 +8,7 @@ FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.deptype = 'e'
 JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_steadytext'
 WHERE p.proname LIKE 'steadytext\_%\_async%' OR p.proname LIKE 'steadytext\_%async\_%'
    OR p.proname IN ('steadytext_queue_stats', 'steadytext_worker_status')
-ORDER BY p.proname;
+ORDER BY p.proname, arguments;
 \x off
 -- one call per function, with defaults and with named arguments
 SELECT steadytext_generate_async('Write a haiku') AS g1 \gset
