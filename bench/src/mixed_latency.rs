@@ -51,8 +51,7 @@ pub fn run(env: &Env, mix: Mix) -> Result<()> {
     let (cluster, mut db) = setup::cluster()?;
     let url = cluster.url("postgres");
     let (c, b) = (mix.concurrency.to_string(), mix.max_batch.to_string());
-    let serve =
-        env.serve(&["--database-url", &url, "--concurrency", &c, "--max-batch", &b])?;
+    let serve = env.serve(&["--database-url", &url, "--concurrency", &c, "--max-batch", &b])?;
     db.batch_execute("LISTEN steadytext_completed")?;
     shorts(&mut db, 1, "warm-up")?; // pages both models in
     let idle = shorts(&mut db, mix.shorts, "idle")?;

@@ -198,7 +198,8 @@ impl Daemon {
             let what = format!("GET {path}: {what}");
             move |source| DaemonError::Io { what, source }
         };
-        let mut s = TcpStream::connect(self.url.trim_start_matches("http://")).map_err(io("connect"))?;
+        let mut s =
+            TcpStream::connect(self.url.trim_start_matches("http://")).map_err(io("connect"))?;
         let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         s.write_all(req.as_bytes()).map_err(io("send"))?;
         let mut out = String::new();

@@ -4,7 +4,6 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-
 /// A fresh model directory holding (a link to) the packaged MiniLM folder and nothing else.
 fn model_dir() -> tempfile::TempDir {
     steadytext_testkit::model_dirs::minilm_only()

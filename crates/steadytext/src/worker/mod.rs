@@ -14,10 +14,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use steadytext_api::queue_request::QueuedRequest;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::MissedTickBehavior;
-use steadytext_api::queue_request::QueuedRequest;
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
 
 pub mod db_config;
