@@ -1,4 +1,4 @@
-//! The engine on its own OS thread: async callers send jobs over a channel and await a oneshot
+//! The engine on its own OS thread: async callers send calls over a channel and await a oneshot
 //! reply. Generation is continuously batched: a request is prefilled on its own, joins the live
 //! decode batch at the next step and leaves it (its reply sent at once) the step it ends; up to
 //! `max_batch` sequences are live, and when more wait, the highest priority, then the oldest, is
@@ -65,34 +65,34 @@ pub struct GenerateOptions {
     pub sink: Option<TextSink>,
 }
 
-enum Job {
-    Generate(GenerateJob),
+enum EngineCall {
+    Generate(GenerationCall),
     Embed { texts: Vec<String>, reply: EmbedReply },
     Rerank { query: String, documents: Vec<String>, task: String, reply: RerankReply },
 }
 
-impl Job {
+impl EngineCall {
     /// Whether the caller stopped waiting (timed out or went away): such jobs are skipped.
     fn abandoned(&self) -> bool {
         match self {
-            Job::Generate(job) => job.reply.is_closed(),
-            Job::Embed { reply, .. } => reply.is_closed(),
-            Job::Rerank { reply, .. } => reply.is_closed(),
+            EngineCall::Generate(job) => job.reply.is_closed(),
+            EngineCall::Embed { reply, .. } => reply.is_closed(),
+            EngineCall::Rerank { reply, .. } => reply.is_closed(),
         }
     }
 
     /// The metrics label of the job's kind.
     fn kind(&self) -> &'static str {
         match self {
-            Job::Generate { .. } => "generate",
-            Job::Embed { .. } => "embed",
-            Job::Rerank { .. } => "rerank",
+            EngineCall::Generate { .. } => "generate",
+            EngineCall::Embed { .. } => "embed",
+            EngineCall::Rerank { .. } => "rerank",
         }
     }
 }
 
 /// A generation request on its way through the engine: waiting, then live in the decode batch.
-struct GenerateJob {
+struct GenerationCall {
     req: GenerateRequest,
     priority: i32,
     /// Arrival order at the engine thread (older first among equal priorities).
@@ -101,7 +101,7 @@ struct GenerateJob {
     sink: Option<TextSink>,
 }
 
-impl Caller for GenerateJob {
+impl Caller for GenerationCall {
     /// A request whose caller stopped waiting (a worker's timeout or cancel, an HTTP client
     /// gone) is stopped before the next step, and its stream goes to the next request.
     fn wanted(&self) -> bool {
@@ -118,7 +118,7 @@ impl Caller for GenerateJob {
 /// Handle to the engine thread; cheap to clone.
 #[derive(Clone)]
 pub struct EngineHandle {
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::Sender<EngineCall>,
     /// The generation model, or why it is unavailable.
     pub generation: Result<ModelInfo, String>,
     /// The embedding model, or why it is unavailable.
@@ -132,7 +132,7 @@ impl EngineHandle {
     /// Starts the engine thread, loads the models on it and returns once they are loaded (a
     /// missing model makes its role unavailable; it does not stop the daemon).
     pub fn start(config: EngineConfig, metrics: Metrics) -> Result<Self, DaemonError> {
-        let (tx, rx) = mpsc::channel::<Job>();
+        let (tx, rx) = mpsc::channel::<EngineCall>();
         let (ready_tx, ready_rx) = mpsc::channel();
         std::thread::Builder::new().name("steadytext-engine".into()).spawn(move || {
             let policy = config.threads;
@@ -172,8 +172,8 @@ impl EngineHandle {
     ) -> Result<Generation, DaemonError> {
         let (reply, rx) = oneshot::channel();
         let GenerateOptions { priority, sink } = options;
-        let job = GenerateJob { req, priority, arrival: 0, reply, sink };
-        self.tx.send(Job::Generate(job)).map_err(|_| DaemonError::EngineStopped)?;
+        let job = GenerationCall { req, priority, arrival: 0, reply, sink };
+        self.tx.send(EngineCall::Generate(job)).map_err(|_| DaemonError::EngineStopped)?;
         rx.await.map_err(|_| DaemonError::EngineStopped)?
     }
 
@@ -186,7 +186,7 @@ impl EngineHandle {
     ) -> Result<Ranking, DaemonError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Job::Rerank { query, documents, task, reply })
+            .send(EngineCall::Rerank { query, documents, task, reply })
             .map_err(|_| DaemonError::EngineStopped)?;
         rx.await.map_err(|_| DaemonError::EngineStopped)?
     }
@@ -194,7 +194,7 @@ impl EngineHandle {
     /// Embeds texts, one unit vector each, in order (batched with concurrent requests).
     pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, DaemonError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Job::Embed { texts, reply }).map_err(|_| DaemonError::EngineStopped)?;
+        self.tx.send(EngineCall::Embed { texts, reply }).map_err(|_| DaemonError::EngineStopped)?;
         rx.await.map_err(|_| DaemonError::EngineStopped)?
     }
 }
@@ -256,11 +256,11 @@ impl Engine {
     /// The engine loop: take what arrived (blocking only when there is nothing to do), admit
     /// waiting generations while the batch has room, run waiting embedding and rerank calls,
     /// decode one step, answer the generations that ended; repeat.
-    fn run(self, rx: mpsc::Receiver<Job>) {
-        let mut waiting: Vec<GenerateJob> = Vec::new();
-        let mut others: VecDeque<Job> = VecDeque::new();
+    fn run(self, rx: mpsc::Receiver<EngineCall>) {
+        let mut waiting: Vec<GenerationCall> = Vec::new();
+        let mut others: VecDeque<EngineCall> = VecDeque::new();
         let mut arrivals = 0u64;
-        let mut decode: Option<DecodeBatch<'_, GenerateJob>> = None;
+        let mut decode: Option<DecodeBatch<'_, GenerationCall>> = None;
         loop {
             let live = decode.as_ref().map_or(0, DecodeBatch::len);
             if live == 0 && waiting.is_empty() && others.is_empty() {
@@ -301,13 +301,13 @@ impl Engine {
     /// generation model), anything else queues for the next pause between steps.
     fn arrive(
         &self,
-        job: Job,
+        job: EngineCall,
         arrivals: &mut u64,
-        waiting: &mut Vec<GenerateJob>,
-        others: &mut VecDeque<Job>,
+        waiting: &mut Vec<GenerationCall>,
+        others: &mut VecDeque<EngineCall>,
     ) {
         match job {
-            Job::Generate(mut job) => {
+            EngineCall::Generate(mut job) => {
                 if let Err(reason) = &self.generator {
                     let _ = job.reply.send(Err(unavailable("generation", reason)));
                     return;
@@ -334,8 +334,8 @@ impl Engine {
     /// use.
     fn admit<'g>(
         &'g self,
-        decode: &mut Option<DecodeBatch<'g, GenerateJob>>,
-        waiting: &mut Vec<GenerateJob>,
+        decode: &mut Option<DecodeBatch<'g, GenerationCall>>,
+        waiting: &mut Vec<GenerationCall>,
     ) {
         let Ok(generator) = &self.generator else { return };
         if decode.is_none() {
@@ -377,7 +377,7 @@ impl Engine {
 
     /// Decodes one step and answers the generations that ended; false after a panic (every
     /// live request then failed, and the batch must not be used again).
-    fn step(&self, batch: &mut DecodeBatch<'_, GenerateJob>) -> bool {
+    fn step(&self, batch: &mut DecodeBatch<'_, GenerationCall>) -> bool {
         let (live, tokens) = (batch.len(), batch.tokens());
         let started = Instant::now();
         match std::panic::catch_unwind(AssertUnwindSafe(|| batch.step())) {
@@ -396,7 +396,7 @@ impl Engine {
     /// Sends each ended generation its result.
     fn answer(
         &self,
-        finished: impl IntoIterator<Item = (GenerateJob, Result<Generation, CoreError>)>,
+        finished: impl IntoIterator<Item = (GenerationCall, Result<Generation, CoreError>)>,
     ) {
         for (job, result) in finished {
             if matches!(result, Err(CoreError::Abandoned)) {
@@ -407,7 +407,7 @@ impl Engine {
     }
 
     /// Fails every live generation of a batch whose engine call panicked.
-    fn fail_all(&self, batch: &mut DecodeBatch<'_, GenerateJob>) {
+    fn fail_all(&self, batch: &mut DecodeBatch<'_, GenerationCall>) {
         let callers =
             std::panic::catch_unwind(AssertUnwindSafe(|| batch.drain())).unwrap_or_default();
         for job in callers {
@@ -417,16 +417,16 @@ impl Engine {
 
     /// Runs the waiting embedding and rerank calls, in arrival order; consecutive embeddings
     /// (up to [`MAX_TEXTS_PER_BATCH`] texts) share one engine call.
-    fn run_others(&self, others: &mut VecDeque<Job>) {
+    fn run_others(&self, others: &mut VecDeque<EngineCall>) {
         while let Some(first) = others.pop_front() {
             match first {
-                Job::Embed { texts, reply } => {
+                EngineCall::Embed { texts, reply } => {
                     let mut budget = texts.len();
                     let mut group = vec![(texts, reply)];
                     let mut rest = VecDeque::new();
                     while let Some(job) = others.pop_front() {
                         match job {
-                            Job::Embed { texts, reply }
+                            EngineCall::Embed { texts, reply }
                                 if budget + texts.len() <= MAX_TEXTS_PER_BATCH =>
                             {
                                 budget += texts.len();
@@ -438,10 +438,10 @@ impl Engine {
                     *others = rest;
                     self.run_embed(group);
                 }
-                Job::Rerank { query, documents, task, reply } => {
+                EngineCall::Rerank { query, documents, task, reply } => {
                     let _ = reply.send(self.run_rerank(&query, &documents, &task));
                 }
-                Job::Generate(_) => unreachable!("generations wait in their own list"),
+                EngineCall::Generate(_) => unreachable!("generations wait in their own list"),
             }
         }
     }
