@@ -111,7 +111,7 @@ pub enum SchemaProblem {
     #[error("must be greater than 0, got {0}")]
     NotPositive(String),
     /// A `type` entry that names no JSON type.
-    #[error("must be one of array, boolean, integer, null, number, object, string, got {0:?}")]
+    #[error("must be one of {names}, got {0:?}", names = TYPE_NAMES.join(", "))]
     UnknownType(String),
     /// An array that must not be empty was.
     #[error("must contain at least one element")]

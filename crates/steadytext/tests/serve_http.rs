@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use steadytext_api::client::{Client, ClientError};
 use steadytext_api::wire::{
-    EmbedBody, ErrorCode, GenerateBody, GenerationParams, RerankBody, DEFAULT_RERANK_TASK,
+    ConstraintBody, EmbedBody, ErrorCode, GenerateBody, GenerationParams, RerankBody,
+    DEFAULT_RERANK_TASK,
 };
 use support::daemon::Daemon;
 
@@ -85,6 +86,15 @@ fn native_api_is_deterministic_cached_and_typed() {
         (gen("x", 5000), ErrorCode::InvalidParameter, "max_tokens must be at most 4096"),
         (gen("", 5), ErrorCode::InvalidParameter, "prompt must not be empty"),
         (gen(&"word ".repeat(5000), 16), ErrorCode::LimitExceeded, "exceeds the context window"),
+        // the extension's message for the same schema (steadytext-api's shared check)
+        (
+            GenerateBody {
+                constraint: Some(ConstraintBody::Json { schema: json!({"type": 12}) }),
+                ..gen("x", 5)
+            },
+            ErrorCode::InvalidParameter,
+            "schema/type must be a string or an array of strings, got a JSON number",
+        ),
     ] {
         match c.generate(&body) {
             Err(ClientError::Daemon { code: got, message }) => {
