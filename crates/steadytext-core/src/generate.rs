@@ -244,7 +244,7 @@ impl Generator {
                 n_ctx: n_ctx as u32,
             });
         }
-        let guide = req.constraint.as_ref().map(|c| self.guide(c)).transpose()?;
+        let guide = req.constraint.as_ref().map(|c| self.guide(c, req.max_tokens)).transpose()?;
         Ok(Sequence::new(prompt, req.max_tokens, guide))
     }
 
@@ -253,12 +253,12 @@ impl Generator {
         &self.model
     }
 
-    /// A fresh matcher for `constraint`, building the vocabulary's llguidance environment on
-    /// first use.
-    fn guide(&self, constraint: &Constraint) -> Result<Guide, CoreError> {
+    /// A fresh guide for `constraint` within `max_tokens`, building the vocabulary's llguidance
+    /// environment on first use.
+    fn guide(&self, constraint: &Constraint, max_tokens: u32) -> Result<Guide, CoreError> {
         constraint.validate()?;
         match self.guidance.get_or_init(|| Guidance::new(&self.model).map_err(|e| e.to_string())) {
-            Ok(guidance) => guidance.guide(constraint),
+            Ok(guidance) => guidance.guide(constraint, max_tokens),
             Err(e) => Err(CoreError::Constraint(e.clone())),
         }
     }

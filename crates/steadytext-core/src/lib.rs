@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod bert_gguf;
 pub mod cache_key;
+mod closing;
 pub mod constraint;
 pub mod decode_batch;
 pub mod download;
