@@ -4,7 +4,9 @@
 //! connection drops mid-body), checked against the registry's sha256 when it has one, and
 //! renamed into place only when complete; concurrent fetches of one file take turns on a
 //! `<file>.lock` lock, so only the first downloads. Downloads are off unless allowed
-//! (`STEADYTEXT_ALLOW_DOWNLOAD=1` or `--allow-download`).
+//! (`STEADYTEXT_ALLOW_DOWNLOAD=1` or `--allow-download`). Progress goes to a [`ProgressSink`]
+//! the caller supplies (the `steadytext` binary renders it; this crate never writes to a
+//! terminal).
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
@@ -70,6 +72,32 @@ pub fn hf_url(endpoint: &str, repo: &str, revision: &str, file: &str) -> String 
     format!("{}/{repo}/resolve/{revision}/{file}", endpoint.trim_end_matches('/'))
 }
 
+/// Where a download stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Bytes of the file received so far, those of a resumed `.part` file included.
+    pub done: u64,
+    /// The file's size, when the server announced it (`Content-Length`, `Content-Range`).
+    pub total: Option<u64>,
+}
+
+/// Receives the progress of a download, on the downloading thread.
+pub trait ProgressSink {
+    /// Bytes arrived (or a request starts, `progress.done` bytes into the file): called when
+    /// each request's response arrives and after every chunk of its body is written.
+    fn received(&mut self, progress: Progress);
+    /// Every byte arrived; the file's sha256 is being checked (a pass over the whole file).
+    fn verifying(&mut self) {}
+}
+
+/// A [`ProgressSink`] that ignores everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoProgress;
+
+impl ProgressSink for NoProgress {
+    fn received(&mut self, _: Progress) {}
+}
+
 /// What [`fetch`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FetchOutcome {
@@ -102,6 +130,16 @@ pub fn fetch(
     dir: &ModelDir,
     policy: &DownloadPolicy,
 ) -> Result<FetchOutcome, CoreError> {
+    fetch_with_progress(entry, dir, policy, &mut NoProgress)
+}
+
+/// [`fetch`], reporting the download's progress to `progress`.
+pub fn fetch_with_progress(
+    entry: &RegistryEntry,
+    dir: &ModelDir,
+    policy: &DownloadPolicy,
+    progress: &mut dyn ProgressSink,
+) -> Result<FetchOutcome, CoreError> {
     let dest = dir.path().join(entry.file_name);
     if dest.exists() {
         return Ok(FetchOutcome::AlreadyPresent(dest));
@@ -123,7 +161,7 @@ pub fn fetch(
     if dest.exists() {
         return Ok(FetchOutcome::AlreadyPresent(dest));
     }
-    download_file(&url, &dest, entry.sha256).map(FetchOutcome::Downloaded)
+    download_file_with_progress(&url, &dest, entry.sha256, progress).map(FetchOutcome::Downloaded)
 }
 
 /// An exclusive lock on `<dest>.lock` (created if missing, left in place), held until the
@@ -161,6 +199,16 @@ fn with_suffix(dest: &Path, suffix: &str) -> PathBuf {
 /// cut, verifying `sha256` when given (a mismatch removes the `.part` file), and renaming the
 /// complete file into place.
 pub fn download_file(url: &str, dest: &Path, sha256: Option<&str>) -> Result<Download, CoreError> {
+    download_file_with_progress(url, dest, sha256, &mut NoProgress)
+}
+
+/// [`download_file`], reporting the download's progress to `progress`.
+pub fn download_file_with_progress(
+    url: &str,
+    dest: &Path,
+    sha256: Option<&str>,
+    progress: &mut dyn ProgressSink,
+) -> Result<Download, CoreError> {
     let io = |path: &Path| {
         let path = path.to_owned();
         move |source| CoreError::Io { path, source }
@@ -181,7 +229,7 @@ pub fn download_file(url: &str, dest: &Path, sha256: Option<&str>) -> Result<Dow
     loop {
         requests += 1;
         let offset = part_len(&part);
-        match attempt(&agent, url, &part, offset)? {
+        match attempt(&agent, url, &part, offset, progress)? {
             Attempt::Complete => break,
             Attempt::Cut(reason) if requests >= MAX_ATTEMPTS => {
                 return Err(CoreError::Http {
@@ -193,6 +241,7 @@ pub fn download_file(url: &str, dest: &Path, sha256: Option<&str>) -> Result<Dow
         }
     }
     if let Some(expected) = sha256 {
+        progress.verifying();
         let actual = crate::models::sha256_file(&part).map_err(io(&part))?;
         if actual != expected {
             let _ = std::fs::remove_file(&part);
@@ -227,8 +276,15 @@ fn part_len(part: &Path) -> u64 {
     std::fs::metadata(part).map(|m| m.len()).unwrap_or(0)
 }
 
-/// One GET of `url`, appending to `part` from `offset` (a `Range` request when non-zero).
-fn attempt(agent: &ureq::Agent, url: &str, part: &Path, offset: u64) -> Result<Attempt, CoreError> {
+/// One GET of `url`, appending to `part` from `offset` (a `Range` request when non-zero),
+/// reporting each chunk to `progress`.
+fn attempt(
+    agent: &ureq::Agent,
+    url: &str,
+    part: &Path,
+    offset: u64,
+    progress: &mut dyn ProgressSink,
+) -> Result<Attempt, CoreError> {
     let http_err = |reason: String| CoreError::Http { url: url.into(), reason };
     let io = |source| CoreError::Io { path: part.to_owned(), source };
     let mut req = agent.get(url);
@@ -244,21 +300,19 @@ fn attempt(agent: &ureq::Agent, url: &str, part: &Path, offset: u64) -> Result<A
         Err(e) => return Err(http_err(e.to_string())),
     };
     let status = resp.status().as_u16();
-    let append = match status {
-        200 => false,
+    let header = |name: &str| {
+        resp.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+    };
+    let (append, total) = match status {
+        200 => (false, header("content-length").parse().ok()),
         206 => {
-            let range = resp
-                .headers()
-                .get("content-range")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_string();
+            let range = header("content-range");
             if !range.starts_with(&format!("bytes {offset}-")) {
                 return Err(http_err(format!(
                     "asked for bytes {offset}- and got Content-Range {range:?}"
                 )));
             }
-            true
+            (true, range.rsplit_once('/').and_then(|(_, total)| total.parse().ok()))
         }
         // The `.part` file is not a prefix the server can continue: start over.
         416 if offset > 0 => {
@@ -270,6 +324,8 @@ fn attempt(agent: &ureq::Agent, url: &str, part: &Path, offset: u64) -> Result<A
     let mut file =
         if append { OpenOptions::new().append(true).open(part) } else { File::create(part) }
             .map_err(io)?;
+    let mut done = if append { offset } else { 0 };
+    progress.received(Progress { done, total });
     let mut body = resp.into_body().into_reader();
     let mut buf = vec![0u8; 1 << 16];
     loop {
@@ -283,6 +339,8 @@ fn attempt(agent: &ureq::Agent, url: &str, part: &Path, offset: u64) -> Result<A
             }
         };
         file.write_all(&buf[..n]).map_err(io)?;
+        done += n as u64;
+        progress.received(Progress { done, total });
     }
     file.flush().map_err(io)?;
     Ok(Attempt::Complete)

@@ -1,6 +1,6 @@
 //! Downloads against a local HTTP server started by each test: full download, resume after a
 //! cut connection and from an existing `.part` file, concurrent fetches of one file, checksum
-//! mismatch, HTTP errors, and downloads disabled (no request at all).
+//! mismatch, HTTP errors, downloads disabled (no request at all), and the progress reported.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -9,7 +9,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use steadytext_core::download::{
-    download_file, fetch, part_path, sha256_hex, DownloadPolicy, FetchOutcome,
+    download_file, download_file_with_progress, fetch, fetch_with_progress, part_path, sha256_hex,
+    DownloadPolicy, FetchOutcome, Progress, ProgressSink,
 };
 use steadytext_core::models::ModelDir;
 use steadytext_core::registry::{ModelSet, RegistryEntry, Role, Source};
@@ -294,4 +295,58 @@ fn packaged_models_are_never_downloaded() {
             && err.to_string().contains("scripts/fetch-models"),
         "{err}"
     );
+}
+
+/// What a download reported, in order.
+#[derive(Debug, Default)]
+struct Recorded {
+    received: Vec<Progress>,
+    /// Index into `received` at which `verifying` was called.
+    verifying_at: Option<usize>,
+}
+
+impl ProgressSink for Recorded {
+    fn received(&mut self, progress: Progress) {
+        self.received.push(progress);
+    }
+    fn verifying(&mut self) {
+        self.verifying_at = Some(self.received.len());
+    }
+}
+
+#[test]
+fn progress_counts_every_byte_up_to_the_announced_total() {
+    let bytes = payload(400_000);
+    let server = Server::start(one_file(&bytes, None));
+    let dir = tempfile::tempdir().unwrap();
+    let e = entry("model.gguf", Some(sha256_hex(&bytes)));
+    let mut seen = Recorded::default();
+    fetch_with_progress(&e, &ModelDir::new(dir.path()), &policy(&server), &mut seen).unwrap();
+    let received = &seen.received;
+    assert_eq!(received[0], Progress { done: 0, total: Some(400_000) }, "{received:?}");
+    assert_eq!(received.last(), Some(&Progress { done: 400_000, total: Some(400_000) }));
+    assert!(received.len() >= 3, "one report per chunk: {received:?}");
+    assert!(received.windows(2).all(|w| w[0].done < w[1].done), "{received:?}");
+    assert_eq!(seen.verifying_at, Some(received.len()), "verified after the last byte");
+}
+
+#[test]
+fn progress_of_a_resumed_download_starts_at_the_bytes_already_there() {
+    let bytes = payload(300_000);
+    // the first response is cut after 100 000 bytes; the retry resumes with a Range request
+    let server = Server::start(one_file(&bytes, Some(100_000)));
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("model.gguf");
+    std::fs::write(part_path(&dest), &bytes[..50_000]).unwrap();
+    let url = format!("{}{URL_PATH}", server.base);
+    let mut seen = Recorded::default();
+    let d = download_file_with_progress(&url, &dest, None, &mut seen).unwrap();
+    assert_eq!(d.requests, 2);
+    let received = &seen.received;
+    assert_eq!(received[0], Progress { done: 50_000, total: Some(300_000) }, "{received:?}");
+    let retry = received.iter().position(|p| p.done == 150_000).expect("the cut at 150 000");
+    assert_eq!(received[retry + 1], Progress { done: 150_000, total: Some(300_000) });
+    assert_eq!(received.last(), Some(&Progress { done: 300_000, total: Some(300_000) }));
+    assert!(received.windows(2).all(|w| w[0].done <= w[1].done), "{received:?}");
+    assert_eq!(seen.verifying_at, None, "no checksum to verify");
 }

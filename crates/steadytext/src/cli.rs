@@ -8,6 +8,8 @@ use steadytext_api::settings::{
 };
 use steadytext_core::{ModelDir, ThreadPolicy};
 
+use crate::download_progress::ProgressStyle;
+
 /// Deterministic local AI: same input, same model, same seed → byte-identical output.
 #[derive(Debug, Parser)]
 #[command(name = "steadytext", version = steadytext_api::VERSION)]
@@ -397,6 +399,11 @@ pub struct FetchArgs {
     /// Base URL of the Hugging Face-style server. Default: https://huggingface.co.
     #[arg(long, env = "STEADYTEXT_HF_ENDPOINT", default_value = steadytext_core::download::DEFAULT_ENDPOINT)]
     pub hf_endpoint: String,
+    /// How the download's progress (bytes, total, rate) is shown on stderr: `auto` (one updating
+    /// line on a terminal, else a plain line at the start, every 10 seconds and at the end),
+    /// `bar`, `lines` or `off`. Default: auto.
+    #[arg(long, env = "STEADYTEXT_PROGRESS", value_enum, default_value_t = ProgressStyle::Auto)]
+    pub progress: ProgressStyle,
     /// The model directory.
     #[command(flatten)]
     pub model_dir: ModelDirArg,

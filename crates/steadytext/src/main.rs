@@ -3,6 +3,7 @@
 mod cache;
 mod cli;
 mod commands;
+mod download_progress;
 mod engine_host;
 mod error;
 mod http;

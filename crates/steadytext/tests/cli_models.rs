@@ -134,6 +134,46 @@ fn models_fetch_downloads_only_when_allowed() {
 }
 
 #[test]
+fn models_fetch_shows_progress_as_plain_lines_off_a_terminal_or_as_a_bar() {
+    let body: Vec<u8> = (0..300_000u32).map(|i| (i * 13 % 251) as u8).collect();
+    let (base, _) = serve(
+        "/QuantFactory/Qwen3-Reranker-4B-GGUF/resolve/main/Qwen3-Reranker-4B.Q8_0.gguf",
+        body,
+    );
+    let fetch = |progress: Option<&str>| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = vec!["models", "fetch", "qwen3-reranker-4b", "--allow-download"];
+        args.extend(progress.map(|p| ["--progress", p]).into_iter().flatten());
+        let out = steadytext(dir.path(), &args, &[("STEADYTEXT_HF_ENDPOINT", base.as_str())]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(text(&out.stdout).contains("downloaded 300000 bytes"), "{}", text(&out.stdout));
+        text(&out.stderr)
+    };
+
+    // stderr is a pipe here, so the default is plain lines: the start, the end, and one every
+    // 10 seconds in between (none for a local download of 300 kB)
+    for lines in [fetch(None), fetch(Some("lines"))] {
+        let progress: Vec<&str> = lines.lines().collect();
+        assert_eq!(progress[0], "qwen3-reranker-4b: 0 of 300000 bytes (0.0%)", "{lines}");
+        let last = progress.last().unwrap();
+        assert!(
+            last.starts_with("qwen3-reranker-4b: 300000 of 300000 bytes (100.0%), "),
+            "{lines}"
+        );
+        assert!(last.ends_with("B/s"), "{lines}");
+        assert!(!lines.contains('\r'), "{lines:?}");
+    }
+
+    // the bar: one line rewritten in place, closed by a newline
+    let bar = fetch(Some("bar"));
+    assert!(bar.starts_with("\rqwen3-reranker-4b: 0 B of 300 kB (0.0%)\x1b[K"), "{bar:?}");
+    assert!(bar.contains("\rqwen3-reranker-4b: 300 kB of 300 kB (100.0%), "), "{bar:?}");
+    assert!(bar.ends_with("\x1b[K\n") && bar.matches('\n').count() == 1, "{bar:?}");
+
+    assert_eq!(fetch(Some("off")), "");
+}
+
+#[test]
 fn packaged_models_point_at_the_fetch_script() {
     let dir = tempfile::tempdir().unwrap();
     let out = steadytext(dir.path(), &["models", "fetch", "gemma-3-270m", "--allow-download"], &[]);

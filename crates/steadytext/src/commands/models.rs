@@ -6,6 +6,7 @@ use steadytext_core::models::{ImportOutcome, MINILM_L6_V2};
 use steadytext_core::registry::{self, ModelChoice, Role, REGISTRY};
 
 use crate::cli::{FetchArgs, ImportArgs, ListArgs};
+use crate::download_progress::ProgressDisplay;
 
 /// Runs `steadytext models import`: converts the all-MiniLM-L6-v2 folder into its GGUF file,
 /// or reports that the GGUF file is already there.
@@ -55,12 +56,15 @@ pub fn list(args: &ListArgs) -> anyhow::Result<()> {
 }
 
 /// Runs `steadytext models fetch`: downloads a registry model if it is missing and downloads
-/// are allowed.
+/// are allowed, showing the download's progress on stderr (`--progress`).
 pub fn fetch(args: &FetchArgs) -> anyhow::Result<()> {
     let dir = args.model_dir.resolve();
     let entry = registry::lookup(&args.name)?;
     let policy = DownloadPolicy { allow: args.allow_download, endpoint: args.hf_endpoint.clone() };
-    match download::fetch(entry, &dir, &policy)? {
+    let mut progress = ProgressDisplay::stderr(entry.name, args.progress);
+    let outcome = download::fetch_with_progress(entry, &dir, &policy, &mut progress);
+    progress.finish();
+    match outcome? {
         FetchOutcome::AlreadyPresent(path) => {
             println!("{}: already present at {}", entry.name, path.display())
         }
