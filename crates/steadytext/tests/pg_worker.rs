@@ -168,7 +168,7 @@ fn a_killed_workers_jobs_are_rescued_and_complete_exactly_once() {
     });
     a.kill9();
     let _b = worker(&cluster, "B", &["--concurrency", "2"]);
-    let done = drained(&mut db, Duration::from_secs(180));
+    let done = drained(&mut db, Duration::from_secs(600));
     assert_eq!(done.get("completed"), Some(&6), "{done:?}");
     for id in &held {
         let row = db
@@ -206,7 +206,7 @@ fn a_postgres_restart_mid_run_loses_nothing() {
         enqueue_generate(&mut db, &format!("Fact {i}:"), 120, false);
     }
     let mut w = worker(&cluster, "R", &["--concurrency", "2"]);
-    wait_until(Duration::from_secs(180), "a completion and a batch in progress", || {
+    wait_until(Duration::from_secs(600), "a completion and a batch in progress", || {
         let s = statuses(&mut db);
         (s.get("completed").copied().unwrap_or(0) >= 1 && s.contains_key("processing"))
             .then_some(())
@@ -217,7 +217,7 @@ fn a_postgres_restart_mid_run_loses_nothing() {
     // heartbeats would otherwise keep those leases alive for ever)
     w.wait_for_log("released", Duration::from_secs(30));
     let mut db = cluster.connect();
-    let done = drained(&mut db, Duration::from_secs(300));
+    let done = drained(&mut db, Duration::from_secs(600));
     assert_eq!(done.get("completed"), Some(&8), "{done:?}");
 }
 
