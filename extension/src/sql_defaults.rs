@@ -31,11 +31,21 @@ mod tests {
         .unwrap();
         let mut checked = 0;
         for (function, arguments) in &signatures {
-            for argument in arguments.split(", ") {
-                let Some((name, default)) = argument.split_once(" DEFAULT ") else { continue };
-                let name = name.split_whitespace().next().unwrap_or_default();
-                if let Some((_, value)) = expected.iter().find(|(arg, _)| *arg == name) {
-                    assert_eq!(default, value, "{function}({name})");
+            // an argument starts the list or follows ", "; defaults may contain ", " themselves
+            for (name, value) in &expected {
+                let starts = std::iter::once(0)
+                    .chain(arguments.match_indices(", ").map(|(i, _)| i + 2))
+                    .filter(|&i| arguments[i..].starts_with(&format!("{name} ")));
+                for start in starts {
+                    let rest = &arguments[start..];
+                    let Some(at) = rest.find(" DEFAULT ") else { continue };
+                    if rest[..at].contains(", ") {
+                        continue; // no default of its own: that DEFAULT is a later argument's
+                    }
+                    let default = &rest[at + " DEFAULT ".len()..];
+                    let end = default.starts_with(value.as_str())
+                        && matches!(default[value.len()..].chars().next(), None | Some(','));
+                    assert!(end, "{function}({name}): DEFAULT {default:?}, expected {value:?}");
                     checked += 1;
                 }
             }
