@@ -76,7 +76,8 @@ pub fn run(env: &Env, raw_bin: &Path, model: &Path, max_tokens: u32, rounds: u32
     Ok(())
 }
 
-fn output(cmd: &mut Command) -> Result<String> {
+/// The stdout of `cmd`, which must succeed.
+pub(crate) fn output(cmd: &mut Command) -> Result<String> {
     let out = cmd.output().map_err(BenchError::io(format!("run {cmd:?}")))?;
     if !out.status.success() {
         return Err(BenchError::Process(format!(
@@ -87,13 +88,15 @@ fn output(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn line_starting<'a>(out: &'a str, prefix: &str) -> Result<&'a str> {
+/// The first line of `out` starting with `prefix`.
+pub(crate) fn line_starting<'a>(out: &'a str, prefix: &str) -> Result<&'a str> {
     out.lines()
         .find(|l| l.starts_with(prefix))
         .ok_or_else(|| BenchError::Process(format!("no line starting with {prefix:?} in {out:?}")))
 }
 
-fn num(line: &str, key: &str) -> Result<f64> {
+/// The number after `key=` in `line`.
+pub(crate) fn num(line: &str, key: &str) -> Result<f64> {
     field_of(line, key)
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| BenchError::Process(format!("no number {key}= in {line:?}")))

@@ -4,6 +4,7 @@
 
 pub mod cancel_release;
 pub mod completion;
+pub mod constrained;
 pub mod contention;
 pub mod drain;
 pub mod engine;

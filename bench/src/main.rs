@@ -7,7 +7,9 @@ use steadytext_bench::contention::Target;
 use steadytext_bench::drain::{self, Workload};
 use steadytext_bench::mixed_latency::{self, Mix};
 use steadytext_bench::setup::Env;
-use steadytext_bench::{cancel_release, contention, engine, enqueue, queue_latency, sync_latency};
+use steadytext_bench::{
+    cancel_release, constrained, contention, engine, enqueue, queue_latency, sync_latency,
+};
 
 /// Rerunnable benchmarks of pg_steadytext; each prints `bench figure=… key=value …` lines.
 #[derive(Debug, Parser)]
@@ -149,6 +151,15 @@ enum Figure {
         #[arg(long, default_value_t = 2)]
         rounds: u32,
     },
+    /// Figure 6: single-sequence tokens/s of JSON-constrained vs free decoding, one run each.
+    Constrained {
+        /// Tokens per prompt. Default: 128.
+        #[arg(long, default_value_t = 128)]
+        max_tokens: u32,
+        /// Runs of `steadytext bench`, summed. Default: 2.
+        #[arg(long, default_value_t = 2)]
+        rounds: u32,
+    },
 }
 
 /// gemma-3-270m-q4_k_m.gguf in STEADYTEXT_MODEL_DIR or ~/.cache/steadytext/models.
@@ -199,6 +210,7 @@ fn main() -> anyhow::Result<()> {
             let model = model.unwrap_or_else(default_model);
             engine::run(&env, &raw_bin, &model, max_tokens, rounds)?
         }
+        Figure::Constrained { max_tokens, rounds } => constrained::run(&env, max_tokens, rounds)?,
     }
     Ok(())
 }

@@ -209,7 +209,7 @@ pub struct BenchArgs {
     /// Tokens generated per prompt (1–4096). Default: 32.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub max_tokens: u32,
-    /// Measure generation only (skip the embedding figures). Default: off.
+    /// Measure single and batch-8 generation only (skip the constrained and embedding figures). Default: off.
     #[arg(long)]
     pub generate_only: bool,
     /// Engine settings.

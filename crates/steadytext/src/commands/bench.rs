@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use steadytext_core::{GenerateRequest, ThreadPolicy};
+use steadytext_core::{Constraint, GenerateRequest, ThreadPolicy};
 
 use crate::cli::BenchArgs;
 use crate::commands::embed::load_embedder;
@@ -20,6 +20,11 @@ const PROMPTS: [&str; 8] = [
     "In the beginning of the twentieth century,",
     "A good recipe for bread needs",
 ];
+
+/// The schema of the constrained figure: the documentation's extraction example, an object whose
+/// `entities` array may hold anything; a small model often keeps writing it until its budget
+/// runs low and the guide closes it.
+const CONSTRAINED_SCHEMA: &str = r#"{"type":"object","properties":{"entities":{"type":"array"}}}"#;
 
 /// Rounds of the embedding figures: each embeds the 32 texts one by one, then as one batch.
 const EMBED_ROUNDS: usize = 4;
@@ -60,6 +65,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     println!("bench generate_kernels companion_always={}", generator.companion_always());
     println!("bench generate_single prompts=8 threads={threads} tokens={single_tokens} tokens_per_s={single:.1}");
     println!("bench generate_batch8 prompts=8 threads={threads} tokens={batch_tokens} tokens_per_s={batched:.1} ratio={:.2}", batched / single);
+    if !args.generate_only {
+        extraction_figures(&generator, &threads, args.max_tokens)?;
+    }
     drop(generator);
     if args.generate_only {
         return Ok(());
@@ -101,4 +109,45 @@ fn peak_rss_kib() -> anyhow::Result<u64> {
         .find(|l| l.starts_with("VmHWM:"))
         .ok_or_else(|| anyhow::anyhow!("no VmHWM in /proc/self/status"))?;
     Ok(line.split_whitespace().nth(1).unwrap_or("0").parse()?)
+}
+
+/// The constrained figure: extraction prompts one by one, free and constrained to the
+/// documentation's schema in turn (so that a change in the machine's speed hits both alike),
+/// after a warm-up request that builds the vocabulary's llguidance environment (once per model).
+fn extraction_figures(
+    generator: &steadytext_core::Generator,
+    threads: &str,
+    max_tokens: u32,
+) -> anyhow::Result<()> {
+    let schema: serde_json::Value = serde_json::from_str(CONSTRAINED_SCHEMA)?;
+    let extraction: Vec<GenerateRequest> = PROMPTS
+        .iter()
+        .map(|p| GenerateRequest {
+            prompt: format!("Extract the entities from: {p}\nJSON:"),
+            max_tokens,
+            seed: 42,
+            constraint: None,
+        })
+        .collect();
+    generator.generate(&GenerateRequest {
+        constraint: Some(Constraint::Json(schema.clone())),
+        ..extraction[0].clone()
+    })?;
+    let (mut free, mut constrained) = ((0u64, Duration::ZERO), (0u64, Duration::ZERO));
+    for req in &extraction {
+        let json =
+            GenerateRequest { constraint: Some(Constraint::Json(schema.clone())), ..req.clone() };
+        for (req, sum) in [(req, &mut free), (&json, &mut constrained)] {
+            let start = Instant::now();
+            for g in generator.generate_batch(std::slice::from_ref(req))? {
+                sum.0 += u64::from(g?.tokens);
+            }
+            sum.1 += start.elapsed();
+        }
+    }
+    let free_tps = free.0 as f64 / free.1.as_secs_f64();
+    let constrained_tps = constrained.0 as f64 / constrained.1.as_secs_f64();
+    println!("bench generate_extract_free prompts=8 threads={threads} tokens={} tokens_per_s={free_tps:.1}", free.0);
+    println!("bench generate_extract_json prompts=8 threads={threads} tokens={} tokens_per_s={constrained_tps:.1} ratio={:.2}", constrained.0, constrained_tps / free_tps);
+    Ok(())
 }
