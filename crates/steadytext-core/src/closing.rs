@@ -7,14 +7,21 @@
 //! with), and a byte string can be checked for leading to an accepting state (validating it
 //! followed by the end-of-sequence token). The search runs on those.
 //!
-//! Search states are byte strings; two strings of the same length that leave the lexer in the
-//! same DFA state are treated as one, keeping the first in search order. Inside one lexeme
-//! (a JSON string, a number) that merges exactly equivalent states, which keeps the search
-//! small: all plain characters of a string lead to one state. Across lexemes two merged states
-//! may differ in the parser's stack (say, two keys whose values differ), so the completion found
-//! can be longer than the shortest one; it is always a valid completion, and its length is what
-//! the budget logic relies on. Every state the search keeps is a prefix the grammar can still
-//! complete (llguidance only admits viable bytes), so the search fails only by its node limit.
+//! The search is breadth-first, one string length at a time, so the first completion found is a
+//! shortest one among the strings it keeps. Which strings it keeps is the cost question: the
+//! exact search ([`Merge::Exact`]) merges only strings that differ inside the lexeme being read
+//! (all plain characters of a JSON string lead to one state), and finds the shortest completion;
+//! but a permissive schema (any extra property, any value) offers so many choices that it is
+//! bounded by [`EXACT_NODES`], after which the approximate search ([`Merge::LexerState`]) merges
+//! every string of a length that leaves the lexer in the same state and finds a completion that
+//! may be a few bytes longer. Measured in the test build: from the empty output the exact
+//! search found the shortest completion of every generated schema of the tests (up to 49 bytes,
+//! in at most 4 ms; a unit test checks the lengths); from inside a nested object of a permissive
+//! schema, 85 bytes from the end, it gave up and the approximate search found a completion 6
+//! bytes longer than the shortest, 33 ms for both (about 5 µs per string).
+//!
+//! Every string the search keeps can still be completed (llguidance admits only viable bytes),
+//! so it fails only by its node limits.
 
 use std::collections::HashSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -26,8 +33,8 @@ use llguidance::TokenParser;
 
 use crate::CoreError;
 
-/// Largest number of byte strings the search examines before giving up; bounds its cost (each
-/// costs one speculative push of every byte plus a replay of the string).
+/// Largest number of byte strings the approximate search examines before giving up; bounds its
+/// cost (each costs one speculative push of every byte of the alphabet).
 pub(crate) const MAX_NODES: usize = 8192;
 
 /// The vocabulary's single-byte tokens and the orders in which the search tries bytes.

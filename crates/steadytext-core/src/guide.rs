@@ -5,14 +5,18 @@
 //! (the largest logit, ties to the lowest id), so a constrained request is exactly as
 //! deterministic as an unconstrained one.
 //!
-//! # Checking candidates instead of computing the mask
+//! # Checking candidates before computing the mask
 //!
-//! The set of allowed tokens (llguidance's mask) walks the whole vocabulary trie, 262 144
-//! tokens for Gemma 3, and dominated constrained decoding. The greedy choice needs only the
-//! first allowed token in greedy order, so [`Guide::choose`] checks the highest-logit tokens one
-//! by one (llguidance validates one token by pushing its bytes, which costs microseconds) and
-//! computes the mask only when none of the [`TOP_K`] best is allowed. The first allowed token in
-//! greedy order is the same either way (a unit test compares the two choices).
+//! The greedy choice needs only the first allowed token in greedy order, so [`Guide::choose`]
+//! validates the highest-logit token (llguidance pushes its bytes through the parser, which
+//! costs microseconds) and computes the mask (a walk of the vocabulary trie, 262 144 tokens for
+//! Gemma 3) only when none of the [`TOP_K`] best is allowed; the first allowed token in greedy
+//! order is the same either way (a unit test compares the two). Measured in a release build on
+//! the project's 2-core machine (Gemma 3 270M, one thread, the extraction schema, 512 tokens):
+//! llguidance's sliced masks took about 30 µs per step and a scalar greedy scan over the
+//! vocabulary about 1 ms (hence the vectorised [`best_logit`]), both small next to a decode step
+//! of about 40 ms; the mask was needed at 3 of 512 steps. Constrained decoding runs at the free
+//! rate per token (`bench/run constrained`).
 //!
 //! # The token budget
 //!
@@ -707,6 +711,25 @@ mod tests {
         }
         assert!(bad.is_empty(), "{}", bad.join("\n"));
         assert!(ok > 48, "ok {ok}, unfinished {unfinished}");
+    }
+
+    #[test]
+    fn the_search_finds_the_shortest_instance_from_the_empty_output() {
+        let guidance = guidance();
+        let generated = schemas::generate(1, 24).into_iter().chain(schemas::generate(2026, 12));
+        for (n, g) in generated.enumerate() {
+            let mut guide = guidance.guide(&Constraint::Json(g.schema.clone()), 1000).unwrap();
+            guide.refresh_plan(1000).unwrap();
+            let Plan::Known { bytes, .. } = &guide.plan else {
+                panic!("schema {n}: no completion found: {:?}", guide.plan);
+            };
+            assert_eq!(
+                bytes.len(),
+                g.shortest.len(),
+                "schema {n}: {}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
     }
 
     #[test]
