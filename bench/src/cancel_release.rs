@@ -74,7 +74,7 @@ pub fn run(env: &Env, rounds: u32, long_tokens: i32) -> Result<()> {
             .field("rounds", rounds)
             .field("long_tokens", long_tokens)
             .field("concurrency", 1)
-            .field("threads", env.threads)
+            .field("threads", env.serve_threads())
             .latency("cancel_to_next_done", &rel)
             .latency("next_alone", &anchor)
             .num("decode_step_ms", step, 1)

@@ -19,7 +19,9 @@ struct Cli {
     /// Default: target/release/steadytext of this workspace.
     #[arg(long, env = "STEADYTEXT_BIN", global = true)]
     steadytext_bin: Option<PathBuf>,
-    /// llama.cpp threads of one daemon (drain: divided among the workers). Default: all cores.
+    /// llama.cpp threads of one daemon (drain: divided among the workers; engine: both
+    /// programs). Default: all cores; `serve` daemons then use their own default (adaptive up
+    /// to all cores), `--threads` fixes their count.
     #[arg(long, global = true)]
     threads: Option<usize>,
     /// Which figure.
@@ -182,7 +184,7 @@ fn main() -> anyhow::Result<()> {
     );
     let threads =
         cli.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let env = Env { steadytext_bin, threads };
+    let env = Env { steadytext_bin, threads, fixed_threads: cli.threads.is_some() };
     match cli.figure {
         Figure::Enqueue { jobs } => enqueue::run(jobs)?,
         Figure::QueueRoundTrip { jobs } => queue_latency::round_trip(&env, jobs)?,

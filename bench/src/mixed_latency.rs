@@ -107,7 +107,7 @@ pub fn run(env: &Env, mix: Mix) -> Result<()> {
             .field("long_tokens", mix.long_tokens)
             .field("concurrency", mix.concurrency)
             .field("max_batch", mix.max_batch)
-            .field("threads", env.threads)
+            .field("threads", env.serve_threads())
             .latency("short", &summarize(&p.all())?)
             .latency("embed", &summarize(&p.embed)?)
             .latency("generate4", &summarize(&p.generate)?))

@@ -12,24 +12,38 @@ use crate::error::{BenchError, Result};
 pub struct Env {
     /// The `steadytext` binary (a release build).
     pub steadytext_bin: PathBuf,
-    /// llama.cpp threads of a single daemon/worker.
+    /// llama.cpp threads of a single daemon/worker (all cores unless `--threads` was given).
     pub threads: usize,
+    /// Whether `--threads` was given: `serve` daemons then run with that fixed count, else with
+    /// their default (adaptive up to all cores).
+    pub fixed_threads: bool,
 }
 
 impl Env {
+    /// The thread setting of `serve` daemons, as figure lines report it: the count, or
+    /// `adaptiveN`.
+    pub fn serve_threads(&self) -> String {
+        if self.fixed_threads {
+            self.threads.to_string()
+        } else {
+            format!("adaptive{}", self.threads)
+        }
+    }
+
     /// `steadytext serve --port 0` with `extra` flags, once it is ready (its worker listening
-    /// too when `--database-url` is among them).
+    /// too when `--database-url` is among them); the daemon's default threads unless
+    /// `--threads` was given.
     pub fn serve(&self, extra: &[&str]) -> Result<Daemon> {
         let args = [&["--port", "0"], extra].concat();
-        Ok(Daemon::start(&self.spawn("serve", &args, self.threads))?)
+        Ok(Daemon::start(&self.spawn("serve", &args, self.fixed_threads.then_some(self.threads)))?)
     }
 
     /// `steadytext worker` with `extra` flags and `threads` llama.cpp threads, once it listens.
     pub fn worker(&self, extra: &[&str], threads: usize) -> Result<Daemon> {
-        Ok(Daemon::start(&self.spawn("worker", extra, threads))?)
+        Ok(Daemon::start(&self.spawn("worker", extra, Some(threads)))?)
     }
 
-    fn spawn(&self, command: &str, args: &[&str], threads: usize) -> Spawn {
+    fn spawn(&self, command: &str, args: &[&str], threads: Option<usize>) -> Spawn {
         let mut spec = Spawn::new(&self.steadytext_bin, command, args);
         spec.threads = threads;
         spec.echo_stderr = std::env::var_os("BENCH_VERBOSE").is_some();

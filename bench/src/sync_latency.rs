@@ -36,7 +36,7 @@ pub fn run(env: &Env, hits: u32, misses: u32, max_tokens: i32) -> Result<()> {
             "{}",
             Line::new(name)
                 .field("max_tokens", max_tokens)
-                .field("threads", env.threads)
+                .field("threads", env.serve_threads())
                 .latency("call", &s)
                 .with_load()
         );

@@ -54,8 +54,8 @@ pub struct Spawn {
     pub args: Vec<String>,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
-    /// llama.cpp threads (`STEADYTEXT_THREADS`).
-    pub threads: usize,
+    /// llama.cpp threads (`STEADYTEXT_THREADS`); `None`: the daemon's own default (adaptive).
+    pub threads: Option<usize>,
     /// Whether to copy its stderr lines to this process's stderr.
     pub echo_stderr: bool,
 }
@@ -68,7 +68,7 @@ impl Spawn {
             command: command.to_owned(),
             args: args.iter().map(|a| (*a).to_owned()).collect(),
             env: Vec::new(),
-            threads: 2,
+            threads: Some(2),
             echo_stderr: true,
         }
     }
@@ -96,13 +96,17 @@ impl Daemon {
             .tempdir()
             .map_err(io("temp dir"))?;
         let ready_file = dir.path().join("ready.json");
-        let mut child = Command::new(&spec.bin)
+        let mut command = Command::new(&spec.bin);
+        command.env_remove("STEADYTEXT_THREADS");
+        if let Some(threads) = spec.threads {
+            command.env("STEADYTEXT_THREADS", threads.to_string());
+        }
+        let mut child = command
             .arg(&spec.command)
             .args(&spec.args)
             .arg("--ready-file")
             .arg(&ready_file)
             .env("STEADYTEXT_CACHE_FILE", dir.path().join("cache.redb"))
-            .env("STEADYTEXT_THREADS", spec.threads.to_string())
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
