@@ -36,8 +36,3 @@ pub(crate) fn load_model(
     llama_cpp_2::model::LlamaModel::load_from_file(backend()?, path, &params)
         .map_err(|e| CoreError::ModelLoad { path: path.to_owned(), reason: e.to_string() })
 }
-
-/// Clamps a requested CPU thread count to what llama.cpp accepts (1–256).
-pub(crate) fn thread_count(threads: usize) -> i32 {
-    threads.clamp(1, 256) as i32
-}

@@ -14,9 +14,10 @@ use llama_cpp_2::context::params::LlamaPoolingType;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
-use crate::backend::{load_model, thread_count};
+use crate::backend::load_model;
 use crate::error::decode_err;
 use crate::slots::{Encoder, MAX_SEQ_TOKENS};
+use crate::threads::ThreadPolicy;
 use crate::CoreError;
 
 pub use crate::slots::MAX_TEXTS_PER_BATCH;
@@ -28,10 +29,11 @@ pub struct Embedder {
 }
 
 impl Embedder {
-    /// Loads a BERT-family GGUF from `path`, running on `threads` CPU threads.
-    pub fn load(path: &Path, threads: usize) -> Result<Self, CoreError> {
+    /// Loads a BERT-family GGUF from `path`, running on `threads` CPU threads (a count, or a
+    /// [`ThreadPolicy`]).
+    pub fn load(path: &Path, threads: impl Into<ThreadPolicy>) -> Result<Self, CoreError> {
         let model = load_model(path)?;
-        let encoder = Encoder::new(model, thread_count(threads), LlamaPoolingType::Mean);
+        let encoder = Encoder::new(model, threads.into(), LlamaPoolingType::Mean);
         Ok(Self { encoder, path: path.to_owned() })
     }
 

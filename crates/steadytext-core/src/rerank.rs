@@ -28,11 +28,12 @@ use llama_cpp_2::token::LlamaToken;
 
 use steadytext_api::validate::{check_rerank, InputError};
 
-use crate::backend::{backend, load_model, thread_count};
+use crate::backend::{backend, load_model};
 use crate::error::decode_err;
 use crate::models::ModelDir;
 use crate::registry::{self, ModelChoice, Role};
 use crate::slots::{Encoder, MAX_SEQ_TOKENS};
+use crate::threads::ThreadPolicy;
 use crate::{CoreError, Embedder};
 
 /// The default task: that of the SQL functions (declared in `steadytext-api`).
@@ -157,11 +158,15 @@ pub struct ModelReranker {
 impl ModelReranker {
     /// Loads a reranker GGUF, reporting it under `name`; a model that is not a supported
     /// reranker is [`CoreError::UnsupportedReranker`].
-    pub fn load(path: &Path, name: impl Into<String>, threads: usize) -> Result<Self, CoreError> {
+    pub fn load(
+        path: &Path,
+        name: impl Into<String>,
+        threads: impl Into<ThreadPolicy>,
+    ) -> Result<Self, CoreError> {
         let model = load_model(path)?;
         let kind = detect_kind(&model, path)?;
         Ok(Self {
-            encoder: Encoder::new(model, thread_count(threads), LlamaPoolingType::Rank),
+            encoder: Encoder::new(model, threads.into(), LlamaPoolingType::Rank),
             path: path.to_owned(),
             name: name.into(),
             kind,
@@ -308,13 +313,14 @@ impl ModelReranker {
     /// A context for one Qwen3-Reranker pair at a time: rank pooling for a converted rank head,
     /// plain logits otherwise.
     fn qwen3_context(&self, n_ctx: u32, pooled: bool) -> Result<LlamaContext<'_>, CoreError> {
+        let threads = self.encoder.threads().now();
         let mut params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(n_ctx))
             .with_n_batch(QWEN3_CHUNK as u32)
             .with_n_ubatch(QWEN3_CHUNK as u32)
             .with_n_seq_max(1)
-            .with_n_threads(self.encoder.threads())
-            .with_n_threads_batch(self.encoder.threads());
+            .with_n_threads(threads)
+            .with_n_threads_batch(threads);
         if pooled {
             params = params.with_embeddings(true).with_pooling_type(LlamaPoolingType::Rank);
         }
@@ -460,7 +466,7 @@ pub enum Reranker {
 impl Reranker {
     /// The reranker the environment configures: [`Reranker::load`] with the choices of
     /// `STEADYTEXT_RERANK_MODEL` and `STEADYTEXT_EMBEDDING_MODEL` (see [`registry::choose`]).
-    pub fn from_env(dir: &ModelDir, threads: usize) -> Result<Self, CoreError> {
+    pub fn from_env(dir: &ModelDir, threads: impl Into<ThreadPolicy>) -> Result<Self, CoreError> {
         let embedding =
             registry::choose(Role::Embedding)?.expect("the mini set has an embedding model");
         Self::load(registry::choose(Role::Rerank)?, embedding, dir, threads)
@@ -473,8 +479,9 @@ impl Reranker {
         rerank: Option<ModelChoice>,
         embedding: ModelChoice,
         dir: &ModelDir,
-        threads: usize,
+        threads: impl Into<ThreadPolicy>,
     ) -> Result<Self, CoreError> {
+        let threads = threads.into();
         if let Some(choice) = rerank {
             let path = choice.locate(dir)?;
             return Ok(Reranker::Model(ModelReranker::load(

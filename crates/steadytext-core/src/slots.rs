@@ -39,6 +39,7 @@ use llama_cpp_2::token::LlamaToken;
 
 use crate::backend::backend;
 use crate::error::decode_err;
+use crate::threads::{set_context_threads, ThreadPolicy};
 use crate::CoreError;
 
 /// Alignment (in tokens) of every sequence's slot in a batch: the widest grouping of the
@@ -113,9 +114,9 @@ self_cell::self_cell!(
     }
 );
 
-/// The context an [`Encoder`] keeps between calls; empty before the first call and while a
-/// call uses it.
-type Spare<'model> = Mutex<Option<LlamaContext<'model>>>;
+/// The context an [`Encoder`] keeps between calls, with the thread count it computes with;
+/// empty before the first call and while a call uses it.
+type Spare<'model> = Mutex<Option<(LlamaContext<'model>, i32)>>;
 
 /// An encoder model (sentence embeddings, cross-encoder) that encodes token sequences in
 /// aligned-slot batches, reusing one llama.cpp context from call to call.
@@ -128,15 +129,16 @@ type Spare<'model> = Mutex<Option<LlamaContext<'model>>>;
 /// its own, and the context of a failed call is dropped.
 pub struct Encoder {
     cell: ModelAndSpare,
-    threads: i32,
+    threads: ThreadPolicy,
     pooling: LlamaPoolingType,
     /// Contexts created so far.
     created: AtomicU64,
 }
 
 impl Encoder {
-    /// Wraps `model`, to be run on `threads` CPU threads with the given pooling.
-    pub fn new(model: LlamaModel, threads: i32, pooling: LlamaPoolingType) -> Self {
+    /// Wraps `model`, to be run on `threads` CPU threads (before each call, an adaptive policy
+    /// chooses again; outputs do not depend on it) with the given pooling.
+    pub fn new(model: LlamaModel, threads: ThreadPolicy, pooling: LlamaPoolingType) -> Self {
         let cell = ModelAndSpare::new(model, |_| Mutex::new(None));
         Self { cell, threads, pooling, created: AtomicU64::new(0) }
     }
@@ -147,8 +149,8 @@ impl Encoder {
         self.created.load(Ordering::Relaxed)
     }
 
-    /// The CPU threads the model runs on.
-    pub fn threads(&self) -> i32 {
+    /// How many CPU threads the model runs on.
+    pub fn threads(&self) -> ThreadPolicy {
         self.threads
     }
 
@@ -169,17 +171,21 @@ impl Encoder {
         }
         self.cell.with_dependent(|model, spare| {
             let kept = spare.lock().unwrap_or_else(PoisonError::into_inner).take();
-            let mut ctx = match kept {
-                Some(mut ctx) => {
+            let threads = self.threads.now();
+            let (mut ctx, mut current) = match kept {
+                Some((mut ctx, current)) => {
                     // BERT-family encoders have no KV cache (a no-op then); an encoder
                     // architecture with one starts from an empty one, as in a fresh context
                     ctx.clear_kv_cache();
-                    ctx
+                    (ctx, current)
                 }
-                None => self.new_context(model)?,
+                None => (self.new_context(model, threads)?, threads),
             };
+            if current != threads && set_context_threads(&mut ctx, current, threads) {
+                current = threads;
+            }
             let out = encode_batches(&mut ctx, seqs, read)?;
-            *spare.lock().unwrap_or_else(PoisonError::into_inner) = Some(ctx);
+            *spare.lock().unwrap_or_else(PoisonError::into_inner) = Some((ctx, current));
             Ok(out)
         })
     }
@@ -187,7 +193,11 @@ impl Encoder {
     /// A context of the one shape every batch uses. Sizing n_batch and n_seq_max to each batch
     /// instead made llama.cpp abort (GGML_ASSERT in its mean pooling's mat-mul) on some batch
     /// compositions.
-    fn new_context<'m>(&self, model: &'m LlamaModel) -> Result<LlamaContext<'m>, CoreError> {
+    fn new_context<'m>(
+        &self,
+        model: &'m LlamaModel,
+        threads: i32,
+    ) -> Result<LlamaContext<'m>, CoreError> {
         let params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(BATCH_TOKENS as u32))
             .with_n_batch(BATCH_TOKENS as u32)
@@ -196,8 +206,8 @@ impl Encoder {
             .with_embeddings(true)
             .with_pooling_type(self.pooling)
             .with_flash_attention_policy(FLASH_ATTN_DISABLED)
-            .with_n_threads(self.threads)
-            .with_n_threads_batch(self.threads);
+            .with_n_threads(threads)
+            .with_n_threads_batch(threads);
         self.created.fetch_add(1, Ordering::Relaxed);
         model.new_context(backend()?, params).map_err(|e| CoreError::Context(e.to_string()))
     }

@@ -1,5 +1,6 @@
-//! How many CPU threads llama.cpp decodes with: a fixed count, or (the daemon's default) up to
-//! a maximum, fewer while other processes keep cores busy.
+//! How many CPU threads llama.cpp computes with (generation and encoders alike): a fixed
+//! count, or (the default of `steadytext`'s commands) up to a maximum, fewer while other
+//! processes keep cores busy.
 //!
 //! Why adaptive: ggml's threads meet at a barrier after every node of the compute graph (a few
 //! hundred per decode step) and wait there by spinning — `ggml_barrier` never yields or sleeps.
@@ -8,11 +9,13 @@
 //! cannot help.) When another process takes a core, one of the threads is descheduled and the
 //! others spin until it runs again: on 2 cores with two busy processes beside it, 2 threads
 //! decoded at a fraction of their idle speed while 1 thread kept its fair share (figures in
-//! bench/README.md, `contention`). So before each decode call the engine estimates the cores
-//! other processes keep busy (from `/proc/stat`, minus this process's own CPU time) and uses
-//! the free ones, at least one: the full count on an idle machine, one thread beside a busy
-//! PostgreSQL. Outputs do not depend on the thread count (the companion-row rules of
-//! [`crate::decode_batch`] keep every attention off ggml's split-KV path; tested).
+//! bench/README.md, `contention`; encoders suffered even more: 40× slower embeddings with 2
+//! threads on a loaded 2-core machine). So before each decode call (and each encoder call) the
+//! engine estimates the cores other processes keep busy (from `/proc/stat`, minus this
+//! process's own CPU time) and uses the free ones, at least one: the full count on an idle
+//! machine, one thread beside a busy PostgreSQL. Outputs do not depend on the thread count (the companion-row rules of
+//! [`crate::decode_batch`] keep every attention off ggml's split-KV path; encoders run without
+//! flash attention; both tested).
 //!
 //! The estimate is machine-wide (`/proc/stat`); in a container limited by a CPU quota it sees
 //! the host, and a fixed `--threads` is the better choice there.

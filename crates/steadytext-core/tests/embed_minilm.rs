@@ -13,8 +13,13 @@ fn embedder() -> &'static Embedder {
     EMBEDDER.get_or_init(load)
 }
 
-/// A new embedder on a fresh conversion of the packaged folder.
+/// A new embedder on a fresh conversion of the packaged folder, on 2 threads.
 fn load() -> Embedder {
+    load_on(2)
+}
+
+/// A new embedder on a fresh conversion of the packaged folder, on `threads` threads.
+fn load_on(threads: usize) -> Embedder {
     let models = ModelDir::resolve();
     let folder = models.path().join(MINILM_L6_V2.folder);
     assert!(
@@ -26,7 +31,7 @@ fn load() -> Embedder {
     let gguf = dir.path().join(MINILM_L6_V2.gguf_file_name);
     bert_gguf::convert(&folder, &gguf).expect("conversion succeeds");
     // llama.cpp maps the file; the mapping outlives the tempdir's removal.
-    Embedder::load(&gguf, 2).expect("llama.cpp loads the converted model")
+    Embedder::load(&gguf, threads).expect("llama.cpp loads the converted model")
 }
 
 #[test]
@@ -134,6 +139,22 @@ fn the_kept_context_embeds_as_a_fresh_one() {
     assert!(e.embed("").is_err());
     assert_eq!(bits(&e.embed(TEXTS[0]).unwrap()), first);
     assert_eq!(e.contexts_created(), 1, "one context, kept from call to call");
+}
+
+/// The thread count changes no bit (the daemon's adaptive policy may change it between calls on
+/// the kept context).
+#[test]
+fn one_and_three_threads_give_the_same_bits() {
+    let words: Vec<String> = (1..=64).step_by(9).map(|n| "word ".repeat(n)).collect();
+    let texts: Vec<&str> = TEXTS.iter().copied().chain(words.iter().map(String::as_str)).collect();
+    let (one, three) = (load_on(1), load_on(3));
+    for t in &texts {
+        assert!(bits(&one.embed(t).unwrap()) == bits(&three.embed(t).unwrap()), "{t:?}");
+    }
+    let (a, b) = (one.embed_batch(&texts).unwrap(), three.embed_batch(&texts).unwrap());
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert!(bits(x) == bits(y), "text {i} in a batch");
+    }
 }
 
 #[test]

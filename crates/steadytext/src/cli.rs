@@ -238,11 +238,10 @@ pub struct EngineArgs {
     /// The model directory.
     #[command(flatten)]
     pub model_dir: ModelDirArg,
-    /// CPU threads for generation (1–256; embeddings and reranking always use the maximum).
-    /// A number fixes the count; without one it adapts: up to the available cores, but only
-    /// those other processes leave free (measured every 0.3 s, at least 1), because llama.cpp's
-    /// threads spin while they wait for each other and one that lost its core stalls the rest
-    /// (bench/README.md, `contention`). Outputs do not depend on the count. In a container
+    /// CPU threads for llama.cpp (1–256). A number fixes the count; without one it adapts: up
+    /// to the available cores, but only those other processes leave free (measured every 0.3 s,
+    /// at least 1), because llama.cpp's threads spin while they wait for each other and one that
+    /// lost its core stalls the rest (bench/README.md, `contention`). Outputs do not depend on the count. In a container
     /// limited by a CPU quota, set a number (the load is measured machine-wide).
     /// Default: adaptive, up to the number of available cores.
     #[arg(long, env = "STEADYTEXT_THREADS", value_parser = clap::value_parser!(u16).range(1..=256))]

@@ -41,7 +41,7 @@ pub struct ModelInfo {
 pub struct EngineConfig {
     /// Where the model files are.
     pub model_dir: ModelDir,
-    /// llama.cpp threads of generation (encoders use its maximum, fixed).
+    /// llama.cpp threads of every model.
     pub threads: ThreadPolicy,
     /// Most generation requests decoded together.
     pub max_batch: usize,
@@ -135,10 +135,10 @@ impl EngineHandle {
         let (tx, rx) = mpsc::channel::<EngineCall>();
         let (ready_tx, ready_rx) = mpsc::channel();
         std::thread::Builder::new().name("steadytext-engine".into()).spawn(move || {
-            let policy = config.threads;
-            let threads = policy.max() as usize;
-            let generator = load_role(&config, Role::Generation, |p, _| Generator::load(p, policy))
-                .expect("the mini set has a generation model");
+            let threads = config.threads;
+            let generator =
+                load_role(&config, Role::Generation, |p, _| Generator::load(p, threads))
+                    .expect("the mini set has a generation model");
             let embedder = load_role(&config, Role::Embedding, |p, _| Embedder::load(p, threads))
                 .expect("the mini set has an embedding model");
             let reranker = load_role(&config, Role::Rerank, |p, c| {

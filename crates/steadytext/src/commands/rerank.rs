@@ -16,7 +16,7 @@ pub fn run(args: &RerankArgs) -> anyhow::Result<()> {
     let embedding =
         registry::choose_from(Role::Embedding, args.embedding_model.clone().map(Into::into))?
             .context("no embedding model configured")?;
-    let reranker = Reranker::load(rerank, embedding, &dir, args.engine.thread_count())
+    let reranker = Reranker::load(rerank, embedding, &dir, args.engine.thread_policy())
         .with_context(|| {
             format!("loading the reranker (model directory {})", dir.path().display())
         })?;
