@@ -25,6 +25,8 @@ static WORKER_POLL_INTERVAL: GucSetting<i32> =
     GucSetting::<i32>::new(settings::WORKER_POLL_INTERVAL.default);
 static MAX_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(settings::MAX_RETRIES.default);
 static WORKER_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(settings::WORKER_TIMEOUT.default);
+static RESULT_CACHE_MAX_ENTRIES: GucSetting<i32> = GucSetting::<i32>::new(100_000);
+static RESULT_CACHE_MAX_AGE: GucSetting<i32> = GucSetting::<i32>::new(30 * 86_400);
 
 /// Defines the GUC of a worker setting: its name, default and range come from the one
 /// declaration in `steadytext-api`, and so does the first sentence of its long description
@@ -132,6 +134,30 @@ pub fn init() {
         &WORKER_TIMEOUT,
         GucContext::Sighup,
     );
+    GucRegistry::define_int_guc(
+        c"steadytext.result_cache_max_entries",
+        c"Most results kept in the result cache the workers share (steadytext_result_cache); \
+          the oldest beyond it are evicted.",
+        c"Default 100000, range 0..2147483647 (0 keeps none). The workers evict in batches \
+          (steadytext_result_cache_evict) about once a minute, so the table can exceed it by \
+          what they write in between.",
+        &RESULT_CACHE_MAX_ENTRIES,
+        0,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"steadytext.result_cache_max_age",
+        c"How long a result stays in the result cache the workers share \
+          (steadytext_result_cache) before it is evicted.",
+        c"Default '30d', range 1s..2147483647s. Evicted by the workers about once a minute.",
+        &RESULT_CACHE_MAX_AGE,
+        1,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
 }
 
 /// `steadytext.daemon_url` (default `http://127.0.0.1:8765`).
@@ -166,4 +192,14 @@ pub fn max_retries() -> i32 {
 /// `steadytext.worker_timeout` in seconds (see [`settings::WORKER_TIMEOUT`]).
 pub fn worker_timeout_secs() -> i32 {
     WORKER_TIMEOUT.get()
+}
+
+/// `steadytext.result_cache_max_entries` (default 100000, range 0..2147483647).
+pub fn result_cache_max_entries() -> i32 {
+    RESULT_CACHE_MAX_ENTRIES.get()
+}
+
+/// `steadytext.result_cache_max_age` in seconds (default 30 days, range 1..2147483647).
+pub fn result_cache_max_age_secs() -> i32 {
+    RESULT_CACHE_MAX_AGE.get()
 }

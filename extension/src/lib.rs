@@ -12,6 +12,7 @@ mod gucs;
 mod queue_depth;
 mod queue_monitor;
 mod queue_schema;
+mod result_cache;
 mod sql_defaults;
 mod sync_functions;
 

@@ -10,6 +10,7 @@ mod http;
 mod metrics;
 mod readiness;
 mod service;
+mod shared_cache;
 mod worker;
 
 use clap::Parser;

@@ -17,14 +17,18 @@ use crate::cache::ResultCache;
 use crate::engine_host::{EngineHandle, GenerateOptions, ModelInfo};
 use crate::error::DaemonError;
 use crate::metrics::Metrics;
+use crate::shared_cache::SharedCache;
 
 /// Engine + cache + metrics; cheap to clone.
 #[derive(Clone)]
 pub struct Service {
     /// The engine thread.
     pub engine: EngineHandle,
-    /// The result cache.
+    /// The local result cache (memory + file).
     pub cache: Arc<ResultCache>,
+    /// The result cache every worker shares, in PostgreSQL, behind the local one (when the
+    /// daemon has a database).
+    pub shared: Option<Arc<SharedCache>>,
     /// The metrics registry.
     pub metrics: Metrics,
 }
@@ -39,13 +43,45 @@ impl Service {
             .map_err(|reason| DaemonError::ModelUnavailable { role, reason: reason.clone() })
     }
 
-    fn cached(&self, function: &str, key: &str, use_cache: bool) -> Option<String> {
+    /// The cached results of `keys` (in order): from the local cache, else from the shared one
+    /// (which then fills the local one); none when `use_cache` is off.
+    async fn cached(
+        &self,
+        function: &str,
+        keys: &[String],
+        use_cache: bool,
+    ) -> Vec<Option<String>> {
         if !use_cache {
-            return None;
+            return vec![None; keys.len()];
         }
-        let hit = self.cache.get(key);
-        self.metrics.record_cache(function, hit.is_some());
-        hit
+        let mut found: Vec<Option<String>> = keys.iter().map(|k| self.cache.get(k)).collect();
+        for hit in &found {
+            self.metrics.record_cache(function, hit.is_some());
+        }
+        let missing: Vec<String> =
+            keys.iter().zip(&found).filter(|(_, f)| f.is_none()).map(|(k, _)| k.clone()).collect();
+        if let (Some(shared), false) = (&self.shared, missing.is_empty()) {
+            let mut hits = shared.get(&missing).await;
+            for (key, slot) in keys.iter().zip(found.iter_mut()).filter(|(_, f)| f.is_none()) {
+                let hit = hits.remove(key);
+                self.metrics.record_shared_cache(function, hit.is_some());
+                if let Some(text) = &hit {
+                    self.cache.put(key, text);
+                }
+                *slot = hit;
+            }
+        }
+        found
+    }
+
+    /// Stores computed results in the local cache and the shared one.
+    async fn store(&self, entries: Vec<(String, String)>) {
+        for (key, text) in &entries {
+            self.cache.put(key, text);
+        }
+        if let Some(shared) = &self.shared {
+            shared.put(&entries).await;
+        }
     }
 
     /// Generates text (optionally constrained), from the cache when allowed, at priority 0.
@@ -71,7 +107,8 @@ impl Service {
             &json!({"prompt": params.prompt, "max_tokens": max_tokens, "seed": params.seed,
                     "constraint": constraint}),
         );
-        if let Some(text) = self.cached(function, &key, params.use_cache) {
+        let hit = self.cached(function, std::slice::from_ref(&key), params.use_cache).await;
+        if let Some(text) = hit.into_iter().next().flatten() {
             if let Some(sink) = &options.sink {
                 let _ = sink.send(text.clone());
             }
@@ -90,7 +127,7 @@ impl Service {
         };
         let generation = self.engine.generate(req, options).await?;
         if params.use_cache {
-            self.cache.put(&key, &generation.text);
+            self.store(vec![(key, generation.text.clone())]).await;
         }
         Ok(GenerateReply { text: generation.text, tokens: generation.tokens, cached: false })
     }
@@ -106,25 +143,26 @@ impl Service {
                 cache_key(&model.digest, "embed", &json!({"text_input": t, "seed": body.seed}))
             })
             .collect();
-        let mut vectors: Vec<Option<Vec<f32>>> = keys
-            .iter()
-            .map(|k| {
-                self.cached("embed", k, body.use_cache)
-                    .and_then(|v| serde_json::from_str::<Vec<f32>>(&v).ok())
-            })
+        let mut vectors: Vec<Option<Vec<f32>>> = self
+            .cached("embed", &keys, body.use_cache)
+            .await
+            .into_iter()
+            .map(|hit| hit.and_then(|v| serde_json::from_str::<Vec<f32>>(&v).ok()))
             .collect();
         let cached: Vec<bool> = vectors.iter().map(Option::is_some).collect();
         let missing: Vec<usize> = (0..vectors.len()).filter(|&i| vectors[i].is_none()).collect();
         if !missing.is_empty() {
             let texts = missing.iter().map(|&i| body.texts[i].clone()).collect();
             let fresh = self.engine.embed(texts).await?;
+            let mut computed = Vec::new();
             for (i, v) in missing.into_iter().zip(fresh) {
                 if body.use_cache {
                     let text = serde_json::to_string(&v).expect("finite floats serialise");
-                    self.cache.put(&keys[i], &text);
+                    computed.push((keys[i].clone(), text));
                 }
                 vectors[i] = Some(v);
             }
+            self.store(computed).await;
         }
         let embeddings = vectors.into_iter().map(|v| v.expect("every text embedded")).collect();
         Ok(EmbedReply { embeddings, cached })
@@ -151,7 +189,8 @@ impl Service {
             &json!({"query": body.query, "documents": body.documents, "task": body.task,
                     "seed": body.seed}),
         );
-        if let Some(hit) = self.cached("rerank", &key, body.use_cache) {
+        let hit = self.cached("rerank", std::slice::from_ref(&key), body.use_cache).await;
+        if let Some(hit) = hit.into_iter().next().flatten() {
             if let Ok(mut reply) = serde_json::from_str::<RerankReply>(&hit) {
                 reply.cached = true;
                 return Ok(reply);
@@ -165,7 +204,8 @@ impl Service {
             cached: false,
         };
         if body.use_cache {
-            self.cache.put(&key, &serde_json::to_string(&reply).expect("finite scores serialise"));
+            let text = serde_json::to_string(&reply).expect("finite scores serialise");
+            self.store(vec![(key, text)]).await;
         }
         Ok(reply)
     }

@@ -19,6 +19,7 @@ use crate::http::{router, AppState};
 use crate::metrics::Metrics;
 use crate::readiness::{Ready, ReadyFile};
 use crate::service::Service;
+use crate::shared_cache::SharedCache;
 use crate::worker::db_config;
 use crate::worker::{host_name, Worker};
 
@@ -186,7 +187,13 @@ fn start_service(daemon: &DaemonArgs) -> Result<Service, DaemonError> {
             ResultCache::open(capacity, None)?
         }
     };
-    Ok(Service { engine: handle, cache: Arc::new(cache), metrics })
+    // the shared tier needs the database the worker uses (and a runtime: callers are in one)
+    let shared = if db_config::configured(&daemon.db) {
+        Some(SharedCache::start(db_config::config(&daemon.db)?))
+    } else {
+        None
+    };
+    Ok(Service { engine: handle, cache: Arc::new(cache), shared, metrics })
 }
 
 fn default_cache_file() -> PathBuf {

@@ -1,0 +1,132 @@
+//! The result cache every worker shares, in PostgreSQL (`steadytext_result_cache`, through the
+//! extension's `steadytext_result_cache_get`/`_put`/`_evict`): the tier behind each daemon's
+//! local [`crate::cache::ResultCache`], so a result computed by any worker, on any machine or
+//! before a restart, is reused by all. It has its own connection (not the queue worker's
+//! session), opened on first use and again after a failure. It is best effort: when PostgreSQL
+//! cannot answer, a lookup is a miss and a store is skipped (with a warning), and the request is
+//! computed as without it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tokio_postgres::{Client, Config, NoTls};
+
+use crate::error::DaemonError;
+
+/// How often a daemon evicts beyond the configured bounds.
+const EVICT_EVERY: Duration = Duration::from_secs(60);
+
+/// Entries deleted per eviction statement (short statements, never a long lock).
+const EVICT_BATCH: i32 = 1000;
+
+/// The PostgreSQL tier of the result cache.
+pub struct SharedCache {
+    config: Config,
+    client: Mutex<Option<Arc<Client>>>,
+}
+
+impl SharedCache {
+    /// A shared cache on the database of `config`; it connects on first use and evicts every
+    /// minute while it lives (the task ends when the cache is dropped).
+    pub fn start(config: Config) -> Arc<Self> {
+        let cache = Arc::new(Self { config, client: Mutex::new(None) });
+        tokio::spawn(evict_while_alive(Arc::downgrade(&cache)));
+        cache
+    }
+
+    /// The results cached under `keys` (absent keys are misses); empty when PostgreSQL fails.
+    pub async fn get(&self, keys: &[String]) -> HashMap<String, String> {
+        let query = async {
+            let client = self.client().await?;
+            let rows = client
+                .query("SELECT cache_key, result FROM steadytext_result_cache_get($1)", &[&keys])
+                .await?;
+            Ok::<_, DaemonError>(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        };
+        self.or_warn("read", query).await.unwrap_or_default()
+    }
+
+    /// Stores `entries` (key, result); a key already present keeps its result.
+    pub async fn put(&self, entries: &[(String, String)]) {
+        if entries.is_empty() {
+            return;
+        }
+        let (keys, results): (Vec<&str>, Vec<&str>) =
+            entries.iter().map(|(k, v)| (k.as_str(), v.as_str())).unzip();
+        let query = async {
+            let client = self.client().await?;
+            client
+                .query_one("SELECT steadytext_result_cache_put($1, $2)", &[&keys, &results])
+                .await?;
+            Ok::<_, DaemonError>(())
+        };
+        self.or_warn("write", query).await;
+    }
+
+    /// Deletes what lies beyond the configured bounds, a batch per statement; returns how many.
+    pub async fn evict(&self) -> Result<u64, DaemonError> {
+        let client = self.client().await?;
+        let mut removed = 0;
+        loop {
+            let row = client
+                .query_one(
+                    "SELECT steadytext_result_cache_evict(l.max_entries, l.max_age, $1) \
+                     FROM steadytext_result_cache_limits() l",
+                    &[&EVICT_BATCH],
+                )
+                .await?;
+            let n: i32 = row.get(0);
+            removed += n as u64;
+            if n < EVICT_BATCH {
+                return Ok(removed);
+            }
+        }
+    }
+
+    /// The connection, opened when there is none.
+    async fn client(&self) -> Result<Arc<Client>, DaemonError> {
+        let mut slot = self.client.lock().await;
+        if let Some(client) = slot.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(client.clone());
+        }
+        let (client, connection) = self.config.connect(NoTls).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let client = Arc::new(client);
+        *slot = Some(client.clone());
+        Ok(client)
+    }
+
+    /// The result of `query`, or `None` after a warning (and a fresh connection next time).
+    async fn or_warn<T>(
+        &self,
+        what: &str,
+        query: impl std::future::Future<Output = Result<T, DaemonError>>,
+    ) -> Option<T> {
+        match query.await {
+            Ok(v) => Some(v),
+            Err(e) => {
+                eprintln!("steadytext: warning: shared result cache {what} failed: {e}");
+                *self.client.lock().await = None;
+                None
+            }
+        }
+    }
+}
+
+/// Evicts every [`EVICT_EVERY`] until the cache is dropped.
+async fn evict_while_alive(cache: Weak<SharedCache>) {
+    let mut tick = tokio::time::interval(EVICT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(cache) = cache.upgrade() else { return };
+        if let Err(e) = cache.evict().await {
+            eprintln!("steadytext: warning: shared result cache eviction failed: {e}");
+            *cache.client.lock().await = None;
+        }
+    }
+}

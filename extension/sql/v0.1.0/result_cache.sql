@@ -1,0 +1,110 @@
+-- pg_steadytext 0.1.0: the result cache every worker shares. Each daemon keeps a local cache
+-- (memory + its own file); behind it, workers and daemons connected to the database read this
+-- table before computing and write what they computed, so a result computed by any worker, on
+-- any machine, or before a restart, is reused by all. Keys are the daemons' cache keys (sha256
+-- over the model's digest, the function and its parameters), so a result is reused only for the
+-- same model and the same request. Only steadytext_worker (and superusers) may read or write
+-- it: results are shared across roles only through the functions' outputs, never by browsing.
+-- Bounded by steadytext.result_cache_max_entries and steadytext.result_cache_max_age, which the
+-- workers enforce with steadytext_result_cache_evict() (no scheduler needed).
+
+CREATE TABLE steadytext_result_cache (
+    cache_key  text PRIMARY KEY CHECK (cache_key ~ '^[0-9a-f]{64}$'),
+    result     text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
+COMMENT ON TABLE steadytext_result_cache IS
+    'pg_steadytext results shared by every worker and daemon, by cache key (sha256 hex)';
+
+-- eviction order: oldest first
+CREATE INDEX steadytext_result_cache_age_idx ON steadytext_result_cache (created_at, cache_key);
+
+REVOKE ALL ON steadytext_result_cache FROM PUBLIC;
+GRANT SELECT, INSERT, DELETE ON steadytext_result_cache TO steadytext_worker;
+
+-- The cached results among `keys` (those not cached are absent).
+CREATE FUNCTION steadytext_result_cache_get(keys text[])
+RETURNS TABLE (cache_key text, result text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.cache_key, c.result FROM @extschema@.steadytext_result_cache c
+    WHERE c.cache_key = ANY ($1);
+$$;
+
+-- Stores results by key (keys[i] → results[i]); a key already cached keeps its result (equal
+-- by determinism) and its age. Returns how many were new. Arrays of different lengths: 22023.
+CREATE FUNCTION steadytext_result_cache_put(keys text[], results text[])
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    added integer;
+BEGIN
+    IF cardinality(keys) IS DISTINCT FROM cardinality(results) THEN
+        RAISE EXCEPTION 'keys and results must have the same length (% and %)',
+            cardinality(keys), cardinality(results)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO @extschema@.steadytext_result_cache (cache_key, result)
+    SELECT k, r FROM unnest(keys, results) AS u(k, r)
+    ON CONFLICT (cache_key) DO NOTHING;
+    GET DIAGNOSTICS added = ROW_COUNT;
+    RETURN added;
+END
+$$;
+
+-- Deletes up to batch_size entries older than max_age or beyond the newest max_entries, oldest
+-- first, and returns how many. One caller at a time does the work (the others return 0 at
+-- once), and each call is one short statement: workers call it repeatedly while it returns
+-- batch_size. Negative max_entries or batch_size, or a negative max_age: 22023.
+CREATE FUNCTION steadytext_result_cache_evict(max_entries bigint, max_age interval,
+                                              batch_size integer DEFAULT 1000)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    removed integer;
+BEGIN
+    IF max_entries < 0 OR batch_size < 0 OR max_age < interval '0' THEN
+        RAISE EXCEPTION 'max_entries, max_age and batch_size must not be negative'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF max_entries IS NULL OR max_age IS NULL OR batch_size IS NULL THEN
+        RAISE EXCEPTION 'max_entries, max_age and batch_size must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT pg_try_advisory_xact_lock('@extschema@.steadytext_result_cache'::regclass::oid::bigint) THEN
+        RETURN 0;
+    END IF;
+    WITH doomed AS (
+        (SELECT c.cache_key FROM @extschema@.steadytext_result_cache c
+         WHERE c.created_at < now() - max_age
+         ORDER BY c.created_at, c.cache_key
+         LIMIT batch_size)
+        UNION
+        (SELECT c.cache_key FROM @extschema@.steadytext_result_cache c
+         ORDER BY c.created_at DESC, c.cache_key DESC
+         OFFSET max_entries LIMIT batch_size)
+    )
+    DELETE FROM @extschema@.steadytext_result_cache c
+    USING (SELECT d.cache_key FROM doomed d LIMIT batch_size) d
+    WHERE c.cache_key = d.cache_key;
+    GET DIAGNOSTICS removed = ROW_COUNT;
+    RETURN removed;
+END
+$$;
+
+REVOKE ALL ON FUNCTION
+    steadytext_result_cache_get(text[]),
+    steadytext_result_cache_put(text[], text[]),
+    steadytext_result_cache_evict(bigint, interval, integer)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    steadytext_result_cache_get(text[]),
+    steadytext_result_cache_put(text[], text[]),
+    steadytext_result_cache_evict(bigint, interval, integer)
+TO steadytext_worker;
