@@ -14,6 +14,7 @@ pub mod mixed_latency;
 pub mod queue_latency;
 pub mod report;
 pub mod setup;
+pub mod shared_cache;
 pub mod stats;
 pub mod sync_latency;
 

@@ -8,7 +8,8 @@ use steadytext_bench::drain::{self, Workload};
 use steadytext_bench::mixed_latency::{self, Mix};
 use steadytext_bench::setup::Env;
 use steadytext_bench::{
-    cancel_release, constrained, contention, engine, enqueue, queue_latency, sync_latency,
+    cancel_release, constrained, contention, engine, enqueue, queue_latency, shared_cache,
+    sync_latency,
 };
 
 /// Rerunnable benchmarks of pg_steadytext; each prints `bench figure=… key=value …` lines.
@@ -85,6 +86,16 @@ enum Figure {
         /// Timed cache misses. Default: 30.
         #[arg(long, default_value_t = 30)]
         misses: u32,
+        /// Tokens per call. Default: 16.
+        #[arg(long, default_value_t = 16)]
+        max_tokens: i32,
+    },
+    /// Figure: sync generation answered by the result cache shared in PostgreSQL (a daemon
+    /// with an empty local cache) against a local hit, a miss and the bare SQL lookup.
+    SharedCache {
+        /// Prompts timed on each path. Default: 30.
+        #[arg(long, default_value_t = 30)]
+        requests: u32,
         /// Tokens per call. Default: 16.
         #[arg(long, default_value_t = 16)]
         max_tokens: i32,
@@ -197,6 +208,9 @@ fn main() -> anyhow::Result<()> {
         }
         Figure::Sync { hits, misses, max_tokens } => {
             sync_latency::run(&env, hits, misses, max_tokens)?
+        }
+        Figure::SharedCache { requests, max_tokens } => {
+            shared_cache::run(&env, requests, max_tokens)?
         }
         Figure::MixedLatency { longs, long_tokens, shorts, concurrency, max_batch } => {
             mixed_latency::run(&env, Mix { longs, long_tokens, shorts, concurrency, max_batch })?
