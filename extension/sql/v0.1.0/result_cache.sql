@@ -34,7 +34,8 @@ AS $$
 $$;
 
 -- Stores results by key (keys[i] → results[i]); a key already cached keeps its result (equal
--- by determinism) and its age. Returns how many were new. Arrays of different lengths: 22023.
+-- by determinism) and its age. Returns how many were new. Arrays of different lengths, or a key
+-- that is not a sha256 digest in lower-case hex: 22023; a null array or result: 22004.
 CREATE FUNCTION steadytext_result_cache_put(keys text[], results text[])
 RETURNS integer
 LANGUAGE plpgsql VOLATILE
@@ -43,9 +44,17 @@ AS $$
 DECLARE
     added integer;
 BEGIN
-    IF cardinality(keys) IS DISTINCT FROM cardinality(results) THEN
+    IF keys IS NULL OR results IS NULL THEN
+        RAISE EXCEPTION 'keys and results must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF cardinality(keys) <> cardinality(results) THEN
         RAISE EXCEPTION 'keys and results must have the same length (% and %)',
             cardinality(keys), cardinality(results)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF EXISTS (SELECT FROM unnest(keys) k WHERE k IS NULL OR k !~ '^[0-9a-f]{64}$') THEN
+        RAISE EXCEPTION 'cache keys must be sha256 digests: 64 lower-case hex digits'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     INSERT INTO @extschema@.steadytext_result_cache (cache_key, result)

@@ -21,6 +21,7 @@ SELECT stmt, sqlstate_of(stmt) AS outcome FROM (VALUES
     ($$SELECT steadytext_result_cache_put(ARRAY[repeat('e', 64)], ARRAY['r', 's'])$$),
     ($$SELECT steadytext_result_cache_put(ARRAY[repeat('e', 64)], NULL)$$),
     ($$SELECT steadytext_result_cache_put(ARRAY[repeat('e', 64)], ARRAY[NULL])$$),
+    ($$SELECT steadytext_result_cache_put(ARRAY[upper(repeat('e', 64))], ARRAY['r'])$$),
     ($$SELECT steadytext_result_cache_evict(-1, '1 day')$$),
     ($$SELECT steadytext_result_cache_evict(10, '-1 day')$$),
     ($$SELECT steadytext_result_cache_evict(10, '1 day', -1)$$),
