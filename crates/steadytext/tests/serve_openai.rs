@@ -175,6 +175,37 @@ async fn chat_completions_use_the_chat_template_whole_and_streamed_alike() {
         .await
         .unwrap();
     assert_ne!(plain.choices[0].text, text);
+
+    readme_example_answers_as_shown(&d);
+}
+
+/// The README's chat request (section "OpenAI-compatible API") gets the content and usage the
+/// README shows.
+fn readme_example_answers_as_shown(d: &Daemon) {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let section = readme.split("## OpenAI-compatible API").nth(1).unwrap();
+    let (command, rest) =
+        section.split_once("```sh\n").and_then(|(_, r)| r.split_once("```")).expect("a sh block");
+    let path = command
+        .split("http://127.0.0.1:8765")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("a URL");
+    let body = command.split("-d '").nth(1).and_then(|r| r.split('\'').next()).expect("-d '…'");
+    let shown: Vec<Value> = rest
+        .split_once("```text\n")
+        .and_then(|(_, r)| r.split_once("```"))
+        .expect("a text block")
+        .0
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (status, reply) = d.request("POST", path, &[], body);
+    assert_eq!(status, 200, "{reply}");
+    let reply: Value = serde_json::from_str(&reply).unwrap();
+    let got = vec![reply["choices"][0]["message"]["content"].clone(), reply["usage"].clone()];
+    assert_eq!(got, shown, "the README's example answer");
 }
 
 #[tokio::test]
