@@ -264,10 +264,10 @@ impl Generator {
         self.model.vocab().tokenize(prompt.as_bytes(), true, special_tokens)
     }
 
-    /// How many tokens `req`'s prompt is decoded from (as [`Generation::prompt_tokens`]
-    /// counts them), without decoding it.
-    pub fn count_prompt_tokens(&self, req: &GenerateRequest) -> u32 {
-        self.tokenize_prompt(&req.prompt, req.special_tokens).len() as u32
+    /// How many tokens a prompt is decoded from (as [`Generation::prompt_tokens`] counts
+    /// them; `special_tokens` as in [`GenerateRequest`]), without decoding it.
+    pub fn count_prompt_tokens(&self, prompt: &str, special_tokens: bool) -> u32 {
+        self.tokenize_prompt(prompt, special_tokens).len() as u32
     }
 
     /// How many tokens `text` tokenizes to as plain text (no beginning-of-sequence token); for

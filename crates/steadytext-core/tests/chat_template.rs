@@ -41,7 +41,8 @@ fn gemma_gets_its_turn_format_with_the_system_message_in_the_first_user_turn() {
         constraint: None,
         special_tokens,
     };
-    let (chat, literal) = (g.count_prompt_tokens(&req(true)), g.count_prompt_tokens(&req(false)));
+    let (chat, literal) =
+        (g.count_prompt_tokens(&prompt, true), g.count_prompt_tokens(&prompt, false));
     assert!(chat + 5 * 4 <= literal, "{chat} tokens as a chat, {literal} as literal text");
     let generation = g.generate_batch(&[req(true)]).unwrap().pop().unwrap().unwrap();
     assert_eq!(generation.prompt_tokens, chat, "a generation reports its prompt tokens");

@@ -36,7 +36,7 @@ pub enum DaemonError {
     #[error("timed out after {0} s")]
     Timeout(u64),
     /// A request asks for a feature the daemon does not offer (e.g. OpenAI's `n` > 1, tools).
-    #[error("{0} is not supported")]
+    #[error("not supported by steadytext: {0}")]
     Unsupported(String),
     /// A request body that is not what the endpoint expects.
     #[error("invalid request body: {0}")]

@@ -106,15 +106,8 @@ impl Service {
                 let text = reply.text.clone();
                 self.engine
                     .with_generator(move |g| {
-                        let req = GenerateRequest {
-                            prompt,
-                            max_tokens: 0,
-                            seed: 0,
-                            constraint: None,
-                            special_tokens,
-                        };
                         Ok(Usage {
-                            prompt_tokens: g.count_prompt_tokens(&req),
+                            prompt_tokens: g.count_prompt_tokens(&prompt, special_tokens),
                             completion_tokens: g.count_text_tokens(&text),
                         })
                     })

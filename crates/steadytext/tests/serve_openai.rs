@@ -209,25 +209,40 @@ fn readme_example_answers_as_shown(d: &Daemon) {
 }
 
 #[tokio::test]
-async fn unsupported_requests_are_refused_with_400_naming_them() {
+async fn unsupported_fields_get_a_400_naming_them_and_a_json_schema_constrains_the_reply() {
     let d = Daemon::serve(&[]);
     let client = openai(&d);
     let mut n = CreateChatCompletionRequestArgs::default();
     n.messages(conversation()).n(2u8);
     let (status, message) = api_error(client.chat().create(n.build().unwrap()).await.unwrap_err());
-    assert_eq!((status, message.as_str()), (400, "n > 1 is not supported"));
+    assert_eq!((status, message.as_str()), (400, "not supported by steadytext: n > 1"));
 
+    let ask = |body: Value| d.request("POST", "/v1/chat/completions", &[], &body.to_string());
     let tools = json!({"messages": [{"role": "user", "content": "hi"}],
                        "tools": [{"type": "function", "function": {"name": "f"}}]});
-    let (status, body) = d.request("POST", "/v1/chat/completions", &[], &tools.to_string());
+    let (status, body) = ask(tools);
     assert_eq!(status, 400, "{body}");
-    assert!(body.contains("tools is not supported"), "{body}");
+    assert!(body.contains("not supported by steadytext: tools"), "{body}");
 
     let image = json!({"messages": [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}]});
-    let (status, body) = d.request("POST", "/v1/chat/completions", &[], &image.to_string());
+    let (status, body) = ask(image);
     assert_eq!(status, 400, "{body}");
-    assert!(body.contains("image_url content parts is not supported"), "{body}");
+    assert!(body.contains("not supported by steadytext: image_url content parts"), "{body}");
+
+    // response_format json_schema is constrained decoding: the content is JSON of the schema
+    let schema = json!({"type": "object", "required": ["city"],
+                        "properties": {"city": {"type": "string"}}});
+    let (status, body) = ask(json!({
+        "messages": [{"role": "user", "content": "Which city is the capital of France?"}],
+        "max_tokens": 32,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "c", "schema": schema}},
+    }));
+    assert_eq!(status, 200, "{body}");
+    let reply: Value = serde_json::from_str(&body).unwrap();
+    let content = reply["choices"][0]["message"]["content"].as_str().unwrap();
+    let city: Value = serde_json::from_str(content).unwrap();
+    assert!(city["city"].is_string(), "{content}");
 }
 
 #[tokio::test]

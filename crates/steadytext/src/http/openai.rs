@@ -286,20 +286,20 @@ pub async fn completions(
     b.refuse_unsupported()?;
     let prompts = b.prompt.into_vec();
     let shape = Shape::new(Kind::Completion, generation_model(&s), b.max_tokens);
+    let body_of = |prompt| GenerateBody {
+        generation: generation(prompt, b.max_tokens, b.seed),
+        constraint: None,
+    };
     if b.stream {
         let [prompt]: [String; 1] = prompts.try_into().map_err(|_| {
             DaemonError::Unsupported("streaming several prompts in one request".into())
         })?;
-        let body =
-            GenerateBody { generation: generation(prompt, b.max_tokens, b.seed), constraint: None };
         let include_usage = b.stream_options.is_some_and(|o| o.include_usage);
-        return stream(s.service, body, false, shape, include_usage).await;
+        return stream(s.service, body_of(prompt), false, shape, include_usage).await;
     }
-    let runs = prompts.into_iter().map(|prompt| {
-        let body =
-            GenerateBody { generation: generation(prompt, b.max_tokens, b.seed), constraint: None };
-        s.service.complete(body, false, GenerateOptions::default())
-    });
+    let runs = prompts
+        .into_iter()
+        .map(|prompt| s.service.complete(body_of(prompt), false, GenerateOptions::default()));
     let completions = futures_util::future::try_join_all(runs).await?;
     Ok(Json(shape.response(&completions)).into_response())
 }
