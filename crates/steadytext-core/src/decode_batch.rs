@@ -138,7 +138,8 @@ impl<'g, C: Caller> DecodeBatch<'g, C> {
         self.tokens += u64::from(seq.generated);
         if !goes_on {
             let _ = self.clear_stream(stream);
-            return Some((caller, seq.finish()));
+            let result = seq.finish(&mut caller);
+            return Some((caller, result));
         }
         self.live.push((caller, seq));
         None
@@ -223,8 +224,9 @@ impl<'g, C: Caller> DecodeBatch<'g, C> {
             }
             self.tokens += u64::from(seq.generated - generated);
         }
-        for (caller, seq) in self.remove(&ended) {
-            done.push((caller, seq.finish()));
+        for (mut caller, seq) in self.remove(&ended) {
+            let result = seq.finish(&mut caller);
+            done.push((caller, result));
         }
         done
     }
@@ -422,8 +424,11 @@ impl Sequence {
         self.next = None;
     }
 
-    /// The request's result once decoding stopped.
-    fn finish(self) -> Result<Generation, CoreError> {
+    /// The request's result once decoding stopped; first hands the caller the rest of the
+    /// output (an incomplete character at the end, as [`String::from_utf8_lossy`] renders it),
+    /// so that the pieces concatenate to the text.
+    fn finish(mut self, caller: &mut impl Caller) -> Result<Generation, CoreError> {
+        self.stream_to(caller, true);
         if let Some(e) = self.error {
             return Err(e);
         }
@@ -433,6 +438,7 @@ impl Sequence {
         Ok(Generation {
             text: String::from_utf8_lossy(&self.out).into_owned(),
             tokens: self.generated,
+            prompt_tokens: self.prompt.len() as u32,
         })
     }
 }

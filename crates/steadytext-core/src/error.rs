@@ -189,6 +189,17 @@ pub enum CoreError {
         /// The exhausted token budget.
         max_tokens: u32,
     },
+    /// The generation model has no chat template this engine can render.
+    #[error("model {model} cannot format chat messages: {reason}")]
+    NoChatTemplate {
+        /// The model file.
+        model: String,
+        /// Why no template is available.
+        reason: String,
+    },
+    /// A chat message the template cannot render.
+    #[error("invalid chat message: {0}")]
+    ChatMessage(String),
     /// Constrained decoding failed inside llguidance (a bug or a grammar too complex).
     #[error("constrained decoding failed: {0}")]
     Constraint(String),

@@ -11,6 +11,7 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
 use crate::backend::{backend, load_model};
+use crate::chat::{ChatMessage, ChatTemplate};
 use crate::decode_batch::{Caller, DecodeBatch, Sequence};
 use crate::error::decode_err;
 use crate::guide::{Guidance, Guide};
@@ -52,6 +53,10 @@ pub struct GenerateRequest {
     /// What the output must be (JSON of a schema, a regex match, one of a list); `None` for
     /// free text.
     pub constraint: Option<Constraint>,
+    /// Whether control tokens written in the prompt (e.g. `<start_of_turn>`) are read as
+    /// such: true for a prompt rendered by [`Generator::chat_prompt`], false for a plain prompt
+    /// (completed as literal text).
+    pub special_tokens: bool,
 }
 
 /// One finished generation.
@@ -61,6 +66,8 @@ pub struct Generation {
     pub text: String,
     /// Number of tokens generated (end-of-generation tokens not counted).
     pub tokens: u32,
+    /// Number of prompt tokens decoded (with the beginning-of-sequence token).
+    pub prompt_tokens: u32,
 }
 
 /// A loaded generation model.
@@ -74,6 +81,8 @@ pub struct Generator {
     companion_always: bool,
     /// The llguidance view of the vocabulary, built by the first constrained request.
     guidance: OnceLock<Result<Guidance, String>>,
+    /// The chat template, chosen by the first chat request (or why there is none).
+    chat: OnceLock<Result<ChatTemplate, String>>,
 }
 
 impl Generator {
@@ -87,6 +96,7 @@ impl Generator {
             threads: threads.into(),
             companion_always: true,
             guidance: OnceLock::new(),
+            chat: OnceLock::new(),
         };
         generator.companion_always = generator.single_row_kernels_differ()?;
         Ok(generator)
@@ -232,7 +242,7 @@ impl Generator {
         req: &GenerateRequest,
         positions: usize,
     ) -> Result<Sequence, CoreError> {
-        let prompt = self.model.vocab().tokenize(req.prompt.as_bytes(), true, false);
+        let prompt = self.tokenize_prompt(&req.prompt, req.special_tokens);
         if prompt.is_empty() {
             return Err(CoreError::Prompt("prompt produced no tokens".into()));
         }
@@ -246,6 +256,43 @@ impl Generator {
         }
         let guide = req.constraint.as_ref().map(|c| self.guide(c, req.max_tokens)).transpose()?;
         Ok(Sequence::new(prompt, req.max_tokens, guide))
+    }
+
+    /// The tokens a prompt is decoded from: the beginning-of-sequence token, then the text's,
+    /// control tokens written in it read as such when `special_tokens`.
+    fn tokenize_prompt(&self, prompt: &str, special_tokens: bool) -> Vec<LlamaToken> {
+        self.model.vocab().tokenize(prompt.as_bytes(), true, special_tokens)
+    }
+
+    /// How many tokens a prompt is decoded from (as [`Generation::prompt_tokens`] counts
+    /// them; `special_tokens` as in [`GenerateRequest`]), without decoding it.
+    pub fn count_prompt_tokens(&self, prompt: &str, special_tokens: bool) -> u32 {
+        self.tokenize_prompt(prompt, special_tokens).len() as u32
+    }
+
+    /// How many tokens `text` tokenizes to as plain text (no beginning-of-sequence token); for
+    /// a cached output this is the count of its text, which may differ from the count decoded.
+    pub fn count_text_tokens(&self, text: &str) -> u32 {
+        self.model.vocab().tokenize(text.as_bytes(), false, false).len() as u32
+    }
+
+    /// The prompt of a conversation in the model's chat template (see [`crate::chat`]): its
+    /// own, else its family's; [`CoreError::NoChatTemplate`] says why there is none. Decode it
+    /// with [`GenerateRequest::special_tokens`] set.
+    pub fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<String, CoreError> {
+        let name = self
+            .path
+            .file_name()
+            .map_or_else(|| self.path.display().to_string(), |f| f.to_string_lossy().into_owned());
+        let chosen = self.chat.get_or_init(|| match ChatTemplate::of(&self.model, &name) {
+            Ok(t) => Ok(t),
+            Err(CoreError::NoChatTemplate { reason, .. }) => Err(reason),
+            Err(e) => Err(e.to_string()),
+        });
+        match chosen {
+            Ok(template) => template.apply(&self.model, messages),
+            Err(reason) => Err(CoreError::NoChatTemplate { model: name, reason: reason.clone() }),
+        }
     }
 
     /// The loaded llama.cpp model.

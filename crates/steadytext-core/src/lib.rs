@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod bert_gguf;
 pub mod cache_key;
+pub mod chat;
 mod closing;
 pub mod constraint;
 pub mod decode_batch;
@@ -23,6 +24,7 @@ pub mod rerank;
 pub mod slots;
 pub mod threads;
 
+pub use chat::ChatMessage;
 pub use constraint::Constraint;
 pub use decode_batch::{Caller, DecodeBatch};
 pub use embed::Embedder;

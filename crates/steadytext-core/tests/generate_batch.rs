@@ -13,7 +13,13 @@ fn generator() -> Generator {
 }
 
 fn req(prompt: &str, max_tokens: u32) -> GenerateRequest {
-    GenerateRequest { prompt: prompt.into(), max_tokens, seed: 42, constraint: None }
+    GenerateRequest {
+        prompt: prompt.into(),
+        max_tokens,
+        seed: 42,
+        constraint: None,
+        special_tokens: false,
+    }
 }
 
 /// Prompts of different lengths, so that batches mix short and long sequences.

@@ -24,7 +24,13 @@ fn generator() -> &'static Generator {
 }
 
 fn req(prompt: &str, max_tokens: u32, constraint: Constraint) -> GenerateRequest {
-    GenerateRequest { prompt: prompt.into(), max_tokens, seed: 42, constraint: Some(constraint) }
+    GenerateRequest {
+        prompt: prompt.into(),
+        max_tokens,
+        seed: 42,
+        constraint: Some(constraint),
+        special_tokens: false,
+    }
 }
 
 /// Runs the requests in batches of 8 and returns each request's result.

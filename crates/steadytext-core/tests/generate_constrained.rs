@@ -19,7 +19,13 @@ fn generator() -> &'static Generator {
 }
 
 fn req(prompt: &str, max_tokens: u32, constraint: Option<Constraint>) -> GenerateRequest {
-    GenerateRequest { prompt: prompt.into(), max_tokens, seed: 42, constraint }
+    GenerateRequest {
+        prompt: prompt.into(),
+        max_tokens,
+        seed: 42,
+        constraint,
+        special_tokens: false,
+    }
 }
 
 fn choice(choices: &[&str]) -> Constraint {

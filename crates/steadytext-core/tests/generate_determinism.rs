@@ -22,6 +22,7 @@ fn same_request_twice_gives_identical_bytes() {
         max_tokens: 16,
         seed: 42,
         constraint: None,
+        special_tokens: false,
     };
     let a = g.generate(&req).unwrap();
     let b = g.generate(&req).unwrap();
@@ -39,6 +40,7 @@ fn max_tokens_bounds_the_output() {
             max_tokens: 1,
             seed: 42,
             constraint: None,
+            special_tokens: false,
         })
         .unwrap();
     let long = g
@@ -47,6 +49,7 @@ fn max_tokens_bounds_the_output() {
             max_tokens: 12,
             seed: 42,
             constraint: None,
+            special_tokens: false,
         })
         .unwrap();
     assert!(!short.is_empty());
@@ -59,7 +62,13 @@ fn prompt_too_long_for_the_context_is_a_typed_error() {
     let g = generator(1);
     let prompt = "word ".repeat(5000);
     let err = g
-        .generate(&GenerateRequest { prompt, max_tokens: 16, seed: 42, constraint: None })
+        .generate(&GenerateRequest {
+            prompt,
+            max_tokens: 16,
+            seed: 42,
+            constraint: None,
+            special_tokens: false,
+        })
         .unwrap_err();
     assert!(
         matches!(err, steadytext_core::CoreError::ContextOverflow { .. }),
@@ -70,8 +79,13 @@ fn prompt_too_long_for_the_context_is_a_typed_error() {
 /// The number of tokens `prompt` tokenizes to (read from the context-overflow error, which
 /// reports it).
 fn prompt_tokens(g: &Generator, prompt: &str) -> usize {
-    let req =
-        GenerateRequest { prompt: prompt.into(), max_tokens: 4096, seed: 42, constraint: None };
+    let req = GenerateRequest {
+        prompt: prompt.into(),
+        max_tokens: 4096,
+        seed: 42,
+        constraint: None,
+        special_tokens: false,
+    };
     match g.generate(&req) {
         Err(steadytext_core::CoreError::ContextOverflow { prompt_tokens, .. }) => prompt_tokens,
         other => panic!("expected a context overflow, got {other:?}"),
@@ -91,7 +105,13 @@ fn a_prompt_of_512_plus_1_tokens_decodes_the_same_on_1_and_3_threads() {
         .map(|n| format!("Numbers:{}", " a".repeat(n)))
         .find(|p| prompt_tokens(&one, p) == 513)
         .expect("some count of words makes 513 tokens");
-    let req = GenerateRequest { prompt: words, max_tokens: 12, seed: 42, constraint: None };
+    let req = GenerateRequest {
+        prompt: words,
+        max_tokens: 12,
+        seed: 42,
+        constraint: None,
+        special_tokens: false,
+    };
     let a = one.generate(&req).unwrap();
     drop(one);
     let b = generator(3).generate(&req).unwrap();
@@ -117,6 +137,7 @@ fn changing_the_thread_count_between_steps_changes_no_output() {
             max_tokens: *n,
             seed: 42,
             constraint: None,
+            special_tokens: false,
         })
         .collect();
     let alone: Vec<String> = reqs.iter().map(|r| g.generate(r).unwrap()).collect();

@@ -34,6 +34,8 @@ pub struct ModelInfo {
     pub file: String,
     /// sha256 of the file (part of every cache key).
     pub digest: String,
+    /// When the file was last modified, in Unix seconds (0 when unknown); OpenAI's `created`.
+    pub created: u64,
 }
 
 /// Settings of the engine thread.
@@ -65,8 +67,14 @@ pub struct GenerateOptions {
     pub sink: Option<TextSink>,
 }
 
+/// Work on the generation model that is not a generation (rendering a chat template, counting
+/// tokens): run on the engine thread between two decode steps, given the model or why it is
+/// unavailable.
+type GeneratorTask = Box<dyn FnOnce(Result<&Generator, &str>) + Send>;
+
 enum EngineCall {
     Generate(GenerationCall),
+    WithGenerator(GeneratorTask),
     Embed { texts: Vec<String>, reply: EmbedReply },
     Rerank { query: String, documents: Vec<String>, task: String, reply: RerankReply },
 }
@@ -78,6 +86,7 @@ impl EngineCall {
             EngineCall::Generate(job) => job.reply.is_closed(),
             EngineCall::Embed { reply, .. } => reply.is_closed(),
             EngineCall::Rerank { reply, .. } => reply.is_closed(),
+            EngineCall::WithGenerator(_) => false,
         }
     }
 
@@ -87,6 +96,7 @@ impl EngineCall {
             EngineCall::Generate { .. } => "generate",
             EngineCall::Embed { .. } => "embed",
             EngineCall::Rerank { .. } => "rerank",
+            EngineCall::WithGenerator(_) => "generator",
         }
     }
 }
@@ -177,6 +187,27 @@ impl EngineHandle {
         rx.await.map_err(|_| DaemonError::EngineStopped)?
     }
 
+    /// Runs `task` on the generation model, on the engine thread between two decode steps
+    /// (for quick work such as rendering a chat template or counting tokens).
+    pub async fn with_generator<T: Send + 'static>(
+        &self,
+        task: impl FnOnce(&Generator) -> Result<T, CoreError> + Send + 'static,
+    ) -> Result<T, DaemonError> {
+        let (reply, rx) = oneshot::channel();
+        let call: GeneratorTask = Box::new(move |generator| {
+            let result = match generator {
+                Ok(g) => match std::panic::catch_unwind(AssertUnwindSafe(|| task(g))) {
+                    Ok(result) => result.map_err(DaemonError::Engine),
+                    Err(_) => Err(panicked()),
+                },
+                Err(reason) => Err(unavailable("generation", reason)),
+            };
+            let _ = reply.send(result);
+        });
+        self.tx.send(EngineCall::WithGenerator(call)).map_err(|_| DaemonError::EngineStopped)?;
+        rx.await.map_err(|_| DaemonError::EngineStopped)?
+    }
+
     /// Scores documents against a query with the configured reranker model.
     pub async fn rerank(
         &self,
@@ -240,6 +271,11 @@ fn model_info(name: &str, path: &Path, verified_sha256: Option<&str>) -> ModelIn
         name: name.to_owned(),
         file: path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
         digest,
+        created: std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs()),
     }
 }
 
@@ -440,6 +476,9 @@ impl Engine {
                 }
                 EngineCall::Rerank { query, documents, task, reply } => {
                     let _ = reply.send(self.run_rerank(&query, &documents, &task));
+                }
+                EngineCall::WithGenerator(task) => {
+                    task(self.generator.as_ref().map_err(String::as_str));
                 }
                 EngineCall::Generate(_) => unreachable!("generations wait in their own list"),
             }

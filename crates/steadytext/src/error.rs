@@ -35,6 +35,9 @@ pub enum DaemonError {
     /// The request's time budget ran out.
     #[error("timed out after {0} s")]
     Timeout(u64),
+    /// A request asks for a feature the daemon does not offer (e.g. OpenAI's `n` > 1, tools).
+    #[error("not supported by steadytext: {0}")]
+    Unsupported(String),
     /// A request body that is not what the endpoint expects.
     #[error("invalid request body: {0}")]
     BadBody(String),
@@ -83,9 +86,10 @@ impl DaemonError {
                 | CoreError::EmptyQuery
                 | CoreError::NoDocuments
                 | CoreError::EmptyDocument { .. } => ErrorCode::InvalidParameter,
-                CoreError::InvalidSchema(_) | CoreError::InvalidChoices(_) => {
-                    ErrorCode::InvalidParameter
-                }
+                CoreError::InvalidSchema(_)
+                | CoreError::InvalidChoices(_)
+                | CoreError::NoChatTemplate { .. }
+                | CoreError::ChatMessage(_) => ErrorCode::InvalidParameter,
                 CoreError::InvalidRegex(_) => ErrorCode::InvalidRegex,
                 CoreError::ConstraintUnfinished { .. } => ErrorCode::Unfinished,
                 CoreError::ContextOverflow { .. } => ErrorCode::LimitExceeded,
@@ -104,7 +108,9 @@ impl DaemonError {
             DaemonError::ModelUnavailable { .. } => ErrorCode::ModelUnavailable,
             DaemonError::Unauthorized => ErrorCode::Unauthorized,
             DaemonError::EngineStopped => ErrorCode::Unavailable,
-            DaemonError::BadBody(_) | DaemonError::BadJob { .. } => ErrorCode::InvalidParameter,
+            DaemonError::BadBody(_) | DaemonError::BadJob { .. } | DaemonError::Unsupported(_) => {
+                ErrorCode::InvalidParameter
+            }
             DaemonError::Timeout(_)
             | DaemonError::Cache { .. }
             | DaemonError::Bind { .. }
@@ -121,6 +127,21 @@ impl DaemonError {
             self.code(),
             ErrorCode::Internal | ErrorCode::Unavailable | ErrorCode::ModelUnavailable
         )
+    }
+}
+
+impl DaemonError {
+    /// The HTTP status of this error: 400 for a request the OpenAI-compatible endpoints
+    /// cannot serve as asked (an unsupported feature, a model without a chat template, a chat
+    /// message it cannot render), else the status of its wire class ([`http_status`]).
+    pub fn http_status(&self) -> StatusCode {
+        match self {
+            DaemonError::Unsupported(_)
+            | DaemonError::Engine(CoreError::NoChatTemplate { .. } | CoreError::ChatMessage(_)) => {
+                StatusCode::BAD_REQUEST
+            }
+            _ => http_status(self.code()),
+        }
     }
 }
 
@@ -146,6 +167,7 @@ pub fn error_response(code: ErrorCode, message: String) -> Response {
 
 impl IntoResponse for DaemonError {
     fn into_response(self) -> Response {
-        error_response(self.code(), self.to_string())
+        let body = ErrorReply { error: ErrorInfo { code: self.code(), message: self.to_string() } };
+        (self.http_status(), axum::Json(body)).into_response()
     }
 }

@@ -11,13 +11,31 @@ use steadytext_api::wire::{
 use steadytext_core::cache_key::cache_key;
 use steadytext_core::rerank::cosine_scores;
 use steadytext_core::rerank::RerankMethod;
-use steadytext_core::{Constraint, GenerateRequest};
+use steadytext_core::{ChatMessage, Constraint, GenerateRequest};
 
 use crate::cache::ResultCache;
 use crate::engine_host::{EngineHandle, GenerateOptions, ModelInfo};
 use crate::error::DaemonError;
 use crate::metrics::Metrics;
 use crate::shared_cache::SharedCache;
+
+/// Token counts of one generation (OpenAI's `usage`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    /// Tokens of the prompt, with the beginning-of-sequence token.
+    pub prompt_tokens: u32,
+    /// Tokens of the output.
+    pub completion_tokens: u32,
+}
+
+/// A generation with its token counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    /// The text, its decoded token count (0 when cached) and whether it came from the cache.
+    pub reply: GenerateReply,
+    /// The token counts.
+    pub usage: Usage,
+}
 
 /// Engine + cache + metrics; cheap to clone.
 #[derive(Clone)]
@@ -97,22 +115,69 @@ impl Service {
         body: GenerateBody,
         options: GenerateOptions,
     ) -> Result<GenerateReply, DaemonError> {
+        Ok(self.run_generation(body, false, options).await?.0)
+    }
+
+    /// The prompt of a conversation in the generation model's chat template; generate from it
+    /// with [`Service::complete`] and `special_tokens` set.
+    pub async fn chat_prompt(&self, messages: Vec<ChatMessage>) -> Result<String, DaemonError> {
+        self.engine.with_generator(move |g| g.chat_prompt(&messages)).await
+    }
+
+    /// [`Service::generate_with`] reporting the token counts too; `special_tokens` for a
+    /// prompt from [`Service::chat_prompt`] (its control tokens are read as such). For a cached
+    /// text the counts come from tokenizing the prompt (exact) and the text (which may differ
+    /// from the count decoded when the text was generated).
+    pub async fn complete(
+        &self,
+        body: GenerateBody,
+        special_tokens: bool,
+        options: GenerateOptions,
+    ) -> Result<Completion, DaemonError> {
+        let prompt = body.generation.prompt.clone();
+        let (reply, usage) = self.run_generation(body, special_tokens, options).await?;
+        let usage = match usage {
+            Some(usage) => usage,
+            None => {
+                let text = reply.text.clone();
+                self.engine
+                    .with_generator(move |g| {
+                        Ok(Usage {
+                            prompt_tokens: g.count_prompt_tokens(&prompt, special_tokens),
+                            completion_tokens: g.count_text_tokens(&text),
+                        })
+                    })
+                    .await?
+            }
+        };
+        Ok(Completion { reply, usage })
+    }
+
+    /// The generation behind [`Service::generate_with`] and [`Service::complete`]: the reply
+    /// and, when it was decoded now (not cached), its token counts.
+    async fn run_generation(
+        &self,
+        body: GenerateBody,
+        special_tokens: bool,
+        options: GenerateOptions,
+    ) -> Result<(GenerateReply, Option<Usage>), DaemonError> {
         let max_tokens = body.validate()?;
         let function = body.function().sql_name();
         let model = self.model("generation")?;
         let GenerateBody { generation: params, constraint } = body;
-        let key = cache_key(
-            &model.digest,
-            function,
-            &json!({"prompt": params.prompt, "max_tokens": max_tokens, "seed": params.seed,
-                    "constraint": constraint}),
-        );
+        let mut identity = json!({"prompt": params.prompt, "max_tokens": max_tokens,
+                                  "seed": params.seed, "constraint": constraint});
+        if special_tokens {
+            // only chat prompts carry the flag, so the keys of plain prompts stay as they were
+            identity["special_tokens"] = json!(true);
+        }
+        let key = cache_key(&model.digest, function, &identity);
         let hit = self.cached(function, std::slice::from_ref(&key), params.use_cache).await;
         if let Some(text) = hit.into_iter().next().flatten() {
             if let Some(sink) = &options.sink {
                 let _ = sink.send(text.clone());
             }
-            return Ok(GenerateReply { text, tokens: 0, cached: true });
+            return Ok((GenerateReply { text, tokens: 0, cached: true }, None));
         }
         let constraint = constraint.map(|c| match c {
             ConstraintBody::Json { schema } => Constraint::Json(schema),
@@ -124,12 +189,17 @@ impl Service {
             max_tokens,
             seed: params.seed as u32,
             constraint,
+            special_tokens,
         };
         let generation = self.engine.generate(req, options).await?;
         if params.use_cache {
             self.store(vec![(key, generation.text.clone())]).await;
         }
-        Ok(GenerateReply { text: generation.text, tokens: generation.tokens, cached: false })
+        let usage =
+            Usage { prompt_tokens: generation.prompt_tokens, completion_tokens: generation.tokens };
+        let reply =
+            GenerateReply { text: generation.text, tokens: generation.tokens, cached: false };
+        Ok((reply, Some(usage)))
     }
 
     /// Embeds texts; each text is cached on its own, and only the misses reach the engine.

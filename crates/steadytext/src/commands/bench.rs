@@ -43,6 +43,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             max_tokens: args.max_tokens,
             seed: 42,
             constraint: None,
+            special_tokens: false,
         })
         .collect();
     generator.generate(&reqs[0])?; // warm-up: page the weights in
@@ -127,6 +128,7 @@ fn extraction_figures(
             max_tokens,
             seed: 42,
             constraint: None,
+            special_tokens: false,
         })
         .collect();
     generator.generate(&GenerateRequest {

@@ -37,6 +37,7 @@ fn run(prompt: &str, constraint: Constraint, gen: &ConstrainedArgs) -> anyhow::R
         max_tokens,
         seed: gen.seed,
         constraint: Some(constraint),
+        special_tokens: false,
     })?;
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(text.as_bytes())?;

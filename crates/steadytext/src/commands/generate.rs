@@ -17,6 +17,7 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
         max_tokens,
         seed: args.seed,
         constraint: None,
+        special_tokens: false,
     })?;
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(text.as_bytes())?;

@@ -15,6 +15,7 @@ use crate::error::DaemonError;
 
 mod native;
 mod openai;
+mod openai_stream;
 mod state;
 
 pub use state::AppState;
@@ -25,7 +26,9 @@ pub fn router(state: AppState) -> Router {
         .route(wire::GENERATE_PATH, post(native::generate))
         .route(wire::EMBED_PATH, post(native::embed))
         .route(wire::RERANK_PATH, post(native::rerank))
+        .route("/v1/models", get(openai::models))
         .route("/v1/completions", post(openai::completions))
+        .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/rerank", post(openai::rerank))
         .route("/metrics", get(native::metrics))
