@@ -32,11 +32,15 @@ struct Cli {
 /// The figures.
 #[derive(Debug, Subcommand)]
 enum Figure {
-    /// Figure 1: jobs/s of steadytext_generate_async in one statement and as single statements.
+    /// Figure 1: jobs/s of steadytext_generate_async in one statement and as single statements,
+    /// into an empty and a deep queue, next to an INSERT + pg_notify into a plain table.
     Enqueue {
         /// Jobs per variant. Default: 10000.
         #[arg(long, default_value_t = 10_000)]
         jobs: u32,
+        /// Pending requests already queued for the deep variant. Default: 100000.
+        #[arg(long, default_value_t = 100_000)]
+        deep: u32,
     },
     /// Figure 2a: enqueue → NOTIFY steadytext_completed round trip of a cache hit (p50/p95/p99).
     QueueRoundTrip {
@@ -186,7 +190,7 @@ fn main() -> anyhow::Result<()> {
         cli.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let env = Env { steadytext_bin, threads, fixed_threads: cli.threads.is_some() };
     match cli.figure {
-        Figure::Enqueue { jobs } => enqueue::run(jobs)?,
+        Figure::Enqueue { jobs, deep } => enqueue::run(jobs, deep)?,
         Figure::QueueRoundTrip { jobs } => queue_latency::round_trip(&env, jobs)?,
         Figure::QueueWakeup { samples } => queue_latency::wake(samples)?,
         Figure::DrainGenerate { jobs, max_tokens, workers, concurrency } => {

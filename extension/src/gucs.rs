@@ -92,9 +92,11 @@ pub fn init() {
         c"Most asynchronous requests pending or processing at once; enqueueing beyond it fails \
           with SQLSTATE 53400.",
         c"Default 10000, range 1..100000000. Enqueueing beyond it fails with SQLSTATE 53400. \
-          A soft limit: concurrent enqueues may overshoot it by their own size, and the depth \
-          is counted once per statement (plus the statement's own enqueues), so requests \
-          finished meanwhile make room only for the next statement.",
+          Each session counts the queue at most once a second, adds its own enqueues to that \
+          count, counts again sooner once they reach an eighth of the room the count left (so \
+          on every enqueue within 8 of the limit), and always before refusing. A session alone \
+          never exceeds the limit; N sessions enqueueing at once exceed it only if N > 8, by at \
+          most (N - 8)/8 of the room they counted, plus requests of uncommitted transactions.",
         &MAX_QUEUE_SIZE,
         1,
         100_000_000,
