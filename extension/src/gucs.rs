@@ -25,6 +25,7 @@ static WORKER_POLL_INTERVAL: GucSetting<i32> =
     GucSetting::<i32>::new(settings::WORKER_POLL_INTERVAL.default);
 static MAX_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(settings::MAX_RETRIES.default);
 static WORKER_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(settings::WORKER_TIMEOUT.default);
+static QUEUE_RETENTION: GucSetting<i32> = GucSetting::<i32>::new(settings::QUEUE_RETENTION.default);
 
 /// Defines the GUC of a worker setting: its name, default and range come from the one
 /// declaration in `steadytext-api`, and so does the first sentence of its long description
@@ -132,6 +133,17 @@ pub fn init() {
           it; its --timeout overrides it.",
         "The environment variable is in seconds.",
         &WORKER_TIMEOUT,
+        GucContext::Sighup,
+    );
+    define_worker_guc(
+        settings::QUEUE_RETENTION,
+        c"How long finished asynchronous requests (completed, failed, cancelled) are kept; \
+          queue workers then delete them in small batches. 0 keeps them forever.",
+        "The environment variable is in seconds. Workers delete up to 500 rows per statement \
+         (steadytext_queue_purge), about once a minute and back to back while more are due; \
+         a purged request's id is unknown to steadytext_check_async (SQLSTATE P0002) and \
+         'not_found' in steadytext_check_async_batch.",
+        &QUEUE_RETENTION,
         GucContext::Sighup,
     );
 }

@@ -281,17 +281,57 @@ BEGIN
 END
 $$;
 
+-- Deletes up to batch_limit (1..10000) finished requests (completed, failed or cancelled) that
+-- finished more than `retention` ago, oldest first, skipping rows other sessions hold; returns
+-- how many it deleted. Workers call it with steadytext.queue_retention in small batches, each its
+-- own short transaction, until it returns fewer than batch_limit. A purged request's id is then
+-- unknown: steadytext_check_async and steadytext_get_async_result raise P0002 for it and
+-- steadytext_check_async_batch reports it 'not_found'.
+CREATE FUNCTION steadytext_queue_purge(retention interval, batch_limit integer DEFAULT 500)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = @extschema@, pg_catalog, pg_temp
+AS $$
+DECLARE
+    purged integer;
+BEGIN
+    IF retention IS NULL OR batch_limit IS NULL THEN
+        RAISE EXCEPTION 'retention and batch_limit must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF retention < interval '0' THEN
+        RAISE EXCEPTION 'retention must not be negative, got %', retention USING ERRCODE = '22023';
+    END IF;
+    IF batch_limit < 1 OR batch_limit > 10000 THEN
+        RAISE EXCEPTION 'batch_limit must be between 1 and 10000, got %', batch_limit
+            USING ERRCODE = '22023';
+    END IF;
+    DELETE FROM steadytext_queue
+    WHERE id IN (
+        SELECT id FROM steadytext_queue
+        WHERE status IN ('completed', 'failed', 'cancelled')
+          AND coalesce(completed_at, failed_at) < now() - retention
+        ORDER BY coalesce(completed_at, failed_at)
+        LIMIT batch_limit
+        FOR UPDATE SKIP LOCKED
+    );
+    GET DIAGNOSTICS purged = ROW_COUNT;
+    RETURN purged;
+END
+$$;
+
 REVOKE ALL ON FUNCTION
     steadytext_queue_claim(text, integer, interval),
     steadytext_worker_heartbeat(text, text, integer, interval, text),
     steadytext_queue_complete(uuid, text, text),
     steadytext_queue_fail(uuid, text, text, boolean, interval, integer),
-    steadytext_queue_rescue_expired(interval, integer)
+    steadytext_queue_rescue_expired(interval, integer),
+    steadytext_queue_purge(interval, integer)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     steadytext_queue_claim(text, integer, interval),
     steadytext_worker_heartbeat(text, text, integer, interval, text),
     steadytext_queue_complete(uuid, text, text),
     steadytext_queue_fail(uuid, text, text, boolean, interval, integer),
-    steadytext_queue_rescue_expired(interval, integer)
+    steadytext_queue_rescue_expired(interval, integer),
+    steadytext_queue_purge(interval, integer)
 TO steadytext_worker;

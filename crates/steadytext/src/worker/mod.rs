@@ -3,9 +3,11 @@
 //! finished request, or its poll interval), runs each claimed request as its own task on the
 //! engine (which decodes them together), completes or fails each one the moment it finishes,
 //! heartbeats its leases on its own timer, and stops the engine work of a request cancelled
-//! while it runs (it LISTENs on `steadytext_completed` for status `cancelled`). It reconnects
-//! with backoff when PostgreSQL goes away (what the broken session held is released by the
-//! next one), and on shutdown stops claiming, finishes what runs, and marks itself stopped.
+//! while it runs (it LISTENs on `steadytext_completed` for status `cancelled`), and deletes
+//! finished requests older than `steadytext.queue_retention` in small batches (`purge.rs`). It
+//! reconnects with backoff when PostgreSQL goes away (what the broken session held is released
+//! by the next one), and on shutdown stops claiming, finishes what runs, and marks itself
+//! stopped.
 //!
 //! No transaction is ever held open during inference: every SQL call is its own statement.
 
@@ -22,6 +24,7 @@ use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
 
 pub mod db_config;
 pub mod job;
+pub mod purge;
 pub mod settings;
 
 use job::Job;
@@ -147,6 +150,7 @@ impl Worker {
         beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         beat.tick().await; // the first tick is immediate
         let mut last_rescue: Option<Instant> = None;
+        let mut purge = purge::Purge::default();
         let mut settings = settings::resolve(client, &self.tuning).await?;
         // whether the queue may hold work this session could claim
         let mut claim = true;
@@ -170,6 +174,9 @@ impl Worker {
                     )
                     .await?;
                 last_rescue = Some(Instant::now());
+            }
+            if !stopping {
+                purge.run_if_due(client, settings.retention).await?;
             }
             if claim && !stopping {
                 settings = settings::resolve(client, &self.tuning).await?;
@@ -212,6 +219,8 @@ impl Worker {
                     let status = if stopping { "stopping" } else { "running" };
                     self.heartbeat(client, &host, pid, status).await?;
                 }
+                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(purge.next())),
+                    if settings.retention.is_some() && !stopping => {}
                 _ = self.shutdown.changed(), if !stopping => {}
                 _ = closed.changed() => return Err(lost()),
             }
