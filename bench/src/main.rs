@@ -8,7 +8,8 @@ use steadytext_bench::drain::{self, Workload};
 use steadytext_bench::mixed_latency::{self, Mix};
 use steadytext_bench::setup::Env;
 use steadytext_bench::{
-    cancel_release, constrained, contention, engine, enqueue, queue_latency, sync_latency,
+    cancel_release, constrained, contention, engine, enqueue, queue_growth, queue_latency,
+    sync_latency,
 };
 
 /// Rerunnable benchmarks of pg_steadytext; each prints `bench figure=… key=value …` lines.
@@ -157,6 +158,24 @@ enum Figure {
         #[arg(long, default_value_t = 2)]
         rounds: u32,
     },
+    /// Figure 7: size of the queue table and its indexes while requests cycle through it
+    /// (enqueue, claim, complete, purge with retention 0).
+    QueueGrowth {
+        /// Requests cycled through. Default: 200000.
+        #[arg(long, default_value_t = 200_000)]
+        requests: u32,
+        /// Requests per round (enqueued in one statement, claimed and completed in one). Default:
+        /// 1000.
+        #[arg(long, default_value_t = 1000)]
+        batch: u32,
+        /// A size sample every this many requests. Default: 20000.
+        #[arg(long, default_value_t = 20_000)]
+        every: u32,
+        /// `autovacuum_naptime` of the throwaway cluster, in seconds (autovacuum looks at the
+        /// table at most this often). Default: 60, PostgreSQL's own default.
+        #[arg(long, default_value_t = 60)]
+        naptime: u32,
+    },
     /// Figure 6: single-sequence tokens/s of JSON-constrained vs free decoding, one run each.
     Constrained {
         /// Tokens per prompt. Default: 128.
@@ -191,6 +210,9 @@ fn main() -> anyhow::Result<()> {
     let env = Env { steadytext_bin, threads, fixed_threads: cli.threads.is_some() };
     match cli.figure {
         Figure::Enqueue { jobs, deep } => enqueue::run(jobs, deep)?,
+        Figure::QueueGrowth { requests, batch, every, naptime } => {
+            queue_growth::run(requests, batch, every, naptime)?
+        }
         Figure::QueueRoundTrip { jobs } => queue_latency::round_trip(&env, jobs)?,
         Figure::QueueWakeup { samples } => queue_latency::wake(samples)?,
         Figure::DrainGenerate { jobs, max_tokens, workers, concurrency } => {
