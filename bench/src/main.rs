@@ -8,8 +8,8 @@ use steadytext_bench::drain::{self, Workload};
 use steadytext_bench::mixed_latency::{self, Mix};
 use steadytext_bench::setup::Env;
 use steadytext_bench::{
-    cancel_release, constrained, contention, engine, enqueue, queue_latency, shared_cache,
-    sync_latency,
+    cancel_release, constrained, contention, engine, enqueue, queue_growth, queue_latency,
+    shared_cache, sync_latency,
 };
 
 /// Rerunnable benchmarks of pg_steadytext; each prints `bench figure=… key=value …` lines.
@@ -33,11 +33,15 @@ struct Cli {
 /// The figures.
 #[derive(Debug, Subcommand)]
 enum Figure {
-    /// Figure 1: jobs/s of steadytext_generate_async in one statement and as single statements.
+    /// Figure 1: jobs/s of steadytext_generate_async in one statement and as single statements,
+    /// into an empty and a deep queue, next to an INSERT + pg_notify into a plain table.
     Enqueue {
         /// Jobs per variant. Default: 10000.
         #[arg(long, default_value_t = 10_000)]
         jobs: u32,
+        /// Pending requests already queued for the deep variant. Default: 100000.
+        #[arg(long, default_value_t = 100_000)]
+        deep: u32,
     },
     /// Figure 2a: enqueue → NOTIFY steadytext_completed round trip of a cache hit (p50/p95/p99).
     QueueRoundTrip {
@@ -164,6 +168,24 @@ enum Figure {
         #[arg(long, default_value_t = 2)]
         rounds: u32,
     },
+    /// Figure 7: size of the queue table and its indexes while requests cycle through it
+    /// (enqueue, claim, complete, purge with retention 0).
+    QueueGrowth {
+        /// Requests cycled through. Default: 200000.
+        #[arg(long, default_value_t = 200_000)]
+        requests: u32,
+        /// Requests per round (enqueued in one statement, claimed and completed in one). Default:
+        /// 1000.
+        #[arg(long, default_value_t = 1000)]
+        batch: u32,
+        /// A size sample every this many requests. Default: 20000.
+        #[arg(long, default_value_t = 20_000)]
+        every: u32,
+        /// `autovacuum_naptime` of the throwaway cluster, in seconds (autovacuum looks at the
+        /// table at most this often). Default: 60, PostgreSQL's own default.
+        #[arg(long, default_value_t = 60)]
+        naptime: u32,
+    },
     /// Figure 6: single-sequence tokens/s of JSON-constrained vs free decoding, one run each.
     Constrained {
         /// Tokens per prompt. Default: 128.
@@ -197,7 +219,10 @@ fn main() -> anyhow::Result<()> {
         cli.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let env = Env { steadytext_bin, threads, fixed_threads: cli.threads.is_some() };
     match cli.figure {
-        Figure::Enqueue { jobs } => enqueue::run(jobs)?,
+        Figure::Enqueue { jobs, deep } => enqueue::run(jobs, deep)?,
+        Figure::QueueGrowth { requests, batch, every, naptime } => {
+            queue_growth::run(requests, batch, every, naptime)?
+        }
         Figure::QueueRoundTrip { jobs } => queue_latency::round_trip(&env, jobs)?,
         Figure::QueueWakeup { samples } => queue_latency::wake(samples)?,
         Figure::DrainGenerate { jobs, max_tokens, workers, concurrency } => {

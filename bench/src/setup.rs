@@ -54,7 +54,12 @@ impl Env {
 /// A throwaway cluster with `CREATE EXTENSION pg_steadytext` done and the queue limit raised
 /// (`steadytext.max_queue_size` = 1000000) so that no figure hits it.
 pub fn cluster() -> Result<(TestCluster, postgres::Client)> {
-    let cluster = TestCluster::start();
+    cluster_with(&[])
+}
+
+/// [`cluster`] with extra server settings (`name=value`).
+pub fn cluster_with(settings: &[&str]) -> Result<(TestCluster, postgres::Client)> {
+    let cluster = TestCluster::start_with(settings);
     let mut db = cluster.connect();
     // ALTER SYSTEM refuses to run in a transaction block, so one statement per call
     for sql in [

@@ -499,6 +499,7 @@ mod tests {
             ("steadytext.max_retries", "3"),
             ("steadytext.worker_timeout", "5min"),
             ("steadytext.worker_concurrency", "1"),
+            ("steadytext.queue_retention", "7d"),
         ] {
             let got = Spi::get_one::<String>(&format!("SHOW {name}")).unwrap();
             assert_eq!(got.as_deref(), Some(value), "{name}");

@@ -39,8 +39,12 @@ pub enum SqlError {
         /// The setting's value.
         limit: i32,
     },
-    /// No request with this id is visible to the caller (P0002).
-    #[error("async request {0} does not exist")]
+    /// No request with this id is visible to the caller: never enqueued by its role, or
+    /// finished and purged after `steadytext.queue_retention` (P0002).
+    #[error(
+        "async request {0} does not exist: it was never enqueued by this role, or it finished \
+         more than steadytext.queue_retention ago and was purged"
+    )]
     NotFound(String),
     /// The request failed for good (38000).
     #[error("async request {id} failed: {error}")]

@@ -27,6 +27,7 @@ static MAX_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(settings::MAX_RETRI
 static WORKER_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(settings::WORKER_TIMEOUT.default);
 static RESULT_CACHE_MAX_ENTRIES: GucSetting<i32> = GucSetting::<i32>::new(100_000);
 static RESULT_CACHE_MAX_AGE: GucSetting<i32> = GucSetting::<i32>::new(30 * 86_400);
+static QUEUE_RETENTION: GucSetting<i32> = GucSetting::<i32>::new(settings::QUEUE_RETENTION.default);
 
 /// Defines the GUC of a worker setting: its name, default and range come from the one
 /// declaration in `steadytext-api`, and so does the first sentence of its long description
@@ -94,9 +95,11 @@ pub fn init() {
         c"Most asynchronous requests pending or processing at once; enqueueing beyond it fails \
           with SQLSTATE 53400.",
         c"Default 10000, range 1..100000000. Enqueueing beyond it fails with SQLSTATE 53400. \
-          A soft limit: concurrent enqueues may overshoot it by their own size, and the depth \
-          is counted once per statement (plus the statement's own enqueues), so requests \
-          finished meanwhile make room only for the next statement.",
+          Each session counts the queue at most once a second, adds its own enqueues to that \
+          count, counts again sooner once they reach an eighth of the room the count left (so \
+          on every enqueue within 8 of the limit), and always before refusing. A session alone \
+          never exceeds the limit; N sessions enqueueing at once exceed it only if N > 8, by at \
+          most (N - 8)/8 of the room they counted, plus requests of uncommitted transactions.",
         &MAX_QUEUE_SIZE,
         1,
         100_000_000,
@@ -132,6 +135,17 @@ pub fn init() {
           it; its --timeout overrides it.",
         "The environment variable is in seconds.",
         &WORKER_TIMEOUT,
+        GucContext::Sighup,
+    );
+    define_worker_guc(
+        settings::QUEUE_RETENTION,
+        c"How long finished asynchronous requests (completed, failed, cancelled) are kept; \
+          queue workers then delete them in small batches. 0 keeps them forever.",
+        "The environment variable is in seconds. Workers delete up to 500 rows per statement \
+         (steadytext_queue_purge), about once a minute and back to back while more are due; \
+         a purged request's id is unknown to steadytext_check_async (SQLSTATE P0002) and \
+         'not_found' in steadytext_check_async_batch.",
+        &QUEUE_RETENTION,
         GucContext::Sighup,
     );
     GucRegistry::define_int_guc(

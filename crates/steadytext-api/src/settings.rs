@@ -98,9 +98,21 @@ pub const WORKER_TIMEOUT: WorkerSetting = WorkerSetting {
     unit: Some("s"),
 };
 
+/// Seconds finished requests (completed, failed, cancelled) are kept before the workers delete
+/// them (`steadytext.queue_retention`; default 7 days, 0 keeps them forever).
+pub const QUEUE_RETENTION: WorkerSetting = WorkerSetting {
+    guc: c"steadytext.queue_retention",
+    flag: "queue-retention",
+    env: "STEADYTEXT_WORKER_QUEUE_RETENTION",
+    default: 604_800,
+    min: 0,
+    max: 315_360_000,
+    unit: Some("s"),
+};
+
 /// Every worker setting.
-pub const ALL: [WorkerSetting; 4] =
-    [WORKER_CONCURRENCY, WORKER_POLL_INTERVAL, MAX_RETRIES, WORKER_TIMEOUT];
+pub const ALL: [WorkerSetting; 5] =
+    [WORKER_CONCURRENCY, WORKER_POLL_INTERVAL, MAX_RETRIES, WORKER_TIMEOUT, QUEUE_RETENTION];
 
 #[cfg(test)]
 mod tests {

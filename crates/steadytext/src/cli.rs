@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use steadytext_api::settings::{
-    MAX_RETRIES, WORKER_CONCURRENCY, WORKER_POLL_INTERVAL, WORKER_TIMEOUT,
+    MAX_RETRIES, QUEUE_RETENTION, WORKER_CONCURRENCY, WORKER_POLL_INTERVAL, WORKER_TIMEOUT,
 };
 use steadytext_core::{ModelDir, ThreadPolicy};
 
@@ -191,6 +191,12 @@ pub struct WorkerTuning {
     #[arg(long, env = WORKER_TIMEOUT.env,
           value_parser = clap::value_parser!(u32).range(WORKER_TIMEOUT.range()))]
     pub timeout: Option<u32>,
+    /// Seconds finished requests (completed, failed, cancelled) are kept before the worker
+    /// deletes them, a few hundred per statement (0–315360000); 0 keeps them forever.
+    /// Default: the GUC `steadytext.queue_retention`, else 604800 (7 days).
+    #[arg(long, env = QUEUE_RETENTION.env,
+          value_parser = clap::value_parser!(u32).range(QUEUE_RETENTION.range()))]
+    pub queue_retention: Option<u32>,
     /// Seconds of the lease on claimed requests, renewed by heartbeats every third of it; a
     /// worker that dies loses its requests this long after its last heartbeat (2–3600).
     /// Default: 30.

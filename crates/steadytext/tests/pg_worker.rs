@@ -404,3 +404,60 @@ fn settings_come_from_gucs_after_reload_unless_flags_win() {
     let largest = largest_claim(&mut db);
     assert_eq!(largest, 1, "--concurrency overrides the GUC");
 }
+
+/// Finished requests: `n` of `status` that finished `ago` (an SQL interval) ago.
+fn insert_finished(db: &mut Client, status: &str, n: i32, ago: &str) {
+    db.execute(
+        "INSERT INTO steadytext_queue (function_name, parameters, status, result, error,
+                                       started_at, completed_at, failed_at)
+         SELECT 'generate', jsonb_build_object('prompt', $1 || ' ' || i), $1,
+                CASE WHEN $1 = 'completed' THEN 'r' END,
+                CASE WHEN $1 = 'failed' THEN 'boom' END,
+                now() - $3::text::interval - interval '1 minute',
+                CASE WHEN $1 <> 'failed' THEN now() - $3::text::interval END,
+                CASE WHEN $1 = 'failed' THEN now() - $3::text::interval END
+         FROM generate_series(1, $2) AS i",
+        &[&status, &n, &ago],
+    )
+    .unwrap();
+}
+
+#[test]
+fn the_worker_purges_finished_requests_older_than_the_retention_in_batches() {
+    let cluster = TestCluster::start();
+    let mut db = setup(&cluster);
+    set_and_reload(&mut db, "steadytext.queue_retention", "1d");
+    // more old rows than three purge batches of 500, so they go only if batches run back to back
+    // (one batch a minute would take three minutes)
+    insert_finished(&mut db, "completed", 1200, "2 days");
+    insert_finished(&mut db, "failed", 150, "3 days");
+    insert_finished(&mut db, "cancelled", 150, "25 hours");
+    // finished within the retention: kept
+    insert_finished(&mut db, "completed", 5, "1 hour");
+    insert_finished(&mut db, "failed", 5, "23 hours");
+    insert_finished(&mut db, "cancelled", 5, "1 minute");
+    let _w = worker(&cluster, "P", &[]);
+    let left =
+        wait_until(Duration::from_secs(45), "the old finished requests to be purged", || {
+            let s = statuses(&mut db);
+            (s.values().sum::<i64>() == 15).then_some(s)
+        });
+    assert_eq!(
+        left,
+        HashMap::from([
+            ("completed".to_owned(), 5),
+            ("failed".to_owned(), 5),
+            ("cancelled".to_owned(), 5)
+        ]),
+        "exactly the requests finished within the retention are left"
+    );
+    let recent: i64 = db
+        .query_one(
+            "SELECT count(*) FROM steadytext_queue
+             WHERE coalesce(completed_at, failed_at) > now() - interval '1 day'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(recent, 15);
+}

@@ -73,6 +73,23 @@ CREATE INDEX steadytext_queue_lease_idx
 CREATE INDEX steadytext_queue_worker_idx
     ON steadytext_queue (worker_id) WHERE status = 'processing';
 CREATE INDEX steadytext_queue_owner_idx ON steadytext_queue (owner, created_at);
+-- purge of finished requests, oldest first (steadytext_queue_purge)
+CREATE INDEX steadytext_queue_finished_idx
+    ON steadytext_queue ((coalesce(completed_at, failed_at)))
+    WHERE status IN ('completed', 'failed', 'cancelled');
+
+-- A queue churns: every request is inserted, updated at least twice and finally deleted by the
+-- workers' purge (steadytext.queue_retention). Vacuum and analyze it after 1% of its rows (plus
+-- 1000) changed instead of the default 20%, so that dead rows are reclaimed while the table is
+-- still small and the claim and depth queries do not wade through them.
+ALTER TABLE steadytext_queue SET (
+    autovacuum_vacuum_scale_factor = 0.01,
+    autovacuum_vacuum_threshold = 1000,
+    autovacuum_vacuum_insert_scale_factor = 0.01,
+    autovacuum_vacuum_insert_threshold = 1000,
+    autovacuum_analyze_scale_factor = 0.01,
+    autovacuum_analyze_threshold = 1000
+);
 
 -- One row per queue worker process, kept current by steadytext_worker_heartbeat().
 CREATE TABLE steadytext_workers (

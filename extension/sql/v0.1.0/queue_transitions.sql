@@ -113,29 +113,74 @@ $$;
 
 -- Stores the result of a request worker_id is processing. Returns false, writing nothing, if the
 -- request is not processing under worker_id's lease any more (cancelled, rescued, reclaimed).
+-- The one-request form of steadytext_queue_complete_many (same rule).
 CREATE FUNCTION steadytext_queue_complete(request_id uuid, worker_id text, result text)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE
 SET search_path = @extschema@, pg_catalog, pg_temp
 AS $$
-#variable_conflict use_column
-DECLARE
-    fn text;
 BEGIN
-    IF steadytext_queue_complete.result IS NULL THEN
+    IF result IS NULL THEN
         RAISE EXCEPTION 'result must not be null' USING ERRCODE = '22004';
     END IF;
-    UPDATE steadytext_queue
-    SET status = 'completed', result = steadytext_queue_complete.result, error = NULL,
-        completed_at = now(), lease_expires_at = NULL
-    WHERE request_id = steadytext_queue_complete.request_id AND status = 'processing'
-      AND worker_id = steadytext_queue_complete.worker_id
-    RETURNING function_name INTO fn;
-    IF NOT FOUND THEN
+    IF request_id IS NULL THEN
         RETURN false;
     END IF;
-    PERFORM steadytext_queue_notify_completed(steadytext_queue_complete.request_id, fn, 'completed');
-    RETURN true;
+    RETURN (steadytext_queue_complete_many(worker_id, ARRAY[request_id], ARRAY[result]))[1];
+END
+$$;
+
+-- Stores the results of several requests worker_id is processing in one statement (a worker
+-- completes the requests that finished together at once): results[i] is request_ids[i]'s. Each
+-- is written only while the request is processing under worker_id's lease (cancelled, rescued
+-- or reclaimed ones are left as they are) and announced with NOTIFY steadytext_completed.
+-- Returns, in the order given, whether each result was written. At most 10000 requests per
+-- call, each id once.
+CREATE FUNCTION steadytext_queue_complete_many(worker_id text, request_ids uuid[], results text[])
+RETURNS boolean[]
+LANGUAGE plpgsql VOLATILE
+SET search_path = @extschema@, pg_catalog, pg_temp
+AS $$
+DECLARE
+    written uuid[] := '{}';
+    job record;
+BEGIN
+    IF request_ids IS NULL OR results IS NULL THEN
+        RAISE EXCEPTION 'request_ids and results must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF cardinality(request_ids) <> cardinality(results) THEN
+        RAISE EXCEPTION 'request_ids and results must have the same length, got % and %',
+            cardinality(request_ids), cardinality(results) USING ERRCODE = '22023';
+    END IF;
+    IF cardinality(request_ids) > 10000 THEN
+        RAISE EXCEPTION 'at most 10000 requests per call, got %', cardinality(request_ids)
+            USING ERRCODE = '22023';
+    END IF;
+    IF array_position(request_ids, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'request_ids[%] must not be null', array_position(request_ids, NULL)
+            USING ERRCODE = '22004';
+    END IF;
+    IF array_position(results, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'results[%] must not be null', array_position(results, NULL)
+            USING ERRCODE = '22004';
+    END IF;
+    IF (SELECT count(DISTINCT i) FROM unnest(request_ids) AS i) <> cardinality(request_ids) THEN
+        RAISE EXCEPTION 'request_ids must not repeat an id' USING ERRCODE = '22023';
+    END IF;
+    FOR job IN
+        UPDATE steadytext_queue q
+        SET status = 'completed', result = r.res, error = NULL, completed_at = now(),
+            lease_expires_at = NULL
+        FROM unnest(request_ids, results) AS r(rid, res)
+        WHERE q.request_id = r.rid AND q.status = 'processing'
+          AND q.worker_id = steadytext_queue_complete_many.worker_id
+        RETURNING q.request_id AS rid, q.function_name AS fn
+    LOOP
+        PERFORM steadytext_queue_notify_completed(job.rid, job.fn, 'completed');
+        written := written || job.rid;
+    END LOOP;
+    RETURN ARRAY(SELECT i = ANY(written) FROM unnest(request_ids) WITH ORDINALITY AS t(i, n)
+                 ORDER BY n);
 END
 $$;
 
@@ -281,17 +326,59 @@ BEGIN
 END
 $$;
 
+-- Deletes up to batch_limit (1..10000) finished requests (completed, failed or cancelled) that
+-- finished more than `retention` ago, oldest first, skipping rows other sessions hold; returns
+-- how many it deleted. Workers call it with steadytext.queue_retention in small batches, each its
+-- own short transaction, until it returns fewer than batch_limit. A purged request's id is then
+-- unknown: steadytext_check_async and steadytext_get_async_result raise P0002 for it and
+-- steadytext_check_async_batch reports it 'not_found'.
+CREATE FUNCTION steadytext_queue_purge(retention interval, batch_limit integer DEFAULT 500)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = @extschema@, pg_catalog, pg_temp
+AS $$
+DECLARE
+    purged integer;
+BEGIN
+    IF retention IS NULL OR batch_limit IS NULL THEN
+        RAISE EXCEPTION 'retention and batch_limit must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF retention < interval '0' THEN
+        RAISE EXCEPTION 'retention must not be negative, got %', retention USING ERRCODE = '22023';
+    END IF;
+    IF batch_limit < 1 OR batch_limit > 10000 THEN
+        RAISE EXCEPTION 'batch_limit must be between 1 and 10000, got %', batch_limit
+            USING ERRCODE = '22023';
+    END IF;
+    DELETE FROM steadytext_queue
+    WHERE id IN (
+        SELECT id FROM steadytext_queue
+        WHERE status IN ('completed', 'failed', 'cancelled')
+          AND coalesce(completed_at, failed_at) < now() - retention
+        ORDER BY coalesce(completed_at, failed_at)
+        LIMIT batch_limit
+        FOR UPDATE SKIP LOCKED
+    );
+    GET DIAGNOSTICS purged = ROW_COUNT;
+    RETURN purged;
+END
+$$;
+
 REVOKE ALL ON FUNCTION
     steadytext_queue_claim(text, integer, interval),
     steadytext_worker_heartbeat(text, text, integer, interval, text),
     steadytext_queue_complete(uuid, text, text),
+    steadytext_queue_complete_many(text, uuid[], text[]),
     steadytext_queue_fail(uuid, text, text, boolean, interval, integer),
-    steadytext_queue_rescue_expired(interval, integer)
+    steadytext_queue_rescue_expired(interval, integer),
+    steadytext_queue_purge(interval, integer)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     steadytext_queue_claim(text, integer, interval),
     steadytext_worker_heartbeat(text, text, integer, interval, text),
     steadytext_queue_complete(uuid, text, text),
+    steadytext_queue_complete_many(text, uuid[], text[]),
     steadytext_queue_fail(uuid, text, text, boolean, interval, integer),
-    steadytext_queue_rescue_expired(interval, integer)
+    steadytext_queue_rescue_expired(interval, integer),
+    steadytext_queue_purge(interval, integer)
 TO steadytext_worker;

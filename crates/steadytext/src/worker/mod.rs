@@ -3,9 +3,11 @@
 //! finished request, or its poll interval), runs each claimed request as its own task on the
 //! engine (which decodes them together), completes or fails each one the moment it finishes,
 //! heartbeats its leases on its own timer, and stops the engine work of a request cancelled
-//! while it runs (it LISTENs on `steadytext_completed` for status `cancelled`). It reconnects
-//! with backoff when PostgreSQL goes away (what the broken session held is released by the
-//! next one), and on shutdown stops claiming, finishes what runs, and marks itself stopped.
+//! while it runs (it LISTENs on `steadytext_completed` for status `cancelled`), and deletes
+//! finished requests older than `steadytext.queue_retention` in small batches (`purge.rs`). It
+//! reconnects with backoff when PostgreSQL goes away (what the broken session held is released
+//! by the next one), and on shutdown stops claiming, finishes what runs, and marks itself
+//! stopped.
 //!
 //! No transaction is ever held open during inference: every SQL call is its own statement.
 
@@ -16,12 +18,13 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use steadytext_api::queue_request::QueuedRequest;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
-use tokio::task::{AbortHandle, JoinSet};
+use tokio::task::{AbortHandle, JoinError, JoinSet};
 use tokio::time::MissedTickBehavior;
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
 
 pub mod db_config;
 pub mod job;
+pub mod purge;
 pub mod settings;
 
 use job::Job;
@@ -147,6 +150,7 @@ impl Worker {
         beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         beat.tick().await; // the first tick is immediate
         let mut last_rescue: Option<Instant> = None;
+        let mut purge = purge::Purge::default();
         let mut settings = settings::resolve(client, &self.tuning).await?;
         // whether the queue may hold work this session could claim
         let mut claim = true;
@@ -171,6 +175,9 @@ impl Worker {
                     .await?;
                 last_rescue = Some(Instant::now());
             }
+            if !stopping {
+                purge.run_if_due(client, settings.retention).await?;
+            }
             if claim && !stopping {
                 settings = settings::resolve(client, &self.tuning).await?;
                 let free = (settings.concurrency as usize).saturating_sub(running.len());
@@ -187,19 +194,12 @@ impl Worker {
                 }
             }
             tokio::select! {
-                Some(finished) = running.join_next(), if !running.is_empty() => {
-                    let (job, outcome, elapsed) = finished;
-                    match outcome {
-                        Some(outcome) => {
-                            self.record(client, &job, outcome, elapsed, &settings).await?;
-                        }
-                        // stopped because it was cancelled: its row already says so
-                        None => self.service.metrics.record_job(
-                            job.function().sql_name(),
-                            "cancelled",
-                            elapsed,
-                        ),
-                    }
+                Some(first) = running.join_next(), if !running.is_empty() => {
+                    // with every other request that has finished too, so that those that
+                    // completed are recorded in one statement
+                    let mut finished = vec![first];
+                    finished.extend(std::iter::from_fn(|| running.try_join_next()));
+                    self.record_finished(client, finished, &settings).await?;
                     claim = true;
                 }
                 Some(id) = cancels.recv() => running.cancel(&id),
@@ -212,6 +212,8 @@ impl Worker {
                     let status = if stopping { "stopping" } else { "running" };
                     self.heartbeat(client, &host, pid, status).await?;
                 }
+                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(purge.next())),
+                    if settings.retention.is_some() && !stopping => {}
                 _ = self.shutdown.changed(), if !stopping => {}
                 _ = closed.changed() => return Err(lost()),
             }
@@ -298,60 +300,85 @@ impl Worker {
         Ok(jobs)
     }
 
-    async fn record(
+    /// Records requests that finished together: the results of all that succeeded in one
+    /// `steadytext_queue_complete_many` statement, then each failure on its own (its retry rule
+    /// is per request); cancelled ones only in the metrics (their row already says so).
+    async fn record_finished(
         &self,
         client: &Client,
-        job: &Job,
-        outcome: Result<String, DaemonError>,
-        elapsed: Duration,
+        finished: Vec<Finished>,
         settings: &Settings,
     ) -> Result<(), DaemonError> {
         let metrics = &self.service.metrics;
-        match outcome {
-            Ok(result) => {
-                let row = client
-                    .query_one(
-                        "SELECT steadytext_queue_complete($1::text::uuid, $2, $3)",
-                        &[&job.request_id, &self.worker_id, &result],
-                    )
-                    .await?;
-                let written: bool = row.get(0);
-                // not written: cancelled meanwhile, or the lease was lost to another worker
-                metrics.record_job(
-                    job.function().sql_name(),
-                    if written { "completed" } else { "dropped" },
-                    elapsed,
-                );
+        let mut completed = Vec::new();
+        for (job, outcome, elapsed) in finished {
+            match outcome {
+                Some(Ok(result)) => completed.push((job, result, elapsed)),
+                Some(Err(e)) => self.record_failure(client, &job, e, elapsed, settings).await?,
+                None => metrics.record_job(job.function().sql_name(), "cancelled", elapsed),
             }
-            Err(e) => {
-                // whether retries are left is steadytext_queue_fail's rule; this worker adds
-                // only its own limit
-                let limit = settings.max_retries as i32;
-                let row = client
-                    .query_one(
-                        "SELECT steadytext_queue_fail($1::text::uuid, $2, $3, $4, \
-                                retry_limit => $5)",
-                        &[&job.request_id, &self.worker_id, &e.to_string(), &e.retryable(), &limit],
-                    )
-                    .await?;
-                let status: Option<String> = row.get(0);
-                let outcome = match status.as_deref() {
-                    Some("pending") => "retried",
-                    Some(_) => "failed",
-                    None => "dropped",
-                };
-                metrics.record_job(job.function().sql_name(), outcome, elapsed);
-            }
+        }
+        if completed.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = completed.iter().map(|(job, _, _)| job.request_id.as_str()).collect();
+        let results: Vec<&str> = completed.iter().map(|(_, result, _)| result.as_str()).collect();
+        let written: Vec<bool> = client
+            .query_one(
+                "SELECT steadytext_queue_complete_many($1, $2::text[]::uuid[], $3)",
+                &[&self.worker_id, &ids, &results],
+            )
+            .await?
+            .get(0);
+        for ((job, _, elapsed), written) in completed.iter().zip(written) {
+            // not written: cancelled meanwhile, or the lease was lost to another worker
+            let outcome = if written { "completed" } else { "dropped" };
+            metrics.record_job(job.function().sql_name(), outcome, *elapsed);
         }
         Ok(())
     }
+
+    /// Records a failed attempt (retried or failed for good by `steadytext_queue_fail`).
+    async fn record_failure(
+        &self,
+        client: &Client,
+        job: &Job,
+        e: DaemonError,
+        elapsed: Duration,
+        settings: &Settings,
+    ) -> Result<(), DaemonError> {
+        // whether retries are left is steadytext_queue_fail's rule; this worker adds only its
+        // own limit
+        let limit = settings.max_retries as i32;
+        let row = client
+            .query_one(
+                "SELECT steadytext_queue_fail($1::text::uuid, $2, $3, $4, retry_limit => $5)",
+                &[&job.request_id, &self.worker_id, &e.to_string(), &e.retryable(), &limit],
+            )
+            .await?;
+        let status: Option<String> = row.get(0);
+        let outcome = match status.as_deref() {
+            Some("pending") => "retried",
+            Some(_) => "failed",
+            None => "dropped",
+        };
+        self.service.metrics.record_job(job.function().sql_name(), outcome, elapsed);
+        Ok(())
+    }
 }
+
+/// A request that finished: its job, its outcome (`None` when it was cancelled) and how long it
+/// ran.
+type Finished = (Job, Option<Result<String, DaemonError>>, Duration);
+
+/// What a request's task returns: its outcome and how long it ran.
+type TaskOutput = (Result<String, DaemonError>, Duration);
 
 /// The requests one session is running, one task each, with what is needed to record each
 /// outcome and to stop a cancelled one.
 #[derive(Default)]
 struct Running {
-    tasks: JoinSet<(Result<String, DaemonError>, Duration)>,
+    tasks: JoinSet<TaskOutput>,
     /// The job and start time of each task.
     jobs: HashMap<tokio::task::Id, (Job, Instant)>,
     /// The task of each running request, by request_id.
@@ -394,8 +421,20 @@ impl Running {
 
     /// The next request to finish: its job, its outcome (`None` when it was cancelled) and how
     /// long it ran. `None` when nothing runs.
-    async fn join_next(&mut self) -> Option<(Job, Option<Result<String, DaemonError>>, Duration)> {
-        let (id, outcome) = match self.tasks.join_next_with_id().await? {
+    async fn join_next(&mut self) -> Option<Finished> {
+        let joined = self.tasks.join_next_with_id().await?;
+        Some(self.finished(joined))
+    }
+
+    /// A request that has already finished, without waiting; `None` when none has.
+    fn try_join_next(&mut self) -> Option<Finished> {
+        let joined = self.tasks.try_join_next_with_id()?;
+        Some(self.finished(joined))
+    }
+
+    /// The finished request of a joined task.
+    fn finished(&mut self, joined: Result<(tokio::task::Id, TaskOutput), JoinError>) -> Finished {
+        let (id, outcome) = match joined {
             Ok((id, (outcome, _))) => (id, Some(outcome)),
             Err(e) if e.is_cancelled() => (e.id(), None),
             Err(e) => (
@@ -407,7 +446,7 @@ impl Running {
         };
         let (job, started) = self.jobs.remove(&id).expect("every task has its job");
         self.by_request.remove(&job.request_id);
-        Some((job, outcome, started.elapsed()))
+        (job, outcome, started.elapsed())
     }
 }
 

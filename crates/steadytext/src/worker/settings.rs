@@ -21,6 +21,8 @@ pub struct Settings {
     pub max_retries: u32,
     /// Time limit of one attempt.
     pub timeout: Duration,
+    /// How long finished requests are kept before this worker deletes them; `None`: forever.
+    pub retention: Option<Duration>,
 }
 
 /// Reads the GUCs and resolves every setting.
@@ -29,8 +31,9 @@ pub async fn resolve(client: &Client, tuning: &WorkerTuning) -> Result<Settings,
     let row = client
         .query_one(
             "SELECT current_setting($1, true), current_setting($2, true), \
-                    current_setting($3, true), current_setting($4, true)",
-            &[&names[0], &names[1], &names[2], &names[3]],
+                    current_setting($3, true), current_setting($4, true), \
+                    current_setting($5, true)",
+            &[&names[0], &names[1], &names[2], &names[3], &names[4]],
         )
         .await?;
     let value = |i: usize, flag: Option<u32>| {
@@ -43,6 +46,10 @@ pub async fn resolve(client: &Client, tuning: &WorkerTuning) -> Result<Settings,
         poll_interval: Duration::from_secs(u64::from(value(1, tuning.poll_interval))),
         max_retries: value(2, tuning.max_retries),
         timeout: Duration::from_secs(u64::from(value(3, tuning.timeout))),
+        retention: match value(4, tuning.queue_retention) {
+            0 => None,
+            secs => Some(Duration::from_secs(u64::from(secs))),
+        },
     })
 }
 
@@ -107,7 +114,8 @@ mod tests {
                 "steadytext.worker_concurrency",
                 "steadytext.worker_poll_interval",
                 "steadytext.max_retries",
-                "steadytext.worker_timeout"
+                "steadytext.worker_timeout",
+                "steadytext.queue_retention"
             ]
         );
     }
