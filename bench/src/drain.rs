@@ -99,3 +99,77 @@ pub fn run(
     }
     Ok(())
 }
+
+/// The prompt every job of [`run_cached`] asks for (computed once, then a cache hit).
+const CACHED_PROMPT: &str = "Drain bench cached prompt";
+
+/// Completion throughput with every result served from the cache: one worker with
+/// `concurrency` slots drains `jobs` identical generations after one warm-up job computed the
+/// result. Anchor measured in the same run on the same number of rows: a raw-SQL loop from this
+/// client claiming 10 at a time (`steadytext_queue_claim`) and completing them in one statement
+/// (`steadytext_queue_complete_many`) with a constant result. Prints one line.
+pub fn run_cached(env: &Env, jobs: u32, concurrency: u16) -> Result<()> {
+    let (cluster, mut db) = setup::cluster()?;
+    let url = cluster.url("postgres");
+    let n = i32::try_from(jobs).unwrap_or(i32::MAX);
+    let enqueue = |db: &mut postgres::Client, n: i32| -> Result<(i64, Instant)> {
+        let mut tx = db.transaction()?;
+        let made: i64 = tx
+            .query_one(
+                "SELECT count(steadytext_generate_async($1, 16)) FROM generate_series(1, $2)",
+                &[&CACHED_PROMPT, &n],
+            )?
+            .get(0);
+        tx.commit()?;
+        Ok((made, Instant::now()))
+    };
+    let c = concurrency.to_string();
+    let worker = env.worker(&["--database-url", &url, "--concurrency", &c], env.threads)?;
+    enqueue(&mut db, 1)?; // the warm-up computes the result once
+    setup::wait_drained(&mut db, Duration::from_secs(600))?;
+    db.batch_execute("TRUNCATE steadytext_queue")?;
+    let (made, start) = enqueue(&mut db, n)?;
+    let end = setup::wait_drained(&mut db, Duration::from_secs(3600))?;
+    let worker_secs = end.duration_since(start).as_secs_f64();
+    drop(worker);
+    let (completed, ..) = setup::outcome(&mut db)?;
+    if completed != made {
+        return Err(BenchError::Process(format!("{completed} of {made} completed")));
+    }
+
+    db.batch_execute("TRUNCATE steadytext_queue")?;
+    let claim = db.prepare(
+        "SELECT array_agg(request_id::text) \
+         FROM steadytext_queue_claim('bench-raw', 10, '60 seconds')",
+    )?;
+    let complete = db.prepare(
+        "SELECT steadytext_queue_complete_many('bench-raw', $1::text[]::uuid[], \
+                array_fill('cached result'::text, ARRAY[cardinality($1::text[])]))",
+    )?;
+    let (raw_made, start) = enqueue(&mut db, n)?;
+    loop {
+        let ids: Option<Vec<String>> = db.query_one(&claim, &[])?.get(0);
+        match ids {
+            Some(ids) if !ids.is_empty() => {
+                db.query_one(&complete, &[&ids])?;
+            }
+            _ => break,
+        }
+    }
+    let raw_secs = start.elapsed().as_secs_f64();
+    let worker_rate = made as f64 / worker_secs;
+    let raw_rate = raw_made as f64 / raw_secs;
+    println!(
+        "{}",
+        Line::new("drain_cached")
+            .field("jobs", made)
+            .field("workers", 1)
+            .field("concurrency", concurrency)
+            .num("seconds", worker_secs, 2)
+            .num("jobs_per_s", worker_rate, 1)
+            .num("raw_sql_batch10_jobs_per_s", raw_rate, 1)
+            .num("ratio", worker_rate / raw_rate, 3)
+            .with_load()
+    );
+    Ok(())
+}

@@ -82,6 +82,16 @@ enum Figure {
         #[arg(long, value_delimiter = ',', default_values_t = [1, 8])]
         concurrency: Vec<u16>,
     },
+    /// Completion throughput of one worker when every result comes from its cache, against a
+    /// raw-SQL claim-10/complete-many loop on the same rows.
+    DrainCached {
+        /// Jobs per run. Default: 20000.
+        #[arg(long, default_value_t = 20_000)]
+        jobs: u32,
+        /// The worker's --concurrency. Default: 16.
+        #[arg(long, default_value_t = 16)]
+        concurrency: u16,
+    },
     /// Figure 4: steadytext_generate latency on a cache hit and a cache miss (p50/p95).
     Sync {
         /// Timed cache hits. Default: 200.
@@ -231,6 +241,7 @@ fn main() -> anyhow::Result<()> {
         Figure::DrainEmbed { jobs, workers, concurrency } => {
             drain::run(&env, Workload::Embed, jobs, &workers, &concurrency)?
         }
+        Figure::DrainCached { jobs, concurrency } => drain::run_cached(&env, jobs, concurrency)?,
         Figure::Sync { hits, misses, max_tokens } => {
             sync_latency::run(&env, hits, misses, max_tokens)?
         }
