@@ -500,6 +500,8 @@ mod tests {
             ("steadytext.worker_timeout", "5min"),
             ("steadytext.worker_concurrency", "1"),
             ("steadytext.queue_retention", "7d"),
+            ("steadytext.result_cache_max_entries", "100000"),
+            ("steadytext.result_cache_max_age", "30d"),
         ] {
             let got = Spi::get_one::<String>(&format!("SHOW {name}")).unwrap();
             assert_eq!(got.as_deref(), Some(value), "{name}");
