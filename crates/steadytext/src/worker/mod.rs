@@ -34,6 +34,10 @@ use crate::cli::WorkerTuning;
 use crate::error::DaemonError;
 use crate::service::Service;
 
+/// How often the worker reads its settings (GUCs) again: a reloaded setting reaches running
+/// workers within this time.
+const SETTINGS_REFRESH: Duration = Duration::from_secs(1);
+
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -41,7 +45,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub struct Worker {
     /// Connection settings.
     pub db: Config,
-    /// Flag/env settings (GUCs fill the gaps each cycle).
+    /// Flag/env settings (GUCs fill the gaps, re-read every second).
     pub tuning: WorkerTuning,
     /// The engine and cache.
     pub service: Service,
@@ -152,6 +156,7 @@ impl Worker {
         let mut last_rescue: Option<Instant> = None;
         let mut purge = purge::Purge::default();
         let mut settings = settings::resolve(client, &self.tuning).await?;
+        let mut resolved = Instant::now();
         // whether the queue may hold work this session could claim
         let mut claim = true;
         let mut next_poll = tokio::time::Instant::now();
@@ -179,7 +184,12 @@ impl Worker {
                 purge.run_if_due(client, settings.retention).await?;
             }
             if claim && !stopping {
-                settings = settings::resolve(client, &self.tuning).await?;
+                // at most once per SETTINGS_REFRESH, not per claim: a claim woken by NOTIFY
+                // then costs one statement
+                if resolved.elapsed() >= SETTINGS_REFRESH {
+                    settings = settings::resolve(client, &self.tuning).await?;
+                    resolved = Instant::now();
+                }
                 let free = (settings.concurrency as usize).saturating_sub(running.len());
                 if free > 0 {
                     let jobs = self.claim(client, free as u32, lease).await?;
