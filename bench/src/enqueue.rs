@@ -3,7 +3,8 @@
 //! shape (`LIKE steadytext_queue INCLUDING ALL`: same columns, defaults, constraints, indexes)
 //! plus `pg_notify`. Single statements (autocommit, prepared) into an empty queue, into one
 //! already holding `deep` pending requests, and the floor; then one `INSERT … SELECT` of `jobs`
-//! rows both ways. No worker runs, so every job stays pending.
+//! rows both ways, and the same rows through one `steadytext_generate_batch_async` call. No
+//! worker runs, so every job stays pending.
 
 use std::time::Instant;
 
@@ -125,5 +126,23 @@ pub fn run(jobs: u32, deep: u32) -> Result<()> {
         .num("ratio_to_floor", floor_bulk_secs / secs, 2)
         .with_load();
     println!("{set}");
+    empty(&mut db)?;
+    let start = Instant::now();
+    let made: i32 = db
+        .query_one(
+            "SELECT cardinality(steadytext_generate_batch_async(
+                 ARRAY(SELECT 'Enqueue bench prompt ' || i FROM generate_series(1, $1) AS i), 16))",
+            &[&n],
+        )?
+        .get(0);
+    let secs = start.elapsed().as_secs_f64();
+    let batch = Line::new("enqueue_batch_function")
+        .field("jobs", made)
+        .field("statements", 1)
+        .num("seconds", secs, 3)
+        .num("jobs_per_s", f64::from(made) / secs, 0)
+        .num("ratio_to_floor", floor_bulk_secs / secs, 2)
+        .with_load();
+    println!("{batch}");
     Ok(())
 }

@@ -69,9 +69,20 @@ pub fn round_trip(env: &Env, jobs: u32) -> Result<()> {
     Ok(())
 }
 
-/// Runs (b) over `samples` waits, each completed 50–1049 ms after the wait began, and prints its line.
+/// Runs (b) over `samples` waits, each completed 50–1049 ms after the wait began, with the
+/// library in `shared_preload_libraries` (waiters woken through shared memory) and without
+/// (waiters poll); prints one line each.
 pub fn wake(samples: u32) -> Result<()> {
-    let (cluster, db) = setup::cluster()?;
+    wake_with(samples, true)?;
+    wake_with(samples, false)
+}
+
+fn wake_with(samples: u32, preloaded: bool) -> Result<()> {
+    let (cluster, db) = if preloaded {
+        setup::cluster_with(&["shared_preload_libraries=pg_steadytext"])?
+    } else {
+        setup::cluster()?
+    };
     let mut db = db;
     db.batch_execute("ALTER SYSTEM SET track_commit_timestamp = on")?;
     drop(db);
@@ -134,6 +145,7 @@ pub fn wake(samples: u32) -> Result<()> {
     println!(
         "{}",
         Line::new("get_async_result_wakeup")
+            .field("preloaded", preloaded)
             .field("samples", samples)
             .field("waited_before_commit_ms", format!("{min_delay}..{max_delay}"))
             .latency("wake", &s)
