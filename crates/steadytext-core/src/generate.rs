@@ -361,10 +361,18 @@ impl Caller for Indexed<'_> {
 /// Index of the largest logit; ties go to the lowest token id, so the choice never depends on
 /// iteration order (NaN logits are never chosen; all-NaN or empty logits give token 0).
 ///
+/// See [`argmax`] for how it is computed.
+pub(crate) fn greedy(logits: &[f32]) -> LlamaToken {
+    LlamaToken(argmax(logits).unwrap_or(0) as i32)
+}
+
+/// The first index of the largest logit, `None` when there is none (empty or all NaN); the
+/// choice of greedy decoding, constrained or not.
+///
 /// Two passes the compiler vectorises, over a vocabulary of up to 262 144 logits per step and
 /// sequence: the largest value in 8 independent lanes (the maximum does not depend on the order
 /// of comparisons), then the first index holding it.
-pub(crate) fn greedy(logits: &[f32]) -> LlamaToken {
+pub(crate) fn argmax(logits: &[f32]) -> Option<usize> {
     const LANES: usize = 8;
     let mut lanes = [f32::NEG_INFINITY; LANES];
     let chunks = logits.chunks_exact(LANES);
@@ -377,7 +385,7 @@ pub(crate) fn greedy(logits: &[f32]) -> LlamaToken {
         }
     }
     let max = lanes.iter().chain(tail).fold(f32::NEG_INFINITY, |m, &l| if l > m { l } else { m });
-    LlamaToken(logits.iter().position(|&l| l == max).unwrap_or(0) as i32)
+    logits.iter().position(|&l| l == max)
 }
 
 #[cfg(test)]

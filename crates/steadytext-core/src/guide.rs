@@ -487,24 +487,11 @@ impl<'a> Candidates<'a> {
 
 /// The token with the largest logit, ties to the lowest id (`None` when every logit is NaN).
 ///
-/// Two passes the compiler vectorises, as in unconstrained decoding: the largest value in 8
-/// independent lanes (the maximum does not depend on the order of comparisons), then the first
-/// index holding it. The general [`top_logits`] compares every logit with the current k-th one,
-/// which does not vectorise and cost about a millisecond per step over 262 144 logits.
+/// The vectorised argmax of unconstrained decoding ([`crate::generate::argmax`]). The general
+/// [`top_logits`] compares every logit with the current k-th one, which does not vectorise and
+/// cost about a millisecond per step over 262 144 logits.
 fn best_logit(logits: &[f32]) -> Option<TokenId> {
-    const LANES: usize = 8;
-    let mut lanes = [f32::NEG_INFINITY; LANES];
-    let chunks = logits.chunks_exact(LANES);
-    let tail = chunks.remainder();
-    for chunk in chunks {
-        for (lane, &l) in lanes.iter_mut().zip(chunk) {
-            if l > *lane {
-                *lane = l;
-            }
-        }
-    }
-    let max = lanes.iter().chain(tail).fold(f32::NEG_INFINITY, |m, &l| if l > m { l } else { m });
-    logits.iter().position(|&l| l == max).map(|i| i as TokenId)
+    crate::generate::argmax(logits).map(|i| i as TokenId)
 }
 
 /// The `k` tokens with the largest logits in greedy order (logit descending, ties to the

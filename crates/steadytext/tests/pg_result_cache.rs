@@ -12,15 +12,9 @@ use support::daemon::{wait_until, Daemon};
 
 const DEADLINE: Duration = Duration::from_secs(300);
 
-/// Creates the extension and a login role that is a member of steadytext_worker.
+/// Creates the extension and the worker role `st_worker`.
 fn setup(cluster: &TestCluster) -> Client {
-    let mut db = cluster.connect();
-    db.batch_execute(
-        "CREATE EXTENSION pg_steadytext;
-         CREATE ROLE st_worker LOGIN IN ROLE steadytext_worker;",
-    )
-    .unwrap();
-    db
+    support::extension_with_worker_role(cluster)
 }
 
 /// `steadytext serve` with a queue worker on the cluster (its own local cache file).

@@ -5,3 +5,15 @@
 pub use steadytext_testkit::cluster;
 pub mod daemon;
 pub mod generated_tables;
+
+/// Creates the extension and a login role `st_worker` that is a member of steadytext_worker;
+/// returns a superuser session.
+pub fn extension_with_worker_role(cluster: &cluster::TestCluster) -> postgres::Client {
+    let mut db = cluster.connect();
+    db.batch_execute(
+        "CREATE EXTENSION pg_steadytext;
+         CREATE ROLE st_worker LOGIN IN ROLE steadytext_worker;",
+    )
+    .unwrap();
+    db
+}
