@@ -34,10 +34,6 @@ use crate::cli::WorkerTuning;
 use crate::error::DaemonError;
 use crate::service::Service;
 
-/// How often the worker reads its settings (GUCs) again: a reloaded setting reaches running
-/// workers within this time.
-const SETTINGS_REFRESH: Duration = Duration::from_secs(1);
-
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -45,7 +41,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub struct Worker {
     /// Connection settings.
     pub db: Config,
-    /// Flag/env settings (GUCs fill the gaps, re-read every second).
+    /// Flag/env settings (GUCs fill the gaps each cycle).
     pub tuning: WorkerTuning,
     /// The engine and cache.
     pub service: Service,
@@ -156,7 +152,6 @@ impl Worker {
         let mut last_rescue: Option<Instant> = None;
         let mut purge = purge::Purge::default();
         let mut settings = settings::resolve(client, &self.tuning).await?;
-        let mut resolved = Instant::now();
         // whether the queue may hold work this session could claim
         let mut claim = true;
         let mut next_poll = tokio::time::Instant::now();
@@ -184,12 +179,7 @@ impl Worker {
                 purge.run_if_due(client, settings.retention).await?;
             }
             if claim && !stopping {
-                // at most once per SETTINGS_REFRESH, not per claim: a claim woken by NOTIFY
-                // then costs one statement
-                if resolved.elapsed() >= SETTINGS_REFRESH {
-                    settings = settings::resolve(client, &self.tuning).await?;
-                    resolved = Instant::now();
-                }
+                settings = settings::resolve(client, &self.tuning).await?;
                 let free = (settings.concurrency as usize).saturating_sub(running.len());
                 if free > 0 {
                     let jobs = self.claim(client, free as u32, lease).await?;

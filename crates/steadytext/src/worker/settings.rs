@@ -1,6 +1,6 @@
-//! The worker's effective settings, resolved at most once a second (before a claim) with the
-//! precedence flag > environment > GUC (so `ALTER SYSTEM …; SELECT pg_reload_conf();` reaches
-//! running workers) > default. clap has already merged flags and environment.
+//! The worker's effective settings, resolved on every cycle with the precedence
+//! flag > environment > GUC (so `ALTER SYSTEM …; SELECT pg_reload_conf();` reaches running
+//! workers) > default. clap has already merged flags and environment.
 
 use std::time::Duration;
 
