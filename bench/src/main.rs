@@ -195,6 +195,10 @@ enum Figure {
         /// table at most this often). Default: 60, PostgreSQL's own default.
         #[arg(long, default_value_t = 60)]
         naptime: u32,
+        /// Requests per second the rounds are paced at, so that the run spans several
+        /// autovacuum naptimes; 0 cycles as fast as possible. Default: 0.
+        #[arg(long, default_value_t = 0)]
+        rate: u32,
     },
     /// Figure 6: single-sequence tokens/s of JSON-constrained vs free decoding, one run each.
     Constrained {
@@ -230,8 +234,8 @@ fn main() -> anyhow::Result<()> {
     let env = Env { steadytext_bin, threads, fixed_threads: cli.threads.is_some() };
     match cli.figure {
         Figure::Enqueue { jobs, deep } => enqueue::run(jobs, deep)?,
-        Figure::QueueGrowth { requests, batch, every, naptime } => {
-            queue_growth::run(requests, batch, every, naptime)?
+        Figure::QueueGrowth { requests, batch, every, naptime, rate } => {
+            queue_growth::run(requests, batch, every, naptime, rate)?
         }
         Figure::QueueRoundTrip { jobs } => queue_latency::round_trip(&env, jobs)?,
         Figure::QueueWakeup { samples } => queue_latency::wake(samples)?,

@@ -4,7 +4,7 @@
 //! purge and the table's autovacuum settings the size should level off instead of growing with
 //! the number of requests that passed through.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::error::Result;
 use crate::report::Line;
@@ -29,8 +29,9 @@ fn sizes(db: &mut postgres::Client) -> Result<(i64, i64, i64, i64)> {
 /// `every` requests, then how the last sample compares with the first one of the run's second
 /// half (flat: about 1; growing with the requests: about 2).
 /// `naptime` is the cluster's `autovacuum_naptime` in seconds (PostgreSQL's default is 60):
-/// dead rows are reclaimed no sooner than that.
-pub fn run(requests: u32, batch: u32, every: u32, naptime: u32) -> Result<()> {
+/// dead rows are reclaimed no sooner than that. `rate` (requests per second, 0 for no limit)
+/// paces the rounds, so that a run at the default naptime can span several vacuums.
+pub fn run(requests: u32, batch: u32, every: u32, naptime: u32, rate: u32) -> Result<()> {
     let naptime_setting = format!("autovacuum_naptime={}", naptime.max(1));
     let (_cluster, mut db) = setup::cluster_with(&[&naptime_setting])?;
     let batch = i32::try_from(batch.max(1)).unwrap_or(i32::MAX);
@@ -64,6 +65,11 @@ pub fn run(requests: u32, batch: u32, every: u32, naptime: u32) -> Result<()> {
         }
         while db.query_one(&purge, &[&PURGE_BATCH])?.get::<_, i32>(0) == PURGE_BATCH {}
         cycled += round as u64;
+        if rate > 0 {
+            // the round's place in the schedule, not a sleep of fixed length
+            let due = start + Duration::from_secs_f64(cycled as f64 / f64::from(rate));
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        }
         if cycled >= next_sample || cycled == u64::from(requests) {
             next_sample += every;
             let (table_kb, indexes_kb, live, dead) = sizes(&mut db)?;
@@ -90,6 +96,7 @@ pub fn run(requests: u32, batch: u32, every: u32, naptime: u32) -> Result<()> {
         .field("cycled", cycled)
         .field("batch", batch)
         .field("autovacuum_naptime_s", naptime.max(1))
+        .field("paced_rate", rate)
         .field("half_total_kb", half)
         .field("last_total_kb", last)
         .field("largest_total_kb", largest)

@@ -129,6 +129,10 @@ fn wake_with(samples: u32, preloaded: bool) -> Result<()> {
         if !ok {
             return Err(BenchError::Process(format!("could not complete {id}")));
         }
+        // the waiter returns first: asking for the commit time before would put one more
+        // backend and client on the two cores while the waiter wakes
+        let (w, returned) =
+            waiter.join().map_err(|_| BenchError::Process("waiter thread panicked".into()))??;
         let commit: f64 = db
             .query_one(
                 "SELECT extract(epoch FROM pg_xact_commit_timestamp(xmin))::float8
@@ -136,8 +140,6 @@ fn wake_with(samples: u32, preloaded: bool) -> Result<()> {
                 &[&id],
             )?
             .get(0);
-        let (w, returned) =
-            waiter.join().map_err(|_| BenchError::Process("waiter thread panicked".into()))??;
         waiter_db = Some(w);
         lat.push((returned - commit) * 1000.0);
     }

@@ -5,15 +5,8 @@
 //! its arguments with the same rules the daemon applies and writes `function_name` and
 //! `parameters` exactly as the worker reads them back.
 
-use std::cell::RefCell;
-use std::rc::Rc;
-
-use pgrx::datum::DatumWithOid;
-use pgrx::pg_sys::BuiltinOid::{INT4OID, JSONBOID, TEXTOID};
 use pgrx::prelude::*;
-use pgrx::spi::OwnedPreparedStatement;
-use pgrx::{JsonB, PgOid, Uuid};
-use serde_json::Value;
+use pgrx::{JsonB, Uuid};
 use steadytext_api::limits::DEFAULT_SEED;
 use steadytext_api::queue_request::{
     ChoiceParams, EmbedParams, Function, JsonParams, QueuedRequest, RegexParams,
@@ -22,75 +15,12 @@ use steadytext_api::validate::{check_priority, check_texts};
 use steadytext_api::wire::{GenerationParams, RerankBody};
 
 use crate::error::{or_raise, required, required_elements, SqlError};
-use crate::gucs;
-use crate::queue_depth;
+use crate::{enqueue_buffer, gucs, queue_depth};
 
-/// The two insert statements of an enqueue, each prepared once per backend.
-#[derive(Debug, Clone, Copy)]
-enum Insert {
-    /// One request; returns its id.
-    One = 0,
-    /// One request per element of the jsonb array `$2`; returns their ids in its order.
-    Many = 1,
-}
-
-impl Insert {
-    /// The statement; `$1` function name, `$2` parameters, `$3` priority, `$4` max_retries.
-    fn sql(self) -> &'static str {
-        match self {
-            Insert::One => {
-                "INSERT INTO steadytext_queue (function_name, parameters, priority, max_retries)
-                 VALUES ($1, $2, $3, $4) RETURNING request_id"
-            }
-            Insert::Many => {
-                "WITH items AS MATERIALIZED (
-                     SELECT gen_random_uuid() AS request_id, p, n
-                     FROM jsonb_array_elements($2) WITH ORDINALITY AS t(p, n)
-                 ), inserted AS (
-                     INSERT INTO steadytext_queue
-                         (request_id, function_name, parameters, priority, max_retries)
-                     SELECT request_id, $1, p, $3, $4 FROM items ORDER BY n
-                 )
-                 SELECT array_agg(request_id ORDER BY n) FROM items"
-            }
-        }
-    }
-
-    /// Runs the statement with `args` (preparing and keeping its plan on first use) and returns
-    /// the first column of its single row.
-    fn run<T: FromDatum + IntoDatum>(
-        self,
-        args: &[DatumWithOid<'_>],
-    ) -> Result<Option<T>, SqlError> {
-        Spi::connect_mut(|client| {
-            let kept = PLANS.with_borrow(|plans| plans[self as usize].clone());
-            let plan = match kept {
-                Some(plan) => plan,
-                None => {
-                    let types = [TEXTOID, JSONBOID, INT4OID, INT4OID].map(PgOid::BuiltIn);
-                    let plan = Rc::new(client.prepare_mut(self.sql(), &types)?.keep());
-                    PLANS.with_borrow_mut(|plans| plans[self as usize] = Some(plan.clone()));
-                    plan
-                }
-            };
-            // no borrow of PLANS is held while it runs (a trigger could enqueue again)
-            let table = client.update(&*plan, Some(1), args)?;
-            Ok(table.first().get_one::<T>()?)
-        })
-    }
-}
-
-thread_local! {
-    /// The kept plans of [`Insert::One`] and [`Insert::Many`], for the backend's life
-    /// (PostgreSQL's plan cache revalidates them when the table or `search_path` changes).
-    static PLANS: RefCell<[Option<Rc<OwnedPreparedStatement>>; 2]> =
-        const { RefCell::new([None, None]) };
-}
-
-/// Validates `requests` (all for `function`) and inserts one queue row each (same order) with
+/// Validates `requests` (all for `function`) and queues one row each (same order) with
 /// `priority`, after checking `steadytext.max_queue_size` (see `queue_depth` for how exactly);
-/// wakes workers with `NOTIFY steadytext_jobs` (delivered at commit, once per transaction).
-/// Returns the new request ids in order.
+/// the rows are written when the calling statement ends (`enqueue_buffer`), which wakes workers
+/// with `NOTIFY steadytext_jobs` (delivered at commit). Returns the new request ids in order.
 fn enqueue(
     function: Function,
     requests: Vec<QueuedRequest>,
@@ -105,34 +35,7 @@ fn enqueue(
         params.push(request.parameters());
     }
     queue_depth::admit(params.len(), gucs::max_queue_size())?;
-    let args = |params: Value| -> [DatumWithOid<'static>; 4] {
-        [
-            function.sql_name().into(),
-            JsonB(params).into(),
-            priority.into(),
-            gucs::max_retries().into(),
-        ]
-    };
-    let ids = if params.len() == 1 {
-        let param = params.pop().expect("one request");
-        Insert::One.run::<Uuid>(&args(param))?.into_iter().collect()
-    } else {
-        Insert::Many.run::<Vec<Uuid>>(&args(Value::Array(params)))?.unwrap_or_default()
-    };
-    notify_workers();
-    Ok(ids)
-}
-
-/// `NOTIFY steadytext_jobs` through `pg_notify` itself, without parsing a statement; PostgreSQL
-/// folds repeats within a transaction into one notification.
-fn notify_workers() {
-    // SAFETY: pg_notify is a plain V1 function; pgrx's binding catches its errors.
-    unsafe {
-        pgrx::direct_function_call::<()>(
-            pg_sys::pg_notify,
-            &["steadytext_jobs".into_datum(), None],
-        );
-    }
+    enqueue_buffer::push(function, params, priority, gucs::max_retries())
 }
 
 /// Enqueues exactly one request.

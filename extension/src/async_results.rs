@@ -9,6 +9,7 @@ use pgrx::Uuid;
 use steadytext_api::queue_request::Function;
 
 use crate::completion_wakeup::{self, Sleeper, Wake};
+use crate::enqueue_buffer;
 use crate::error::{or_raise, required, required_elements, SqlError};
 
 /// First pause between two looks at a request being waited for, when polling (the library is
@@ -40,6 +41,7 @@ fn steadytext_check_async(
 > {
     or_raise((|| {
         let id = required("request_id", request_id)?;
+        enqueue_buffer::flush()?;
         let row = Spi::connect(|client| {
             let table = client.select(
                 "SELECT status, result, error, created_at::timestamp, started_at::timestamp,
@@ -143,6 +145,7 @@ fn check_batch(ids: Vec<Uuid>) -> Result<Vec<BatchRow>, SqlError> {
     if ids.is_empty() {
         return Err(steadytext_api::validate::InputError::EmptyArray { arg: "request_ids" }.into());
     }
+    enqueue_buffer::flush()?;
     Spi::connect(|client| {
         let table = client.select(
             "SELECT r.id, coalesce(q.status, 'not_found'), q.result, q.error,
@@ -191,6 +194,7 @@ fn parse_uuid(text: &str) -> Option<Uuid> {
 fn steadytext_cancel_async(request_id: Option<Uuid>) -> bool {
     or_raise((|| {
         let id = required("request_id", request_id)?;
+        enqueue_buffer::flush()?;
         let cancelled =
             Spi::get_one_with_args::<bool>("SELECT steadytext_queue_cancel($1)", &[id.into()])?
                 .unwrap_or(false);
@@ -214,6 +218,7 @@ struct Snapshot {
 /// Reads the request with a fresh snapshot (an updating SPI call takes a new one per statement
 /// in READ COMMITTED), so a waiter sees workers' commits.
 fn lookup(id: Uuid) -> Result<Option<Snapshot>, SqlError> {
+    enqueue_buffer::flush()?;
     Spi::connect_mut(|client| {
         let table = client.update(
             "SELECT status, result, error, xmin::text, function_name

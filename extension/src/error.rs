@@ -107,6 +107,9 @@ pub enum SqlError {
     /// A failure of the SPI layer (XX000).
     #[error("internal error: {0}")]
     Spi(#[from] pgrx::spi::SpiError),
+    /// The strong random source failed while making a request id (XX000).
+    #[error("could not generate random values for a request id")]
+    Random,
 }
 
 impl SqlError {
@@ -147,7 +150,7 @@ impl SqlError {
                 ErrorCode::NotFound => ERRCODE_PROTOCOL_VIOLATION,
                 ErrorCode::Internal => ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
             },
-            SqlError::Spi(_) => ERRCODE_INTERNAL_ERROR,
+            SqlError::Spi(_) | SqlError::Random => ERRCODE_INTERNAL_ERROR,
         }
     }
 

@@ -7,6 +7,7 @@ mod async_requests;
 mod async_results;
 mod completion_wakeup;
 mod daemon;
+mod enqueue_buffer;
 mod error;
 mod gucs;
 mod queue_depth;
@@ -18,7 +19,8 @@ mod sync_functions;
 
 pgrx::pg_module_magic!(name, version);
 
-/// Registers the extension's settings when the library is loaded and, when it is loaded through
+/// Registers the extension's settings and the executor hooks that write a statement's enqueued
+/// requests together (`enqueue_buffer`) when the library is loaded and, when it is loaded through
 /// `shared_preload_libraries`, requests the shared memory that wakes `steadytext_get_async_result`
 /// waiters at the commit that finishes their request (without preloading they poll, 5 ms doubling
 /// to 500 ms); see `completion_wakeup` and docs/async-waits.md.
@@ -26,6 +28,7 @@ pgrx::pg_module_magic!(name, version);
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
     completion_wakeup::init();
+    enqueue_buffer::init();
 }
 
 /// Version of the installed pg_steadytext library, e.g. `0.1.0`.

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use pgrx::prelude::*;
 
+use crate::enqueue_buffer;
 use crate::error::SqlError;
 
 /// How long a session trusts its last count of the queue.
@@ -65,6 +66,7 @@ thread_local! {
 /// Pending plus processing requests of every role, counted now (the caller's own uncommitted
 /// enqueues included).
 fn count() -> Result<i64, SqlError> {
+    enqueue_buffer::flush()?;
     Ok(Spi::get_one::<i64>("SELECT steadytext_queue_depth()")?.unwrap_or(0))
 }
 

@@ -3,6 +3,7 @@
 
 use pgrx::prelude::*;
 
+use crate::enqueue_buffer;
 use crate::error::{or_raise, SqlError};
 use crate::gucs;
 
@@ -26,6 +27,7 @@ fn steadytext_queue_stats() -> TableIterator<
     ),
 > {
     or_raise((|| {
+        enqueue_buffer::flush()?;
         let rows = Spi::connect(|client| {
             client
                 .select(
