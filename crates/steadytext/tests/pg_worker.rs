@@ -290,11 +290,25 @@ fn a_job_over_the_timeout_is_retried_then_fails_for_good() {
     wait_until(Duration::from_secs(120), "a short job after the timeouts", || {
         (status_of(&mut db, &next) == "completed").then_some(())
     });
+    // pg_reload_conf() only signals: the worker may claim the short job before its session has
+    // read the new limit, and on a loaded machine even 2 tokens can take over a second. Each
+    // such attempt is one more abandoned generation and one retry of that job.
+    let short_retries: i32 = db
+        .query_one(
+            "SELECT retry_count FROM steadytext_queue WHERE request_id = $1::text::uuid",
+            &[&next],
+        )
+        .unwrap()
+        .get(0);
+    let expected = 3 + short_retries;
     let (status, metrics) = d.request("GET", "/metrics", &[], "");
     assert_eq!(status, 200);
     assert!(
-        metrics.contains("steadytext_engine_abandoned_total{kind=\"generate\"} 3\n"),
-        "three abandoned generations expected:\n{metrics}"
+        metrics.contains(&format!(
+            "steadytext_engine_abandoned_total{{kind=\"generate\"}} {expected}\n"
+        )),
+        "{expected} abandoned generations expected (3 + {short_retries} retries of the short \
+         job):\n{metrics}"
     );
 }
 
