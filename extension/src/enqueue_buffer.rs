@@ -35,7 +35,9 @@ use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering::Relaxed;
 
 use pgrx::datum::DatumWithOid;
-use pgrx::pg_sys::BuiltinOid::{INT4ARRAYOID, JSONBOID, TEXTARRAYOID, UUIDARRAYOID};
+use pgrx::pg_sys::BuiltinOid::{
+    INT4ARRAYOID, INT4OID, JSONBOID, TEXTARRAYOID, TEXTOID, UUIDARRAYOID, UUIDOID,
+};
 use pgrx::prelude::*;
 use pgrx::spi::OwnedPreparedStatement;
 use pgrx::{JsonB, PgOid, Uuid};
@@ -97,8 +99,8 @@ thread_local! {
     /// the buffer. With the subtransaction they were written in.
     static CARRIED: RefCell<Vec<(Row, pg_sys::SubTransactionId)>> =
         const { RefCell::new(Vec::new()) };
-    /// The kept plan of the write.
-    static PLAN: RefCell<Option<Prepared>> = const { RefCell::new(None) };
+    /// The kept plans of the write, by [`Shape`].
+    static PLANS: RefCell<[Option<Prepared>; 2]> = const { RefCell::new([None, None]) };
 }
 
 /// Executor nesting level: statements running (`ExecutorRun`/`ExecutorFinish`) right now.
@@ -172,25 +174,49 @@ pub fn push(
     Ok(ids)
 }
 
-/// The `INSERT` of a buffer into `table`: `$1` ids, `$2` function names, `$3` a jsonb array of
-/// parameters, `$4` priorities, `$5` max_retries. Everything is schema-qualified: it runs under
-/// the caller's `search_path`.
-fn insert_sql(table: pg_sys::Oid) -> String {
-    // SAFETY: catalog lookups of an existing relation's namespace; quote_identifier returns a
-    // palloc'd or static C string.
-    let schema = unsafe {
-        let namespace = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(table));
-        CStr::from_ptr(pg_sys::quote_identifier(namespace)).to_string_lossy().into_owned()
-    };
-    format!(
-        "INSERT INTO {schema}.steadytext_queue
-             (request_id, function_name, parameters, priority, max_retries)
-         SELECT r.id, r.f, r.p, r.pri, r.mr
-         FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),
-                         pg_catalog.jsonb_array_elements($3),
-                         pg_catalog.unnest($4), pg_catalog.unnest($5))
-              AS r(id, f, p, pri, mr)"
-    )
+/// The two shapes of the write, each prepared once per backend (and table).
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    /// One row: `$1` id, `$2` function name, `$3` parameters, `$4` priority, `$5` max_retries.
+    One = 0,
+    /// Many rows: the same five as arrays, the parameters as one jsonb array.
+    Many = 1,
+}
+
+impl Shape {
+    /// The argument types.
+    fn types(self) -> [PgOid; 5] {
+        match self {
+            Shape::One => [UUIDOID, TEXTOID, JSONBOID, INT4OID, INT4OID],
+            Shape::Many => [UUIDARRAYOID, TEXTARRAYOID, JSONBOID, INT4ARRAYOID, INT4ARRAYOID],
+        }
+        .map(PgOid::BuiltIn)
+    }
+
+    /// The `INSERT` into `table`. Everything is schema-qualified: it runs under the caller's
+    /// `search_path`.
+    fn sql(self, table: pg_sys::Oid) -> String {
+        // SAFETY: catalog lookups of an existing relation's namespace; quote_identifier returns
+        // a palloc'd or static C string.
+        let schema = unsafe {
+            let namespace = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(table));
+            CStr::from_ptr(pg_sys::quote_identifier(namespace)).to_string_lossy().into_owned()
+        };
+        let columns = "(request_id, function_name, parameters, priority, max_retries)";
+        match self {
+            Shape::One => format!(
+                "INSERT INTO {schema}.steadytext_queue {columns} VALUES ($1, $2, $3, $4, $5)"
+            ),
+            Shape::Many => format!(
+                "INSERT INTO {schema}.steadytext_queue {columns}
+                 SELECT r.id, r.f, r.p, r.pri, r.mr
+                 FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),
+                                 pg_catalog.jsonb_array_elements($3),
+                                 pg_catalog.unnest($4), pg_catalog.unnest($5))
+                      AS r(id, f, p, pri, mr)"
+            ),
+        }
+    }
 }
 
 /// Writes every kept row to the queue now, in call order, and wakes the workers with
@@ -217,36 +243,48 @@ pub fn flush() -> Result<(), SqlError> {
 }
 
 /// The one `INSERT` of `rows` into `table`.
-fn write(rows: Vec<Row>, table: pg_sys::Oid) -> Result<(), SqlError> {
-    let mut ids = Vec::with_capacity(rows.len());
-    let mut functions = Vec::with_capacity(rows.len());
-    let mut params = Vec::with_capacity(rows.len());
-    let mut priorities = Vec::with_capacity(rows.len());
-    let mut retries = Vec::with_capacity(rows.len());
-    for row in rows {
-        ids.push(row.id);
-        functions.push(row.function.sql_name());
-        params.push(row.params);
-        priorities.push(row.priority);
-        retries.push(row.max_retries);
-    }
-    let args: [DatumWithOid<'_>; 5] = [
-        ids.into(),
-        functions.into(),
-        JsonB(Value::Array(params)).into(),
-        priorities.into(),
-        retries.into(),
-    ];
-    Spi::connect_mut(|client| {
-        let stale = PLAN.with_borrow(|p| p.as_ref().is_none_or(|p| p.table != table));
-        if stale {
-            let types = [UUIDARRAYOID, TEXTARRAYOID, JSONBOID, INT4ARRAYOID, INT4ARRAYOID]
-                .map(PgOid::BuiltIn);
-            let plan = client.prepare_mut(&insert_sql(table), &types)?.keep();
-            PLAN.set(Some(Prepared { table, plan }));
+fn write(mut rows: Vec<Row>, table: pg_sys::Oid) -> Result<(), SqlError> {
+    let (shape, args): (Shape, [DatumWithOid<'_>; 5]) = if rows.len() == 1 {
+        let row = rows.pop().expect("one row");
+        let args = [
+            row.id.into(),
+            row.function.sql_name().into(),
+            JsonB(row.params).into(),
+            row.priority.into(),
+            row.max_retries.into(),
+        ];
+        (Shape::One, args)
+    } else {
+        let mut ids = Vec::with_capacity(rows.len());
+        let mut functions = Vec::with_capacity(rows.len());
+        let mut params = Vec::with_capacity(rows.len());
+        let mut priorities = Vec::with_capacity(rows.len());
+        let mut retries = Vec::with_capacity(rows.len());
+        for row in rows {
+            ids.push(row.id);
+            functions.push(row.function.sql_name());
+            params.push(row.params);
+            priorities.push(row.priority);
+            retries.push(row.max_retries);
         }
-        PLAN.with_borrow(|p| {
-            let plan = &p.as_ref().expect("prepared above").plan;
+        let args = [
+            ids.into(),
+            functions.into(),
+            JsonB(Value::Array(params)).into(),
+            priorities.into(),
+            retries.into(),
+        ];
+        (Shape::Many, args)
+    };
+    Spi::connect_mut(|client| {
+        let index = shape as usize;
+        let stale = PLANS.with_borrow(|p| p[index].as_ref().is_none_or(|p| p.table != table));
+        if stale {
+            let plan = client.prepare_mut(&shape.sql(table), &shape.types())?.keep();
+            PLANS.with_borrow_mut(|p| p[index] = Some(Prepared { table, plan }));
+        }
+        PLANS.with_borrow(|p| {
+            let plan = &p[index].as_ref().expect("prepared above").plan;
             client.update(plan, None, &args).map(drop)
         })
     })?;
