@@ -1,11 +1,14 @@
 //! Following asynchronous requests: status, results (waiting for them), cancellation.
 #![allow(clippy::type_complexity)] // pgrx spells RETURNS TABLE(...) as a tuple type
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use pgrx::pg_sys::BuiltinOid::UUIDOID;
 use pgrx::prelude::*;
-use pgrx::Uuid;
+use pgrx::spi::OwnedPreparedStatement;
+use pgrx::{PgOid, Uuid};
 use steadytext_api::queue_request::Function;
 
 use crate::completion_wakeup::{self, Sleeper, Wake};
@@ -215,17 +218,28 @@ struct Snapshot {
     written_by_us: bool,
 }
 
+thread_local! {
+    /// The kept plan of [`lookup`], prepared on a waiter's first look (a woken waiter then goes
+    /// straight to the executor).
+    static LOOKUP_PLAN: RefCell<Option<Rc<OwnedPreparedStatement>>> = const { RefCell::new(None) };
+}
+
 /// Reads the request with a fresh snapshot (an updating SPI call takes a new one per statement
 /// in READ COMMITTED), so a waiter sees workers' commits.
 fn lookup(id: Uuid) -> Result<Option<Snapshot>, SqlError> {
     enqueue_buffer::flush()?;
     Spi::connect_mut(|client| {
-        let table = client.update(
-            "SELECT status, result, error, xmin::text, function_name
-             FROM steadytext_queue WHERE request_id = $1",
-            Some(1),
-            &[id.into()],
-        )?;
+        let plan = match LOOKUP_PLAN.with_borrow(Clone::clone) {
+            Some(plan) => plan,
+            None => {
+                let sql = "SELECT status, result, error, xmin::text, function_name
+                           FROM steadytext_queue WHERE request_id = $1";
+                let plan = Rc::new(client.prepare_mut(sql, &[PgOid::BuiltIn(UUIDOID)])?.keep());
+                LOOKUP_PLAN.set(Some(plan.clone()));
+                plan
+            }
+        };
+        let table = client.update(&*plan, Some(1), &[id.into()])?;
         let Some(row) = table.into_iter().next() else {
             return Ok(None);
         };
