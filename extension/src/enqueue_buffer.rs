@@ -27,6 +27,8 @@
 //!
 //! Rolled back work leaves nothing behind: rows of an aborted subtransaction (a PL/pgSQL
 //! `EXCEPTION` block) or transaction are dropped, just as their `INSERT` would have been undone.
+//! Each row is written as the user its call ran as (a SECURITY DEFINER function's owner), so
+//! `owner` and row-level security are what the call's own `INSERT` would have seen.
 
 use std::cell::{Cell, RefCell};
 use std::ffi::CStr;
@@ -64,6 +66,9 @@ struct Row {
     max_retries: i32,
     /// The subtransaction that made it (dropped if that one aborts).
     subxact: pg_sys::SubTransactionId,
+    /// The user the call ran as (`current_user`, e.g. a SECURITY DEFINER function's owner): the
+    /// row is written as that user, so it is that user's request (`owner`, row-level security).
+    user: pg_sys::Oid,
 }
 
 /// The rows of the running statement(s).
@@ -151,7 +156,7 @@ pub fn push(
     max_retries: i32,
 ) -> Result<Vec<Uuid>, SqlError> {
     // SAFETY: plain reads of the transaction state.
-    let subxact = unsafe { pg_sys::GetCurrentSubTransactionId() };
+    let (subxact, user) = unsafe { (pg_sys::GetCurrentSubTransactionId(), pg_sys::GetUserId()) };
     let level = NESTING.load(Relaxed);
     let mut ids = Vec::with_capacity(params.len());
     let full = BUFFER.with_borrow_mut(|b| -> Result<bool, SqlError> {
@@ -164,7 +169,7 @@ pub fn push(
         for params in params {
             let id = new_id()?;
             ids.push(id);
-            b.rows.push(Row { id, function, params, priority, max_retries, subxact });
+            b.rows.push(Row { id, function, params, priority, max_retries, subxact, user });
         }
         Ok(b.rows.len() >= FLUSH_AT)
     })?;
@@ -234,11 +239,39 @@ pub fn flush() -> Result<(), SqlError> {
     let carried: Vec<_> =
         rows.iter().filter(|r| r.subxact < current).map(|r| (r.clone(), current)).collect();
     WRITING.set(true);
-    let written = write(rows, table);
+    let written = write_as_callers(rows, table);
     WRITING.set(false);
     written?;
     CARRIED.with_borrow_mut(|c| c.extend(carried));
     notify_workers();
+    Ok(())
+}
+
+/// Writes `rows` into `table`, each run of rows made by one user as that user (as a SECURITY
+/// DEFINER function switches users). An error leaves the switch to the (sub)transaction abort,
+/// which restores the user it started with.
+fn write_as_callers(mut rows: Vec<Row>, table: pg_sys::Oid) -> Result<(), SqlError> {
+    let (mut outer_user, mut context) = (pg_sys::Oid::INVALID, 0);
+    // SAFETY: reads this backend's current user and security context.
+    unsafe { pg_sys::GetUserIdAndSecContext(&mut outer_user, &mut context) };
+    while !rows.is_empty() {
+        let user = rows[0].user;
+        let run = rows.iter().position(|r| r.user != user).unwrap_or(rows.len());
+        let rest = rows.split_off(run);
+        if user == outer_user {
+            write(rows, table)?;
+        } else {
+            let local = context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32;
+            // SAFETY: the documented way to run as another user for a while (fmgr's SECURITY
+            // DEFINER handling does the same); restored right after, or by the abort on error.
+            unsafe { pg_sys::SetUserIdAndSecContext(user, local) };
+            let written = write(rows, table);
+            // SAFETY: as above.
+            unsafe { pg_sys::SetUserIdAndSecContext(outer_user, context) };
+            written?;
+        }
+        rows = rest;
+    }
     Ok(())
 }
 

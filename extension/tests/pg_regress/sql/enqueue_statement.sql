@@ -117,6 +117,26 @@ $$;
 SELECT made_before_the_block() AS req \gset
 SELECT parameters->>'text_input' AS text, status FROM steadytext_queue WHERE request_id = :'req';
 DROP FUNCTION made_before_the_block();
+-- a request belongs to the user the call ran as, even when it is written after a SECURITY
+-- DEFINER function returned: an assignment's request waits for the caller's statement
+CREATE FUNCTION enqueue_as_definer(t text) RETURNS uuid LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = public, pg_catalog AS $$
+DECLARE
+    req uuid;
+BEGIN
+    req := steadytext_embed_async(t);
+    RETURN req;
+END
+$$;
+ALTER FUNCTION enqueue_as_definer(text) OWNER TO regress_alice;
+SET ROLE regress_bob;
+SELECT count(enqueue_as_definer('definer ' || i)) AS enqueued FROM generate_series(1, 3) i;
+SELECT enqueue_as_definer('definer mixed') IS NOT NULL AS definer,
+       steadytext_embed_async('bob mixed') IS NOT NULL AS bob;
+RESET ROLE;
+SELECT parameters->>'text_input' AS text, owner FROM steadytext_queue
+WHERE parameters->>'text_input' ~ '^(definer|bob)' ORDER BY id;
+DROP FUNCTION enqueue_as_definer(text);
 -- errors inside statements reach the client whole: the executor hooks let them pass untouched
 CREATE TABLE once (k int PRIMARY KEY);
 CREATE FUNCTION insert_twice() RETURNS void LANGUAGE plpgsql AS $$
