@@ -15,10 +15,12 @@ use steadytext_api::validate::{check_priority, check_texts};
 use steadytext_api::wire::{GenerationParams, RerankBody};
 
 use crate::error::{or_raise, required, required_elements, SqlError};
-use crate::{enqueue_buffer, gucs, queue_depth};
+use crate::{enqueue_buffer, gucs, queue_depth, queue_owner};
 
 /// Validates `requests` (all for `function`) and queues one row each (same order) with
-/// `priority`, after checking `steadytext.max_queue_size` (see `queue_depth` for how exactly);
+/// `priority`, after checking `steadytext.max_priority` (for roles that are not superusers) and
+/// the queue limits `steadytext.max_queue_size` and `steadytext.max_queue_size_per_role` (see
+/// `queue_depth` for how exactly);
 /// the rows are written when the calling statement ends (`enqueue_buffer`), which wakes workers
 /// with `NOTIFY steadytext_jobs` (delivered at commit). Returns the new request ids in order.
 fn enqueue(
@@ -28,13 +30,21 @@ fn enqueue(
 ) -> Result<Vec<Uuid>, SqlError> {
     let priority = required("priority", priority)?;
     check_priority(priority)?;
+    let ceiling = gucs::max_priority();
+    if priority > ceiling && !queue_owner::is_superuser(queue_owner::caller()) {
+        return Err(SqlError::PriorityAboveCeiling { priority, limit: ceiling });
+    }
     let mut params = Vec::with_capacity(requests.len());
     for request in &requests {
         debug_assert_eq!(request.function(), function);
         request.validate()?;
         params.push(request.parameters());
     }
-    queue_depth::admit(params.len(), gucs::max_queue_size())?;
+    let limits = queue_depth::Limits {
+        queue: gucs::max_queue_size(),
+        per_role: gucs::max_queue_size_per_role(),
+    };
+    queue_depth::admit(params.len(), limits)?;
     enqueue_buffer::push(function, params, priority, gucs::max_retries())
 }
 
@@ -62,7 +72,7 @@ fn generation(
 
 /// Queues a text generation; returns its request id.
 #[pg_extern(volatile, parallel_unsafe, requires = ["queue_transitions"])]
-#[search_path(pg_catalog, @extschema@, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn steadytext_generate_async(
     prompt: Option<String>,
     max_tokens: default!(Option<i32>, 512),
@@ -78,7 +88,7 @@ fn steadytext_generate_async(
 
 /// Queues an embedding of `text_input`; returns its request id.
 #[pg_extern(volatile, parallel_unsafe, requires = ["queue_transitions"])]
-#[search_path(pg_catalog, @extschema@, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn steadytext_embed_async(
     text_input: Option<String>,
     use_cache: default!(Option<bool>, true),
@@ -96,7 +106,7 @@ fn steadytext_embed_async(
 
 /// Queues a generation constrained to JSON valid against `schema`; returns its request id.
 #[pg_extern(volatile, parallel_unsafe, requires = ["queue_transitions"])]
-#[search_path(pg_catalog, @extschema@, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn steadytext_generate_json_async(
     prompt: Option<String>,
     schema: Option<JsonB>,
@@ -114,7 +124,7 @@ fn steadytext_generate_json_async(
 
 /// Queues a generation constrained to match the regular expression `pattern`.
 #[pg_extern(volatile, parallel_unsafe, requires = ["queue_transitions"])]
-#[search_path(pg_catalog, @extschema@, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn steadytext_generate_regex_async(
     prompt: Option<String>,
     pattern: Option<String>,
@@ -132,7 +142,7 @@ fn steadytext_generate_regex_async(
 
 /// Queues a generation that answers with exactly one of `choices`.
 #[pg_extern(volatile, parallel_unsafe, requires = ["queue_transitions"])]
-#[search_path(pg_catalog, @extschema@, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn steadytext_generate_choice_async(
     prompt: Option<String>,
     choices: Option<Vec<Option<String>>>,
@@ -150,7 +160,7 @@ fn steadytext_generate_choice_async(
 
 /// Queues one text generation per prompt; returns their ids in the order of `prompts`.
 #[pg_extern(volatile, parallel_unsafe, requires = ["queue_transitions"])]
-#[search_path(pg_catalog, @extschema@, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn steadytext_generate_batch_async(
     prompts: Option<Vec<Option<String>>>,
     max_tokens: default!(Option<i32>, 512),
@@ -178,7 +188,7 @@ fn steadytext_generate_batch_async(
 
 /// Queues one embedding per text; returns their ids in the order of `texts`.
 #[pg_extern(volatile, parallel_unsafe, requires = ["queue_transitions"])]
-#[search_path(pg_catalog, @extschema@, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn steadytext_embed_batch_async(
     texts: Option<Vec<Option<String>>>,
     use_cache: default!(Option<bool>, true),
@@ -200,7 +210,7 @@ fn steadytext_embed_batch_async(
 
 /// Queues a reranking of `documents` against `query`; the result is JSON.
 #[pg_extern(volatile, parallel_unsafe, requires = ["queue_transitions"])]
-#[search_path(pg_catalog, @extschema@, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn steadytext_rerank_async(
     query: Option<String>,
     documents: Option<Vec<Option<String>>>,

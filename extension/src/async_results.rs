@@ -12,8 +12,8 @@ use pgrx::{PgOid, Uuid};
 use steadytext_api::queue_request::Function;
 
 use crate::completion_wakeup::{self, Sleeper, Wake};
-use crate::enqueue_buffer;
 use crate::error::{or_raise, required, required_elements, SqlError};
+use crate::{enqueue_buffer, ext_schema, queue_owner};
 
 /// First pause between two looks at a request being waited for, when polling (the library is
 /// not preloaded); each pause doubles up to `LONGEST_WAIT`.
@@ -27,7 +27,7 @@ const SAFETY_NET: Duration = Duration::from_secs(1);
 /// Status and timings of one request (error P0002 if the caller has no such request).
 /// `completed_at` is when it finished: completed, cancelled, or failed for good.
 #[pg_extern(volatile, requires = ["queue_transitions"])]
-#[search_path(pg_catalog, @extschema@, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn steadytext_check_async(
     request_id: Option<Uuid>,
 ) -> TableIterator<
@@ -45,14 +45,14 @@ fn steadytext_check_async(
     or_raise((|| {
         let id = required("request_id", request_id)?;
         enqueue_buffer::flush()?;
+        let sql = format!(
+            "SELECT status, result, error, created_at::timestamp, started_at::timestamp,
+                    coalesce(completed_at, failed_at)::timestamp, priority
+             FROM {} WHERE request_id = $1",
+            ext_schema::qualified("steadytext_queue")?
+        );
         let row = Spi::connect(|client| {
-            let table = client.select(
-                "SELECT status, result, error, created_at::timestamp, started_at::timestamp,
-                        coalesce(completed_at, failed_at)::timestamp, priority
-                 FROM steadytext_queue WHERE request_id = $1",
-                Some(1),
-                &[id.into()],
-            )?;
+            let table = client.select(&sql, Some(1), &[id.into()])?;
             table
                 .into_iter()
                 .next()
@@ -87,7 +87,7 @@ type BatchRow = (
 /// Status of many requests, one row per id in the order given; unknown ids get status
 /// 'not_found'. `completed_at` is when the request finished (completed, cancelled or failed).
 #[pg_extern(volatile, requires = ["queue_transitions"])]
-#[search_path(pg_catalog, @extschema@, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn steadytext_check_async_batch(
     request_ids: Option<Vec<Option<Uuid>>>,
 ) -> TableIterator<
@@ -112,7 +112,7 @@ fn steadytext_check_async_batch(
 /// implicitly). Each element is read in the forms uuid input accepts; a malformed one is an
 /// error (22P02) naming its position.
 #[pg_extern(name = "steadytext_check_async_batch", volatile, requires = ["queue_transitions"])]
-#[search_path(pg_catalog, @extschema@, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn steadytext_check_async_batch_text(
     request_ids: Option<Vec<Option<String>>>,
 ) -> TableIterator<
@@ -149,16 +149,16 @@ fn check_batch(ids: Vec<Uuid>) -> Result<Vec<BatchRow>, SqlError> {
         return Err(steadytext_api::validate::InputError::EmptyArray { arg: "request_ids" }.into());
     }
     enqueue_buffer::flush()?;
+    let sql = format!(
+        "SELECT r.id, coalesce(q.status, 'not_found'), q.result, q.error,
+                q.created_at::timestamp, coalesce(q.completed_at, q.failed_at)::timestamp
+         FROM unnest($1::uuid[]) WITH ORDINALITY AS r(id, n)
+         LEFT JOIN {} q ON q.request_id = r.id
+         ORDER BY r.n",
+        ext_schema::qualified("steadytext_queue")?
+    );
     Spi::connect(|client| {
-        let table = client.select(
-            "SELECT r.id, coalesce(q.status, 'not_found'), q.result, q.error,
-                    q.created_at::timestamp, coalesce(q.completed_at, q.failed_at)::timestamp
-             FROM unnest($1::uuid[]) WITH ORDINALITY AS r(id, n)
-             LEFT JOIN steadytext_queue q ON q.request_id = r.id
-             ORDER BY r.n",
-            None,
-            &[ids.into()],
-        )?;
+        let table = client.select(&sql, None, &[ids.into()])?;
         table
             .into_iter()
             .map(|r| -> Result<_, SqlError> {
@@ -191,20 +191,21 @@ fn parse_uuid(text: &str) -> Option<Uuid> {
 }
 
 /// Cancels a pending or processing request of the caller: true if it is now cancelled, false if
-/// it had already finished. Unknown ids are an error (P0002).
+/// it had already finished. Unknown ids are an error (P0002). The caller must see the request
+/// (row-level security: its own, or any for steadytext_worker); the cancel itself is written as
+/// the queue's owner, since ordinary roles may not update the queue.
 #[pg_extern(volatile, parallel_unsafe, requires = ["queue_transitions"])]
-#[search_path(pg_catalog, @extschema@, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn steadytext_cancel_async(request_id: Option<Uuid>) -> bool {
     or_raise((|| {
         let id = required("request_id", request_id)?;
-        enqueue_buffer::flush()?;
-        let cancelled =
-            Spi::get_one_with_args::<bool>("SELECT steadytext_queue_cancel($1)", &[id.into()])?
-                .unwrap_or(false);
-        if !cancelled && lookup(id)?.is_none() {
+        if lookup(id)?.is_none() {
             return Err(SqlError::NotFound(id.to_string()));
         }
-        Ok(cancelled)
+        let sql = format!("SELECT {}($1)", ext_schema::qualified("steadytext_queue_cancel")?);
+        queue_owner::run_as_owner(ext_schema::queue_table()?, || {
+            Ok(Spi::get_one_with_args::<bool>(&sql, &[id.into()])?.unwrap_or(false))
+        })
     })())
 }
 
@@ -221,21 +222,27 @@ struct Snapshot {
 thread_local! {
     /// The kept plan of [`lookup`], prepared on a waiter's first look (a woken waiter then goes
     /// straight to the executor).
-    static LOOKUP_PLAN: RefCell<Option<Rc<OwnedPreparedStatement>>> = const { RefCell::new(None) };
+    /// With the oid of the table it reads.
+    static LOOKUP_PLAN: RefCell<Option<(pg_sys::Oid, Rc<OwnedPreparedStatement>)>> =
+        const { RefCell::new(None) };
 }
 
 /// Reads the request with a fresh snapshot (an updating SPI call takes a new one per statement
 /// in READ COMMITTED), so a waiter sees workers' commits.
 fn lookup(id: Uuid) -> Result<Option<Snapshot>, SqlError> {
     enqueue_buffer::flush()?;
+    let table = ext_schema::queue_table()?;
     Spi::connect_mut(|client| {
         let plan = match LOOKUP_PLAN.with_borrow(Clone::clone) {
-            Some(plan) => plan,
-            None => {
-                let sql = "SELECT status, result, error, xmin::text, function_name
-                           FROM steadytext_queue WHERE request_id = $1";
-                let plan = Rc::new(client.prepare_mut(sql, &[PgOid::BuiltIn(UUIDOID)])?.keep());
-                LOOKUP_PLAN.set(Some(plan.clone()));
+            Some((planned_for, plan)) if planned_for == table => plan,
+            _ => {
+                let sql = format!(
+                    "SELECT status, result, error, xmin::text, function_name
+                     FROM {} WHERE request_id = $1",
+                    ext_schema::qualified("steadytext_queue")?
+                );
+                let plan = Rc::new(client.prepare_mut(&sql, &[PgOid::BuiltIn(UUIDOID)])?.keep());
+                LOOKUP_PLAN.set(Some((table, plan.clone())));
                 plan
             }
         };
@@ -348,6 +355,7 @@ fn wait_for(id: Uuid, seconds: i32) -> Result<(String, String), SqlError> {
 /// ended at their time limit (each poll, or the 1 s safety net); `completions` is the number of
 /// commits that finished requests since the server started (NULL without preloading).
 #[pg_extern(volatile, parallel_restricted)]
+#[search_path(pg_catalog, pg_temp)]
 fn steadytext_wait_stats() -> TableIterator<
     'static,
     (
@@ -372,7 +380,7 @@ fn steadytext_wait_stats() -> TableIterator<
 /// Errors at once for an unknown id, a failed or cancelled request, a request the current
 /// transaction enqueued and has not committed, and when the transaction's snapshot is frozen.
 #[pg_extern(volatile, parallel_unsafe, requires = ["queue_transitions"])]
-#[search_path(pg_catalog, @extschema@, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn steadytext_get_async_result(
     request_id: Option<Uuid>,
     timeout_seconds: default!(Option<i32>, 30),
@@ -386,7 +394,7 @@ fn steadytext_get_async_result(
 
 /// Like `steadytext_get_async_result`, for an embedding request, as `real[]`.
 #[pg_extern(volatile, parallel_unsafe, requires = ["queue_transitions"])]
-#[search_path(pg_catalog, @extschema@, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn steadytext_get_async_embedding(
     request_id: Option<Uuid>,
     timeout_seconds: default!(Option<i32>, 30),

@@ -111,6 +111,7 @@ pub fn completions() -> Option<u64> {
 /// Wakes the waiters of asynchronous requests when the current transaction commits (called by
 /// the queue transitions that finish a request). Does nothing unless the library is preloaded.
 #[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 fn steadytext_queue_wake_waiters() {
     if !available() {
         return;

@@ -27,8 +27,9 @@
 //!
 //! Rolled back work leaves nothing behind: rows of an aborted subtransaction (a PL/pgSQL
 //! `EXCEPTION` block) or transaction are dropped, just as their `INSERT` would have been undone.
-//! Each row is written as the user its call ran as (a SECURITY DEFINER function's owner), so
-//! `owner` and row-level security are what the call's own `INSERT` would have seen.
+//! Each row belongs to the role its call ran as (`current_user`: a SECURITY DEFINER function's
+//! owner inside one), recorded by oid in `owner`. The rows are written as the queue's owner
+//! (`queue_owner`): ordinary roles may not insert into the queue themselves.
 
 use std::cell::{Cell, RefCell};
 use std::ffi::CStr;
@@ -38,7 +39,8 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys::BuiltinOid::{
-    INT4ARRAYOID, INT4OID, JSONBOID, TEXTARRAYOID, TEXTOID, UUIDARRAYOID, UUIDOID,
+    INT4ARRAYOID, INT4OID, JSONBOID, OIDARRAYOID, OIDOID, TEXTARRAYOID, TEXTOID, UUIDARRAYOID,
+    UUIDOID,
 };
 use pgrx::prelude::*;
 use pgrx::spi::OwnedPreparedStatement;
@@ -47,6 +49,7 @@ use serde_json::Value;
 use steadytext_api::queue_request::Function;
 
 use crate::error::SqlError;
+use crate::{ext_schema, queue_owner};
 
 /// Rows kept before they are written even though the statement goes on.
 pub const FLUSH_AT: usize = 1000;
@@ -66,8 +69,8 @@ struct Row {
     max_retries: i32,
     /// The subtransaction that made it (dropped if that one aborts).
     subxact: pg_sys::SubTransactionId,
-    /// The user the call ran as (`current_user`, e.g. a SECURITY DEFINER function's owner): the
-    /// row is written as that user, so it is that user's request (`owner`, row-level security).
+    /// The role the call ran as (`current_user`, e.g. a SECURITY DEFINER function's owner): the
+    /// request is that role's (`owner`, row-level security).
     user: pg_sys::Oid,
 }
 
@@ -140,15 +143,8 @@ fn new_id() -> Result<Uuid, SqlError> {
     Ok(Uuid::from_bytes(bytes))
 }
 
-/// `steadytext_queue` as the calling function's `search_path` resolves it.
-fn queue_table() -> pg_sys::Oid {
-    // SAFETY: a catalog lookup by name under the active search_path.
-    unsafe { pg_sys::RelnameGetRelid(c"steadytext_queue".as_ptr()) }
-}
-
 /// Keeps one request per element of `params` (all for `function`, with `priority` and
 /// `max_retries`) to be written when the calling statement ends; returns their new ids in order.
-/// Must run inside a pg_steadytext function (whose `search_path` finds `steadytext_queue`).
 pub fn push(
     function: Function,
     params: Vec<Value>,
@@ -162,7 +158,7 @@ pub fn push(
     let full = BUFFER.with_borrow_mut(|b| -> Result<bool, SqlError> {
         if b.rows.is_empty() {
             // kept rows never span a DROP/CREATE EXTENSION: DDL is a statement of its own
-            b.table = queue_table();
+            b.table = ext_schema::queue_table()?;
             b.level = level;
         }
         b.level = b.level.max(level);
@@ -182,24 +178,27 @@ pub fn push(
 /// The two shapes of the write, each prepared once per backend (and table).
 #[derive(Debug, Clone, Copy)]
 enum Shape {
-    /// One row: `$1` id, `$2` function name, `$3` parameters, `$4` priority, `$5` max_retries.
+    /// One row: `$1` id, `$2` function name, `$3` parameters, `$4` priority, `$5` max_retries,
+    /// `$6` owner.
     One = 0,
-    /// Many rows: the same five as arrays, the parameters as one jsonb array.
+    /// Many rows: the same six as arrays, the parameters as one jsonb array.
     Many = 1,
 }
 
 impl Shape {
     /// The argument types.
-    fn types(self) -> [PgOid; 5] {
+    fn types(self) -> [PgOid; 6] {
         match self {
-            Shape::One => [UUIDOID, TEXTOID, JSONBOID, INT4OID, INT4OID],
-            Shape::Many => [UUIDARRAYOID, TEXTARRAYOID, JSONBOID, INT4ARRAYOID, INT4ARRAYOID],
+            Shape::One => [UUIDOID, TEXTOID, JSONBOID, INT4OID, INT4OID, OIDOID],
+            Shape::Many => {
+                [UUIDARRAYOID, TEXTARRAYOID, JSONBOID, INT4ARRAYOID, INT4ARRAYOID, OIDARRAYOID]
+            }
         }
         .map(PgOid::BuiltIn)
     }
 
     /// The `INSERT` into `table`. Everything is schema-qualified: it runs under the caller's
-    /// `search_path`.
+    /// `search_path` (and no operator is used).
     fn sql(self, table: pg_sys::Oid) -> String {
         // SAFETY: catalog lookups of an existing relation's namespace; quote_identifier returns
         // a palloc'd or static C string.
@@ -207,18 +206,19 @@ impl Shape {
             let namespace = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(table));
             CStr::from_ptr(pg_sys::quote_identifier(namespace)).to_string_lossy().into_owned()
         };
-        let columns = "(request_id, function_name, parameters, priority, max_retries)";
+        let columns = "(request_id, function_name, parameters, priority, max_retries, owner)";
         match self {
             Shape::One => format!(
-                "INSERT INTO {schema}.steadytext_queue {columns} VALUES ($1, $2, $3, $4, $5)"
+                "INSERT INTO {schema}.steadytext_queue {columns} VALUES ($1, $2, $3, $4, $5, $6)"
             ),
             Shape::Many => format!(
                 "INSERT INTO {schema}.steadytext_queue {columns}
-                 SELECT r.id, r.f, r.p, r.pri, r.mr
+                 SELECT r.id, r.f, r.p, r.pri, r.mr, r.o
                  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),
                                  pg_catalog.jsonb_array_elements($3),
-                                 pg_catalog.unnest($4), pg_catalog.unnest($5))
-                      AS r(id, f, p, pri, mr)"
+                                 pg_catalog.unnest($4), pg_catalog.unnest($5),
+                                 pg_catalog.unnest($6))
+                      AS r(id, f, p, pri, mr, o)"
             ),
         }
     }
@@ -239,7 +239,7 @@ pub fn flush() -> Result<(), SqlError> {
     let carried: Vec<_> =
         rows.iter().filter(|r| r.subxact < current).map(|r| (r.clone(), current)).collect();
     WRITING.set(true);
-    let written = write_as_callers(rows, table);
+    let written = queue_owner::run_as_owner(table, || write(rows, table));
     WRITING.set(false);
     written?;
     CARRIED.with_borrow_mut(|c| c.extend(carried));
@@ -247,37 +247,9 @@ pub fn flush() -> Result<(), SqlError> {
     Ok(())
 }
 
-/// Writes `rows` into `table`, each run of rows made by one user as that user (as a SECURITY
-/// DEFINER function switches users). An error leaves the switch to the (sub)transaction abort,
-/// which restores the user it started with.
-fn write_as_callers(mut rows: Vec<Row>, table: pg_sys::Oid) -> Result<(), SqlError> {
-    let (mut outer_user, mut context) = (pg_sys::Oid::INVALID, 0);
-    // SAFETY: reads this backend's current user and security context.
-    unsafe { pg_sys::GetUserIdAndSecContext(&mut outer_user, &mut context) };
-    while !rows.is_empty() {
-        let user = rows[0].user;
-        let run = rows.iter().position(|r| r.user != user).unwrap_or(rows.len());
-        let rest = rows.split_off(run);
-        if user == outer_user {
-            write(rows, table)?;
-        } else {
-            let local = context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32;
-            // SAFETY: the documented way to run as another user for a while (fmgr's SECURITY
-            // DEFINER handling does the same); restored right after, or by the abort on error.
-            unsafe { pg_sys::SetUserIdAndSecContext(user, local) };
-            let written = write(rows, table);
-            // SAFETY: as above.
-            unsafe { pg_sys::SetUserIdAndSecContext(outer_user, context) };
-            written?;
-        }
-        rows = rest;
-    }
-    Ok(())
-}
-
-/// The one `INSERT` of `rows` into `table`.
+/// The one `INSERT` of `rows` into `table` (run as its owner).
 fn write(mut rows: Vec<Row>, table: pg_sys::Oid) -> Result<(), SqlError> {
-    let (shape, args): (Shape, [DatumWithOid<'_>; 5]) = if rows.len() == 1 {
+    let (shape, args): (Shape, [DatumWithOid<'_>; 6]) = if rows.len() == 1 {
         let row = rows.pop().expect("one row");
         let args = [
             row.id.into(),
@@ -285,6 +257,7 @@ fn write(mut rows: Vec<Row>, table: pg_sys::Oid) -> Result<(), SqlError> {
             JsonB(row.params).into(),
             row.priority.into(),
             row.max_retries.into(),
+            row.user.into(),
         ];
         (Shape::One, args)
     } else {
@@ -293,12 +266,14 @@ fn write(mut rows: Vec<Row>, table: pg_sys::Oid) -> Result<(), SqlError> {
         let mut params = Vec::with_capacity(rows.len());
         let mut priorities = Vec::with_capacity(rows.len());
         let mut retries = Vec::with_capacity(rows.len());
+        let mut owners = Vec::with_capacity(rows.len());
         for row in rows {
             ids.push(row.id);
             functions.push(row.function.sql_name());
             params.push(row.params);
             priorities.push(row.priority);
             retries.push(row.max_retries);
+            owners.push(row.user);
         }
         let args = [
             ids.into(),
@@ -306,6 +281,7 @@ fn write(mut rows: Vec<Row>, table: pg_sys::Oid) -> Result<(), SqlError> {
             JsonB(Value::Array(params)).into(),
             priorities.into(),
             retries.into(),
+            owners.into(),
         ];
         (Shape::Many, args)
     };

@@ -39,6 +39,43 @@ pub enum SqlError {
         /// The setting's value.
         limit: i32,
     },
+    /// Enqueueing would take the calling role beyond `steadytext.max_queue_size_per_role`
+    /// (53400).
+    #[error(
+        "role {role} has {depth} requests pending or processing, adding {adding} would exceed \
+         steadytext.max_queue_size_per_role ({limit})"
+    )]
+    RoleQueueFull {
+        /// The role whose requests they are.
+        role: String,
+        /// Its requests pending or processing now.
+        depth: i64,
+        /// Requests this call would add.
+        adding: usize,
+        /// The setting's value.
+        limit: i32,
+    },
+    /// A role that is not a superuser asked for a priority above `steadytext.max_priority`
+    /// (42501).
+    #[error(
+        "priority {priority} is above steadytext.max_priority ({limit}), the highest a role that \
+         is not a superuser may ask for"
+    )]
+    PriorityAboveCeiling {
+        /// The priority asked for.
+        priority: i32,
+        /// The setting's value.
+        limit: i32,
+    },
+    /// `steadytext_worker_status()` called by a role that may not see the workers (42501).
+    #[error(
+        "permission denied to see the queue workers: steadytext_worker_status() needs membership \
+         in steadytext_worker or pg_monitor"
+    )]
+    WorkersHidden,
+    /// The extension's own objects were not found (55000): called while it is being dropped.
+    #[error("pg_steadytext is not installed in this database")]
+    NotInstalled,
     /// No request with this id is visible to the caller: never enqueued by its role, or
     /// finished and purged after `steadytext.queue_retention` (P0002).
     #[error(
@@ -125,7 +162,13 @@ impl SqlError {
             SqlError::MalformedUuid { .. } | SqlError::MalformedEmbedding(_) => {
                 ERRCODE_INVALID_TEXT_REPRESENTATION
             }
-            SqlError::QueueFull { .. } => ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
+            SqlError::QueueFull { .. } | SqlError::RoleQueueFull { .. } => {
+                ERRCODE_CONFIGURATION_LIMIT_EXCEEDED
+            }
+            SqlError::PriorityAboveCeiling { .. } | SqlError::WorkersHidden => {
+                ERRCODE_INSUFFICIENT_PRIVILEGE
+            }
+            SqlError::NotInstalled => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             SqlError::NotFound(_) => ERRCODE_NO_DATA_FOUND,
             SqlError::Failed { .. } => ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
             SqlError::Cancelled(_)
@@ -159,6 +202,10 @@ impl SqlError {
             SqlError::QueueFull { .. } => {
                 Some("wait for workers to drain the queue, or raise steadytext.max_queue_size")
             }
+            SqlError::RoleQueueFull { .. } => Some(
+                "wait for this role's requests to finish, or ask a superuser to raise \
+                 steadytext.max_queue_size_per_role (also per role: ALTER ROLE ... SET)",
+            ),
             SqlError::OwnTransaction(_) => Some("commit, then call steadytext_get_async_result"),
             SqlError::Timeout { .. } => {
                 Some("is a steadytext worker running? raise timeout_seconds to wait longer")

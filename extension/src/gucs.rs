@@ -12,6 +12,7 @@
 use std::ffi::{CStr, CString};
 
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+use steadytext_api::limits::{PRIORITY_MAX, PRIORITY_MIN};
 use steadytext_api::settings::{self, WorkerSetting};
 
 static DAEMON_URL: GucSetting<Option<CString>> =
@@ -19,6 +20,8 @@ static DAEMON_URL: GucSetting<Option<CString>> =
 static DAEMON_TOKEN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static DAEMON_CONNECT_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(2000);
 static MAX_QUEUE_SIZE: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+static MAX_QUEUE_SIZE_PER_ROLE: GucSetting<i32> = GucSetting::<i32>::new(0);
+static MAX_PRIORITY: GucSetting<i32> = GucSetting::<i32>::new(PRIORITY_MAX);
 static WORKER_CONCURRENCY: GucSetting<i32> =
     GucSetting::<i32>::new(settings::WORKER_CONCURRENCY.default);
 static WORKER_POLL_INTERVAL: GucSetting<i32> =
@@ -59,6 +62,40 @@ fn define_worker_guc(
     );
 }
 
+/// Check hook of `steadytext.daemon_token`: refuses a non-empty token from where other roles
+/// could read it — `ALTER DATABASE/ROLE ... SET` and function `SET` clauses (validated with source
+/// "test" before they are stored), and values stored that way before the library was loaded
+/// (applied with source database or user).
+unsafe extern "C-unwind" fn token_source_is_private(
+    value: *mut *mut std::ffi::c_char,
+    _extra: *mut *mut std::ffi::c_void,
+    source: pgrx::pg_sys::GucSource::Type,
+) -> bool {
+    use pgrx::pg_sys::GucSource::*;
+    // SAFETY: PostgreSQL passes a valid pointer to the proposed value (NULL or a C string).
+    let empty = unsafe { (*value).is_null() || **value == 0 };
+    let public = matches!(source, PGC_S_TEST | PGC_S_DATABASE | PGC_S_USER | PGC_S_DATABASE_USER);
+    if empty || !public {
+        return true;
+    }
+    // SAFETY: the documented way for a check hook to word its refusal (palloc'd strings).
+    unsafe {
+        pgrx::pg_sys::GUC_check_errcode(
+            pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE as i32,
+        );
+        pgrx::pg_sys::GUC_check_errmsg_string = pgrx::pg_sys::pstrdup(
+            c"steadytext.daemon_token cannot be set per database, per role or per function: \
+              every role can read those settings"
+                .as_ptr(),
+        );
+        pgrx::pg_sys::GUC_check_errhint_string = pgrx::pg_sys::pstrdup(
+            c"Set it in postgresql.conf or with ALTER SYSTEM, then SELECT pg_reload_conf()."
+                .as_ptr(),
+        );
+    }
+    false
+}
+
 /// Registers the settings; called once from `_PG_init`.
 pub fn init() {
     GucRegistry::define_string_guc(
@@ -69,15 +106,23 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
-    GucRegistry::define_string_guc(
-        c"steadytext.daemon_token",
-        c"Bearer token sent to the daemon, for one started with --token; empty sends none. \
-          Hidden from other roles.",
-        c"Default empty (none). Superuser-only, hidden from non-superusers.",
-        &DAEMON_TOKEN,
-        GucContext::Suset,
-        GucFlags::SUPERUSER_ONLY,
-    );
+    // SAFETY: the check hook is a plain function that cannot panic.
+    unsafe {
+        GucRegistry::define_string_guc_with_hooks(
+            c"steadytext.daemon_token",
+            c"Bearer token sent to the daemon, for one started with --token; empty sends none. \
+              Hidden from other roles.",
+            c"Default empty (none). Superuser-only, hidden from non-superusers. Set it in \
+              postgresql.conf or with ALTER SYSTEM: ALTER DATABASE/ROLE ... SET and function SET \
+              clauses are refused, since every role can read pg_db_role_setting and pg_proc.",
+            &DAEMON_TOKEN,
+            GucContext::Suset,
+            GucFlags::SUPERUSER_ONLY,
+            Some(token_source_is_private),
+            None,
+            None,
+        );
+    }
     GucRegistry::define_int_guc(
         c"steadytext.daemon_connect_timeout",
         c"How long a synchronous function waits to connect to the daemon (the reply itself is \
@@ -103,6 +148,31 @@ pub fn init() {
         &MAX_QUEUE_SIZE,
         1,
         100_000_000,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"steadytext.max_queue_size_per_role",
+        c"Most asynchronous requests one role may have pending or processing at once, beside \
+          steadytext.max_queue_size; 0 sets no limit of its own. Beyond it: SQLSTATE 53400.",
+        c"Default 0 (none), range 0..100000000. Counted as steadytext.max_queue_size is, for the \
+          role the call runs as (current_user). Superuser-set; set it for one role with ALTER \
+          ROLE name SET steadytext.max_queue_size_per_role = n (applies to its new sessions).",
+        &MAX_QUEUE_SIZE_PER_ROLE,
+        0,
+        100_000_000,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"steadytext.max_priority",
+        c"Highest priority a role that is not a superuser may give an asynchronous request; \
+          asking for more fails with SQLSTATE 42501.",
+        c"Default 1000 (the whole range), range -1000..1000. Superuser-set; set it for one role \
+          with ALTER ROLE name SET steadytext.max_priority = n (applies to its new sessions).",
+        &MAX_PRIORITY,
+        PRIORITY_MIN,
+        PRIORITY_MAX,
         GucContext::Suset,
         GucFlags::default(),
     );
@@ -195,6 +265,16 @@ pub fn daemon_connect_timeout() -> std::time::Duration {
 /// `steadytext.max_queue_size` (default 10000, range 1..100000000).
 pub fn max_queue_size() -> i32 {
     MAX_QUEUE_SIZE.get()
+}
+
+/// `steadytext.max_queue_size_per_role` (default 0: none, range 0..100000000).
+pub fn max_queue_size_per_role() -> Option<i32> {
+    Some(MAX_QUEUE_SIZE_PER_ROLE.get()).filter(|&n| n > 0)
+}
+
+/// `steadytext.max_priority` (default 1000, range -1000..1000).
+pub fn max_priority() -> i32 {
+    MAX_PRIORITY.get()
 }
 
 /// `steadytext.max_retries` (see [`settings::MAX_RETRIES`]); workers read the worker

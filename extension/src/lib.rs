@@ -9,9 +9,11 @@ mod completion_wakeup;
 mod daemon;
 mod enqueue_buffer;
 mod error;
+mod ext_schema;
 mod gucs;
 mod queue_depth;
 mod queue_monitor;
+mod queue_owner;
 mod queue_schema;
 mod result_cache;
 mod sql_defaults;
@@ -33,6 +35,7 @@ pub extern "C-unwind" fn _PG_init() {
 
 /// Version of the installed pg_steadytext library, e.g. `0.1.0`.
 #[pg_extern(immutable, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
 fn steadytext_version() -> &'static str {
     steadytext_api::VERSION
 }

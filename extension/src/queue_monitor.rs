@@ -3,9 +3,9 @@
 
 use pgrx::prelude::*;
 
-use crate::enqueue_buffer;
 use crate::error::{or_raise, SqlError};
 use crate::gucs;
+use crate::{enqueue_buffer, ext_schema};
 
 /// Requests by function and status as the caller sees them (its own requests, or all of them
 /// for steadytext_worker and superusers), one row per combination present: how many, the
@@ -13,7 +13,7 @@ use crate::gucs;
 /// start to finish for completed and failed requests, creation to now for pending and
 /// processing ones (their age), none for cancelled ones.
 #[pg_extern(volatile, requires = ["queue_transitions"])]
-#[search_path(pg_catalog, @extschema@, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn steadytext_queue_stats() -> TableIterator<
     'static,
     (
@@ -28,9 +28,7 @@ fn steadytext_queue_stats() -> TableIterator<
 > {
     or_raise((|| {
         enqueue_buffer::flush()?;
-        let rows = Spi::connect(|client| {
-            client
-                .select(
+        let sql = format!(
                     "SELECT function_name, status, count(*), min(created_at),
                             extract(epoch FROM now() - min(created_at))::float8,
                             avg(seconds)::float8,
@@ -41,15 +39,25 @@ fn steadytext_queue_stats() -> TableIterator<
                                       WHEN status = 'failed' THEN failed_at - started_at
                                       WHEN status IN ('pending', 'processing') THEN now() - created_at
                                   END) AS seconds
-                           FROM steadytext_queue) q
+                           FROM {}) q
                      GROUP BY function_name, status
                      ORDER BY function_name, array_position(
                          ARRAY['pending', 'processing', 'completed', 'failed', 'cancelled'], status)",
-                    None,
-                    &[],
-                )?
+            ext_schema::qualified("steadytext_queue")?
+        );
+        let rows = Spi::connect(|client| {
+            client
+                .select(&sql, None, &[])?
                 .map(|r| -> Result<_, SqlError> {
-                    Ok((r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+                    Ok((
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                    ))
                 })
                 .collect::<Result<Vec<_>, _>>()
         })?;
@@ -57,11 +65,12 @@ fn steadytext_queue_stats() -> TableIterator<
     })())
 }
 
-/// Registered queue workers: identity, last heartbeat, whether the heartbeat is older than
+/// Registered queue workers (for steadytext_worker and pg_monitor members and superusers; other
+/// roles get SQLSTATE 42501): identity, last heartbeat, whether the heartbeat is older than
 /// `steadytext.worker_timeout` (`stale`), and how many requests each is processing (among those
 /// the caller may see).
 #[pg_extern(volatile, requires = ["queue_transitions"])]
-#[search_path(pg_catalog, @extschema@, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn steadytext_worker_status() -> TableIterator<
     'static,
     (
@@ -76,17 +85,25 @@ fn steadytext_worker_status() -> TableIterator<
     ),
 > {
     or_raise((|| {
+        let workers = ext_schema::qualified("steadytext_workers")?;
+        let may_see = Spi::get_one_with_args::<bool>(
+            "SELECT has_table_privilege($1, 'SELECT')",
+            &[workers.clone().into()],
+        )?;
+        if may_see != Some(true) {
+            return Err(SqlError::WorkersHidden);
+        }
+        let sql = format!(
+            "SELECT w.worker_id, w.host, w.pid, w.status, w.started_at, w.last_heartbeat,
+                    w.last_heartbeat < now() - make_interval(secs => $1),
+                    (SELECT count(*) FROM {} q
+                     WHERE q.status = 'processing' AND q.worker_id = w.worker_id)
+             FROM {workers} w ORDER BY w.worker_id",
+            ext_schema::qualified("steadytext_queue")?
+        );
         let rows = Spi::connect(|client| {
             client
-                .select(
-                    "SELECT w.worker_id, w.host, w.pid, w.status, w.started_at, w.last_heartbeat,
-                            w.last_heartbeat < now() - make_interval(secs => $1),
-                            (SELECT count(*) FROM steadytext_queue q
-                             WHERE q.status = 'processing' AND q.worker_id = w.worker_id)
-                     FROM steadytext_workers w ORDER BY w.worker_id",
-                    None,
-                    &[f64::from(gucs::worker_timeout_secs()).into()],
-                )?
+                .select(&sql, None, &[f64::from(gucs::worker_timeout_secs()).into()])?
                 .map(|r| -> Result<_, SqlError> {
                     Ok((
                         r.get(1)?,

@@ -17,6 +17,7 @@ pgrx::extension_sql_file!(
 /// `steadytext.result_cache_max_age`. Workers evict with
 /// `SELECT steadytext_result_cache_evict(max_entries, max_age) FROM steadytext_result_cache_limits()`.
 #[pg_extern(stable, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
 fn steadytext_result_cache_limits(
 ) -> TableIterator<'static, (name!(max_entries, i64), name!(max_age, Interval))> {
     let secs = gucs::result_cache_max_age_secs();

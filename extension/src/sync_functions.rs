@@ -32,6 +32,7 @@ fn generate(
 
 /// Generates text from `prompt` (greedy, deterministic; served from the cache when allowed).
 #[pg_extern(volatile, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
 fn steadytext_generate(
     prompt: Option<String>,
     max_tokens: default!(Option<i32>, 512),
@@ -43,6 +44,7 @@ fn steadytext_generate(
 
 /// Generates bare JSON valid against the JSON Schema `schema`.
 #[pg_extern(volatile, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
 fn steadytext_generate_json(
     prompt: Option<String>,
     schema: Option<JsonB>,
@@ -58,6 +60,7 @@ fn steadytext_generate_json(
 
 /// Generates text that fully matches the regular expression `pattern`.
 #[pg_extern(volatile, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
 fn steadytext_generate_regex(
     prompt: Option<String>,
     pattern: Option<String>,
@@ -73,6 +76,7 @@ fn steadytext_generate_regex(
 
 /// Answers `prompt` with exactly one of `choices`.
 #[pg_extern(volatile, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
 fn steadytext_generate_choice(
     prompt: Option<String>,
     choices: Option<Vec<Option<String>>>,
@@ -88,6 +92,7 @@ fn steadytext_generate_choice(
 
 /// Embeds `text_input`: a unit-length vector (384 dimensions with the packaged model).
 #[pg_extern(volatile, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
 fn steadytext_embed(
     text_input: Option<String>,
     use_cache: default!(Option<bool>, true),
@@ -108,6 +113,7 @@ fn steadytext_embed(
 /// Scores `documents` against `query`, best first. Without a reranker model the scores are
 /// embedding cosine similarities, which a NOTICE reports.
 #[pg_extern(volatile, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
 fn steadytext_rerank(
     query: Option<String>,
     documents: Option<Vec<Option<String>>>,

@@ -83,9 +83,14 @@ pub struct ServeArgs {
     #[arg(long, env = "STEADYTEXT_SOCKET")]
     pub socket: Option<PathBuf>,
     /// Bearer token every call but `/health` must carry (`Authorization: Bearer …`); the
-    /// extension sends `steadytext.daemon_token`. Default: none (no authentication).
-    #[arg(long, env = "STEADYTEXT_TOKEN", hide_env_values = true)]
+    /// extension sends `steadytext.daemon_token`. On the command line it shows in the process
+    /// list: prefer `--token-file` or the environment. Default: none (no authentication).
+    #[arg(long, env = "STEADYTEXT_TOKEN", hide_env_values = true, conflicts_with = "token_file")]
     pub token: Option<String>,
+    /// File holding the bearer token (its first line; keep it readable only by the daemon's
+    /// user), instead of `--token`. Default: none.
+    #[arg(long, env = "STEADYTEXT_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
     /// Engine, cache, database and worker settings.
     #[command(flatten)]
     pub daemon: DaemonArgs,

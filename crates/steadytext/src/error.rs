@@ -60,6 +60,19 @@ pub enum DaemonError {
     /// A PostgreSQL error in the worker.
     #[error("postgresql: {0}")]
     Db(#[from] tokio_postgres::Error),
+    /// `--token-file` could not be read or holds no token.
+    #[error("cannot read the token from {}: {reason}", path.display())]
+    TokenFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The worker's database has no pg_steadytext extension.
+    #[error(
+        "pg_steadytext is not installed in the worker's database (CREATE EXTENSION pg_steadytext)"
+    )]
+    ExtensionMissing,
     /// A queue row whose parameters do not describe a valid request.
     #[error("invalid queue parameters for {function}: {reason}")]
     BadJob {
@@ -115,6 +128,8 @@ impl DaemonError {
             | DaemonError::Cache { .. }
             | DaemonError::Bind { .. }
             | DaemonError::Db(_)
+            | DaemonError::ExtensionMissing
+            | DaemonError::TokenFile { .. }
             | DaemonError::Io(_) => ErrorCode::Internal,
         }
     }

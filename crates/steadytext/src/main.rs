@@ -8,6 +8,7 @@ mod engine_host;
 mod error;
 mod http;
 mod metrics;
+mod queue_sql;
 mod readiness;
 mod service;
 mod shared_cache;

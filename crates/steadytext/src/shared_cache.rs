@@ -14,6 +14,7 @@ use tokio::sync::Mutex;
 use tokio_postgres::{Client, Config, NoTls};
 
 use crate::error::DaemonError;
+use crate::queue_sql::Statements;
 
 /// How often a daemon evicts beyond the configured bounds.
 const EVICT_EVERY: Duration = Duration::from_secs(60);
@@ -24,7 +25,7 @@ const EVICT_BATCH: i32 = 1000;
 /// The PostgreSQL tier of the result cache.
 pub struct SharedCache {
     config: Config,
-    client: Mutex<Option<Arc<Client>>>,
+    client: Mutex<Option<(Arc<Client>, Arc<Statements>)>>,
 }
 
 impl SharedCache {
@@ -39,10 +40,8 @@ impl SharedCache {
     /// The results cached under `keys` (absent keys are misses); empty when PostgreSQL fails.
     pub async fn get(&self, keys: &[String]) -> HashMap<String, String> {
         let query = async {
-            let client = self.client().await?;
-            let rows = client
-                .query("SELECT cache_key, result FROM steadytext_result_cache_get($1)", &[&keys])
-                .await?;
+            let (client, sql) = self.client().await?;
+            let rows = client.query(&sql.cache_get, &[&keys]).await?;
             Ok::<_, DaemonError>(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
         };
         self.or_warn("read", query).await.unwrap_or_default()
@@ -56,10 +55,8 @@ impl SharedCache {
         let (keys, results): (Vec<&str>, Vec<&str>) =
             entries.iter().map(|(k, v)| (k.as_str(), v.as_str())).unzip();
         let query = async {
-            let client = self.client().await?;
-            client
-                .query_one("SELECT steadytext_result_cache_put($1, $2)", &[&keys, &results])
-                .await?;
+            let (client, sql) = self.client().await?;
+            client.query_one(&sql.cache_put, &[&keys, &results]).await?;
             Ok::<_, DaemonError>(())
         };
         self.or_warn("write", query).await;
@@ -67,16 +64,10 @@ impl SharedCache {
 
     /// Deletes what lies beyond the configured bounds, a batch per statement; returns how many.
     pub async fn evict(&self) -> Result<u64, DaemonError> {
-        let client = self.client().await?;
+        let (client, sql) = self.client().await?;
         let mut removed = 0;
         loop {
-            let row = client
-                .query_one(
-                    "SELECT steadytext_result_cache_evict(l.max_entries, l.max_age, $1) \
-                     FROM steadytext_result_cache_limits() l",
-                    &[&EVICT_BATCH],
-                )
-                .await?;
+            let row = client.query_one(&sql.cache_evict, &[&EVICT_BATCH]).await?;
             let n: i32 = row.get(0);
             removed += n as u64;
             if n < EVICT_BATCH {
@@ -85,19 +76,20 @@ impl SharedCache {
         }
     }
 
-    /// The connection, opened when there is none.
-    async fn client(&self) -> Result<Arc<Client>, DaemonError> {
+    /// The connection and its statements, opened when there is none.
+    async fn client(&self) -> Result<(Arc<Client>, Arc<Statements>), DaemonError> {
         let mut slot = self.client.lock().await;
-        if let Some(client) = slot.as_ref().filter(|c| !c.is_closed()) {
-            return Ok(client.clone());
+        if let Some(open) = slot.as_ref().filter(|(c, _)| !c.is_closed()) {
+            return Ok(open.clone());
         }
         let (client, connection) = self.config.connect(NoTls).await?;
         tokio::spawn(async move {
             let _ = connection.await;
         });
-        let client = Arc::new(client);
-        *slot = Some(client.clone());
-        Ok(client)
+        let sql = Arc::new(Statements::for_session(&client).await?);
+        let open = (Arc::new(client), sql);
+        *slot = Some(open.clone());
+        Ok(open)
     }
 
     /// The result of `query`, or `None` after a warning (and a fresh connection next time).

@@ -175,6 +175,31 @@ fn bearer_token_is_required_when_configured() {
     assert_eq!(d.request("GET", "/metrics", &["Authorization: Bearer nope"], "").0, 401);
 }
 
+/// The token can come from a file (its first line), so that it shows neither in the process
+/// list nor in the environment; a file without a token stops the daemon at start.
+#[test]
+fn the_bearer_token_can_come_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, "from-a-file\n").unwrap();
+    let d = Daemon::serve(&["--token-file", file.to_str().unwrap()]);
+    assert_eq!(d.request("GET", "/metrics", &[], "").0, 401);
+    assert_eq!(d.request("GET", "/metrics", &["Authorization: Bearer from-a-fil"], "").0, 401);
+    assert_eq!(d.request("GET", "/metrics", &["Authorization: Bearer from-a-file"], "").0, 200);
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", d.pid())).unwrap();
+    assert!(!String::from_utf8_lossy(&cmdline).contains("from-a-file"));
+
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_steadytext"))
+        .args(["serve", "--port", "0", "--token-file", empty.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot read the token from") && stderr.contains("empty"), "{stderr}");
+}
+
 #[test]
 fn the_disk_cache_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();

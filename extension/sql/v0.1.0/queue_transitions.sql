@@ -2,8 +2,14 @@
 -- through these functions, so the rules (claim order, leases, retries, refusal after cancel,
 -- notifications) live in one place. They run with the caller's rights (SECURITY INVOKER):
 -- steadytext_worker's row-level-security policy lets it process every row, and only
--- steadytext_worker (and superusers) may execute them. steadytext_queue_cancel is the exception
--- open to every role; row-level security limits it to the caller's own requests.
+-- steadytext_worker (and superusers) may execute them. Ordinary roles reach them only through the
+-- extension's user functions (steadytext_cancel_async runs steadytext_queue_cancel as the queue's
+-- owner once row-level security has shown the caller the request).
+--
+-- Like every function of the extension, each pins search_path to pg_catalog, pg_temp and names
+-- the extension's own objects as @extschema@.name, so that nothing a role creates in any schema
+-- (functions, operators or tables named like the ones called here) is ever run or read in their
+-- place (CVE-2018-1058, CVE-2020-14350); extension/tests/security checks it with traps.
 
 -- Sends NOTIFY steadytext_completed with {"request_id", "function", "status"} (never the result:
 -- payloads are capped at 8000 bytes), and wakes sessions waiting in steadytext_get_async_result
@@ -19,25 +25,14 @@ AS $$
     SELECT @extschema@.steadytext_queue_wake_waiters();
 $$;
 
--- Number of requests waiting or running, over all roles (the limit steadytext.max_queue_size
--- applies to the whole queue, which row-level security hides from ordinary roles).
-CREATE FUNCTION steadytext_queue_depth()
-RETURNS bigint
-LANGUAGE sql STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT count(*) FROM @extschema@.steadytext_queue WHERE status IN ('pending', 'processing');
-$$;
-
 -- Claims up to batch_size due pending requests, highest priority first, then oldest, skipping rows
 -- other claimers hold; each gets status 'processing' and a lease of `lease` for worker_id
 -- (workers pass steadytext.worker_timeout). Returns the claimed rows in claim order.
 CREATE FUNCTION steadytext_queue_claim(worker_id text, batch_size integer DEFAULT 1,
                                        lease interval DEFAULT '300 seconds')
-RETURNS SETOF steadytext_queue
+RETURNS SETOF @extschema@.steadytext_queue
 LANGUAGE plpgsql VOLATILE
-SET search_path = @extschema@, pg_catalog, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN
@@ -52,13 +47,13 @@ BEGIN
     END IF;
     RETURN QUERY
     WITH picked AS (
-        SELECT q.id FROM steadytext_queue q
+        SELECT q.id FROM @extschema@.steadytext_queue q
         WHERE q.status = 'pending' AND q.next_attempt_at <= now()
         ORDER BY q.priority DESC, q.created_at, q.id
         LIMIT batch_size
         FOR UPDATE SKIP LOCKED
     ), claimed AS (
-        UPDATE steadytext_queue q
+        UPDATE @extschema@.steadytext_queue q
         SET status = 'processing', worker_id = steadytext_queue_claim.worker_id,
             lease_expires_at = now() + lease, started_at = now()
         FROM picked WHERE q.id = picked.id
@@ -75,7 +70,7 @@ CREATE FUNCTION steadytext_worker_heartbeat(worker_id text, host text, pid integ
                                             status text DEFAULT 'running')
 RETURNS integer
 LANGUAGE plpgsql VOLATILE
-SET search_path = @extschema@, pg_catalog, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -94,7 +89,7 @@ BEGIN
         RAISE EXCEPTION 'status must be running, stopping or stopped, got %', status
             USING ERRCODE = '22023';
     END IF;
-    INSERT INTO steadytext_workers AS w (worker_id, host, pid, status)
+    INSERT INTO @extschema@.steadytext_workers AS w (worker_id, host, pid, status)
     VALUES (steadytext_worker_heartbeat.worker_id, steadytext_worker_heartbeat.host,
             steadytext_worker_heartbeat.pid, steadytext_worker_heartbeat.status)
     ON CONFLICT (worker_id) DO UPDATE
@@ -103,7 +98,7 @@ BEGIN
         -- same id, different process: a restart
         started_at = CASE WHEN (w.host, w.pid) IS DISTINCT FROM (EXCLUDED.host, EXCLUDED.pid)
                           THEN now() ELSE w.started_at END;
-    UPDATE steadytext_queue
+    UPDATE @extschema@.steadytext_queue
     SET lease_expires_at = now() + lease
     WHERE status = 'processing' AND worker_id = steadytext_worker_heartbeat.worker_id;
     GET DIAGNOSTICS extended = ROW_COUNT;
@@ -117,7 +112,7 @@ $$;
 CREATE FUNCTION steadytext_queue_complete(request_id uuid, worker_id text, result text)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE
-SET search_path = @extschema@, pg_catalog, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF result IS NULL THEN
@@ -126,7 +121,7 @@ BEGIN
     IF request_id IS NULL THEN
         RETURN false;
     END IF;
-    RETURN (steadytext_queue_complete_many(worker_id, ARRAY[request_id], ARRAY[result]))[1];
+    RETURN (@extschema@.steadytext_queue_complete_many(worker_id, ARRAY[request_id], ARRAY[result]))[1];
 END
 $$;
 
@@ -139,7 +134,7 @@ $$;
 CREATE FUNCTION steadytext_queue_complete_many(worker_id text, request_ids uuid[], results text[])
 RETURNS boolean[]
 LANGUAGE plpgsql VOLATILE
-SET search_path = @extschema@, pg_catalog, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     written uuid[] := '{}';
@@ -168,7 +163,7 @@ BEGIN
         RAISE EXCEPTION 'request_ids must not repeat an id' USING ERRCODE = '22023';
     END IF;
     FOR job IN
-        UPDATE steadytext_queue q
+        UPDATE @extschema@.steadytext_queue q
         SET status = 'completed', result = r.res, error = NULL, completed_at = now(),
             lease_expires_at = NULL
         FROM unnest(request_ids, results) AS r(rid, res)
@@ -176,7 +171,7 @@ BEGIN
           AND q.worker_id = steadytext_queue_complete_many.worker_id
         RETURNING q.request_id AS rid, q.function_name AS fn
     LOOP
-        PERFORM steadytext_queue_notify_completed(job.rid, job.fn, 'completed');
+        PERFORM @extschema@.steadytext_queue_notify_completed(job.rid, job.fn, 'completed');
         written := written || job.rid;
     END LOOP;
     RETURN ARRAY(SELECT i = ANY(written) FROM unnest(request_ids) WITH ORDINALITY AS t(i, n)
@@ -208,11 +203,11 @@ CREATE FUNCTION steadytext_queue_fail(request_id uuid, worker_id text, error tex
                                       retry_limit integer DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql VOLATILE
-SET search_path = @extschema@, pg_catalog, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    job steadytext_queue;
+    job @extschema@.steadytext_queue;
 BEGIN
     IF steadytext_queue_fail.error IS NULL OR steadytext_queue_fail.error = '' THEN
         RAISE EXCEPTION 'error must not be null or empty' USING ERRCODE = '22004';
@@ -227,26 +222,26 @@ BEGIN
         RAISE EXCEPTION 'retry_limit must not be negative, got %', retry_limit
             USING ERRCODE = '22023';
     END IF;
-    SELECT * INTO job FROM steadytext_queue
+    SELECT * INTO job FROM @extschema@.steadytext_queue
     WHERE request_id = steadytext_queue_fail.request_id AND status = 'processing'
       AND worker_id = steadytext_queue_fail.worker_id
     FOR UPDATE;
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
-    IF retryable AND steadytext_queue_may_retry(job.retry_count, job.max_retries, retry_limit) THEN
-        UPDATE steadytext_queue
+    IF retryable AND @extschema@.steadytext_queue_may_retry(job.retry_count, job.max_retries, retry_limit) THEN
+        UPDATE @extschema@.steadytext_queue
         SET status = 'pending', error = steadytext_queue_fail.error, retry_count = retry_count + 1,
             worker_id = NULL, lease_expires_at = NULL,
             next_attempt_at = now() + least(backoff * power(2, job.retry_count), interval '1 hour')
         WHERE id = job.id;
         RETURN 'pending';
     END IF;
-    UPDATE steadytext_queue
+    UPDATE @extschema@.steadytext_queue
     SET status = 'failed', error = steadytext_queue_fail.error, failed_at = now(),
         lease_expires_at = NULL
     WHERE id = job.id;
-    PERFORM steadytext_queue_notify_completed(job.request_id, job.function_name, 'failed');
+    PERFORM @extschema@.steadytext_queue_notify_completed(job.request_id, job.function_name, 'failed');
     RETURN 'failed';
 END
 $$;
@@ -259,7 +254,7 @@ CREATE FUNCTION steadytext_queue_rescue_expired(backoff interval DEFAULT '1 seco
                                                 retry_limit integer DEFAULT NULL)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE
-SET search_path = @extschema@, pg_catalog, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     job record;
@@ -277,25 +272,25 @@ BEGIN
     END IF;
     FOR job IN
         SELECT id, request_id, function_name, worker_id AS w, retry_count AS retries, max_retries
-        FROM steadytext_queue
+        FROM @extschema@.steadytext_queue
         WHERE status = 'processing' AND lease_expires_at < now()
         ORDER BY id
         FOR UPDATE SKIP LOCKED
     LOOP
         n := n + 1;
-        IF steadytext_queue_may_retry(job.retries, job.max_retries, retry_limit) THEN
-            UPDATE steadytext_queue
+        IF @extschema@.steadytext_queue_may_retry(job.retries, job.max_retries, retry_limit) THEN
+            UPDATE @extschema@.steadytext_queue
             SET status = 'pending', retry_count = retry_count + 1, worker_id = NULL,
                 lease_expires_at = NULL,
                 error = format('lease of worker %s expired', job.w),
                 next_attempt_at = now() + least(backoff * power(2, job.retries), interval '1 hour')
             WHERE id = job.id;
         ELSE
-            UPDATE steadytext_queue
+            UPDATE @extschema@.steadytext_queue
             SET status = 'failed', failed_at = now(), lease_expires_at = NULL,
                 error = format('lease of worker %s expired after %s retries', job.w, job.retries)
             WHERE id = job.id;
-            PERFORM steadytext_queue_notify_completed(job.request_id, job.function_name, 'failed');
+            PERFORM @extschema@.steadytext_queue_notify_completed(job.request_id, job.function_name, 'failed');
         END IF;
     END LOOP;
     RETURN n;
@@ -303,25 +298,26 @@ END
 $$;
 
 -- Cancels a pending or processing request. Returns true if it was and now is cancelled, false if
--- it had already finished (or is not visible to the caller). A cancelled request's result is
--- never written afterwards: steadytext_queue_complete refuses it.
+-- it had already finished (or is unknown). A cancelled request's result is never written
+-- afterwards: steadytext_queue_complete refuses it. Workers may cancel any request; an ordinary
+-- role cancels its own through steadytext_cancel_async.
 CREATE FUNCTION steadytext_queue_cancel(request_id uuid)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE
-SET search_path = @extschema@, pg_catalog, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
     fn text;
 BEGIN
-    UPDATE steadytext_queue
+    UPDATE @extschema@.steadytext_queue
     SET status = 'cancelled', completed_at = now(), lease_expires_at = NULL
     WHERE request_id = steadytext_queue_cancel.request_id AND status IN ('pending', 'processing')
     RETURNING function_name INTO fn;
     IF NOT FOUND THEN
         RETURN false;
     END IF;
-    PERFORM steadytext_queue_notify_completed(steadytext_queue_cancel.request_id, fn, 'cancelled');
+    PERFORM @extschema@.steadytext_queue_notify_completed(steadytext_queue_cancel.request_id, fn, 'cancelled');
     RETURN true;
 END
 $$;
@@ -335,7 +331,7 @@ $$;
 CREATE FUNCTION steadytext_queue_purge(retention interval, batch_limit integer DEFAULT 500)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE
-SET search_path = @extschema@, pg_catalog, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     purged integer;
@@ -350,9 +346,9 @@ BEGIN
         RAISE EXCEPTION 'batch_limit must be between 1 and 10000, got %', batch_limit
             USING ERRCODE = '22023';
     END IF;
-    DELETE FROM steadytext_queue
+    DELETE FROM @extschema@.steadytext_queue
     WHERE id IN (
-        SELECT id FROM steadytext_queue
+        SELECT id FROM @extschema@.steadytext_queue
         WHERE status IN ('completed', 'failed', 'cancelled')
           AND coalesce(completed_at, failed_at) < now() - retention
         ORDER BY coalesce(completed_at, failed_at)
@@ -365,20 +361,28 @@ END
 $$;
 
 REVOKE ALL ON FUNCTION
+    steadytext_queue_notify_completed(uuid, text, text),
+    steadytext_queue_wake_waiters(),
+    steadytext_queue_may_retry(integer, integer, integer),
     steadytext_queue_claim(text, integer, interval),
     steadytext_worker_heartbeat(text, text, integer, interval, text),
     steadytext_queue_complete(uuid, text, text),
     steadytext_queue_complete_many(text, uuid[], text[]),
     steadytext_queue_fail(uuid, text, text, boolean, interval, integer),
     steadytext_queue_rescue_expired(interval, integer),
+    steadytext_queue_cancel(uuid),
     steadytext_queue_purge(interval, integer)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
+    steadytext_queue_notify_completed(uuid, text, text),
+    steadytext_queue_wake_waiters(),
+    steadytext_queue_may_retry(integer, integer, integer),
     steadytext_queue_claim(text, integer, interval),
     steadytext_worker_heartbeat(text, text, integer, interval, text),
     steadytext_queue_complete(uuid, text, text),
     steadytext_queue_complete_many(text, uuid[], text[]),
     steadytext_queue_fail(uuid, text, text, boolean, interval, integer),
     steadytext_queue_rescue_expired(interval, integer),
+    steadytext_queue_cancel(uuid),
     steadytext_queue_purge(interval, integer)
 TO steadytext_worker;

@@ -23,19 +23,36 @@ use crate::shared_cache::SharedCache;
 use crate::worker::db_config;
 use crate::worker::{host_name, Worker};
 
+/// The bearer token of `--token`, or the first line of `--token-file` (an unreadable or empty
+/// file is an error: a daemon meant to be protected never starts open).
+fn token(args: &ServeArgs) -> Result<Option<String>, DaemonError> {
+    let Some(path) = &args.token_file else { return Ok(args.token.clone()) };
+    let text = std::fs::read_to_string(path).map_err(|source| DaemonError::TokenFile {
+        path: path.clone(),
+        reason: source.to_string(),
+    })?;
+    let token = text.lines().next().unwrap_or("").trim();
+    if token.is_empty() {
+        let reason = "it is empty".to_owned();
+        return Err(DaemonError::TokenFile { path: path.clone(), reason });
+    }
+    Ok(Some(token.to_owned()))
+}
+
 /// Runs `steadytext serve` until SIGTERM/SIGINT.
 pub fn serve(args: ServeArgs) -> Result<(), DaemonError> {
     runtime()?.block_on(async move {
         let service = start_service(&args.daemon)?;
         let shutdown = shutdown_signal()?;
-        if !is_loopback(&args.host) && args.token.is_none() {
+        let token = token(&args)?;
+        if !is_loopback(&args.host) && token.is_none() {
             eprintln!(
                 "steadytext: warning: listening on {} without --token; anyone who can reach it \
                  may use the API",
                 args.host
             );
         }
-        let app = router(AppState { service: service.clone(), token: args.token.clone() });
+        let app = router(AppState { service: service.clone(), token });
         let addr = format!("{}:{}", args.host, args.port);
         let tcp = TcpListener::bind(&addr)
             .await

@@ -54,11 +54,20 @@ async fn authorize(State(s): State<AppState>, req: Request, next: Next) -> Respo
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(token.as_str()) {
+        if !given.is_some_and(|given| same_secret(given, token)) {
             return DaemonError::Unauthorized.into_response();
         }
     }
     next.run(req).await
+}
+
+/// Whether `given` equals `secret`, in time that does not depend on where they differ: both are
+/// hashed (so their lengths do not show either) and the digests compared without branching.
+fn same_secret(given: &str, secret: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let (a, b) = (Sha256::digest(given.as_bytes()), Sha256::digest(secret.as_bytes()));
+    let diff = a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
 }
 
 /// Records every call's endpoint, status and latency.
@@ -71,4 +80,17 @@ async fn observe(State(s): State<AppState>, req: Request, next: Next) -> Respons
     let response = next.run(req).await;
     s.service.metrics.record_http(&endpoint, response.status().as_u16(), started.elapsed());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_secret;
+
+    #[test]
+    fn secrets_match_only_exactly() {
+        assert!(same_secret("s3cret", "s3cret"));
+        for other in ["", "s3cre", "s3cret ", "S3cret", "s3creu"] {
+            assert!(!same_secret(other, "s3cret"), "{other:?}");
+        }
+    }
 }

@@ -3,13 +3,15 @@
 //! finished request, or its poll interval), runs each claimed request as its own task on the
 //! engine (which decodes them together), completes or fails each one the moment it finishes,
 //! heartbeats its leases on its own timer, and stops the engine work of a request cancelled
-//! while it runs (it LISTENs on `steadytext_completed` for status `cancelled`), and deletes
+//! while it runs (it LISTENs on `steadytext_completed` for status `cancelled`, and then reads the
+//! request's row: any role may send a notification, so one proves nothing), and deletes
 //! finished requests older than `steadytext.queue_retention` in small batches (`purge.rs`). It
 //! reconnects with backoff when PostgreSQL goes away (what the broken session held is released
 //! by the next one), and on shutdown stops claiming, finishes what runs, and marks itself
 //! stopped.
 //!
-//! No transaction is ever held open during inference: every SQL call is its own statement.
+//! No transaction is ever held open during inference: every SQL call is its own statement. The
+//! statements are in `queue_sql.rs`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,6 +34,7 @@ use settings::Settings;
 
 use crate::cli::WorkerTuning;
 use crate::error::DaemonError;
+use crate::queue_sql::Statements;
 use crate::service::Service;
 
 /// Longest wait between reconnection attempts.
@@ -119,7 +122,10 @@ impl Worker {
             }
             let _ = closed_tx.send(true);
         });
-        let result = self.serve_queue(&client, &wake, &mut cancels, &mut closed).await;
+        let result = match Statements::for_session(&client).await {
+            Ok(sql) => self.serve_queue(&client, &sql, &wake, &mut cancels, &mut closed).await,
+            Err(e) => Err(e),
+        };
         drop(client);
         driver.abort();
         result
@@ -131,16 +137,17 @@ impl Worker {
     async fn serve_queue(
         &mut self,
         client: &Client,
+        sql: &Statements,
         wake: &Notify,
         cancels: &mut mpsc::UnboundedReceiver<String>,
         closed: &mut watch::Receiver<bool>,
     ) -> Result<(), DaemonError> {
         client.batch_execute("LISTEN steadytext_jobs; LISTEN steadytext_completed").await?;
-        self.release_orphans(client).await?;
+        self.release_orphans(client, sql).await?;
         let host = host_name();
         let pid = std::process::id() as i32;
         let lease = Duration::from_secs(u64::from(self.tuning.lease));
-        self.heartbeat(client, &host, pid, "running").await?;
+        self.heartbeat(client, sql, &host, pid, "running").await?;
         eprintln!("steadytext worker {}: listening on steadytext_jobs", self.worker_id);
         if let Some(ready) = self.ready.take() {
             let _ = ready.send(());
@@ -159,30 +166,25 @@ impl Worker {
         loop {
             if *self.shutdown.borrow() && !stopping {
                 stopping = true;
-                self.heartbeat(client, &host, pid, "stopping").await?;
+                self.heartbeat(client, sql, &host, pid, "stopping").await?;
             }
             if stopping && running.is_empty() {
-                self.heartbeat(client, &host, pid, "stopped").await?;
+                self.heartbeat(client, sql, &host, pid, "stopped").await?;
                 return Ok(());
             }
             if last_rescue.is_none_or(|t| t.elapsed() >= lease / 2) {
                 let limit = settings.max_retries as i32;
-                client
-                    .query_one(
-                        "SELECT steadytext_queue_rescue_expired(retry_limit => $1)",
-                        &[&limit],
-                    )
-                    .await?;
+                client.query_one(&sql.rescue_expired, &[&limit]).await?;
                 last_rescue = Some(Instant::now());
             }
             if !stopping {
-                purge.run_if_due(client, settings.retention).await?;
+                purge.run_if_due(client, &sql.purge, settings.retention).await?;
             }
             if claim && !stopping {
                 settings = settings::resolve(client, &self.tuning).await?;
                 let free = (settings.concurrency as usize).saturating_sub(running.len());
                 if free > 0 {
-                    let jobs = self.claim(client, free as u32, lease).await?;
+                    let jobs = self.claim(client, sql, free as u32, lease).await?;
                     // fewer than asked: nothing more is due; wait for NOTIFY or the poll
                     claim = jobs.len() == free;
                     for job in jobs {
@@ -199,10 +201,26 @@ impl Worker {
                     // completed are recorded in one statement
                     let mut finished = vec![first];
                     finished.extend(std::iter::from_fn(|| running.try_join_next()));
-                    self.record_finished(client, finished, &settings).await?;
+                    self.record_finished(client, sql, finished, &settings).await?;
                     claim = true;
                 }
-                Some(id) = cancels.recv() => running.cancel(&id),
+                Some(id) = cancels.recv() => {
+                    // stopped only once the row says it is no longer this worker's to finish
+                    if running.runs(&id) {
+                        let args: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
+                            [&id, &self.worker_id];
+                        let row = client.query_one(&sql.still_running, &args).await?;
+                        if row.get::<_, bool>(0) {
+                            eprintln!(
+                                "steadytext worker {}: ignored a cancel notification for {id}, \
+                                 which is still processing here (not sent by a cancel)",
+                                self.worker_id
+                            );
+                        } else {
+                            running.cancel(&id);
+                        }
+                    }
+                }
                 _ = wake.notified() => claim = true,
                 _ = tokio::time::sleep_until(next_poll), if !claim && !stopping => {
                     claim = true;
@@ -210,7 +228,7 @@ impl Worker {
                 }
                 _ = beat.tick() => {
                     let status = if stopping { "stopping" } else { "running" };
-                    self.heartbeat(client, &host, pid, status).await?;
+                    self.heartbeat(client, sql, &host, pid, status).await?;
                 }
                 _ = tokio::time::sleep_until(tokio::time::Instant::from_std(purge.next())),
                     if settings.retention.is_some() && !stopping => {}
@@ -224,16 +242,8 @@ impl Worker {
     /// connection broke mid-batch, or the process restarted): nothing runs them any more, and
     /// this session's heartbeats would otherwise keep renewing their leases. Each counts as a
     /// failed attempt (retried at once while retries are left).
-    async fn release_orphans(&self, client: &Client) -> Result<(), DaemonError> {
-        let released = client
-            .query(
-                "SELECT steadytext_queue_fail(request_id, $1,
-                        'worker ' || $1 || ' lost the attempt (connection or process restart)',
-                        true, interval '0')
-                 FROM steadytext_queue WHERE status = 'processing' AND worker_id = $1",
-                &[&self.worker_id],
-            )
-            .await?;
+    async fn release_orphans(&self, client: &Client, sql: &Statements) -> Result<(), DaemonError> {
+        let released = client.query(&sql.release_orphans, &[&self.worker_id]).await?;
         if !released.is_empty() {
             eprintln!(
                 "steadytext worker {}: released {} request(s) of an earlier session",
@@ -247,30 +257,26 @@ impl Worker {
     async fn heartbeat(
         &self,
         client: &Client,
+        sql: &Statements,
         host: &str,
         pid: i32,
         status: &str,
     ) -> Result<(), DaemonError> {
         let lease = format!("{} seconds", self.tuning.lease);
-        client
-            .query_one(
-                "SELECT steadytext_worker_heartbeat($1, $2, $3, $4::text::interval, $5)",
-                &[&self.worker_id, &host, &pid, &lease, &status],
-            )
-            .await?;
+        client.query_one(&sql.heartbeat, &[&self.worker_id, &host, &pid, &lease, &status]).await?;
         Ok(())
     }
 
     async fn claim(
         &self,
         client: &Client,
+        sql: &Statements,
         batch: u32,
         lease: Duration,
     ) -> Result<Vec<Job>, DaemonError> {
         let rows = client
             .query(
-                "SELECT request_id::text, function_name, parameters::text, priority \
-                 FROM steadytext_queue_claim($1, $2, $3::text::interval)",
+                &sql.claim,
                 &[&self.worker_id, &(batch as i32), &format!("{} seconds", lease.as_secs())],
             )
             .await?;
@@ -290,7 +296,7 @@ impl Worker {
                     let error = DaemonError::BadJob { function: function_name, reason };
                     client
                         .query_one(
-                            "SELECT steadytext_queue_fail($1::text::uuid, $2, $3, false)",
+                            &sql.fail_for_good,
                             &[&request_id, &self.worker_id, &error.to_string()],
                         )
                         .await?;
@@ -306,6 +312,7 @@ impl Worker {
     async fn record_finished(
         &self,
         client: &Client,
+        sql: &Statements,
         finished: Vec<Finished>,
         settings: &Settings,
     ) -> Result<(), DaemonError> {
@@ -314,7 +321,9 @@ impl Worker {
         for (job, outcome, elapsed) in finished {
             match outcome {
                 Some(Ok(result)) => completed.push((job, result, elapsed)),
-                Some(Err(e)) => self.record_failure(client, &job, e, elapsed, settings).await?,
+                Some(Err(e)) => {
+                    self.record_failure(client, sql, &job, e, elapsed, settings).await?;
+                }
                 None => metrics.record_job(job.function().sql_name(), "cancelled", elapsed),
             }
         }
@@ -323,13 +332,8 @@ impl Worker {
         }
         let ids: Vec<&str> = completed.iter().map(|(job, _, _)| job.request_id.as_str()).collect();
         let results: Vec<&str> = completed.iter().map(|(_, result, _)| result.as_str()).collect();
-        let written: Vec<bool> = client
-            .query_one(
-                "SELECT steadytext_queue_complete_many($1, $2::text[]::uuid[], $3)",
-                &[&self.worker_id, &ids, &results],
-            )
-            .await?
-            .get(0);
+        let written: Vec<bool> =
+            client.query_one(&sql.complete_many, &[&self.worker_id, &ids, &results]).await?.get(0);
         for ((job, _, elapsed), written) in completed.iter().zip(written) {
             // not written: cancelled meanwhile, or the lease was lost to another worker
             let outcome = if written { "completed" } else { "dropped" };
@@ -342,6 +346,7 @@ impl Worker {
     async fn record_failure(
         &self,
         client: &Client,
+        sql: &Statements,
         job: &Job,
         e: DaemonError,
         elapsed: Duration,
@@ -352,7 +357,7 @@ impl Worker {
         let limit = settings.max_retries as i32;
         let row = client
             .query_one(
-                "SELECT steadytext_queue_fail($1::text::uuid, $2, $3, $4, retry_limit => $5)",
+                &sql.fail,
                 &[&job.request_id, &self.worker_id, &e.to_string(), &e.retryable(), &limit],
             )
             .await?;
@@ -409,6 +414,11 @@ impl Running {
         });
         self.by_request.insert(job.request_id.clone(), handle.clone());
         self.jobs.insert(handle.id(), (job, Instant::now()));
+    }
+
+    /// Whether `request_id` runs here.
+    fn runs(&self, request_id: &str) -> bool {
+        self.by_request.contains_key(request_id)
     }
 
     /// Stops the task of `request_id` if it runs here: dropping its engine call stops the

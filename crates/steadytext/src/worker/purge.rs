@@ -34,11 +34,13 @@ impl Purge {
         self.next
     }
 
-    /// Deletes one batch of requests finished more than `retention` ago if a purge is due
+    /// Deletes one batch of requests finished more than `retention` ago if a purge is due, with
+    /// `statement` (`queue_sql::Statements::purge`)
     /// (never when `retention` is `None`); returns how many it deleted.
     pub async fn run_if_due(
         &mut self,
         client: &Client,
+        statement: &str,
         retention: Option<Duration>,
     ) -> Result<i32, DaemonError> {
         let Some(retention) = retention else { return Ok(0) };
@@ -46,13 +48,7 @@ impl Purge {
             return Ok(0);
         }
         let interval = format!("{} seconds", retention.as_secs());
-        let purged: i32 = client
-            .query_one(
-                "SELECT steadytext_queue_purge($1::text::interval, $2)",
-                &[&interval, &BATCH],
-            )
-            .await?
-            .get(0);
+        let purged: i32 = client.query_one(statement, &[&interval, &BATCH]).await?.get(0);
         self.next = if purged >= BATCH { Instant::now() } else { Instant::now() + EVERY };
         Ok(purged)
     }

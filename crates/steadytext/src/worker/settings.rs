@@ -30,9 +30,7 @@ pub async fn resolve(client: &Client, tuning: &WorkerTuning) -> Result<Settings,
     let names: Vec<&str> = settings::ALL.iter().map(WorkerSetting::guc_name).collect();
     let row = client
         .query_one(
-            "SELECT current_setting($1, true), current_setting($2, true), \
-                    current_setting($3, true), current_setting($4, true), \
-                    current_setting($5, true)",
+            crate::queue_sql::SETTINGS,
             &[&names[0], &names[1], &names[2], &names[3], &names[4]],
         )
         .await?;

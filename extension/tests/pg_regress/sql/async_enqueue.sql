@@ -25,7 +25,7 @@ SELECT steadytext_rerank_async('capital of France', ARRAY['Paris is the capital'
 SELECT steadytext_rerank_async(query => 'q', documents => ARRAY['d'], task => 'custom task',
                                use_cache => false, seed => 1, priority => -1000) AS k2 \gset
 -- every request is a pending row owned by the caller, parameters under the SQL argument names
-SELECT v.label, q.function_name, q.parameters, q.priority, q.status, q.owner = current_user AS mine,
+SELECT v.label, q.function_name, q.parameters, q.priority, q.status, q.owner = current_user::text::regrole AS mine,
        q.retry_count, q.max_retries, q.worker_id, q.lease_expires_at, q.result, q.error,
        q.started_at, q.completed_at, q.failed_at, q.next_attempt_at = q.created_at AS due_at_once
 FROM (VALUES ('g1', :'g1'::uuid), ('g2', :'g2'), ('e1', :'e1'), ('e2', :'e2'), ('j1', :'j1'),

@@ -24,7 +24,8 @@ SELECT stmt, sqlstate_of(format(stmt, :'b1')) AS outcome FROM (VALUES
     ($$SELECT steadytext_worker_heartbeat('bob', 'h', 1)$$),
     ($$SELECT steadytext_queue_rescue_expired()$$)
 ) AS t(stmt);
--- nor write the tables directly, beyond cancelling his own requests
+-- nor write the tables directly: no INSERT, UPDATE or DELETE at all (enqueue and cancel are
+-- functions)
 SELECT stmt, sqlstate_of(format(stmt, :'b1')) AS outcome FROM (VALUES
     ($$UPDATE steadytext_queue SET status = 'completed', result = 'x', completed_at = now() WHERE request_id = %L$$),
     ($$UPDATE steadytext_queue SET status = 'processing' WHERE request_id = %L$$),
@@ -33,9 +34,9 @@ SELECT stmt, sqlstate_of(format(stmt, :'b1')) AS outcome FROM (VALUES
     ($$DELETE FROM steadytext_queue WHERE request_id = %L$$),
     ($$INSERT INTO steadytext_workers (worker_id, host, pid) VALUES ('bob', 'h', 1)$$)
 ) AS t(stmt);
--- the monitoring functions show bob's own requests; the queue limit counts everyone's
+-- the monitoring functions show bob's own requests; the workers are not his to see
 SELECT status, count FROM steadytext_queue_stats() WHERE count > 0;
-SELECT steadytext_queue_depth() AS depth;
+SELECT sqlstate_of('SELECT steadytext_worker_status()') AS outcome;
 RESET ROLE;
 -- a member of steadytext_worker sees and processes every role's requests
 SET ROLE regress_worker;
@@ -46,9 +47,9 @@ RESET ROLE;
 SET ROLE regress_alice;
 SELECT steadytext_get_async_result(:'a1', 0);
 SELECT steadytext_cancel_async(:'a2') AS cancelled;
-SELECT worker_id, processing FROM steadytext_worker_status();
 RESET ROLE;
 SET ROLE regress_worker;
+SELECT worker_id, processing FROM steadytext_worker_status();
 SELECT steadytext_queue_complete(:'a2', 'rw', 'too late') AS completed;
 RESET ROLE;
 -- who may execute what; SECURITY DEFINER only where needed, always with a pinned search_path

@@ -1,0 +1,145 @@
+//! Every SQL statement the binary sends to PostgreSQL, in one place (the queue worker's, the
+//! purge's, the settings' and the shared result cache's).
+//!
+//! A session first pins its `search_path` to `pg_catalog, pg_temp` and finds the schema
+//! pg_steadytext is installed in ([`Statements::for_session`]); every statement then names the
+//! extension's functions and tables through that schema. So nothing another role creates in a
+//! schema the worker's role would search (functions, operators or tables named like the ones
+//! called here, CVE-2018-1058) ever runs with the worker's rights — which are a superuser's when
+//! the worker connects as `postgres`.
+
+use tokio_postgres::Client;
+
+use crate::error::DaemonError;
+
+/// The statements of one session, with the extension's schema written in.
+#[derive(Debug, Clone)]
+pub struct Statements {
+    /// Fails requests whose lease expired: `$1` the worker's retry limit.
+    pub rescue_expired: String,
+    /// Gives back what an earlier session of worker `$1` still holds; one row per request.
+    pub release_orphans: String,
+    /// Heartbeat of worker `$1` on host `$2`, pid `$3`, lease `$4` (text interval), status `$5`.
+    pub heartbeat: String,
+    /// Claims up to `$2` requests for worker `$1` with lease `$3` (text interval): request_id
+    /// (text), function_name, parameters (text), priority.
+    pub claim: String,
+    /// Fails request `$1` (text uuid) of worker `$2` for good with error `$3`.
+    pub fail_for_good: String,
+    /// Fails request `$1` (text uuid) of worker `$2` with error `$3`, retryable `$4`, the worker's
+    /// retry limit `$5`; returns the new status or NULL.
+    pub fail: String,
+    /// Completes requests `$2` (text[] of uuids) of worker `$1` with results `$3`.
+    pub complete_many: String,
+    /// Whether request `$1` (text uuid) is still processing under worker `$2`'s lease.
+    pub still_running: String,
+    /// Deletes up to `$2` requests finished more than `$1` (text interval) ago.
+    pub purge: String,
+    /// The shared cache's results for keys `$1`: cache_key, result.
+    pub cache_get: String,
+    /// Stores results `$2` under keys `$1` in the shared cache.
+    pub cache_put: String,
+    /// Evicts up to `$1` entries beyond the shared cache's configured bounds.
+    pub cache_evict: String,
+}
+
+/// The worker settings' GUCs `$1`..`$5`, each as `current_setting` prints it (NULL if unset).
+pub const SETTINGS: &str = "SELECT current_setting($1, true), current_setting($2, true), \
+                            current_setting($3, true), current_setting($4, true), \
+                            current_setting($5, true)";
+
+/// The extension's schema, quoted as an identifier where needed.
+const FIND_SCHEMA: &str = "SELECT quote_ident(n.nspname) \
+    FROM pg_extension e JOIN pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace \
+    WHERE e.extname OPERATOR(pg_catalog.=) 'pg_steadytext'";
+
+impl Statements {
+    /// Pins the session's `search_path` to `pg_catalog, pg_temp` and returns the statements for
+    /// the schema pg_steadytext is installed in (an error if it is not installed).
+    pub async fn for_session(client: &Client) -> Result<Self, DaemonError> {
+        client.batch_execute("SET search_path = pg_catalog, pg_temp").await?;
+        let row = client.query_opt(FIND_SCHEMA, &[]).await?;
+        let schema: String = row.ok_or(DaemonError::ExtensionMissing)?.get(0);
+        Ok(Self::in_schema(&schema))
+    }
+
+    /// The statements for the extension in `schema` (already quoted).
+    fn in_schema(s: &str) -> Self {
+        Self {
+            rescue_expired: format!(
+                "SELECT {s}.steadytext_queue_rescue_expired(retry_limit => $1)"
+            ),
+            release_orphans: format!(
+                "SELECT {s}.steadytext_queue_fail(request_id, $1,
+                        'worker ' || $1 || ' lost the attempt (connection or process restart)',
+                        true, interval '0')
+                 FROM {s}.steadytext_queue WHERE status = 'processing' AND worker_id = $1"
+            ),
+            heartbeat: format!(
+                "SELECT {s}.steadytext_worker_heartbeat($1, $2, $3, $4::text::interval, $5)"
+            ),
+            claim: format!(
+                "SELECT request_id::text, function_name, parameters::text, priority \
+                 FROM {s}.steadytext_queue_claim($1, $2, $3::text::interval)"
+            ),
+            fail_for_good: format!(
+                "SELECT {s}.steadytext_queue_fail($1::text::uuid, $2, $3, false)"
+            ),
+            fail: format!(
+                "SELECT {s}.steadytext_queue_fail($1::text::uuid, $2, $3, $4, retry_limit => $5)"
+            ),
+            complete_many: format!(
+                "SELECT {s}.steadytext_queue_complete_many($1, $2::text[]::uuid[], $3)"
+            ),
+            still_running: format!(
+                "SELECT EXISTS (SELECT FROM {s}.steadytext_queue \
+                 WHERE request_id = $1::text::uuid AND status = 'processing' AND worker_id = $2)"
+            ),
+            purge: format!("SELECT {s}.steadytext_queue_purge($1::text::interval, $2)"),
+            cache_get: format!("SELECT cache_key, result FROM {s}.steadytext_result_cache_get($1)"),
+            cache_put: format!("SELECT {s}.steadytext_result_cache_put($1, $2)"),
+            cache_evict: format!(
+                "SELECT {s}.steadytext_result_cache_evict(l.max_entries, l.max_age, $1) \
+                 FROM {s}.steadytext_result_cache_limits() l"
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every statement that names one of the extension's objects names it through the schema.
+    #[test]
+    fn extension_objects_are_qualified() {
+        let sql = Statements::in_schema("\"My Schema\"");
+        let all = [
+            &sql.rescue_expired,
+            &sql.release_orphans,
+            &sql.heartbeat,
+            &sql.claim,
+            &sql.fail_for_good,
+            &sql.fail,
+            &sql.complete_many,
+            &sql.still_running,
+            &sql.purge,
+            &sql.cache_get,
+            &sql.cache_put,
+            &sql.cache_evict,
+        ];
+        for statement in all {
+            let mut rest = statement.as_str();
+            let mut named = 0;
+            while let Some(at) = rest.find("steadytext_") {
+                assert!(
+                    rest[..at].ends_with("\"My Schema\"."),
+                    "unqualified extension object in {statement}"
+                );
+                named += 1;
+                rest = &rest[at + "steadytext_".len()..];
+            }
+            assert!(named > 0, "{statement}");
+        }
+    }
+}

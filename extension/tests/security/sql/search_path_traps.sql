@@ -1,0 +1,209 @@
+-- Superuser code execution through search_path (CVE-2018-1058, CVE-2020-14350): a role with
+-- CREATE on a schema the caller searches plants functions, operators, aggregates and tables named
+-- like what the extension calls, in a schema first on search_path and in public (CREATE granted,
+-- as on PostgreSQL 14 and older). Then every user function runs as an ordinary role and every
+-- worker function as a superuser (the worker's default --db-user), with that search_path. No
+-- trap may fire.
+CREATE SCHEMA trap_log;
+CREATE TABLE trap_log.fired (trap text, by_role name);
+GRANT USAGE ON SCHEMA trap_log TO PUBLIC;
+GRANT INSERT, SELECT ON trap_log.fired TO PUBLIC;
+-- logs that `trap` ran (one row out, for views that join it)
+CREATE FUNCTION trap_log.touch(trap text) RETURNS SETOF integer LANGUAGE plpgsql
+SET search_path = pg_catalog AS $$
+BEGIN
+    INSERT INTO trap_log.fired VALUES (trap, current_user);
+    RETURN NEXT 1;
+END
+$$;
+CREATE FUNCTION trap_log.count_step(n bigint) RETURNS bigint LANGUAGE plpgsql
+SET search_path = pg_catalog AS $$
+BEGIN
+    INSERT INTO trap_log.fired VALUES ('count(*)', current_user);
+    RETURN n + 1;
+END
+$$;
+GRANT CREATE ON SCHEMA public TO PUBLIC;
+CREATE SCHEMA traps;
+GRANT USAGE ON SCHEMA traps TO PUBLIC;
+-- the names to trap: every function called in the extension's SQL functions, and those the
+-- SQL of its Rust functions and of the worker calls
+CREATE TABLE trap_log.names AS
+SELECT DISTINCT m[1] AS name
+FROM pg_proc p
+JOIN pg_depend d ON d.objid = p.oid AND d.classid = 'pg_proc'::regclass AND d.deptype = 'e'
+JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_steadytext',
+LATERAL regexp_matches(lower(p.prosrc), '([a-z_][a-z0-9_]*)\s*\(', 'g') AS m
+UNION
+SELECT unnest(ARRAY['count', 'unnest', 'now', 'make_interval', 'date_part', 'extract',
+                    'array_position', 'has_table_privilege', 'jsonb_array_elements', 'to_regrole',
+                    'quote_ident', 'min', 'avg', 'percentile_cont', 'gen_random_uuid', 'pg_notify',
+                    'current_setting', 'set_config', 'json_build_object', 'format', 'power',
+                    'least', 'cardinality', 'jsonb_typeof', 'pg_try_advisory_xact_lock', 'textout',
+                    'uuid_in', 'timestamptz', 'timestamp', 'interval', 'text', 'uuid', 'regclass']);
+-- a trap of the same signature for every pg_catalog function of those names, in both schemas
+DO $$
+DECLARE
+    f record;
+    s text;
+    body text;
+BEGIN
+    FOR f IN
+        SELECT p.proname, pg_get_function_arguments(p.oid) AS args,
+               pg_get_function_result(p.oid) AS result, p.proretset,
+               pg_get_function_result(p.oid) = 'void' OR p.proargmodes IS NOT NULL AS bare_return
+        FROM pg_proc p
+        WHERE p.pronamespace = 'pg_catalog'::regnamespace AND p.prokind = 'f'
+          AND p.proname IN (SELECT name FROM trap_log.names)
+    LOOP
+        body := format('BEGIN INSERT INTO trap_log.fired VALUES (%L, current_user); RETURN%s; END',
+                       f.proname, CASE WHEN f.proretset OR f.bare_return THEN '' ELSE ' NULL' END);
+        FOREACH s IN ARRAY ARRAY['traps', 'public'] LOOP
+            BEGIN
+                EXECUTE format('CREATE FUNCTION %I.%I(%s) RETURNS %s LANGUAGE plpgsql '
+                               'SET search_path = pg_catalog AS %L',
+                               s, f.proname, f.args, f.result, body);
+            EXCEPTION WHEN OTHERS THEN
+                NULL;  -- types plpgsql cannot take ("any", internal, cstring): listed below
+            END;
+        END LOOP;
+    END LOOP;
+END
+$$;
+-- names with no trap at all (their functions take types plpgsql functions cannot take)
+SELECT n.name FROM trap_log.names n
+WHERE EXISTS (SELECT FROM pg_proc p WHERE p.proname = n.name
+              AND p.pronamespace = 'pg_catalog'::regnamespace AND p.prokind = 'f')
+  AND NOT EXISTS (SELECT FROM pg_proc p WHERE p.proname = n.name
+                  AND p.pronamespace = 'traps'::regnamespace)
+ORDER BY 1;
+-- a trap for every binary operator between the types the extension's SQL compares
+DO $$
+DECLARE
+    o record;
+    s text;
+BEGIN
+    FOR o IN
+        SELECT op.oid, op.oprname, format_type(op.oprleft, NULL) AS l,
+               format_type(op.oprright, NULL) AS r, format_type(op.oprresult, NULL) AS res
+        FROM pg_operator op
+        WHERE op.oprnamespace = 'pg_catalog'::regnamespace AND op.oprkind = 'b'
+          AND op.oprleft IN ('uuid'::regtype, 'text'::regtype, 'name'::regtype, 'oid'::regtype,
+                            'integer'::regtype, 'bigint'::regtype, 'timestamptz'::regtype,
+                            'interval'::regtype, 'jsonb'::regtype, 'boolean'::regtype,
+                            'double precision'::regtype)
+          AND op.oprright IN ('uuid'::regtype, 'text'::regtype, 'name'::regtype, 'oid'::regtype,
+                             'integer'::regtype, 'bigint'::regtype, 'timestamptz'::regtype,
+                             'interval'::regtype, 'jsonb'::regtype, 'boolean'::regtype,
+                             'double precision'::regtype)
+    LOOP
+        FOREACH s IN ARRAY ARRAY['traps', 'public'] LOOP
+            EXECUTE format('CREATE FUNCTION %I.op_%s(%s, %s) RETURNS %s LANGUAGE plpgsql '
+                           'SET search_path = pg_catalog AS %L', s, o.oid, o.l, o.r, o.res,
+                           format('BEGIN INSERT INTO trap_log.fired VALUES (%L, current_user); '
+                                  'RETURN NULL; END', 'operator ' || o.oprname));
+            EXECUTE format('CREATE OPERATOR %I.%s (LEFTARG = %s, RIGHTARG = %s, FUNCTION = %I.op_%s)',
+                           s, o.oprname, o.l, o.r, s, o.oid);
+        END LOOP;
+    END LOOP;
+END
+$$;
+CREATE AGGREGATE traps.count(*) (SFUNC = trap_log.count_step, STYPE = bigint, INITCOND = '0');
+CREATE AGGREGATE public.count(*) (SFUNC = trap_log.count_step, STYPE = bigint, INITCOND = '0');
+-- tables read by the extension, and catalogs it looks things up in, as views that log a read
+CREATE VIEW traps.steadytext_queue AS
+    SELECT q.* FROM trap_log.touch('table steadytext_queue') t, public.steadytext_queue q;
+CREATE VIEW traps.steadytext_workers AS
+    SELECT w.* FROM trap_log.touch('table steadytext_workers') t, public.steadytext_workers w;
+CREATE VIEW traps.steadytext_result_cache AS
+    SELECT c.* FROM trap_log.touch('table steadytext_result_cache') t,
+                    public.steadytext_result_cache c;
+CREATE VIEW traps.pg_extension AS
+    SELECT e.* FROM trap_log.touch('table pg_extension') t, pg_catalog.pg_extension e;
+CREATE VIEW traps.pg_namespace AS
+    SELECT n.* FROM trap_log.touch('table pg_namespace') t, pg_catalog.pg_namespace n;
+CREATE VIEW traps.pg_class AS
+    SELECT c.* FROM trap_log.touch('table pg_class') t, pg_catalog.pg_class c;
+CREATE VIEW traps.pg_roles AS
+    SELECT r.* FROM trap_log.touch('table pg_roles') t, pg_catalog.pg_roles r;
+GRANT SELECT ON ALL TABLES IN SCHEMA traps TO PUBLIC;
+SELECT count(*) > 500 AS many_traps FROM pg_proc WHERE pronamespace = 'traps'::regnamespace;
+SELECT count(*) > 100 AS operator_traps FROM pg_operator WHERE oprnamespace = 'traps'::regnamespace;
+-- the traps work: an unqualified call under this search_path runs one
+SET search_path = traps, pg_catalog, public;
+SELECT now() IS NULL AS trapped_now, (SELECT count(*) FROM pg_extension) IS NOT NULL AS trapped_count;
+SELECT (gen_random_uuid() = gen_random_uuid()) IS NULL AS trapped_uuid_eq;
+RESET search_path;
+SELECT DISTINCT trap, by_role FROM trap_log.fired ORDER BY 1;
+TRUNCATE trap_log.fired;
+SELECT repeat('a', 64) AS key \gset
+TRUNCATE steadytext_queue, steadytext_workers;
+SET track_functions = 'all';  -- to show below that every function of the extension ran
+-- 1. an ordinary role enqueues one request of each kind
+SET ROLE regress_alice;
+SET search_path = traps, pg_catalog, public;
+SELECT public.steadytext_generate_async('trap 1', 4) AS g \gset
+SELECT public.steadytext_embed_async('trap 2') AS e \gset
+SELECT public.steadytext_generate_json_async('trap 3', '{"type": "object"}', 8) AS j \gset
+SELECT public.steadytext_generate_regex_async('trap 4', '[0-9]+', 4) AS r \gset
+SELECT public.steadytext_generate_choice_async('trap 5', '{yes,no}', 4) AS c \gset
+SELECT public.steadytext_generate_batch_async('{trap 6,trap 7}', 4) AS gb \gset
+SELECT public.steadytext_embed_batch_async('{trap 8}') AS eb \gset
+SELECT public.steadytext_rerank_async('trap 9', '{a,b}') AS k \gset
+RESET ROLE;
+-- 2. the worker's transitions, as a superuser
+SELECT request_id IS NOT NULL AS claimed FROM public.steadytext_queue_claim('trap-worker', 20);
+SELECT public.steadytext_worker_heartbeat('trap-worker', 'host', 1) AS extended;
+SELECT public.steadytext_queue_complete(:'g', 'trap-worker', 'done') AS completed;
+SELECT public.steadytext_queue_complete_many('trap-worker', ARRAY[:'e']::uuid[], '{"[0.5,0.5]"}')
+       AS completed;
+SELECT public.steadytext_queue_fail(:'j', 'trap-worker', 'no', false) AS failed;
+SELECT public.steadytext_queue_fail(:'r', 'trap-worker', 'again', true, '0 s') AS retried;
+SELECT public.steadytext_queue_cancel(:'k') AS cancelled;
+SELECT public.steadytext_queue_rescue_expired() AS rescued;
+SELECT public.steadytext_queue_purge('100 years') AS purged;
+SELECT public.steadytext_queue_may_retry(0, 3, 1) AS may_retry;
+SELECT public.steadytext_queue_notify_completed(:'g', 'generate', 'completed');
+SELECT public.steadytext_queue_wake_waiters();
+SELECT public.steadytext_result_cache_put(ARRAY[:'key'], '{cached}') AS put;
+SELECT result FROM public.steadytext_result_cache_get(ARRAY[:'key']);
+SELECT public.steadytext_result_cache_evict(0, '1 day') AS evicted;
+SELECT max_entries OPERATOR(pg_catalog.>) 0 AS limits FROM public.steadytext_result_cache_limits();
+SELECT worker_id FROM public.steadytext_worker_status();
+-- 3. the ordinary role follows, waits for, reads and cancels its requests; synchronous calls
+SET ROLE regress_alice;
+SELECT status FROM public.steadytext_check_async(:'g');
+SELECT status FROM public.steadytext_check_async_batch(ARRAY[:'g', :'e']::uuid[]);
+SELECT status FROM public.steadytext_check_async_batch(ARRAY[:'g', :'e']);
+SELECT public.steadytext_get_async_result(:'g', 0) AS result;
+SELECT public.steadytext_get_async_embedding(:'e', 0) AS embedding;
+SELECT public.steadytext_cancel_async(:'c') AS cancelled;
+SELECT function_name, status FROM public.steadytext_queue_stats();
+SELECT mechanism IS NOT NULL AS stats FROM public.steadytext_wait_stats();
+SELECT public.steadytext_version() IS NOT NULL AS version;
+SELECT pg_catalog.length(public.steadytext_generate('trap', 2)) OPERATOR(pg_catalog.>) 0 AS generated;
+SELECT pg_catalog.cardinality(public.steadytext_embed('trap')) AS dims;
+SELECT public.steadytext_generate_json('trap', '{"type": "boolean"}', 8) OPERATOR(pg_catalog.=) ANY ('{true,false}') AS json;
+SELECT public.steadytext_generate_regex('trap', '[0-9]', 4) OPERATOR(pg_catalog.~) '^[0-9]$' AS regex;
+SELECT public.steadytext_generate_choice('trap', '{yes,no}', 4) OPERATOR(pg_catalog.=) ANY ('{yes,no}') AS choice;
+SELECT document FROM public.steadytext_rerank('trap', '{a}');
+RESET ROLE;
+RESET search_path;
+-- no trap fired
+SELECT trap, by_role FROM trap_log.fired ORDER BY 1;
+-- and every function of the extension ran (counted by track_functions)
+SELECT pg_stat_force_next_flush();
+SELECT p.oid::regprocedure AS never_ran
+FROM pg_proc p
+JOIN pg_depend d ON d.objid = p.oid AND d.classid = 'pg_proc'::regclass AND d.deptype = 'e'
+JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_steadytext'
+LEFT JOIN pg_stat_user_functions s ON s.funcid = p.oid
+WHERE s.calls IS NULL
+ORDER BY 1;
+-- every function of the extension pins its search_path to pg_catalog, pg_temp
+SELECT p.oid::regprocedure AS unpinned
+FROM pg_proc p
+JOIN pg_depend d ON d.objid = p.oid AND d.classid = 'pg_proc'::regclass AND d.deptype = 'e'
+JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_steadytext'
+WHERE p.proconfig IS DISTINCT FROM ARRAY['search_path=pg_catalog, pg_temp']
+ORDER BY 1;
