@@ -15,30 +15,48 @@ use crate::error::SqlError;
 const EXTENSION: &CStr = c"pg_steadytext";
 
 thread_local! {
-    /// The installed extension's oid and its schema's, as last looked up (the extension is not
-    /// relocatable, so a new extension oid is the only way its schema can change).
+    /// The extension's schema and its queue table, as last looked up.
     static FOUND: Cell<Option<(pg_sys::Oid, pg_sys::Oid)>> = const { Cell::new(None) };
 }
 
-/// The oid of the schema pg_steadytext is installed in.
-pub fn oid() -> Result<pg_sys::Oid, SqlError> {
+/// The extension's schema and the oid of its table `steadytext_queue`. The pair found last is
+/// reused while that table still exists under that name in that schema (two syscache probes);
+/// after a DROP and CREATE EXTENSION it is looked up again.
+fn found() -> Result<(pg_sys::Oid, pg_sys::Oid), SqlError> {
+    if let Some((schema, table)) = FOUND.get() {
+        // SAFETY: syscache lookups by oid; get_rel_name returns NULL for a missing relation.
+        let current = unsafe {
+            let name = pg_sys::get_rel_name(table);
+            !name.is_null()
+                && CStr::from_ptr(name) == c"steadytext_queue"
+                && pg_sys::get_rel_namespace(table) == schema
+        };
+        if current {
+            return Ok((schema, table));
+        }
+    }
     // SAFETY: a catalog lookup by name; missing_ok returns InvalidOid instead of raising.
     let extension = unsafe { pg_sys::get_extension_oid(EXTENSION.as_ptr(), true) };
     if extension == pg_sys::InvalidOid {
         return Err(SqlError::NotInstalled);
-    }
-    if let Some((known, schema)) = FOUND.get() {
-        if known == extension {
-            return Ok(schema);
-        }
     }
     let schema = Spi::get_one_with_args::<pg_sys::Oid>(
         "SELECT e.extnamespace FROM pg_catalog.pg_extension e WHERE e.oid OPERATOR(pg_catalog.=) $1",
         &[extension.into()],
     )?
     .ok_or(SqlError::NotInstalled)?;
-    FOUND.set(Some((extension, schema)));
-    Ok(schema)
+    // SAFETY: a catalog lookup of a relation by name in one schema.
+    let table = unsafe { pg_sys::get_relname_relid(c"steadytext_queue".as_ptr(), schema) };
+    if table == pg_sys::InvalidOid {
+        return Err(SqlError::NotInstalled);
+    }
+    FOUND.set(Some((schema, table)));
+    Ok((schema, table))
+}
+
+/// The oid of the schema pg_steadytext is installed in.
+pub fn oid() -> Result<pg_sys::Oid, SqlError> {
+    Ok(found()?.0)
 }
 
 /// The schema's name, quoted as an identifier where it needs to be.
@@ -60,11 +78,5 @@ pub fn qualified(object: &str) -> Result<String, SqlError> {
 
 /// The oid of the table `steadytext_queue`.
 pub fn queue_table() -> Result<pg_sys::Oid, SqlError> {
-    let schema = oid()?;
-    // SAFETY: a catalog lookup of a relation by name in one schema.
-    let table = unsafe { pg_sys::get_relname_relid(c"steadytext_queue".as_ptr(), schema) };
-    if table == pg_sys::InvalidOid {
-        return Err(SqlError::NotInstalled);
-    }
-    Ok(table)
+    Ok(found()?.1)
 }
