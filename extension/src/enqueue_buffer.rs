@@ -405,7 +405,24 @@ unsafe extern "C-unwind" fn after_statement_run() {
 unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
     use pg_sys::XactEvent::*;
     match event {
-        XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => crate::error::or_raise(flush()),
+        XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => {
+            // no statement runs at commit: the write needs a snapshot of its own
+            // SAFETY: snapshot stack calls of the running transaction; an error inside is
+            // cleaned up by the abort that follows it.
+            let pushed = unsafe {
+                let needed =
+                    !BUFFER.with_borrow(|b| b.rows.is_empty()) && !pg_sys::ActiveSnapshotSet();
+                if needed {
+                    pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+                }
+                needed
+            };
+            crate::error::or_raise(flush());
+            if pushed {
+                // SAFETY: pops the snapshot pushed above.
+                unsafe { pg_sys::PopActiveSnapshot() };
+            }
+        }
         XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => {
             BUFFER.with_borrow_mut(|b| b.rows.clear());
             CARRIED.with_borrow_mut(Vec::clear);
@@ -452,7 +469,10 @@ unsafe extern "C-unwind" fn on_subxact(
                 l.retain(|&(id, _)| id < subxact);
                 started_at
             });
-            let level = started_at.unwrap_or_else(|| NESTING.load(Relaxed));
+            // a subtransaction that began before the library was loaded (the library was loaded
+            // inside it) began before any statement was counted: every counted one is inside
+            // it and ends with it
+            let level = started_at.unwrap_or(0);
             NESTING.store(level, Relaxed);
             let undone: Vec<Row> = CARRIED.with_borrow_mut(|c| {
                 let (undone, kept): (Vec<_>, Vec<_>) =

@@ -61,3 +61,7 @@ mod tests {
         );
     }
 }
+
+/// Largest HTTP request body the daemon reads (2 MiB); a larger one is refused with status 413
+/// (limit exceeded) naming this limit.
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;

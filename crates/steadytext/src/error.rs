@@ -60,6 +60,12 @@ pub enum DaemonError {
     /// A PostgreSQL error in the worker.
     #[error("postgresql: {0}")]
     Db(#[from] tokio_postgres::Error),
+    /// A request body beyond the daemon's limit.
+    #[error("request body is larger than the limit of {limit} bytes")]
+    BodyTooLarge {
+        /// `steadytext_api::limits::MAX_BODY_BYTES`.
+        limit: usize,
+    },
     /// `--token-file` could not be read or holds no token.
     #[error("cannot read the token from {}: {reason}", path.display())]
     TokenFile {
@@ -120,6 +126,7 @@ impl DaemonError {
             },
             DaemonError::ModelUnavailable { .. } => ErrorCode::ModelUnavailable,
             DaemonError::Unauthorized => ErrorCode::Unauthorized,
+            DaemonError::BodyTooLarge { .. } => ErrorCode::LimitExceeded,
             DaemonError::EngineStopped => ErrorCode::Unavailable,
             DaemonError::BadBody(_) | DaemonError::BadJob { .. } | DaemonError::Unsupported(_) => {
                 ErrorCode::InvalidParameter

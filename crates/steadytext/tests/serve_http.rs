@@ -175,6 +175,32 @@ fn bearer_token_is_required_when_configured() {
     assert_eq!(d.request("GET", "/metrics", &["Authorization: Bearer nope"], "").0, 401);
 }
 
+/// A body beyond the daemon's limit is refused with 413 and the limit named, on the native and
+/// the OpenAI-compatible endpoints alike (not read as malformed JSON).
+#[test]
+fn a_body_over_the_limit_is_413_naming_the_limit() {
+    use std::io::{Read, Write};
+    let d = Daemon::serve(&[]);
+    let limit = steadytext_api::limits::MAX_BODY_BYTES;
+    for path in [steadytext_api::wire::EMBED_PATH, "/v1/embeddings"] {
+        let text = "x".repeat(limit + 1);
+        let body = format!(r#"{{"texts": ["{text}"], "input": "{text}"}}"#);
+        let mut s = std::net::TcpStream::connect(d.url.trim_start_matches("http://")).unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        // the daemon may answer and close before reading it all
+        let _ = s.write_all(body.as_bytes());
+        let mut reply = String::new();
+        let _ = s.read_to_string(&mut reply);
+        assert!(reply.starts_with("HTTP/1.1 413"), "{path}: {}", &reply[..reply.len().min(300)]);
+        assert!(reply.contains(&format!("larger than the limit of {limit} bytes")), "{reply}");
+    }
+}
+
 /// The token can come from a file (its first line), so that it shows neither in the process
 /// list nor in the environment; a file without a token stops the daemon at start.
 #[test]

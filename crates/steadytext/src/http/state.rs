@@ -1,8 +1,10 @@
 //! What every HTTP handler shares: the service, the token, and how a JSON body is read.
 
 use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
 use axum::Json;
 use serde::de::DeserializeOwned;
+use steadytext_api::limits::MAX_BODY_BYTES;
 
 use crate::error::DaemonError;
 use crate::service::Service;
@@ -16,7 +18,14 @@ pub struct AppState {
     pub token: Option<String>,
 }
 
-/// A JSON body, or a [`DaemonError::BadBody`] naming what is wrong with it.
+/// A JSON body, or a [`DaemonError::BadBody`] naming what is wrong with it
+/// ([`DaemonError::BodyTooLarge`] beyond [`MAX_BODY_BYTES`]).
 pub fn body<T: DeserializeOwned>(b: Result<Json<T>, JsonRejection>) -> Result<T, DaemonError> {
-    b.map(|Json(t)| t).map_err(|e| DaemonError::BadBody(e.body_text()))
+    b.map(|Json(t)| t).map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            DaemonError::BodyTooLarge { limit: MAX_BODY_BYTES }
+        } else {
+            DaemonError::BadBody(e.body_text())
+        }
+    })
 }

@@ -163,3 +163,17 @@ DROP FUNCTION insert_twice();
 DROP TABLE once;
 RESET steadytext.max_queue_size;
 TRUNCATE steadytext_queue;
+-- the library loaded inside a savepoint that then fails mid-statement: rolling back to it resets
+-- the executor nesting count (the savepoint began before the library counted anything), so a
+-- later call outside any executor is still written at once
+\c -
+BEGIN;
+SAVEPOINT before_load;
+SELECT steadytext_version() IS NOT NULL AS loaded;
+SELECT 1 / (random() * 0)::int AS fails_while_running;
+ROLLBACK TO SAVEPOINT before_load;
+DO $$ DECLARE id uuid; BEGIN id := steadytext_generate_async('after the rollback', 8); END $$;
+SELECT count(*) AS seen_by_the_next_statement FROM steadytext_queue
+WHERE parameters->>'prompt' = 'after the rollback';
+COMMIT;
+TRUNCATE steadytext_queue;
