@@ -41,6 +41,10 @@ pub fn check_max_tokens(max_tokens: i32) -> Result<u32, MaxTokensError> {
     }
 }
 
+/// Largest HTTP request body the daemon reads (2 MiB); a larger one is refused with status 413
+/// (limit exceeded) naming this limit.
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,7 +65,3 @@ mod tests {
         );
     }
 }
-
-/// Largest HTTP request body the daemon reads (2 MiB); a larger one is refused with status 413
-/// (limit exceeded) naming this limit.
-pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
