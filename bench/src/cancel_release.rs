@@ -9,6 +9,8 @@
 
 use std::time::{Duration, Instant};
 
+use steadytext_api::notifications::COMPLETED_CHANNEL;
+
 use crate::completion::{poll, wait_completed};
 use crate::error::{BenchError, Result};
 use crate::report::Line;
@@ -20,7 +22,7 @@ pub fn run(env: &Env, rounds: u32, long_tokens: i32) -> Result<()> {
     let (cluster, mut db) = setup::cluster()?;
     let url = cluster.url("postgres");
     let serve = env.serve(&["--database-url", &url, "--concurrency", "1"])?;
-    db.batch_execute("LISTEN steadytext_completed")?;
+    db.batch_execute(&format!("LISTEN {COMPLETED_CHANNEL}"))?;
     let short = "SELECT steadytext_generate_async('Cancel bench short ' || $1, 1,
                                                   use_cache => false)::text";
     let deadline = Duration::from_secs(600);

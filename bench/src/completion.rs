@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use postgres::fallible_iterator::FallibleIterator;
+use steadytext_api::notifications::{Completion, Outcome};
 
 use crate::error::{BenchError, Result};
 
@@ -17,13 +18,15 @@ pub fn wait_completed(db: &mut postgres::Client, id: &str, deadline: Duration) -
         let mut notifications = db.notifications();
         let next = notifications.timeout_iter(left).next()?;
         match next {
-            Some(n) if n.payload().contains(id) => {
-                if !n.payload().contains("\"completed\"") {
-                    return Err(BenchError::Process(format!("request ended: {}", n.payload())));
+            Some(n) => match Completion::parse(n.payload()) {
+                Some(notice) if notice.request_id == id => {
+                    if notice.status != Outcome::Completed {
+                        return Err(BenchError::Process(format!("request ended: {}", n.payload())));
+                    }
+                    return Ok(Instant::now());
                 }
-                return Ok(Instant::now());
-            }
-            Some(_) => {}
+                _ => {}
+            },
             None => return Err(BenchError::Timeout(format!("no notification for {id}"))),
         }
     }

@@ -9,6 +9,8 @@
 
 use std::time::{Duration, Instant};
 
+use steadytext_api::notifications::COMPLETED_CHANNEL;
+
 use crate::completion::{poll, wait_completed};
 use crate::daemon::Daemon;
 use crate::error::{BenchError, Result};
@@ -52,7 +54,7 @@ pub fn run(env: &Env, mix: Mix) -> Result<()> {
     let url = cluster.url("postgres");
     let (c, b) = (mix.concurrency.to_string(), mix.max_batch.to_string());
     let serve = env.serve(&["--database-url", &url, "--concurrency", &c, "--max-batch", &b])?;
-    db.batch_execute("LISTEN steadytext_completed")?;
+    db.batch_execute(&format!("LISTEN {COMPLETED_CHANNEL}"))?;
     shorts(&mut db, 1, "warm-up")?; // pages both models in
     let idle = shorts(&mut db, mix.shorts, "idle")?;
 

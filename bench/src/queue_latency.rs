@@ -6,8 +6,9 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use postgres::fallible_iterator::FallibleIterator;
+use steadytext_api::notifications::COMPLETED_CHANNEL;
 
+use crate::completion::wait_completed;
 use crate::error::{BenchError, Result};
 use crate::report::Line;
 use crate::setup::{self, Env};
@@ -21,28 +22,12 @@ pub fn round_trip(env: &Env, jobs: u32) -> Result<()> {
     let (cluster, mut db) = setup::cluster()?;
     let url = cluster.url("postgres");
     let _serve = env.serve(&["--database-url", &url, "--concurrency", "1"])?;
-    db.batch_execute("LISTEN steadytext_completed")?;
+    db.batch_execute(&format!("LISTEN {COMPLETED_CHANNEL}"))?;
     let enqueue = db.prepare("SELECT steadytext_generate_async($1, 16)::text")?;
     let one = |db: &mut postgres::Client| -> Result<Duration> {
         let start = Instant::now();
         let id: String = db.query_one(&enqueue, &[&PROMPT])?.get(0);
-        loop {
-            let left = Duration::from_secs(120).checked_sub(start.elapsed()).ok_or_else(|| {
-                BenchError::Timeout(format!("no completion notification for {id}"))
-            })?;
-            let mut notifications = db.notifications();
-            let next = notifications.timeout_iter(left).next()?;
-            match next {
-                Some(n) if n.payload().contains(&id) => {
-                    if !n.payload().contains("\"completed\"") {
-                        return Err(BenchError::Process(format!("request ended: {}", n.payload())));
-                    }
-                    return Ok(start.elapsed());
-                }
-                Some(_) => {}
-                None => return Err(BenchError::Timeout(format!("no notification for {id}"))),
-            }
-        }
+        Ok(wait_completed(db, &id, Duration::from_secs(120))?.duration_since(start))
     };
     let cold = one(&mut db)?; // warm-up: generates and fills the cache
     let samples = (0..jobs).map(|_| one(&mut db)).collect::<Result<Vec<_>>>()?;

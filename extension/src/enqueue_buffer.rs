@@ -300,14 +300,15 @@ fn write(mut rows: Vec<Row>, table: pg_sys::Oid) -> Result<(), SqlError> {
     Ok(())
 }
 
-/// `NOTIFY steadytext_jobs` through `pg_notify` itself, without parsing a statement; PostgreSQL
+/// `NOTIFY steadytext_jobs` ([`JOBS_CHANNEL`](steadytext_api::notifications::JOBS_CHANNEL))
+/// through `pg_notify` itself, without parsing a statement; PostgreSQL
 /// folds repeats within a transaction into one notification.
 fn notify_workers() {
     // SAFETY: pg_notify is a plain V1 function; pgrx's binding catches its errors.
     unsafe {
         pgrx::direct_function_call::<()>(
             pg_sys::pg_notify,
-            &["steadytext_jobs".into_datum(), None],
+            &[steadytext_api::notifications::JOBS_CHANNEL.into_datum(), None],
         );
     }
 }

@@ -7,6 +7,7 @@ mod support;
 use std::time::Duration;
 
 use postgres::Client;
+use steadytext_api::notifications::{Completion, Outcome, COMPLETED_CHANNEL};
 use support::cluster::TestCluster;
 use support::daemon::{wait_until, Daemon};
 
@@ -148,9 +149,13 @@ fn a_forged_cancel_notification_does_not_stop_a_request() {
         (status_of(&mut admin, &id) == "processing").then_some(())
     });
     let mut bob = connect_as(&cluster, "bob");
-    let forged =
-        format!(r#"{{"request_id": "{id}", "function": "generate", "status": "cancelled"}}"#);
-    bob.execute("SELECT pg_notify('steadytext_completed', $1)", &[&forged]).unwrap();
+    let forged = Completion {
+        request_id: id.clone(),
+        function: "generate".to_owned(),
+        status: Outcome::Cancelled,
+    };
+    let forged = serde_json::to_string(&forged).unwrap();
+    bob.execute("SELECT pg_notify($1, $2)", &[&COMPLETED_CHANNEL, &forged]).unwrap();
     let log = worker
         .wait_for_log(&format!("ignored a cancel notification for {id}"), Duration::from_secs(60));
     assert!(log.contains("still processing here"), "{log}");

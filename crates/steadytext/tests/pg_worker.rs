@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::Client;
+use steadytext_api::notifications::{Completion, Outcome, COMPLETED_CHANNEL};
 use support::cluster::TestCluster;
 use support::daemon::{wait_until, Daemon};
 
@@ -146,7 +147,7 @@ fn a_killed_workers_jobs_are_rescued_and_complete_exactly_once() {
     let cluster = TestCluster::start();
     let mut db = setup(&cluster);
     let mut listener = cluster.connect();
-    listener.batch_execute("LISTEN steadytext_completed").unwrap();
+    listener.batch_execute(&format!("LISTEN {COMPLETED_CHANNEL}")).unwrap();
     let ids: Vec<String> =
         (0..6).map(|i| enqueue_generate(&mut db, &format!("Story {i}:"), 48, false)).collect();
     let mut a = worker(&cluster, "A", &["--concurrency", "2"]);
@@ -179,9 +180,9 @@ fn a_killed_workers_jobs_are_rescued_and_complete_exactly_once() {
     let mut notes = listener.notifications();
     let mut it = notes.timeout_iter(Duration::from_secs(5));
     while let Some(n) = it.next().unwrap() {
-        let v: serde_json::Value = serde_json::from_str(n.payload()).unwrap();
-        assert_eq!(v["status"], "completed");
-        *completions.entry(v["request_id"].as_str().unwrap().to_owned()).or_default() += 1;
+        let notice = Completion::parse(n.payload()).unwrap();
+        assert_eq!(notice.status, Outcome::Completed);
+        *completions.entry(notice.request_id).or_default() += 1;
         if completions.len() == ids.len() {
             break;
         }

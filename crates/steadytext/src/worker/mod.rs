@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use steadytext_api::notifications::{Completion, Outcome, COMPLETED_CHANNEL, JOBS_CHANNEL};
 use steadytext_api::queue_request::QueuedRequest;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::{AbortHandle, JoinError, JoinSet};
@@ -107,7 +108,7 @@ impl Worker {
             let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
             while let Some(msg) = messages.next().await {
                 match msg {
-                    Ok(AsyncMessage::Notification(n)) if n.channel() == "steadytext_completed" => {
+                    Ok(AsyncMessage::Notification(n)) if n.channel() == COMPLETED_CHANNEL => {
                         if let Some(id) = cancelled_request(n.payload()) {
                             let _ = cancel_tx.send(id);
                         }
@@ -142,7 +143,7 @@ impl Worker {
         cancels: &mut mpsc::UnboundedReceiver<String>,
         closed: &mut watch::Receiver<bool>,
     ) -> Result<(), DaemonError> {
-        client.batch_execute("LISTEN steadytext_jobs; LISTEN steadytext_completed").await?;
+        client.batch_execute(&format!("LISTEN {JOBS_CHANNEL}; LISTEN {COMPLETED_CHANNEL}")).await?;
         self.release_orphans(client, sql).await?;
         let host = host_name();
         let pid = std::process::id() as i32;
@@ -460,11 +461,10 @@ impl Running {
     }
 }
 
-/// The request_id of a `steadytext_completed` payload with status `cancelled`.
+/// The request_id of a completion notice with status `cancelled`.
 fn cancelled_request(payload: &str) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_str(payload).ok()?;
-    (v.get("status")?.as_str()? == "cancelled")
-        .then(|| v.get("request_id")?.as_str().map(str::to_owned))?
+    let notice = Completion::parse(payload)?;
+    (notice.status == Outcome::Cancelled).then_some(notice.request_id)
 }
 
 fn lost() -> DaemonError {
