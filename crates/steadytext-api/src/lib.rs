@@ -8,6 +8,7 @@ pub mod json_schema;
 pub mod limits;
 pub mod notifications;
 pub mod queue_request;
+pub mod ready;
 pub mod settings;
 pub mod validate;
 pub mod vector_text;

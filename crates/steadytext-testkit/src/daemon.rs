@@ -9,6 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use steadytext_api::ready::Ready;
+
 /// How long a process may take to load its models and become ready.
 pub const READY_DEADLINE: Duration = Duration::from_secs(180);
 
@@ -125,12 +127,12 @@ impl Daemon {
         });
         let mut daemon = Self { child, url: String::new(), stderr: rx, _dir: dir };
         let ready = daemon.wait_ready(&ready_file, &spec.command)?;
-        daemon.url = ready.get("url").and_then(|u| u.as_str()).unwrap_or_default().to_owned();
+        daemon.url = ready.url.unwrap_or_default();
         Ok(daemon)
     }
 
     /// Polls for the ready file until [`READY_DEADLINE`], failing early if the process exits.
-    fn wait_ready(&mut self, path: &Path, command: &str) -> Result<serde_json::Value, DaemonError> {
+    fn wait_ready(&mut self, path: &Path, command: &str) -> Result<Ready, DaemonError> {
         let start = Instant::now();
         let not_ready = |daemon: &mut Self, reason: String| {
             let tail: Vec<String> = daemon.stderr.try_iter().collect();
@@ -140,7 +142,7 @@ impl Daemon {
         loop {
             // the daemon renames a complete file into place, so a file that exists parses
             if let Ok(text) = std::fs::read_to_string(path) {
-                if let Ok(ready) = serde_json::from_str(&text) {
+                if let Ok(ready) = serde_json::from_str::<Ready>(&text) {
                     return Ok(ready);
                 }
             }

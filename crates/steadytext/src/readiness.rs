@@ -5,23 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+pub use steadytext_api::ready::Ready;
 use tokio::sync::oneshot;
 
 use crate::error::DaemonError;
-
-/// What the ready file says.
-#[derive(Debug, Clone, Serialize)]
-pub struct Ready {
-    /// `http://ADDR:PORT` of the HTTP API (`None` for `steadytext worker`).
-    pub url: Option<String>,
-    /// `unix:PATH` of the Unix socket, when one was asked for.
-    pub socket: Option<String>,
-    /// The worker's id, when a worker runs.
-    pub worker: Option<String>,
-    /// The daemon's process id.
-    pub pid: u32,
-}
 
 /// Removes the ready file when dropped (at exit).
 pub struct ReadyFile(Option<PathBuf>);
@@ -104,10 +91,9 @@ mod tests {
             listening.send(()).unwrap();
             announce.await.unwrap();
         }
-        let v: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        assert_eq!(v["url"], "http://127.0.0.1:1");
-        assert_eq!(v["worker"], "w");
+        let read: Ready = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(read.url.as_deref(), Some("http://127.0.0.1:1"));
+        assert_eq!(read.worker.as_deref(), Some("w"));
         drop(signal);
         assert!(!path.exists(), "removed at exit");
     }
