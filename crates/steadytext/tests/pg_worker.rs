@@ -262,10 +262,10 @@ fn a_job_over_the_timeout_is_retried_then_fails_for_good() {
     // the limit comes from the GUC, so that it can be lifted for the last job below (with the
     // one-second limit still on, a loaded machine could time that job out too)
     set_and_reload(&mut db, "steadytext.worker_timeout", "1");
-    // `serve` with a database both drains the queue and answers /metrics
+    // `serve` with a database both drains the queue and answers /metrics; it is ready (its
+    // ready file written) once its worker listens
     let url = cluster.url("st_worker");
-    let mut d = Daemon::serve(&[&queue_args(&url, "T")[..], &["--max-retries", "2"]].concat());
-    d.wait_for_log("listening on steadytext_jobs", Duration::from_secs(120));
+    let d = Daemon::serve(&[&queue_args(&url, "T")[..], &["--max-retries", "2"]].concat());
     let id = enqueue_generate(&mut db, "An endless tale:", 2000, false);
     wait_until(Duration::from_secs(90), "the job to fail for good", || {
         (status_of(&mut db, &id) == "failed").then_some(())
@@ -333,8 +333,7 @@ fn short_requests_complete_beside_a_long_one_and_cancelling_it_stops_its_decodin
     let cluster = TestCluster::start();
     let mut db = setup(&cluster);
     let url = cluster.url("st_worker");
-    let mut d = Daemon::serve(&[&queue_args(&url, "K")[..], &["--concurrency", "2"]].concat());
-    d.wait_for_log("listening on steadytext_jobs", Duration::from_secs(120));
+    let d = Daemon::serve(&[&queue_args(&url, "K")[..], &["--concurrency", "2"]].concat());
     let tokens = "steadytext_generated_tokens_total";
     let long = enqueue_generate(&mut db, "A very long story begins:", 1024, false);
     wait_until(Duration::from_secs(120), "the long generation to be decoding", || {
