@@ -9,6 +9,9 @@
 
 use std::time::{Duration, Instant};
 
+use steadytext_api::metric_names::{
+    DECODE_STEPS, ENGINE_ABANDONED, ENGINE_SECONDS, GENERATED_TOKENS,
+};
 use steadytext_api::notifications::COMPLETED_CHANNEL;
 
 use crate::completion::{poll, wait_completed};
@@ -36,7 +39,7 @@ pub fn run(env: &Env, rounds: u32, long_tokens: i32) -> Result<()> {
             alone.push(done.duration_since(start)); // the first one pages the model in
         }
     }
-    let tokens = "steadytext_generated_tokens_total";
+    let tokens = GENERATED_TOKENS;
     let (mut release, mut after) = (Vec::new(), Vec::new());
     for r in 0..rounds {
         let long: String = db
@@ -64,9 +67,9 @@ pub fn run(env: &Env, rounds: u32, long_tokens: i32) -> Result<()> {
         after.push((decoded - 1.0).max(0.0)); // the short request's one token
     }
     // nearly all decode steps of the run are the lone long generations'
-    let steps = serve.counter("steadytext_decode_steps_total")?;
+    let steps = serve.counter(DECODE_STEPS)?;
     let step = generate_seconds(&serve.get("/metrics")?) / steps.max(1.0) * 1000.0;
-    let stopped = serve.counter("steadytext_engine_abandoned_total")?;
+    let stopped = serve.counter(ENGINE_ABANDONED)?;
     let rel = summarize(&release)?;
     let anchor = summarize(&alone)?;
     let tail = summarize_ms(&after)?;
@@ -93,7 +96,7 @@ pub fn run(env: &Env, rounds: u32, long_tokens: i32) -> Result<()> {
 fn generate_seconds(metrics: &str) -> f64 {
     metrics
         .lines()
-        .find_map(|l| l.strip_prefix("steadytext_engine_seconds_total{kind=\"generate\"} "))
+        .find_map(|l| l.strip_prefix(&format!("{ENGINE_SECONDS}{{kind=\"generate\"}} ")))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0)
 }

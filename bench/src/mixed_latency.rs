@@ -9,6 +9,7 @@
 
 use std::time::{Duration, Instant};
 
+use steadytext_api::metric_names::{DECODE_STEPS, ENGINE_SECONDS, GENERATED_TOKENS};
 use steadytext_api::notifications::COMPLETED_CHANNEL;
 
 use crate::completion::{poll, wait_completed};
@@ -71,7 +72,7 @@ pub fn run(env: &Env, mix: Mix) -> Result<()> {
         .collect::<Result<_>>()?;
     tx.commit()?;
     // every long one is claimed and has decoded a few tokens (prefills done)
-    let tokens0 = serve.counter("steadytext_generated_tokens_total")?;
+    let tokens0 = serve.counter(GENERATED_TOKENS)?;
     poll(Duration::from_secs(600), "the long generations to decode", || {
         let processing: i64 = db
             .query_one(
@@ -80,7 +81,7 @@ pub fn run(env: &Env, mix: Mix) -> Result<()> {
                 &[&longs],
             )?
             .get(0);
-        let tokens = serve.counter("steadytext_generated_tokens_total")?;
+        let tokens = serve.counter(GENERATED_TOKENS)?;
         Ok((processing == i64::from(mix.longs) && tokens >= tokens0 + 4.0 * f64::from(mix.longs))
             .then_some(()))
     })?;
@@ -141,8 +142,8 @@ fn step_counters(serve: &Daemon) -> Result<(f64, f64)> {
             .unwrap_or(0.0)
     };
     Ok((
-        value("steadytext_decode_steps_total "),
-        value("steadytext_engine_seconds_total{kind=\"generate\"} "),
+        value(&format!("{DECODE_STEPS} ")),
+        value(&format!("{ENGINE_SECONDS}{{kind=\"generate\"}} ")),
     ))
 }
 

@@ -6,6 +6,7 @@
 pub mod client;
 pub mod json_schema;
 pub mod limits;
+pub mod metric_names;
 pub mod notifications;
 pub mod queue_request;
 pub mod ready;

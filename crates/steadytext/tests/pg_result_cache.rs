@@ -7,6 +7,7 @@ mod support;
 use std::time::Duration;
 
 use postgres::Client;
+use steadytext_api::metric_names::{GENERATED_TOKENS, SHARED_CACHE_LOOKUPS};
 use support::cluster::TestCluster;
 use support::daemon::{wait_until, Daemon};
 
@@ -50,7 +51,7 @@ fn a_result_computed_by_one_worker_is_a_hit_for_another() {
     let mut db = setup(&cluster);
     let mut a = serve_worker(&cluster, "worker-a");
     let first = generate_async(&mut db, "A shared cache stores");
-    assert!(a.counter("steadytext_generated_tokens_total").unwrap() > 0.0);
+    assert!(a.counter(GENERATED_TOKENS).unwrap() > 0.0);
     assert_eq!(shared_entries(&mut db), 1, "worker A stored its result");
     a.terminate(DEADLINE);
 
@@ -58,12 +59,12 @@ fn a_result_computed_by_one_worker_is_a_hit_for_another() {
     let b = serve_worker(&cluster, "worker-b");
     let again = generate_async(&mut db, "A shared cache stores");
     assert_eq!(again, first);
-    assert_eq!(b.counter("steadytext_generated_tokens_total").unwrap(), 0.0);
+    assert_eq!(b.counter(GENERATED_TOKENS).unwrap(), 0.0);
     let hits = |d: &Daemon| {
         d.get("/metrics")
             .unwrap()
             .lines()
-            .filter(|l| l.starts_with("steadytext_shared_cache_lookups_total{"))
+            .filter(|l| l.starts_with(&format!("{SHARED_CACHE_LOOKUPS}{{")))
             .filter(|l| l.contains("outcome=\"hit\""))
             .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
             .sum::<f64>()
@@ -84,7 +85,7 @@ fn a_result_computed_by_one_worker_is_a_hit_for_another() {
 
     // a new request is computed by B and stored for everyone
     generate_async(&mut db, "Something only B computes");
-    assert!(b.counter("steadytext_generated_tokens_total").unwrap() > 0.0);
+    assert!(b.counter(GENERATED_TOKENS).unwrap() > 0.0);
     assert_eq!(shared_entries(&mut db), 2);
 }
 

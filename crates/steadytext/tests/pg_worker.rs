@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::Client;
+use steadytext_api::metric_names::{ENGINE_ABANDONED, GENERATED_TOKENS, QUEUE_JOBS};
 use steadytext_api::notifications::{Completion, Outcome, COMPLETED_CHANNEL};
 use support::cluster::TestCluster;
 use support::daemon::{wait_until, Daemon};
@@ -305,9 +306,7 @@ fn a_job_over_the_timeout_is_retried_then_fails_for_good() {
     let (status, metrics) = d.request("GET", "/metrics", &[], "");
     assert_eq!(status, 200);
     assert!(
-        metrics.contains(&format!(
-            "steadytext_engine_abandoned_total{{kind=\"generate\"}} {expected}\n"
-        )),
+        metrics.contains(&format!("{ENGINE_ABANDONED}{{kind=\"generate\"}} {expected}\n")),
         "{expected} abandoned generations expected (3 + {short_retries} retries of the short \
          job):\n{metrics}"
     );
@@ -334,7 +333,7 @@ fn short_requests_complete_beside_a_long_one_and_cancelling_it_stops_its_decodin
     let mut db = setup(&cluster);
     let url = cluster.url("st_worker");
     let d = Daemon::serve(&[&queue_args(&url, "K")[..], &["--concurrency", "2"]].concat());
-    let tokens = "steadytext_generated_tokens_total";
+    let tokens = GENERATED_TOKENS;
     let long = enqueue_generate(&mut db, "A very long story begins:", 1024, false);
     wait_until(Duration::from_secs(120), "the long generation to be decoding", || {
         (counter(&d, tokens, "") >= 1.0).then_some(())
@@ -357,7 +356,7 @@ fn short_requests_complete_beside_a_long_one_and_cancelling_it_stops_its_decodin
         db.query_one("SELECT steadytext_cancel_async($1::text::uuid)", &[&long]).unwrap().get(0);
     assert!(cancelled);
     wait_until(Duration::from_secs(60), "the engine to stop the cancelled generation", || {
-        (counter(&d, "steadytext_engine_abandoned_total", "kind=\"generate\"") == 1.0).then_some(())
+        (counter(&d, ENGINE_ABANDONED, "kind=\"generate\"") == 1.0).then_some(())
     });
     let next = enqueue_generate(&mut db, "Next:", 2, false);
     wait_until(Duration::from_secs(120), "a request queued after the cancel", || {
@@ -366,7 +365,7 @@ fn short_requests_complete_beside_a_long_one_and_cancelling_it_stops_its_decodin
     // stopped early: far fewer than the 1024 tokens it asked for were decoded in all
     let decoded = counter(&d, tokens, "");
     assert!(decoded < 1024.0, "{decoded} tokens decoded: the cancelled generation ran on");
-    let cancelled_jobs = counter(&d, "steadytext_queue_jobs_total", "outcome=\"cancelled\"");
+    let cancelled_jobs = counter(&d, QUEUE_JOBS, "outcome=\"cancelled\"");
     assert_eq!(cancelled_jobs, 1.0, "the worker recorded the cancelled job");
     let row = db
         .query_one(

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use steadytext_api::client::{Client, ClientError};
+use steadytext_api::metric_names::{GENERATED_TOKENS, HTTP_REQUESTS, HTTP_REQUEST_DURATION};
 use steadytext_api::wire::{
     ConstraintBody, EmbedBody, ErrorCode, GenerateBody, GenerationParams, RerankBody,
     DEFAULT_RERANK_TASK,
@@ -150,13 +151,11 @@ fn openai_endpoints_health_metrics_and_errors() {
     let (status, text) = d.request("GET", "/metrics", &[], "");
     assert_eq!(status, 200);
     assert!(
-        text.contains(
-            "steadytext_http_requests_total{endpoint=\"/v1/completions\",status=\"200\"} 1"
-        ),
+        text.contains(&format!("{HTTP_REQUESTS}{{endpoint=\"/v1/completions\",status=\"200\"}} 1")),
         "{text}"
     );
-    assert!(text.contains("steadytext_generated_tokens_total 16"), "{text}");
-    assert!(text.contains("# TYPE steadytext_http_request_duration_seconds histogram"));
+    assert!(text.contains(&format!("{GENERATED_TOKENS} 16")), "{text}");
+    assert!(text.contains(&format!("# TYPE {HTTP_REQUEST_DURATION} histogram")));
 }
 
 #[test]

@@ -19,6 +19,7 @@ use async_openai::types::completions::CreateCompletionRequestArgs;
 use async_openai::Client;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
+use steadytext_api::metric_names::{ENGINE_ABANDONED, GENERATED_TOKENS};
 use support::daemon::{wait_until, Daemon};
 
 /// The output pinned by the engine's golden test (crates/steadytext-core/tests).
@@ -296,10 +297,10 @@ fn a_client_that_goes_away_mid_stream_stops_its_generation() {
         }
     }
     drop(lines);
-    let abandoned = "steadytext_engine_abandoned_total";
+    let abandoned = ENGINE_ABANDONED;
     wait_until(Duration::from_secs(30), "the generation to be abandoned", || {
         (d.counter(abandoned).unwrap() >= 1.0).then_some(())
     });
-    let tokens = d.counter("steadytext_generated_tokens_total").unwrap();
+    let tokens = d.counter(GENERATED_TOKENS).unwrap();
     assert!(tokens < 2000.0, "stopped before its budget, after {tokens} tokens");
 }

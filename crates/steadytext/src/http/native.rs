@@ -6,6 +6,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
+use steadytext_api::metric_names::{CACHE_HITS, CACHE_MEMORY_ENTRIES, CACHE_MISSES};
 use steadytext_api::wire::{self, EmbedBody, GenerateBody, RerankBody};
 
 use crate::error::DaemonError;
@@ -67,13 +68,9 @@ pub async fn health(State(s): State<AppState>) -> Response {
 pub async fn metrics(State(s): State<AppState>) -> Response {
     let c = s.service.cache.stats();
     let text = s.service.metrics.render(&[
-        ("steadytext_cache_hits", "result cache hits since start", c.hits as f64),
-        ("steadytext_cache_misses", "result cache misses since start", c.misses as f64),
-        (
-            "steadytext_cache_memory_entries",
-            "entries in the in-memory cache",
-            c.memory_entries as f64,
-        ),
+        (CACHE_HITS, "result cache hits since start", c.hits as f64),
+        (CACHE_MISSES, "result cache misses since start", c.misses as f64),
+        (CACHE_MEMORY_ENTRIES, "entries in the in-memory cache", c.memory_entries as f64),
     ]);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
