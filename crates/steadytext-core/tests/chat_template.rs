@@ -2,14 +2,10 @@
 //! carries no `tokenizer.chat_template`) gets its family's turn format, whose markers are
 //! decoded as control tokens; a model of an unknown family without a template is refused.
 
-use steadytext_core::models::{ModelDir, GEMMA3_270M};
 use steadytext_core::{ChatMessage, CoreError, GenerateRequest, Generator};
 
 fn gemma() -> Generator {
-    let path = ModelDir::resolve()
-        .locate(&GEMMA3_270M)
-        .expect("packaged Gemma model missing: run scripts/setup");
-    Generator::load(&path, 2).expect("model loads")
+    steadytext_testkit::gemma::load(2)
 }
 
 fn message(role: &str, content: &str) -> ChatMessage {

@@ -1,15 +1,11 @@
 //! Batched generation gives byte-identical outputs to generating each request alone.
 
 use serde_json::json;
-use steadytext_core::models::{ModelDir, GEMMA3_270M};
 use steadytext_core::{Caller, Constraint, CoreError, GenerateRequest, Generation, Generator};
 use steadytext_testkit::tiny_qwen3_reranker::{self, Head};
 
 fn generator() -> Generator {
-    let path = ModelDir::resolve()
-        .locate(&GEMMA3_270M)
-        .expect("packaged Gemma model missing: run scripts/setup");
-    Generator::load(&path, 2).expect("model loads")
+    steadytext_testkit::gemma::load(2)
 }
 
 fn req(prompt: &str, max_tokens: u32) -> GenerateRequest {

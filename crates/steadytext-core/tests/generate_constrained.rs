@@ -1,21 +1,12 @@
 //! Constrained generation (JSON schema, regex, choice) on the packaged Gemma model: outputs
 //! satisfy their constraints, bad constraints are typed errors, and batching changes no byte.
 
-use std::sync::OnceLock;
-
 use serde_json::{json, Value};
-use steadytext_core::models::{ModelDir, GEMMA3_270M};
 use steadytext_core::{Constraint, CoreError, GenerateRequest, Generator};
 
 /// One generator shared by the tests of this file (they run on parallel threads).
 fn generator() -> &'static Generator {
-    static GENERATOR: OnceLock<Generator> = OnceLock::new();
-    GENERATOR.get_or_init(|| {
-        let path = ModelDir::resolve()
-            .locate(&GEMMA3_270M)
-            .expect("packaged Gemma model missing: run scripts/setup");
-        Generator::load(&path, 2).expect("model loads")
-    })
+    steadytext_testkit::gemma::shared()
 }
 
 fn req(prompt: &str, max_tokens: u32, constraint: Option<Constraint>) -> GenerateRequest {

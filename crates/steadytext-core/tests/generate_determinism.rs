@@ -1,13 +1,9 @@
 //! Generation on the packaged Gemma model is deterministic within one process.
 
-use steadytext_core::models::{ModelDir, GEMMA3_270M};
 use steadytext_core::{GenerateRequest, Generator};
 
 fn generator(threads: usize) -> Generator {
-    let path = ModelDir::resolve()
-        .locate(&GEMMA3_270M)
-        .expect("packaged Gemma model missing: run scripts/setup");
-    Generator::load(&path, threads).expect("model loads")
+    steadytext_testkit::gemma::load(threads)
 }
 
 /// Greedy completion of "The capital of France is" in 16 tokens on Gemma 3 270M Q4_K_M.

