@@ -1,9 +1,11 @@
 //! `steadytext generate-json`, `generate-regex` and `generate-choice` from fresh processes.
 
-use std::process::{Command, Output};
+mod support;
+
+use std::process::Output;
 
 fn steadytext(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_steadytext")).args(args).output().expect("steadytext runs")
+    support::cli::steadytext(None, args, &[])
 }
 
 #[test]
@@ -39,11 +41,11 @@ fn generate_json_prints_bare_json_of_the_schema() {
 fn an_invalid_regex_fails_before_loading_the_model() {
     // An empty model directory: the refusal must not depend on (or mention) the model.
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_steadytext"))
-        .args(["generate-regex", "x", "--pattern", "(ab"])
-        .env("STEADYTEXT_MODEL_DIR", dir.path())
-        .output()
-        .unwrap();
+    let out = support::cli::steadytext(
+        Some(dir.path()),
+        &["generate-regex", "x", "--pattern", "(ab"],
+        &[],
+    );
     assert!(!out.status.success(), "an invalid regex was accepted");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("invalid regex") && err.contains("unclosed group"), "{err}");

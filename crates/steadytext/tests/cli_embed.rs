@@ -1,8 +1,10 @@
 //! `steadytext models import` and `steadytext embed` on the packaged all-MiniLM-L6-v2, in a
 //! private model directory that links to the folder scripts/setup unpacks.
 
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 const GGUF: &str = "all-MiniLM-L6-v2-f32.gguf";
 
@@ -12,11 +14,7 @@ fn model_dir() -> tempfile::TempDir {
 }
 
 fn steadytext(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_steadytext"))
-        .args(args)
-        .env("STEADYTEXT_MODEL_DIR", dir)
-        .output()
-        .expect("steadytext runs")
+    support::cli::steadytext(Some(dir), args, &[])
 }
 
 fn ok(out: &Output) -> (String, String) {

@@ -1,13 +1,9 @@
 //! `steadytext generate` prints the same bytes from independent, daemon-free processes.
 
-use std::process::Command;
+mod support;
 
 fn generate(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_steadytext"))
-        .arg("generate")
-        .args(args)
-        .output()
-        .expect("steadytext runs")
+    support::cli::steadytext(None, &[&["generate"], args].concat(), &[])
 }
 
 #[test]
@@ -57,11 +53,8 @@ fn out_of_range_max_tokens_is_refused() {
 #[test]
 fn missing_model_names_the_path_and_the_fix() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_steadytext"))
-        .args(["generate", "x", "--max-tokens", "4"])
-        .env("STEADYTEXT_MODEL_DIR", dir.path())
-        .output()
-        .unwrap();
+    let out =
+        support::cli::steadytext(Some(dir.path()), &["generate", "x", "--max-tokens", "4"], &[]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("gemma-3-270m-q4_k_m.gguf") && err.contains("scripts/setup"), "{err}");

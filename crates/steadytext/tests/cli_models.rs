@@ -1,25 +1,16 @@
 //! `steadytext models list` and `steadytext models fetch` (against a local HTTP server the
 //! test starts), in private model directories.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::{Arc, Mutex};
 
 fn steadytext(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_steadytext"));
-    cmd.args(args)
-        .env("STEADYTEXT_MODEL_DIR", dir)
-        .env_remove("STEADYTEXT_RERANK_MODEL")
-        .env_remove("STEADYTEXT_EMBEDDING_MODEL")
-        .env_remove("STEADYTEXT_GENERATION_MODEL")
-        .env_remove("STEADYTEXT_ALLOW_DOWNLOAD")
-        .env_remove("STEADYTEXT_HF_ENDPOINT");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("steadytext runs")
+    support::cli::steadytext(Some(dir), args, env)
 }
 
 fn text(b: &[u8]) -> String {

@@ -1,8 +1,10 @@
 //! `steadytext rerank`: the embedding-cosine fallback on the packaged all-MiniLM-L6-v2 (and
 //! that it says so), a cross-encoder given by path (a tiny generated GGUF), typed input errors.
 
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 /// A fresh model directory holding (a link to) the packaged MiniLM folder and nothing else.
 fn model_dir() -> tempfile::TempDir {
@@ -10,14 +12,7 @@ fn model_dir() -> tempfile::TempDir {
 }
 
 fn steadytext(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_steadytext"))
-        .args(args)
-        .env("STEADYTEXT_MODEL_DIR", dir)
-        .env_remove("STEADYTEXT_RERANK_MODEL")
-        .env_remove("STEADYTEXT_EMBEDDING_MODEL")
-        .env("STEADYTEXT_THREADS", "2")
-        .output()
-        .expect("steadytext runs")
+    support::cli::steadytext(Some(dir), args, &[("STEADYTEXT_THREADS", "2")])
 }
 
 /// The method line and the `(score, document)` lines of a successful run.
@@ -94,12 +89,11 @@ fn rerank_refuses_an_empty_query() {
 #[test]
 fn a_configured_reranker_that_is_missing_is_an_error_not_a_fallback() {
     let dir = model_dir();
-    let out = Command::new(env!("CARGO_BIN_EXE_steadytext"))
-        .args(["rerank", "--query", "bread", "a document"])
-        .env("STEADYTEXT_MODEL_DIR", dir.path())
-        .env("STEADYTEXT_RERANK_MODEL", "qwen3-reranker-4b")
-        .output()
-        .expect("steadytext runs");
+    let out = support::cli::steadytext(
+        Some(dir.path()),
+        &["rerank", "--query", "bread", "a document"],
+        &[("STEADYTEXT_RERANK_MODEL", "qwen3-reranker-4b")],
+    );
     assert!(!out.status.success());
     assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -132,10 +132,7 @@ fn the_readme_sql_runs_and_prints_what_it_shows() {
         }
     }
     for command in ["serve", "worker"] {
-        let help = std::process::Command::new(env!("CARGO_BIN_EXE_steadytext"))
-            .args([command, "--help"])
-            .output()
-            .unwrap();
+        let help = support::cli::steadytext(None, &[command, "--help"], &[]);
         let help = String::from_utf8(help.stdout).unwrap();
         let words = help.split(|c: char| c.is_whitespace() || c == '[' || c == ']' || c == '=');
         // `--db-*` in prose is a family of flags, not one

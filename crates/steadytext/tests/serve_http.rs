@@ -216,10 +216,11 @@ fn the_bearer_token_can_come_from_a_file() {
 
     let empty = dir.path().join("empty");
     std::fs::write(&empty, "\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_steadytext"))
-        .args(["serve", "--port", "0", "--token-file", empty.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = support::cli::steadytext(
+        None,
+        &["serve", "--port", "0", "--token-file", empty.to_str().unwrap()],
+        &[],
+    );
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cannot read the token from") && stderr.contains("empty"), "{stderr}");
@@ -256,10 +257,7 @@ fn a_unix_socket_serves_the_same_api() {
 #[test]
 fn every_serve_and_worker_flag_documents_its_env_var_and_default() {
     for command in ["serve", "worker"] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_steadytext"))
-            .args([command, "--help"])
-            .output()
-            .unwrap();
+        let out = support::cli::steadytext(None, &[command, "--help"], &[]);
         assert!(out.status.success());
         let help = String::from_utf8(out.stdout).unwrap();
         // each option's text runs from its `--flag` line to the next option
