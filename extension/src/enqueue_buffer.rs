@@ -32,7 +32,6 @@
 //! (`queue_owner`): ordinary roles may not insert into the queue themselves.
 
 use std::cell::{Cell, RefCell};
-use std::ffi::CStr;
 use std::ptr::null_mut;
 use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering::Relaxed;
@@ -199,15 +198,11 @@ impl Shape {
 
     /// The `INSERT` into `table`. Everything is schema-qualified: it runs under the caller's
     /// `search_path` (and no operator is used).
-    fn sql(self, table: pg_sys::Oid) -> String {
-        // SAFETY: catalog lookups of an existing relation's namespace; quote_identifier returns
-        // a palloc'd or static C string.
-        let schema = unsafe {
-            let namespace = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(table));
-            CStr::from_ptr(pg_sys::quote_identifier(namespace)).to_string_lossy().into_owned()
-        };
+    fn sql(self, table: pg_sys::Oid) -> Result<String, SqlError> {
+        // SAFETY: a catalog lookup of an existing relation's namespace.
+        let schema = ext_schema::quoted_name(unsafe { pg_sys::get_rel_namespace(table) })?;
         let columns = "(request_id, function_name, parameters, priority, max_retries, owner)";
-        match self {
+        Ok(match self {
             Shape::One => format!(
                 "INSERT INTO {schema}.steadytext_queue {columns} VALUES ($1, $2, $3, $4, $5, $6)"
             ),
@@ -220,7 +215,7 @@ impl Shape {
                                  pg_catalog.unnest($6))
                       AS r(id, f, p, pri, mr, o)"
             ),
-        }
+        })
     }
 }
 
@@ -285,11 +280,12 @@ fn write(mut rows: Vec<Row>, table: pg_sys::Oid) -> Result<(), SqlError> {
         ];
         (Shape::Many, args)
     };
+    let index = shape as usize;
+    let stale = PLANS.with_borrow(|p| p[index].as_ref().is_none_or(|p| p.table != table));
+    let sql = if stale { Some(shape.sql(table)?) } else { None };
     Spi::connect_mut(|client| {
-        let index = shape as usize;
-        let stale = PLANS.with_borrow(|p| p[index].as_ref().is_none_or(|p| p.table != table));
-        if stale {
-            let plan = client.prepare_mut(&shape.sql(table), &shape.types())?.keep();
+        if let Some(sql) = sql {
+            let plan = client.prepare_mut(&sql, &shape.types())?.keep();
             PLANS.with_borrow_mut(|p| p[index] = Some(Prepared { table, plan }));
         }
         PLANS.with_borrow(|p| {
