@@ -7,9 +7,10 @@
 
 use pgrx::prelude::*;
 use pgrx::{JsonB, Uuid};
+use steadytext_api::function::Function;
 use steadytext_api::limits::DEFAULT_SEED;
 use steadytext_api::queue_request::{
-    ChoiceParams, EmbedParams, Function, JsonParams, QueuedRequest, RegexParams,
+    ChoiceParams, EmbedParams, JsonParams, QueuedRequest, RegexParams,
 };
 use steadytext_api::validate::{check_priority, check_texts};
 use steadytext_api::wire::{GenerationParams, RerankBody};

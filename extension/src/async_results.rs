@@ -9,7 +9,7 @@ use pgrx::pg_sys::BuiltinOid::UUIDOID;
 use pgrx::prelude::*;
 use pgrx::spi::OwnedPreparedStatement;
 use pgrx::{PgOid, Uuid};
-use steadytext_api::queue_request::Function;
+use steadytext_api::function::Function;
 
 use crate::completion_wakeup::{self, Sleeper, Wake};
 use crate::error::{or_raise, required, required_elements, SqlError};

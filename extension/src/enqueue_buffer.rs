@@ -45,7 +45,7 @@ use pgrx::prelude::*;
 use pgrx::spi::OwnedPreparedStatement;
 use pgrx::{JsonB, PgOid, Uuid};
 use serde_json::Value;
-use steadytext_api::queue_request::Function;
+use steadytext_api::function::Function;
 
 use crate::error::SqlError;
 use crate::{ext_schema, queue_owner};

@@ -4,6 +4,7 @@
 //! the PostgreSQL extension links it.
 
 pub mod client;
+pub mod function;
 pub mod json_schema;
 pub mod limits;
 pub mod metric_names;

@@ -5,8 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::function::Function;
 use crate::limits::{DEFAULT_MAX_TOKENS, DEFAULT_SEED};
-use crate::queue_request::Function;
 use crate::validate::{self, InputError};
 
 /// Path of the native generation endpoint.

@@ -4,8 +4,9 @@ use serde_json::json;
 use steadytext_core::{Caller, Constraint, CoreError, GenerateRequest, Generation, Generator};
 use steadytext_testkit::tiny_qwen3_reranker::{self, Head};
 
-fn generator() -> Generator {
-    steadytext_testkit::gemma::load(2)
+/// The test binary's one Gemma generator (tests run one at a time: .cargo/config.toml).
+fn generator() -> &'static Generator {
+    steadytext_testkit::gemma::shared()
 }
 
 fn req(prompt: &str, max_tokens: u32) -> GenerateRequest {
@@ -160,7 +161,9 @@ impl Caller for Probe<'_> {
 
 /// Requests of every kind for the continuous batch: short and long prompts, short and long
 /// generations, free and constrained; two of them decode past position 256 (a 280-token prompt,
-/// a 300-token generation), where a sequence left alone needs its companion row.
+/// and a 215-token prompt whose 60 generated tokens cross position 256 at about step 41), where a
+/// sequence left alone needs its companion row. (The long generation was a 300-token story once:
+/// the same crossing, five times the decode steps.)
 fn mixed() -> Vec<GenerateRequest> {
     let json = Constraint::Json(json!({
         "type": "object",
@@ -168,7 +171,10 @@ fn mixed() -> Vec<GenerateRequest> {
         "required": ["name", "ok"], "additionalProperties": false
     }));
     vec![
-        req("Once upon a time", 300),
+        req(
+            &format!("{}Once upon a time", "The sea was calm and the night was long. ".repeat(21)),
+            60,
+        ),
         req("Water boils at", 6),
         req(&"A long prompt that repeats itself. ".repeat(40), 10),
         GenerateRequest { constraint: Some(json), ..req("A person as JSON:", 40) },
@@ -236,10 +242,10 @@ fn requests_joining_and_leaving_at_any_step_decode_as_alone() {
     let alone: Vec<String> = reqs.iter().map(|r| g.generate(r).unwrap()).collect();
     // (capacity, join step of each request): requests join while others are mid-decode, wait
     // for a full batch to make room, and leave at different lengths; the last one joins the
-    // 300-token generation past its position 256, after it decoded alone for a while
+    // long generation past its position 256, after it decoded alone for a while
     let schedules: [(usize, [usize; 9]); 3] = [
-        (4, [0, 0, 2, 5, 5, 9, 40, 270, 271]),
-        (2, [0, 3, 3, 3, 10, 10, 10, 200, 290]),
+        (4, [0, 0, 2, 5, 5, 9, 20, 50, 51]),
+        (2, [0, 3, 3, 3, 10, 10, 10, 30, 52]),
         (9, [7, 0, 0, 1, 1, 2, 2, 3, 3]),
     ];
     let mut bad = Vec::new();

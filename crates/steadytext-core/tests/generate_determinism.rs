@@ -2,8 +2,14 @@
 
 use steadytext_core::{GenerateRequest, Generator};
 
+/// A fresh generator on `threads` threads, for the tests about thread counts.
 fn generator(threads: usize) -> Generator {
     steadytext_testkit::gemma::load(threads)
+}
+
+/// The test binary's one generator on 2 threads (tests run one at a time: .cargo/config.toml).
+fn shared() -> &'static Generator {
+    steadytext_testkit::gemma::shared()
 }
 
 /// Greedy completion of "The capital of France is" in 16 tokens on Gemma 3 270M Q4_K_M.
@@ -12,7 +18,7 @@ const GOLDEN_FRANCE_16: &str =
 
 #[test]
 fn same_request_twice_gives_identical_bytes() {
-    let g = generator(2);
+    let g = shared();
     let req = GenerateRequest {
         prompt: "The capital of France is".into(),
         max_tokens: 16,
@@ -29,7 +35,7 @@ fn same_request_twice_gives_identical_bytes() {
 
 #[test]
 fn max_tokens_bounds_the_output() {
-    let g = generator(2);
+    let g = shared();
     let short = g
         .generate(&GenerateRequest {
             prompt: "Once upon a time".into(),
@@ -55,7 +61,7 @@ fn max_tokens_bounds_the_output() {
 
 #[test]
 fn prompt_too_long_for_the_context_is_a_typed_error() {
-    let g = generator(1);
+    let g = shared();
     let prompt = "word ".repeat(5000);
     let err = g
         .generate(&GenerateRequest {
@@ -93,7 +99,10 @@ fn prompt_tokens(g: &Generator, prompt: &str) -> usize {
 /// thread), so it gets a companion row and decodes the same on any thread count. (Measured:
 /// with the companion row removed this prompt still gave the same 12 tokens on 1 and 3
 /// threads — the split sums differ at most in the last bits, which did not change a greedy
-/// choice here — so this checks the invariance, not the need for the row.)
+/// choice here — so this checks the invariance, not the need for the row.) Four tokens are
+/// decoded: the first comes from the lone query at position 512, the next three from decode
+/// steps that attend over more than 512 positions; more steps repeat the same path, at about
+/// a second each on 3 threads of a 2-core machine.
 #[test]
 fn a_prompt_of_512_plus_1_tokens_decodes_the_same_on_1_and_3_threads() {
     let one = generator(1);
@@ -103,7 +112,7 @@ fn a_prompt_of_512_plus_1_tokens_decodes_the_same_on_1_and_3_threads() {
         .expect("some count of words makes 513 tokens");
     let req = GenerateRequest {
         prompt: words,
-        max_tokens: 12,
+        max_tokens: 4,
         seed: 42,
         constraint: None,
         special_tokens: false,
@@ -116,7 +125,8 @@ fn a_prompt_of_512_plus_1_tokens_decodes_the_same_on_1_and_3_threads() {
 }
 
 /// A live batch switches its thread count between decode steps (as the adaptive policy does
-/// when other processes take cores) without changing a byte of its outputs.
+/// when other processes take cores) without changing a byte of its outputs. Twelve steps visit
+/// 1, 3 and 2 threads four times each, with two sequences live and then one.
 #[test]
 fn changing_the_thread_count_between_steps_changes_no_output() {
     struct Index(usize);
@@ -125,8 +135,8 @@ fn changing_the_thread_count_between_steps_changes_no_output() {
             true
         }
     }
-    let g = generator(2);
-    let reqs: Vec<GenerateRequest> = [("Once upon a time", 40), ("The capital of France is", 16)]
+    let g = shared();
+    let reqs: Vec<GenerateRequest> = [("Once upon a time", 12), ("The capital of France is", 6)]
         .iter()
         .map(|(p, n)| GenerateRequest {
             prompt: (*p).into(),

@@ -29,14 +29,18 @@ fn thread_count_does_not_change_the_output() {
 #[test]
 fn thread_count_does_not_change_a_long_context_output() {
     // About 600 prompt tokens: attention then spans more than 512 cached positions, where
-    // ggml's CPU flash attention may split the KV range across threads.
+    // ggml's CPU flash attention may split the KV range across threads (one range on 1 thread,
+    // two on 2). Four decode steps take that path as well as more would. 1 against 3 threads,
+    // an uneven split, is generate_determinism.rs's (in one process: 3 threads on a 2-core
+    // machine cost 20 s here, the third waiting for a core at every barrier); this test checks
+    // that `--threads` reaches the engine with the same invariance.
     let prompt =
         format!("{}In summary,", "The history of the city is long and complicated. ".repeat(60));
-    let one = generate(&[&prompt, "--max-tokens", "24", "--threads", "1"]);
-    let three = generate(&[&prompt, "--max-tokens", "24", "--threads", "3"]);
-    assert!(one.status.success() && three.status.success());
+    let one = generate(&[&prompt, "--max-tokens", "4", "--threads", "1"]);
+    let two = generate(&[&prompt, "--max-tokens", "4", "--threads", "2"]);
+    assert!(one.status.success() && two.status.success());
     assert!(!one.stdout.is_empty());
-    assert_eq!(one.stdout, three.stdout);
+    assert_eq!(one.stdout, two.stdout);
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! a synchronous request makes, and the result turned into the text stored in `result`
 //! (text; pgvector literal for embeddings; JSON for rerank).
 
-use steadytext_api::queue_request::{Function, QueuedRequest, ServiceCall};
+use steadytext_api::function::Function;
+use steadytext_api::queue_request::{QueuedRequest, ServiceCall};
 use steadytext_api::vector_text;
 
 use crate::engine_host::GenerateOptions;
