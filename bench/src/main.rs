@@ -211,12 +211,10 @@ enum Figure {
     },
 }
 
-/// gemma-3-270m-q4_k_m.gguf in STEADYTEXT_MODEL_DIR or ~/.cache/steadytext/models.
-fn default_model() -> PathBuf {
-    let dir = std::env::var_os("STEADYTEXT_MODEL_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/steadytext/models")
-    });
-    dir.join("gemma-3-270m-q4_k_m.gguf")
+/// gemma-3-270m-q4_k_m.gguf in the model directory (STEADYTEXT_MODEL_DIR or
+/// ~/.cache/steadytext/models: [`steadytext_api::model_dir`]).
+fn default_model() -> Result<PathBuf, steadytext_api::model_dir::NoModelDir> {
+    Ok(steadytext_api::model_dir::resolve()?.join("gemma-3-270m-q4_k_m.gguf"))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -259,11 +257,11 @@ fn main() -> anyhow::Result<()> {
             cancel_release::run(&env, rounds, long_tokens)?
         }
         Figure::Contention { raw_bin, model, max_tokens, policies, busy } => {
-            let target = Target { raw_bin, model: model.unwrap_or_else(default_model) };
+            let target = Target { raw_bin, model: model.map_or_else(default_model, Ok)? };
             contention::run(&env, &target, max_tokens, &policies, &busy)?
         }
         Figure::Engine { raw_bin, model, max_tokens, rounds } => {
-            let model = model.unwrap_or_else(default_model);
+            let model = model.map_or_else(default_model, Ok)?;
             engine::run(&env, &raw_bin, &model, max_tokens, rounds)?
         }
         Figure::Constrained { max_tokens, rounds } => constrained::run(&env, max_tokens, rounds)?,

@@ -4,7 +4,8 @@
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 PG_BIN=$(dirname "$PG_CONFIG")
-MODEL_DIR=${STEADYTEXT_MODEL_DIR:-$HOME/.cache/steadytext/models}
+# The rule of steadytext_api::model_dir (crates/steadytext-api/src/model_dir.rs).
+MODEL_DIR=${STEADYTEXT_MODEL_DIR:-${HOME:?no model directory: set STEADYTEXT_MODEL_DIR (or HOME)}/.cache/steadytext/models}
 export PATH="$HOME/.cargo/bin:$PATH"
 
 # Run a command as root (directly when we are root, else through sudo).

@@ -8,6 +8,7 @@ pub mod function;
 pub mod json_schema;
 pub mod limits;
 pub mod metric_names;
+pub mod model_dir;
 pub mod notifications;
 pub mod queue_request;
 pub mod ready;

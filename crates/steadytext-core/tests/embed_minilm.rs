@@ -20,7 +20,7 @@ fn load() -> Embedder {
 
 /// A new embedder on a fresh conversion of the packaged folder, on `threads` threads.
 fn load_on(threads: usize) -> Embedder {
-    let models = ModelDir::resolve();
+    let models = ModelDir::resolve().expect("a model directory");
     let folder = models.path().join(MINILM_L6_V2.folder);
     assert!(
         models.has_source(&MINILM_L6_V2),

@@ -250,7 +250,7 @@ fn requests_joining_and_leaving_at_any_step_decode_as_alone() {
     ];
     let mut bad = Vec::new();
     for (capacity, joins) in schedules {
-        let (got, widest) = continuous(&g, &reqs, capacity, &joins, &[None; 9]);
+        let (got, widest) = continuous(g, &reqs, capacity, &joins, &[None; 9]);
         assert!(
             widest >= capacity.min(4),
             "capacity {capacity}: at most {widest} decoded together"
@@ -281,7 +281,7 @@ fn an_abandoned_sequence_leaves_its_stream_to_the_next_request() {
     let alone: Vec<String> = reqs[1..].iter().map(|r| g.generate(r).unwrap()).collect();
     // capacity 2: the long request is stopped at step 30; requests 2 and 3 each wait for a free
     // stream (request 1 ending, request 0 stopped) and decode in a reused one
-    let (got, _) = continuous(&g, &reqs, 2, &[0, 0, 1, 1], &[Some(30), None, None, None]);
+    let (got, _) = continuous(g, &reqs, 2, &[0, 0, 1, 1], &[Some(30), None, None, None]);
     assert!(matches!(got[0].0, Err(CoreError::Abandoned)), "{:?}", got[0].0);
     // stopped at step 30: at most 30 tokens of text were streamed (400 would be ~300 words)
     let words = got[0].1.split_whitespace().count();

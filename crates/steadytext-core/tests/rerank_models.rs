@@ -127,7 +127,7 @@ fn invalid_requests_are_typed_errors() {
 }
 
 fn models() -> ModelDir {
-    ModelDir::resolve()
+    ModelDir::resolve().expect("a model directory")
 }
 
 /// all-MiniLM-L6-v2 converted to GGUF in a temporary directory (as the embedding tests do).

@@ -10,6 +10,7 @@ use steadytext_core::Generator;
 /// is missing (a missing model fails the tests, it never skips them).
 pub fn path() -> PathBuf {
     ModelDir::resolve()
+        .expect("a model directory")
         .locate(&GEMMA3_270M)
         .expect("packaged Gemma model missing: run scripts/setup")
 }

@@ -1,20 +1,14 @@
 //! Private model directories for tests that must start from a known state (e.g. "not imported
 //! yet"), linking to the packaged model folders that scripts/setup unpacks.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Folder of the packaged all-MiniLM-L6-v2 inside a model directory.
 pub const MINILM_FOLDER: &str = "all-MiniLM-L6-v2";
 
-/// The shared model directory: `STEADYTEXT_MODEL_DIR`, else `~/.cache/steadytext/models`.
+/// The shared model directory, by the one rule of [`steadytext_api::model_dir`].
 pub fn shared_model_dir() -> PathBuf {
-    std::env::var_os("STEADYTEXT_MODEL_DIR")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").expect("HOME is set");
-            Path::new(&home).join(".cache/steadytext/models")
-        })
+    steadytext_api::model_dir::resolve().expect("a model directory")
 }
 
 /// A fresh model directory holding (a link to) the packaged all-MiniLM-L6-v2 folder and

@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use steadytext_api::settings::{
     MAX_RETRIES, QUEUE_RETENTION, WORKER_CONCURRENCY, WORKER_POLL_INTERVAL, WORKER_TIMEOUT,
 };
-use steadytext_core::{ModelDir, ThreadPolicy};
+use steadytext_core::{CoreError, ModelDir, ThreadPolicy};
 
 use crate::download_progress::ProgressStyle;
 
@@ -238,8 +238,8 @@ pub struct ModelDirArg {
 
 impl ModelDirArg {
     /// The model directory: `--model-dir`, else the default resolution of [`ModelDir`].
-    pub fn resolve(&self) -> ModelDir {
-        self.model_dir.clone().map(ModelDir::new).unwrap_or_else(ModelDir::resolve)
+    pub fn resolve(&self) -> Result<ModelDir, CoreError> {
+        self.model_dir.clone().map_or_else(ModelDir::resolve, |dir| Ok(ModelDir::new(dir)))
     }
 }
 
@@ -261,7 +261,7 @@ pub struct EngineArgs {
 
 impl EngineArgs {
     /// The model directory: `--model-dir`, else the default resolution of [`ModelDir`].
-    pub fn model_dir(&self) -> ModelDir {
+    pub fn model_dir(&self) -> Result<ModelDir, CoreError> {
         self.model_dir.resolve()
     }
 

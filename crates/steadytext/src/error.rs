@@ -112,7 +112,8 @@ impl DaemonError {
                 CoreError::InvalidRegex(_) => ErrorCode::InvalidRegex,
                 CoreError::ConstraintUnfinished { .. } => ErrorCode::Unfinished,
                 CoreError::ContextOverflow { .. } => ErrorCode::LimitExceeded,
-                CoreError::ModelMissing { .. }
+                CoreError::NoModelDir(_)
+                | CoreError::ModelMissing { .. }
                 | CoreError::ModelLoad { .. }
                 | CoreError::ModelFormat { .. }
                 | CoreError::Checksum { .. }

@@ -49,7 +49,7 @@ fn wheel(path: &Path, members: &[(String, PathBuf)]) {
 
 #[test]
 fn fetch_models_prints_progress_lines_off_a_terminal() {
-    let models = ModelDir::resolve();
+    let models = ModelDir::resolve().expect("a model directory");
     let gemma = steadytext_testkit::gemma::path();
     let minilm = models.path().join("all-MiniLM-L6-v2");
     assert!(

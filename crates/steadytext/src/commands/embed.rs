@@ -39,7 +39,7 @@ fn model_path(dir: &ModelDir) -> anyhow::Result<PathBuf> {
 
 /// Loads the packaged embedding model (importing it on first use) with the engine settings.
 pub fn load_embedder(engine: &EngineArgs) -> anyhow::Result<Embedder> {
-    let path = model_path(&engine.model_dir())?;
+    let path = model_path(&engine.model_dir()?)?;
     Embedder::load(&path, engine.thread_policy())
         .with_context(|| format!("loading {}", path.display()))
 }

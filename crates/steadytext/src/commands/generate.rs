@@ -27,7 +27,7 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
 
 /// Loads the packaged generation model with the engine settings.
 pub fn load_generator(engine: &EngineArgs) -> anyhow::Result<Generator> {
-    let path = engine.model_dir().locate(&GEMMA3_270M)?;
+    let path = engine.model_dir()?.locate(&GEMMA3_270M)?;
     Generator::load(&path, engine.thread_policy())
         .with_context(|| format!("loading {}", path.display()))
 }

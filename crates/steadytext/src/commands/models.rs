@@ -11,7 +11,7 @@ use crate::download_progress::ProgressDisplay;
 /// Runs `steadytext models import`: converts the all-MiniLM-L6-v2 folder into its GGUF file,
 /// or reports that the GGUF file is already there.
 pub fn import(args: &ImportArgs) -> anyhow::Result<()> {
-    let dir = args.model_dir.resolve();
+    let dir = args.model_dir.resolve()?;
     let outcome = dir
         .import(&MINILM_L6_V2)
         .with_context(|| format!("importing {} in {}", MINILM_L6_V2.name, dir.path().display()))?;
@@ -30,7 +30,7 @@ pub fn import(args: &ImportArgs) -> anyhow::Result<()> {
 /// set, `present`/`missing`, path — with `*` marking the model that serves its role under the
 /// current environment (`STEADYTEXT_*_MODEL`, else the mini set).
 pub fn list(args: &ListArgs) -> anyhow::Result<()> {
-    let dir = args.model_dir.resolve();
+    let dir = args.model_dir.resolve()?;
     let mut selected = Vec::new();
     for role in Role::ALL {
         match registry::choose(role)? {
@@ -58,7 +58,7 @@ pub fn list(args: &ListArgs) -> anyhow::Result<()> {
 /// Runs `steadytext models fetch`: downloads a registry model if it is missing and downloads
 /// are allowed, showing the download's progress on stderr (`--progress`).
 pub fn fetch(args: &FetchArgs) -> anyhow::Result<()> {
-    let dir = args.model_dir.resolve();
+    let dir = args.model_dir.resolve()?;
     let entry = registry::lookup(&args.name)?;
     let policy = DownloadPolicy { allow: args.allow_download, endpoint: args.hf_endpoint.clone() };
     let mut progress = ProgressDisplay::stderr(entry.name, args.progress);

@@ -11,7 +11,7 @@ use crate::cli::RerankArgs;
 /// Runs `steadytext rerank`: prints `# method: <kind> (<model>)`, then one
 /// `score<TAB>document` line per document, highest score first (ties in input order).
 pub fn run(args: &RerankArgs) -> anyhow::Result<()> {
-    let dir = args.engine.model_dir();
+    let dir = args.engine.model_dir()?;
     let rerank = registry::choose_from(Role::Rerank, args.model.clone().map(Into::into))?;
     let embedding =
         registry::choose_from(Role::Embedding, args.embedding_model.clone().map(Into::into))?

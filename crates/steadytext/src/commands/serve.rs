@@ -182,7 +182,7 @@ fn start_service(daemon: &DaemonArgs) -> Result<Service, DaemonError> {
     let (engine, cache, max_batch) = (&daemon.engine, &daemon.cache, daemon.max_batch);
     let metrics = Metrics::default();
     let config = EngineConfig {
-        model_dir: engine.model_dir(),
+        model_dir: engine.model_dir()?,
         threads: engine.thread_policy(),
         max_batch: usize::from(max_batch),
     };

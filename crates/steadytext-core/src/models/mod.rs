@@ -1,4 +1,10 @@
-//! Model registry and resolution of model files on disk.
+//! Model files: the registry of packaged models, their resolution on disk, downloads, GGUF
+//! reading and the BERT-to-GGUF importer.
+
+pub mod bert_gguf;
+pub mod download;
+pub mod gguf;
+pub mod registry;
 
 use std::path::{Path, PathBuf};
 
@@ -72,30 +78,18 @@ pub struct ModelDir(PathBuf);
 
 impl ModelDir {
     /// Environment variable overriding the model directory.
-    pub const ENV: &'static str = "STEADYTEXT_MODEL_DIR";
+    pub const ENV: &'static str = steadytext_api::model_dir::ENV;
 
     /// Uses the given directory.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self(path.into())
     }
 
-    /// Resolves the directory: `$STEADYTEXT_MODEL_DIR`, else `$HOME/.cache/steadytext/models`.
-    pub fn resolve() -> Self {
-        Self::from_env(std::env::var_os(Self::ENV), std::env::var_os("HOME"))
-    }
-
-    /// The resolution rule of [`ModelDir::resolve`], with the environment passed in.
-    pub fn from_env(
-        model_dir: Option<std::ffi::OsString>,
-        home: Option<std::ffi::OsString>,
-    ) -> Self {
-        match model_dir.filter(|v| !v.is_empty()) {
-            Some(dir) => Self(PathBuf::from(dir)),
-            None => {
-                let home = home.map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp"));
-                Self(home.join(".cache/steadytext/models"))
-            }
-        }
+    /// Resolves the directory by the rule of [`steadytext_api::model_dir`]:
+    /// `$STEADYTEXT_MODEL_DIR`, else `$HOME/.cache/steadytext/models`, else
+    /// [`CoreError::NoModelDir`].
+    pub fn resolve() -> Result<Self, CoreError> {
+        Ok(Self(steadytext_api::model_dir::resolve()?))
     }
 
     /// The directory itself.
@@ -186,16 +180,6 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn env_override_wins_over_home() {
-        let d = ModelDir::from_env(Some("/models".into()), Some("/home/u".into()));
-        assert_eq!(d.path(), Path::new("/models"));
-        let d = ModelDir::from_env(Some("".into()), Some("/home/u".into()));
-        assert_eq!(d.path(), Path::new("/home/u/.cache/steadytext/models"));
-        let d = ModelDir::from_env(None, Some("/home/u".into()));
-        assert_eq!(d.path(), Path::new("/home/u/.cache/steadytext/models"));
-    }
 
     #[test]
     fn locate_reports_the_missing_path() {

@@ -22,8 +22,10 @@ use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::vocab::LlamaVocab;
 
 use crate::error::decode_err;
-use crate::generate::SPLIT_KV_FREE_POSITIONS;
-use crate::generate::{greedy, GenerateRequest, Generation, Generator, PROMPT_CHUNK};
+use crate::generation::generator::{
+    GenerateRequest, Generation, Generator, N_CTX, PROMPT_CHUNK, SPLIT_KV_FREE_POSITIONS,
+};
+use crate::generation::logits::greedy;
 use crate::guide::Guide;
 use crate::threads::{set_context_threads, ThreadPolicy};
 use crate::CoreError;
@@ -335,6 +337,31 @@ impl<'g, C: Caller> DecodeBatch<'g, C> {
     fn clear_stream(&mut self, stream: usize) -> Result<(), CoreError> {
         self.ctx.clear_kv_cache_seq(Some(stream as u32), None, None).map_err(decode_err)?;
         Ok(())
+    }
+}
+
+impl Generator {
+    /// Tokenizes and checks `req` for a stream of `positions` cells: a non-empty prompt that
+    /// fits with its `max_tokens`, a valid constraint.
+    pub(crate) fn prepare(
+        &self,
+        req: &GenerateRequest,
+        positions: usize,
+    ) -> Result<Sequence, CoreError> {
+        let prompt = self.tokenize_prompt(&req.prompt, req.special_tokens);
+        if prompt.is_empty() {
+            return Err(CoreError::Prompt("prompt produced no tokens".into()));
+        }
+        let n_ctx = positions.min(N_CTX as usize);
+        if prompt.len() + req.max_tokens as usize > n_ctx {
+            return Err(CoreError::ContextOverflow {
+                prompt_tokens: prompt.len(),
+                max_tokens: req.max_tokens,
+                n_ctx: n_ctx as u32,
+            });
+        }
+        let guide = req.constraint.as_ref().map(|c| self.guide(c, req.max_tokens)).transpose()?;
+        Ok(Sequence::new(prompt, req.max_tokens, guide))
     }
 }
 

@@ -17,37 +17,31 @@
 //!   the query's and each document's embedding (the task is not used).
 
 use std::fmt;
-use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
-use llama_cpp_2::context::params::{LlamaContextParams, LlamaPoolingType};
-use llama_cpp_2::context::LlamaContext;
-use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::context::params::LlamaPoolingType;
 use llama_cpp_2::model::LlamaModel;
-use llama_cpp_2::token::LlamaToken;
 
 use steadytext_api::validate::{check_rerank, InputError};
 
-use crate::backend::{backend, load_model};
-use crate::error::decode_err;
+use crate::backend::load_model;
 use crate::models::ModelDir;
 use crate::registry::{self, ModelChoice, Role};
-use crate::slots::{Encoder, MAX_SEQ_TOKENS};
+use crate::slots::Encoder;
 use crate::threads::ThreadPolicy;
 use crate::{CoreError, Embedder};
+
+mod cosine;
+mod cross_encoder;
+mod qwen3;
+
+pub use cosine::{cosine_scores, CosineReranker};
 
 /// The default task: that of the SQL functions (declared in `steadytext-api`).
 pub use steadytext_api::wire::DEFAULT_RERANK_TASK as DEFAULT_TASK;
 
 /// `LLAMA_POOLING_TYPE_RANK` as stored in `<arch>.pooling_type`.
 const POOLING_RANK: &str = "4";
-/// Largest context used for Qwen3-Reranker pairs (upstream steadytext's window).
-const QWEN3_MAX_CTX: u32 = 8192;
-/// Tokens per llama.cpp decode call on the Qwen3 path.
-const QWEN3_CHUNK: usize = 512;
-
-const QWEN3_PREFIX: &str = "<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and the Instruct provided. Note that the answer can only be \"yes\" or \"no\".<|im_end|>\n<|im_start|>user\n";
-const QWEN3_SUFFIX: &str = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n";
 
 /// How the scores of a [`Ranking`] were computed, and with which model.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,172 +207,8 @@ impl ModelReranker {
         finite(Ranking { method: self.method(), scores })
     }
 
-    /// The token ids a cross-encoder is fed for one (query, document) pair (for inspection).
-    pub fn pair_tokens(&self, query: &str, document: &str) -> Result<Vec<i32>, CoreError> {
-        let vocab = self.model().vocab();
-        let q = vocab.tokenize(query.as_bytes(), false, false);
-        let d = vocab.tokenize(document.as_bytes(), false, false);
-        let max = (self.model().n_ctx_train() as usize).min(MAX_SEQ_TOKENS);
-        Ok(self.pair(&q, &d, max)?.into_iter().map(|t| t.0).collect())
-    }
-
-    fn cross_encoder_scores(&self, query: &str, documents: &[&str]) -> Result<Vec<f64>, CoreError> {
-        let vocab = self.model().vocab();
-        let q = vocab.tokenize(query.as_bytes(), false, false);
-        if q.is_empty() {
-            return Err(CoreError::EmptyQuery);
-        }
-        let max = (self.model().n_ctx_train() as usize).min(MAX_SEQ_TOKENS);
-        let pairs = documents
-            .iter()
-            .enumerate()
-            .map(|(index, d)| {
-                let d = vocab.tokenize(d.as_bytes(), false, false);
-                if d.is_empty() {
-                    return Err(CoreError::EmptyDocument { index });
-                }
-                self.pair(&q, &d, max)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        self.encoder.encode(&pairs, |ctx, seq| {
-            let out = ctx.embeddings_seq_ith(seq).map_err(decode_err)?;
-            out.first()
-                .map(|&s| f64::from(s))
-                .ok_or_else(|| CoreError::Decode("the rank head produced no score".into()))
-        })
-    }
-
-    /// `BOS query EOS [SEP] document EOS`, EOS falling back to SEP (BERT), truncated to `max`
-    /// tokens (the query to half of it, then the document).
-    fn pair(
-        &self,
-        query: &[LlamaToken],
-        doc: &[LlamaToken],
-        max: usize,
-    ) -> Result<Vec<LlamaToken>, CoreError> {
-        let vocab = self.model().vocab();
-        let null = LlamaToken(-1);
-        let (bos, eos, sep) = (vocab.bos(), vocab.eos(), vocab.sep());
-        let end = if eos != null { eos } else { sep };
-        if end == null {
-            return Err(self.unsupported("the vocabulary has neither an EOS nor a SEP token"));
-        }
-        let mut out = Vec::with_capacity(max);
-        if vocab.should_add_bos() && bos != null {
-            out.push(bos);
-        }
-        out.extend_from_slice(&query[..query.len().min(max / 2)]);
-        out.push(end);
-        if eos != null && sep != null {
-            out.push(sep);
-        }
-        let room = max.saturating_sub(out.len() + 1);
-        out.extend_from_slice(&doc[..doc.len().min(room)]);
-        out.push(end);
-        Ok(out)
-    }
-
-    /// P("yes") of the Qwen3-Reranker judgement of each document, one pair at a time in one
-    /// context (of a fixed size, cleared between pairs, so a score never depends on the
-    /// documents before it).
-    fn qwen3_scores(
-        &self,
-        query: &str,
-        documents: &[&str],
-        task: &str,
-    ) -> Result<Vec<f64>, CoreError> {
-        let n_ctx = self.model().n_ctx_train().clamp(QWEN3_CHUNK as u32, QWEN3_MAX_CTX);
-        let pooled = self.kind == RerankerKind::Qwen3Pooled;
-        let yes_no = if pooled { None } else { Some(self.yes_no_tokens()?) };
-        let mut ctx = self.qwen3_context(n_ctx, pooled)?;
-        let mut batch = LlamaBatch::new(QWEN3_CHUNK, 1);
-        let mut scores = Vec::with_capacity(documents.len());
-        for doc in documents {
-            let tokens = self.qwen3_pair_tokens(task, query, doc, n_ctx as usize);
-            ctx.clear_kv_cache();
-            for (c, chunk) in tokens.chunks(QWEN3_CHUNK).enumerate() {
-                batch.clear();
-                for (i, tok) in chunk.iter().enumerate() {
-                    let pos = c * QWEN3_CHUNK + i;
-                    let last = pos + 1 == tokens.len();
-                    batch.add(*tok, pos as i32, &[0], pooled || last).map_err(decode_err)?;
-                }
-                ctx.decode(&mut batch).map_err(decode_err)?;
-            }
-            scores.push(qwen3_score(&ctx, &batch, yes_no)?);
-        }
-        Ok(scores)
-    }
-
-    /// A context for one Qwen3-Reranker pair at a time: rank pooling for a converted rank head,
-    /// plain logits otherwise.
-    fn qwen3_context(&self, n_ctx: u32, pooled: bool) -> Result<LlamaContext<'_>, CoreError> {
-        let threads = self.encoder.threads().now();
-        let mut params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(n_ctx))
-            .with_n_batch(QWEN3_CHUNK as u32)
-            .with_n_ubatch(QWEN3_CHUNK as u32)
-            .with_n_seq_max(1)
-            .with_n_threads(threads)
-            .with_n_threads_batch(threads);
-        if pooled {
-            params = params.with_embeddings(true).with_pooling_type(LlamaPoolingType::Rank);
-        }
-        self.model().new_context(backend()?, params).map_err(|e| CoreError::Context(e.to_string()))
-    }
-
-    /// The Qwen3-Reranker prompt of one (query, document) pair, its body truncated to fit
-    /// `n_ctx`. User text is tokenized without special-token parsing: it cannot inject markers.
-    fn qwen3_pair_tokens(
-        &self,
-        task: &str,
-        query: &str,
-        doc: &str,
-        n_ctx: usize,
-    ) -> Vec<LlamaToken> {
-        let vocab = self.model().vocab();
-        let prefix = vocab.tokenize(QWEN3_PREFIX.as_bytes(), false, true);
-        let suffix = vocab.tokenize(QWEN3_SUFFIX.as_bytes(), false, true);
-        let body = format!("<Instruct>: {task}\n<Query>: {query}\n<Document>: {doc}");
-        let mut body = vocab.tokenize(body.as_bytes(), false, false);
-        body.truncate(n_ctx.saturating_sub(prefix.len() + suffix.len()));
-        prefix.into_iter().chain(body).chain(suffix).collect()
-    }
-
-    fn yes_no_tokens(&self) -> Result<(LlamaToken, LlamaToken), CoreError> {
-        let vocab = self.model().vocab();
-        let one = |word: &str| match vocab.tokenize(word.as_bytes(), false, false).as_slice() {
-            [t] => Ok(*t),
-            _ => Err(self.unsupported(&format!("{word:?} is not a single token"))),
-        };
-        Ok((one("yes")?, one("no")?))
-    }
-
     fn unsupported(&self, reason: &str) -> CoreError {
         CoreError::UnsupportedReranker { path: self.path.clone(), reason: reason.into() }
-    }
-}
-
-/// The score of the pair just decoded: the rank head's output (llama.cpp applies the softmax
-/// over the head's labels; the first is "yes"), or P("yes") from the yes/no logits of the last
-/// position.
-fn qwen3_score(
-    ctx: &LlamaContext<'_>,
-    batch: &LlamaBatch<'_>,
-    yes_no: Option<(LlamaToken, LlamaToken)>,
-) -> Result<f64, CoreError> {
-    match yes_no {
-        None => ctx
-            .embeddings_seq_ith(0)
-            .map_err(decode_err)?
-            .first()
-            .map(|&s| f64::from(s))
-            .ok_or_else(|| CoreError::Decode("the rank head produced no score".into())),
-        Some((yes, no)) => {
-            let logits = ctx.get_logits_ith(batch.n_tokens() - 1);
-            let (ly, ln) = (f64::from(logits[yes.0 as usize]), f64::from(logits[no.0 as usize]));
-            Ok(1.0 / (1.0 + (ln - ly).exp()))
-        }
     }
 }
 
@@ -415,44 +245,6 @@ fn detect_kind(model: &LlamaModel, path: &Path) -> Result<RerankerKind, CoreErro
         )));
     }
     Err(unsupported(format!("architecture {arch}")))
-}
-
-/// Cosine similarity of embeddings: the fallback when no reranker model is configured.
-pub struct CosineReranker {
-    embedder: Embedder,
-    name: String,
-}
-
-impl CosineReranker {
-    /// Uses `embedder`, reported under `name`.
-    pub fn new(embedder: Embedder, name: impl Into<String>) -> Self {
-        Self { embedder, name: name.into() }
-    }
-
-    /// The method reported in this reranker's rankings.
-    pub fn method(&self) -> RerankMethod {
-        RerankMethod::EmbeddingCosine { model: self.name.clone() }
-    }
-
-    /// Cosine similarity of the query's embedding with each document's (in one embedding batch;
-    /// the embedder makes each vector independent of its neighbours).
-    pub fn rerank(&self, query: &str, documents: &[&str]) -> Result<Ranking, CoreError> {
-        validate(query, documents)?;
-        let texts: Vec<&str> = std::iter::once(query).chain(documents.iter().copied()).collect();
-        let vectors = self.embedder.embed_batch(&texts).map_err(|e| match e {
-            CoreError::EmptyText { index: 0 } => CoreError::EmptyQuery,
-            CoreError::EmptyText { index } => CoreError::EmptyDocument { index: index - 1 },
-            other => other,
-        })?;
-        let (q, docs) = vectors.split_first().expect("the query's vector");
-        finite(Ranking { method: self.method(), scores: cosine_scores(q, docs) })
-    }
-}
-
-/// The embedding-cosine scores of `documents` against `query` (one vector each): the fallback
-/// method's one formula, used by [`CosineReranker`] and the daemon's cached path.
-pub fn cosine_scores(query: &[f32], documents: &[Vec<f32>]) -> Vec<f64> {
-    documents.iter().map(|d| f64::from(crate::embed::cosine(query, d))).collect()
 }
 
 /// A reranker of either kind.

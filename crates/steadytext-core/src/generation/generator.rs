@@ -1,4 +1,7 @@
-//! Deterministic greedy text generation, free or constrained.
+//! A loaded generation model ([`Generator`]) and what a request to it is: the model, its
+//! contexts, its tokenizer, chat template and constraint environment, and the limits of the
+//! context window. Decoding is [`crate::decode_batch`]'s; the `generate*` front ends are in
+//! [`crate::generate`].
 
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -12,7 +15,6 @@ use llama_cpp_2::token::LlamaToken;
 
 use crate::backend::{backend, load_model};
 use crate::chat::{ChatMessage, ChatTemplate};
-use crate::decode_batch::{Caller, DecodeBatch, Sequence};
 use crate::error::decode_err;
 use crate::guide::{Guidance, Guide};
 use crate::threads::ThreadPolicy;
@@ -159,108 +161,9 @@ impl Generator {
         &self.path
     }
 
-    /// Generates a completion of `req.prompt` by greedy decoding in a fresh context.
-    pub fn generate(&self, req: &GenerateRequest) -> Result<String, CoreError> {
-        let generation =
-            self.generate_batch(std::slice::from_ref(req))?.pop().expect("one result per request");
-        generation.map(|g| g.text)
-    }
-
-    /// Generates completions for several requests decoded together, one llama.cpp sequence
-    /// each, in one fresh context. Each output is byte-identical to generating that request
-    /// alone (tested), constrained or not. The outer error is a failure of the whole batch; the
-    /// inner ones are per-request (e.g. a prompt too long for the context window, an invalid
-    /// constraint — both refused before decoding — or a constraint unfinished at max_tokens).
-    pub fn generate_batch(
-        &self,
-        reqs: &[GenerateRequest],
-    ) -> Result<Vec<Result<Generation, CoreError>>, CoreError> {
-        self.generate_batch_while(reqs, &|_| true)
-    }
-
-    /// [`Generator::generate_batch`], stopping request `i` with [`CoreError::Abandoned`] as
-    /// soon as `keep(i)` turns false (checked before its prompt is fed and before every decode
-    /// step), e.g. because its caller timed out. The other requests' outputs do not change.
-    ///
-    /// A thin wrapper over [`DecodeBatch`]: a context with one stream per valid request, sized
-    /// to the longest; every prompt is prefilled (one by one), then all decode together until
-    /// the last one ends.
-    pub fn generate_batch_while(
-        &self,
-        reqs: &[GenerateRequest],
-        keep: &dyn Fn(usize) -> bool,
-    ) -> Result<Vec<Result<Generation, CoreError>>, CoreError> {
-        let mut results: Vec<Option<Result<Generation, CoreError>>> =
-            Vec::with_capacity(reqs.len());
-        let mut valid = Vec::new();
-        for (i, req) in reqs.iter().enumerate() {
-            match self.prepare(req, N_CTX as usize) {
-                Ok(seq) => {
-                    results.push(None);
-                    valid.push((i, seq));
-                }
-                Err(e) => results.push(Some(Err(e))),
-            }
-        }
-        let longest = valid.iter().map(|(_, q)| q.prompt.len() + q.max_tokens as usize).max();
-        if let Some(longest) = longest {
-            let mut batch = DecodeBatch::new(self, valid.len(), longest)?;
-            let mut finished = Vec::new();
-            for (index, seq) in valid {
-                finished.extend(batch.admit_prepared(seq, Indexed { index, keep }));
-            }
-            while !batch.is_empty() {
-                finished.extend(batch.step());
-            }
-            for (caller, result) in finished {
-                results[caller.index] = Some(result);
-            }
-        }
-        Ok(results.into_iter().map(|r| r.expect("every request answered")).collect())
-    }
-
-    /// A long-lived decoding context for continuous batching: up to `capacity` generations
-    /// decoded together, each of up to [`N_CTX`] positions, joining and leaving at any step.
-    ///
-    /// Its streams hold [`N_CTX`] cells each, whatever the request; that changes no output
-    /// (see [`Generator::new_context`]: the attended length and the cell layout do not depend
-    /// on the stream size, and cells left by an earlier request of a reused stream are masked,
-    /// as the zeroed cells of a fresh context are). KV memory is `capacity + 1` times a 4096-cell
-    /// stream (for Gemma 3 270M about 28 MiB per stream: 3 global-attention layers of 4096
-    /// cells, 15 sliding-window layers of 1024).
-    pub fn decode_batch<C: Caller>(
-        &self,
-        capacity: usize,
-    ) -> Result<DecodeBatch<'_, C>, CoreError> {
-        DecodeBatch::new(self, capacity, N_CTX as usize)
-    }
-
-    /// Tokenizes and checks `req` for a stream of `positions` cells: a non-empty prompt that
-    /// fits with its `max_tokens`, a valid constraint.
-    pub(crate) fn prepare(
-        &self,
-        req: &GenerateRequest,
-        positions: usize,
-    ) -> Result<Sequence, CoreError> {
-        let prompt = self.tokenize_prompt(&req.prompt, req.special_tokens);
-        if prompt.is_empty() {
-            return Err(CoreError::Prompt("prompt produced no tokens".into()));
-        }
-        let n_ctx = positions.min(N_CTX as usize);
-        if prompt.len() + req.max_tokens as usize > n_ctx {
-            return Err(CoreError::ContextOverflow {
-                prompt_tokens: prompt.len(),
-                max_tokens: req.max_tokens,
-                n_ctx: n_ctx as u32,
-            });
-        }
-        let guide = req.constraint.as_ref().map(|c| self.guide(c, req.max_tokens)).transpose()?;
-        Ok(Sequence::new(prompt, req.max_tokens, guide))
-    }
-
     /// The tokens a prompt is decoded from: the beginning-of-sequence token, then the text's,
     /// control tokens written in it read as such when `special_tokens`.
-    fn tokenize_prompt(&self, prompt: &str, special_tokens: bool) -> Vec<LlamaToken> {
+    pub(crate) fn tokenize_prompt(&self, prompt: &str, special_tokens: bool) -> Vec<LlamaToken> {
         self.model.vocab().tokenize(prompt.as_bytes(), true, special_tokens)
     }
 
@@ -302,7 +205,11 @@ impl Generator {
 
     /// A fresh guide for `constraint` within `max_tokens`, building the vocabulary's llguidance
     /// environment on first use.
-    fn guide(&self, constraint: &Constraint, max_tokens: u32) -> Result<Guide, CoreError> {
+    pub(crate) fn guide(
+        &self,
+        constraint: &Constraint,
+        max_tokens: u32,
+    ) -> Result<Guide, CoreError> {
         constraint.validate()?;
         match self.guidance.get_or_init(|| Guidance::new(&self.model).map_err(|e| e.to_string())) {
             Ok(guidance) => guidance.guide(constraint, max_tokens),
@@ -345,95 +252,9 @@ impl Generator {
     }
 }
 
-/// The caller of one request of [`Generator::generate_batch_while`]: its index and the keep
-/// predicate.
-struct Indexed<'k> {
-    index: usize,
-    keep: &'k dyn Fn(usize) -> bool,
-}
-
-impl Caller for Indexed<'_> {
-    fn wanted(&self) -> bool {
-        (self.keep)(self.index)
-    }
-}
-
-/// Index of the largest logit; ties go to the lowest token id, so the choice never depends on
-/// iteration order (NaN logits are never chosen; all-NaN or empty logits give token 0).
-///
-/// See [`argmax`] for how it is computed.
-pub(crate) fn greedy(logits: &[f32]) -> LlamaToken {
-    LlamaToken(argmax(logits).unwrap_or(0) as i32)
-}
-
-/// The first index of the largest logit, `None` when there is none (empty or all NaN); the
-/// choice of greedy decoding, constrained or not.
-///
-/// Two passes the compiler vectorises, over a vocabulary of up to 262 144 logits per step and
-/// sequence: the largest value in 8 independent lanes (the maximum does not depend on the order
-/// of comparisons), then the first index holding it.
-pub(crate) fn argmax(logits: &[f32]) -> Option<usize> {
-    const LANES: usize = 8;
-    let mut lanes = [f32::NEG_INFINITY; LANES];
-    let chunks = logits.chunks_exact(LANES);
-    let tail = chunks.remainder();
-    for chunk in chunks {
-        for (lane, &l) in lanes.iter_mut().zip(chunk) {
-            if l > *lane {
-                *lane = l;
-            }
-        }
-    }
-    let max = lanes.iter().chain(tail).fold(f32::NEG_INFINITY, |m, &l| if l > m { l } else { m });
-    logits.iter().position(|&l| l == max)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn greedy_picks_max_and_breaks_ties_low() {
-        assert_eq!(greedy(&[0.1, 0.9, 0.3]), LlamaToken(1));
-        assert_eq!(greedy(&[0.5, 0.9, 0.9, 0.2]), LlamaToken(1));
-        assert_eq!(greedy(&[-1.0, -3.0]), LlamaToken(0));
-        assert_eq!(greedy(&[]), LlamaToken(0));
-        assert_eq!(greedy(&[f32::NAN, f32::NAN]), LlamaToken(0));
-        assert_eq!(greedy(&[f32::NEG_INFINITY; 3]), LlamaToken(0));
-    }
-
-    #[test]
-    fn greedy_matches_a_plain_scan_across_lanes_and_the_tail() {
-        // the first index of the largest value, NaNs skipped
-        fn plain(logits: &[f32]) -> LlamaToken {
-            let mut best: Option<usize> = None;
-            for (i, &l) in logits.iter().enumerate() {
-                if !l.is_nan() && best.is_none_or(|b| l > logits[b]) {
-                    best = Some(i);
-                }
-            }
-            LlamaToken(best.unwrap_or(0) as i32)
-        }
-        let mut state = 7u32;
-        for len in [1usize, 7, 8, 9, 31, 1000, 262_147] {
-            // few distinct values, so that ties across lanes and with the tail are common
-            let logits: Vec<f32> = (0..len)
-                .map(|_| {
-                    state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                    match state >> 28 {
-                        0 => f32::NAN,
-                        v => (v % 5) as f32 - 2.0,
-                    }
-                })
-                .collect();
-            assert_eq!(greedy(&logits), plain(&logits), "length {len}");
-        }
-        let mut tail_wins = vec![0.0f32; 19];
-        tail_wins[17] = 1.0;
-        assert_eq!(greedy(&tail_wins), LlamaToken(17));
-        tail_wins[3] = 1.0;
-        assert_eq!(greedy(&tail_wins), LlamaToken(3));
-    }
 
     #[test]
     fn generator_can_be_shared_across_threads() {

@@ -491,7 +491,7 @@ impl<'a> Candidates<'a> {
 /// [`top_logits`] compares every logit with the current k-th one, which does not vectorise and
 /// cost about a millisecond per step over 262 144 logits.
 fn best_logit(logits: &[f32]) -> Option<TokenId> {
-    crate::generate::argmax(logits).map(|i| i as TokenId)
+    crate::generation::logits::argmax(logits).map(|i| i as TokenId)
 }
 
 /// The `k` tokens with the largest logits in greedy order (logit descending, ties to the
@@ -542,7 +542,7 @@ fn one_line(msg: &str) -> String {
 
 /// The generated schemas of the integration tests, for the unit tests below.
 #[cfg(test)]
-#[path = "../tests/support/schemas.rs"]
+#[path = "../../tests/support/schemas.rs"]
 mod test_schemas;
 
 #[cfg(test)]
@@ -563,6 +563,7 @@ mod tests {
         static GUIDANCE: OnceLock<Guidance> = OnceLock::new();
         GUIDANCE.get_or_init(|| {
             let path = ModelDir::resolve()
+                .expect("a model directory")
                 .locate(&GEMMA3_270M)
                 .expect("packaged Gemma model missing: run scripts/setup");
             Guidance::new(&load_model(&path).expect("model loads")).expect("guidance builds")
