@@ -1,5 +1,5 @@
 // Raw llama.cpp baseline for `bench/run engine`: greedy-decodes the eight prompts of
-// `steadytext bench` (crates/steadytext/src/bench_cmd.rs) one at a time on one reused context,
+// `steadytext bench` (crates/steadytext/src/commands/bench.rs; both read bench/prompts.inc) one at a time on one reused context,
 // then all eight together as parallel sequences the way llama.cpp's own examples batch them
 // (one unified KV cache, all prompts in one decode call, then one token per sequence per call),
 // and prints generated tokens per second of wall time for each (prompt prefill included, model
@@ -23,14 +23,7 @@
 #include "llama.h"
 
 static const char *PROMPTS[8] = {
-    "The capital of France is",
-    "def fibonacci(n):",
-    "Once upon a time",
-    "PostgreSQL is a relational database that",
-    "The quick brown fox",
-    "Water boils at",
-    "In the beginning of the twentieth century,",
-    "A good recipe for bread needs",
+#include "../prompts.inc"
 };
 
 static void quiet_log(enum ggml_log_level, const char *, void *) {}

@@ -3,10 +3,7 @@
 //! mismatch, HTTP errors, downloads disabled (no request at all), and the progress reported.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use steadytext_core::download::{
     download_file, download_file_with_progress, fetch, fetch_with_progress, part_path, sha256_hex,
@@ -15,99 +12,7 @@ use steadytext_core::download::{
 use steadytext_core::models::ModelDir;
 use steadytext_core::registry::{ModelSet, RegistryEntry, Role, Source};
 use steadytext_core::CoreError;
-
-/// One request the server received.
-#[derive(Debug, Clone)]
-struct Seen {
-    path: String,
-    range: Option<String>,
-}
-
-/// A file the server serves; `cut_after` makes the first response send only that many body
-/// bytes (announcing the full length) and close the connection.
-struct Served {
-    bytes: Vec<u8>,
-    cut_after: Option<usize>,
-}
-
-struct Server {
-    base: String,
-    seen: Arc<Mutex<Vec<Seen>>>,
-}
-
-impl Server {
-    fn start(files: HashMap<String, Served>) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = Arc::clone(&seen);
-        let files = Arc::new(Mutex::new(files));
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                serve(stream, &files, &log);
-            }
-        });
-        Server { base, seen }
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-fn serve(mut stream: TcpStream, files: &Mutex<HashMap<String, Served>>, log: &Mutex<Vec<Seen>>) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line).is_err() {
-        return;
-    }
-    let path = request_line.split_whitespace().nth(1).unwrap_or("").to_string();
-    let mut range = None;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            if k.eq_ignore_ascii_case("range") {
-                range = Some(v.trim().to_string());
-            }
-        }
-    }
-    log.lock().unwrap().push(Seen { path: path.clone(), range: range.clone() });
-    let mut files = files.lock().unwrap();
-    let Some(file) = files.get_mut(&path) else {
-        let _ = stream.write_all(
-            b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot found",
-        );
-        return;
-    };
-    let total = file.bytes.len();
-    let start = range
-        .as_deref()
-        .and_then(|r| r.strip_prefix("bytes="))
-        .and_then(|r| r.strip_suffix('-'))
-        .map(|s| s.parse::<usize>().unwrap())
-        .unwrap_or(0);
-    let head = if range.is_some() {
-        format!(
-            "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{total}\r\nConnection: close\r\n\r\n",
-            total - start,
-            total - 1
-        )
-    } else {
-        format!("HTTP/1.1 200 OK\r\nContent-Length: {total}\r\nConnection: close\r\n\r\n")
-    };
-    let body = &file.bytes[start..];
-    let body = match file.cut_after.take() {
-        Some(n) => &body[..n],
-        None => body,
-    };
-    let _ = stream.write_all(head.as_bytes());
-    let _ = stream.write_all(body);
-    let _ = stream.flush();
-}
+use steadytext_testkit::file_server::{Served, Server};
 
 /// Deterministic pseudo-random bytes (xorshift).
 fn payload(len: usize) -> Vec<u8> {

@@ -3,11 +3,11 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::Output;
-use std::sync::{Arc, Mutex};
+
+use steadytext_testkit::file_server::{Served, Server};
 
 fn steadytext(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     support::cli::steadytext(Some(dir), args, env)
@@ -48,52 +48,20 @@ fn models_list_shows_presence_and_the_selected_models() {
     assert!(stdout.contains("jina-embeddings-v4-text-retrieval"), "{stdout}");
 }
 
-/// Serves `body` at `path` until the test ends; returns the base URL and the request log.
-fn serve(path: &'static str, body: Vec<u8>) -> (String, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let seen = Arc::clone(&log);
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut first = String::new();
-            reader.read_line(&mut first).unwrap();
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
-                    break;
-                }
-            }
-            let requested = first.split_whitespace().nth(1).unwrap_or("").to_string();
-            seen.lock().unwrap().push(requested.clone());
-            let response = if requested == path {
-                let mut r = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                )
-                .into_bytes();
-                r.extend_from_slice(&body);
-                r
-            } else {
-                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
-            };
-            let _ = stream.write_all(&response);
-        }
-    });
-    (base, log)
+/// Serves `body` at `path` until the test ends.
+fn serve(path: &str, body: Vec<u8>) -> Server {
+    Server::start(HashMap::from([(path.to_string(), Served::whole(body))]))
 }
 
 #[test]
 fn models_fetch_downloads_only_when_allowed() {
     let body: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    let (base, log) = serve(
+    let server = serve(
         "/QuantFactory/Qwen3-Reranker-4B-GGUF/resolve/main/Qwen3-Reranker-4B.Q8_0.gguf",
         body.clone(),
     );
     let dir = tempfile::tempdir().unwrap();
-    let endpoint = [("STEADYTEXT_HF_ENDPOINT", base.as_str())];
+    let endpoint = [("STEADYTEXT_HF_ENDPOINT", server.base.as_str())];
 
     let refused = steadytext(dir.path(), &["models", "fetch", "qwen3-reranker-4b"], &endpoint);
     assert!(!refused.status.success());
@@ -102,7 +70,7 @@ fn models_fetch_downloads_only_when_allowed() {
         stderr.contains("--allow-download") && stderr.contains("STEADYTEXT_ALLOW_DOWNLOAD=1"),
         "{stderr}"
     );
-    assert!(log.lock().unwrap().is_empty(), "a request was made with downloads disabled");
+    assert!(server.seen().is_empty(), "a request was made with downloads disabled");
 
     let out = steadytext(
         dir.path(),
@@ -112,7 +80,7 @@ fn models_fetch_downloads_only_when_allowed() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("downloaded 100000 bytes"), "{}", text(&out.stdout));
     assert_eq!(std::fs::read(dir.path().join("Qwen3-Reranker-4B.Q8_0.gguf")).unwrap(), body);
-    assert_eq!(log.lock().unwrap().len(), 1);
+    assert_eq!(server.seen().len(), 1);
 
     // Allowed through the environment too; the file is there now, so nothing is requested.
     let again = steadytext(
@@ -121,13 +89,13 @@ fn models_fetch_downloads_only_when_allowed() {
         &[endpoint[0], ("STEADYTEXT_ALLOW_DOWNLOAD", "1")],
     );
     assert!(text(&again.stdout).contains("already present"), "{}", text(&again.stdout));
-    assert_eq!(log.lock().unwrap().len(), 1);
+    assert_eq!(server.seen().len(), 1);
 }
 
 #[test]
 fn models_fetch_shows_progress_as_plain_lines_off_a_terminal_or_as_a_bar() {
     let body: Vec<u8> = (0..300_000u32).map(|i| (i * 13 % 251) as u8).collect();
-    let (base, _) = serve(
+    let server = serve(
         "/QuantFactory/Qwen3-Reranker-4B-GGUF/resolve/main/Qwen3-Reranker-4B.Q8_0.gguf",
         body,
     );
@@ -135,7 +103,8 @@ fn models_fetch_shows_progress_as_plain_lines_off_a_terminal_or_as_a_bar() {
         let dir = tempfile::tempdir().unwrap();
         let mut args = vec!["models", "fetch", "qwen3-reranker-4b", "--allow-download"];
         args.extend(progress.map(|p| ["--progress", p]).into_iter().flatten());
-        let out = steadytext(dir.path(), &args, &[("STEADYTEXT_HF_ENDPOINT", base.as_str())]);
+        let out =
+            steadytext(dir.path(), &args, &[("STEADYTEXT_HF_ENDPOINT", server.base.as_str())]);
         assert!(out.status.success(), "{}", text(&out.stderr));
         assert!(text(&out.stdout).contains("downloaded 300000 bytes"), "{}", text(&out.stdout));
         text(&out.stderr)

@@ -9,17 +9,14 @@ use crate::cli::BenchArgs;
 use crate::commands::embed::load_embedder;
 use crate::commands::generate::load_generator;
 
-/// Eight different prompts, decoded one by one and then as one batch.
-const PROMPTS: [&str; 8] = [
-    "The capital of France is",
-    "def fibonacci(n):",
-    "Once upon a time",
-    "PostgreSQL is a relational database that",
-    "The quick brown fox",
-    "Water boils at",
-    "In the beginning of the twentieth century,",
-    "A good recipe for bread needs",
-];
+/// Eight different prompts, decoded one by one and then as one batch: the lines of
+/// bench/prompts.inc, which the raw llama.cpp baseline (bench/llama-raw/decode.cpp) #includes.
+fn prompts() -> Vec<&'static str> {
+    include_str!("../../../../bench/prompts.inc")
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix('"')?.strip_suffix("\","))
+        .collect()
+}
 
 /// The schema of the constrained figure: the documentation's extraction example, an object whose
 /// `entities` array may hold anything; a small model often keeps writing it until its budget
@@ -36,7 +33,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         ThreadPolicy::Adaptive(n) => format!("adaptive{n}"),
     };
     let generator = load_generator(&args.engine)?;
-    let reqs: Vec<GenerateRequest> = PROMPTS
+    let reqs: Vec<GenerateRequest> = prompts()
         .iter()
         .map(|p| GenerateRequest {
             prompt: (*p).into(),
@@ -75,8 +72,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
 
     let embedder = load_embedder(&args.engine)?;
+    let prompts = prompts();
     let texts: Vec<String> =
-        (0..32).map(|i| format!("{} (sentence number {i})", PROMPTS[i % PROMPTS.len()])).collect();
+        (0..32).map(|i| format!("{} (sentence number {i})", prompts[i % prompts.len()])).collect();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     embedder.embed(refs[0])?; // warm-up
                               // rounds alternate between the two modes, so that drift in the machine's speed hits both
@@ -121,7 +119,7 @@ fn extraction_figures(
     max_tokens: u32,
 ) -> anyhow::Result<()> {
     let schema: serde_json::Value = serde_json::from_str(CONSTRAINED_SCHEMA)?;
-    let extraction: Vec<GenerateRequest> = PROMPTS
+    let extraction: Vec<GenerateRequest> = prompts()
         .iter()
         .map(|p| GenerateRequest {
             prompt: format!("Extract the entities from: {p}\nJSON:"),
@@ -152,4 +150,17 @@ fn extraction_figures(
     println!("bench generate_extract_free prompts=8 threads={threads} tokens={} tokens_per_s={free_tps:.1}", free.0);
     println!("bench generate_extract_json prompts=8 threads={threads} tokens={} tokens_per_s={constrained_tps:.1} ratio={:.2}", constrained.0, constrained_tps / free_tps);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_eight_prompts_are_read_from_the_shared_file() {
+        let prompts = prompts();
+        assert_eq!(prompts.len(), 8, "{prompts:?}");
+        assert_eq!(prompts[0], "The capital of France is");
+        assert!(prompts.iter().all(|p| !p.is_empty() && !p.contains(['"', '\\'])), "{prompts:?}");
+    }
 }
