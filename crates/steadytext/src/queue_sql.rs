@@ -41,6 +41,10 @@ pub struct Statements {
     pub cache_put: String,
     /// Evicts up to `$1` entries beyond the shared cache's configured bounds.
     pub cache_evict: String,
+    /// Whether this daemon is to run the shared cache's eviction now (`$1`: the interval
+    /// between runs, as text such as `60 seconds`); true for one caller per interval across all
+    /// daemons.
+    pub cache_evict_due: String,
 }
 
 /// The worker settings' GUCs `$1`..`$5`, each as `current_setting` prints it (NULL if unset).
@@ -102,6 +106,9 @@ impl Statements {
                 "SELECT {s}.steadytext_result_cache_evict(l.max_entries, l.max_age, $1) \
                  FROM {s}.steadytext_result_cache_limits() l"
             ),
+            cache_evict_due: format!(
+                "SELECT {s}.steadytext_result_cache_evict_due($1::text::interval)"
+            ),
         }
     }
 }
@@ -127,6 +134,7 @@ mod tests {
             &sql.cache_get,
             &sql.cache_put,
             &sql.cache_evict,
+            &sql.cache_evict_due,
         ];
         for statement in all {
             let mut rest = statement.as_str();

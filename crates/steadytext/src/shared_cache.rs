@@ -16,7 +16,9 @@ use tokio_postgres::{Client, Config, NoTls};
 use crate::error::DaemonError;
 use crate::queue_sql::Statements;
 
-/// How often a daemon evicts beyond the configured bounds.
+/// How often an eviction runs, across all daemons sharing the cache: each daemon asks this
+/// often whether one is due, and one of them gets to run it
+/// (`steadytext_result_cache_evict_due`).
 const EVICT_EVERY: Duration = Duration::from_secs(60);
 
 /// Entries deleted per eviction statement (short statements, never a long lock).
@@ -29,8 +31,9 @@ pub struct SharedCache {
 }
 
 impl SharedCache {
-    /// A shared cache on the database of `config`; it connects on first use and evicts every
-    /// minute while it lives (the task ends when the cache is dropped).
+    /// A shared cache on the database of `config`; it connects on first use and, while it
+    /// lives, asks every minute whether an eviction is due, running it when it is (the task ends
+    /// when the cache is dropped).
     pub fn start(config: Config) -> Arc<Self> {
         let cache = Arc::new(Self { config, client: Mutex::new(None) });
         tokio::spawn(evict_while_alive(Arc::downgrade(&cache)));
@@ -62,8 +65,20 @@ impl SharedCache {
         self.or_warn("write", query).await;
     }
 
+    /// Runs an eviction if none has started, on any daemon, within [`EVICT_EVERY`]; returns how
+    /// many entries it removed (`None` when it was not this daemon's turn).
+    pub async fn evict_if_due(&self) -> Result<Option<u64>, DaemonError> {
+        let (client, sql) = self.client().await?;
+        let every = format!("{} seconds", EVICT_EVERY.as_secs());
+        let due: bool = client.query_one(&sql.cache_evict_due, &[&every]).await?.get(0);
+        if !due {
+            return Ok(None);
+        }
+        self.evict().await.map(Some)
+    }
+
     /// Deletes what lies beyond the configured bounds, a batch per statement; returns how many.
-    pub async fn evict(&self) -> Result<u64, DaemonError> {
+    async fn evict(&self) -> Result<u64, DaemonError> {
         let (client, sql) = self.client().await?;
         let mut removed = 0;
         loop {
@@ -109,14 +124,15 @@ impl SharedCache {
     }
 }
 
-/// Evicts every [`EVICT_EVERY`] until the cache is dropped.
+/// Asks every [`EVICT_EVERY`] whether an eviction is due, and runs it when it is, until the cache
+/// is dropped.
 async fn evict_while_alive(cache: Weak<SharedCache>) {
     let mut tick = tokio::time::interval(EVICT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let Some(cache) = cache.upgrade() else { return };
-        if let Err(e) = cache.evict().await {
+        if let Err(e) = cache.evict_if_due().await {
             eprintln!("steadytext: warning: shared result cache eviction failed: {e}");
             *cache.client.lock().await = None;
         }

@@ -103,3 +103,64 @@ fn workers_evict_beyond_the_configured_bounds() {
         (shared_entries(&mut db) == 10).then_some(())
     });
 }
+
+/// Rows of the cache table read so far, by sequential and index scans (statistics lag by
+/// seconds).
+fn cache_rows_read(db: &mut Client) -> i64 {
+    db.query_one(
+        "SELECT (seq_tup_read + coalesce(idx_tup_fetch, 0))::bigint FROM pg_stat_user_tables \
+         WHERE relname = 'steadytext_result_cache'",
+        &[],
+    )
+    .unwrap()
+    .get(0)
+}
+
+/// Calls of the extension's function `name` counted by the cluster (`track_functions`).
+fn calls(db: &mut Client, name: &str) -> i64 {
+    db.query_one(
+        "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_user_functions WHERE funcname = $1",
+        &[&name],
+    )
+    .unwrap()
+    .get(0)
+}
+
+/// Eight daemons share one cache: each asks every minute whether an eviction is due, and one
+/// eviction runs per minute among them (before, each daemon ran its own, each scanning the
+/// cache's index). The cluster counts the calls of the two functions; 40 entries over the bound
+/// take one call of steadytext_result_cache_evict per run.
+#[test]
+fn eight_daemons_run_one_eviction_per_minute_between_them() {
+    let cluster = TestCluster::start();
+    let mut db = setup(&cluster);
+    // (two statements: ALTER SYSTEM cannot run in the implicit transaction of a batch)
+    db.batch_execute("ALTER SYSTEM SET track_functions = 'all'").unwrap();
+    db.batch_execute("SELECT pg_reload_conf()").unwrap();
+    let keys: Vec<String> = (0..50).map(|i| format!("{i:064x}")).collect();
+    let results: Vec<String> = (0..50).map(|i| format!("result {i}")).collect();
+    db.query_one("SELECT steadytext_result_cache_put($1, $2)", &[&keys, &results]).unwrap();
+    db.batch_execute("ALTER ROLE st_worker SET steadytext.result_cache_max_entries = 10").unwrap();
+    let reads_before = cache_rows_read(&mut db);
+    let started = std::time::Instant::now();
+    let daemons: Vec<Daemon> =
+        (0..8).map(|i| serve_worker(&cluster, &format!("worker-{i}"))).collect();
+    // every daemon asked once (statistics reach the view within seconds of each session idling)
+    wait_until(DEADLINE, "8 daemons to ask whether an eviction is due", || {
+        (calls(&mut db, "steadytext_result_cache_evict_due") >= 8).then_some(())
+    });
+    wait_until(DEADLINE, "the cache to shrink to 10 entries", || {
+        (shared_entries(&mut db) == 10).then_some(())
+    });
+    let asked = calls(&mut db, "steadytext_result_cache_evict_due");
+    let runs = calls(&mut db, "steadytext_result_cache_evict");
+    let minutes = started.elapsed().as_secs() / 60;
+    eprintln!(
+        "8 daemons, {:.0} s: {asked} asked whether an eviction was due, {runs} eviction ran, \
+         {} rows of the cache read",
+        started.elapsed().as_secs_f64(),
+        cache_rows_read(&mut db) - reads_before
+    );
+    assert!(runs >= 1 && runs as u64 <= 1 + minutes, "{runs} evictions in {minutes} minute(s)");
+    drop(daemons);
+}

@@ -260,8 +260,6 @@ fn a_cancelled_processing_job_is_never_written_and_sigterm_stops_cleanly() {
 fn a_job_over_the_timeout_is_retried_then_fails_for_good() {
     let cluster = TestCluster::start();
     let mut db = setup(&cluster);
-    // the limit comes from the GUC, so that it can be lifted for the last job below (with the
-    // one-second limit still on, a loaded machine could time that job out too)
     set_and_reload(&mut db, "steadytext.worker_timeout", "1");
     // `serve` with a database both drains the queue and answers /metrics; it is ready (its
     // ready file written) once its worker listens
@@ -283,33 +281,18 @@ fn a_job_over_the_timeout_is_retried_then_fails_for_good() {
     assert!(error.contains("timed out after 1 s"), "{error}");
     assert!(no_result);
 
-    // Each timed-out attempt was stopped in the engine (or skipped before it started), not
-    // left decoding to its 2000 tokens. The engine stops abandoned sequences before it admits
-    // a new request, and the next job reaches it only after the last attempt failed, so once
-    // that job completes every attempt has been counted.
-    set_and_reload(&mut db, "steadytext.worker_timeout", "300");
-    let next = enqueue_generate(&mut db, "Short:", 2, false);
-    wait_until(Duration::from_secs(120), "a short job after the timeouts", || {
-        (status_of(&mut db, &next) == "completed").then_some(())
+    // Each of the 3 timed-out attempts was stopped in the engine (or dropped before it started,
+    // which counts the same), not left decoding to its 2000 tokens: the engine checks before
+    // every step whether a sequence is still wanted, so the counter reaches 3 whatever the
+    // machine's load, and no fourth attempt exists to take it further. (An earlier version
+    // enqueued a short job after lifting the limit as a barrier; on a loaded machine that job
+    // could itself time out before the worker's session read the new limit.)
+    let abandoned = wait_until(Duration::from_secs(60), "3 abandoned generations", || {
+        let n = counter(&d, ENGINE_ABANDONED, "kind=\"generate\"");
+        (n >= 3.0).then_some(n)
     });
-    // pg_reload_conf() only signals: the worker may claim the short job before its session has
-    // read the new limit, and on a loaded machine even 2 tokens can take over a second. Each
-    // such attempt is one more abandoned generation and one retry of that job.
-    let short_retries: i32 = db
-        .query_one(
-            "SELECT retry_count FROM steadytext_queue WHERE request_id = $1::text::uuid",
-            &[&next],
-        )
-        .unwrap()
-        .get(0);
-    let expected = 3 + short_retries;
-    let (status, metrics) = d.request("GET", "/metrics", &[], "");
-    assert_eq!(status, 200);
-    assert!(
-        metrics.contains(&format!("{ENGINE_ABANDONED}{{kind=\"generate\"}} {expected}\n")),
-        "{expected} abandoned generations expected (3 + {short_retries} retries of the short \
-         job):\n{metrics}"
-    );
+    assert_eq!(abandoned, 3.0, "abandoned generations");
+    assert_eq!(status_of(&mut db, &id), "failed", "and the job stays failed");
 }
 
 /// The value of an unlabelled counter (or the sum of a labelled one's series matching

@@ -6,7 +6,8 @@
 -- same model and the same request. Only steadytext_worker (and superusers) may read or write
 -- it: results are shared across roles only through the functions' outputs, never by browsing.
 -- Bounded by steadytext.result_cache_max_entries and steadytext.result_cache_max_age, which the
--- workers enforce with steadytext_result_cache_evict() (no scheduler needed).
+-- workers enforce with steadytext_result_cache_evict() (no scheduler needed), one run per minute
+-- across all of them (steadytext_result_cache_evict_due()).
 
 CREATE TABLE steadytext_result_cache (
     cache_key  text PRIMARY KEY CHECK (cache_key ~ '^[0-9a-f]{64}$'),
@@ -107,13 +108,54 @@ BEGIN
 END
 $$;
 
+-- When the last eviction run started, whichever daemon ran it: one row, so that however many
+-- daemons share the cache, one run starts per interval (steadytext_result_cache_evict_due).
+CREATE TABLE steadytext_result_cache_eviction (
+    only_row    boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    last_run_at timestamptz NOT NULL DEFAULT '-infinity'
+);
+
+COMMENT ON TABLE steadytext_result_cache_eviction IS
+    'when the last eviction of steadytext_result_cache started (one row)';
+
+INSERT INTO steadytext_result_cache_eviction DEFAULT VALUES;
+
+REVOKE ALL ON steadytext_result_cache_eviction FROM PUBLIC;
+GRANT SELECT, UPDATE ON steadytext_result_cache_eviction TO steadytext_worker;
+
+-- Whether the caller is to run an eviction now: true for the first caller once `every` has
+-- passed since the last run started (its transaction's start becomes the new one), false for
+-- every other caller until `every` passes again. Concurrent callers queue on the one row, and
+-- each sees the start the one before it recorded, so one of them gets true. A negative
+-- interval: 22023; null: 22004.
+CREATE FUNCTION steadytext_result_cache_evict_due(every interval)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF every IS NULL THEN
+        RAISE EXCEPTION 'every must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF every < interval '0' THEN
+        RAISE EXCEPTION 'every must not be negative' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE @extschema@.steadytext_result_cache_eviction
+    SET last_run_at = now()
+    WHERE last_run_at <= now() - every;
+    RETURN FOUND;
+END
+$$;
+
 REVOKE ALL ON FUNCTION
     steadytext_result_cache_get(text[]),
     steadytext_result_cache_put(text[], text[]),
-    steadytext_result_cache_evict(bigint, interval, integer)
+    steadytext_result_cache_evict(bigint, interval, integer),
+    steadytext_result_cache_evict_due(interval)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     steadytext_result_cache_get(text[]),
     steadytext_result_cache_put(text[], text[]),
-    steadytext_result_cache_evict(bigint, interval, integer)
+    steadytext_result_cache_evict(bigint, interval, integer),
+    steadytext_result_cache_evict_due(interval)
 TO steadytext_worker;

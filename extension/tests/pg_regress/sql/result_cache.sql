@@ -26,6 +26,8 @@ SELECT stmt, sqlstate_of(stmt) AS outcome FROM (VALUES
     ($$SELECT steadytext_result_cache_evict(10, '-1 day')$$),
     ($$SELECT steadytext_result_cache_evict(10, '1 day', -1)$$),
     ($$SELECT steadytext_result_cache_evict(NULL, '1 day')$$),
+    ($$SELECT steadytext_result_cache_evict_due('-1 second')$$),
+    ($$SELECT steadytext_result_cache_evict_due(NULL)$$),
     ($$SET steadytext.result_cache_max_entries = -1$$),
     ($$SET steadytext.result_cache_max_age = 0$$)
 ) AS t(stmt);
@@ -45,6 +47,15 @@ SELECT steadytext_result_cache_evict(2, '1 day', 3);
 SELECT count(*), bool_and(cache_key <> repeat('c', 64)) AS oldest_gone FROM steadytext_result_cache;
 SELECT steadytext_result_cache_evict(0, '1 day');
 SELECT count(*) FROM steadytext_result_cache;
+-- one eviction run per interval, whoever asks: the first caller is due (no run yet), the next
+-- is not until the interval has passed since that run started
+SELECT last_run_at = '-infinity' AS never_run FROM steadytext_result_cache_eviction;
+SELECT steadytext_result_cache_evict_due('1 minute') AS first_due;
+SELECT steadytext_result_cache_evict_due('1 minute') AS second_due;
+SELECT now() - last_run_at < interval '1 minute' AS just_started FROM steadytext_result_cache_eviction;
+UPDATE steadytext_result_cache_eviction SET last_run_at = now() - interval '61 seconds';
+SELECT steadytext_result_cache_evict_due('1 minute') AS due_after_a_minute;
+SELECT steadytext_result_cache_evict_due('0') AS due_with_no_interval;
 -- only steadytext_worker (and superusers) read and write it
 SET ROLE regress_alice;
 SELECT stmt, sqlstate_of(stmt) AS outcome FROM (VALUES
@@ -52,6 +63,8 @@ SELECT stmt, sqlstate_of(stmt) AS outcome FROM (VALUES
     ($$SELECT * FROM steadytext_result_cache_get(ARRAY[repeat('a', 64)])$$),
     ($$SELECT steadytext_result_cache_put(ARRAY[repeat('a', 64)], ARRAY['forged'])$$),
     ($$SELECT steadytext_result_cache_evict(0, '1 day')$$),
+    ($$SELECT steadytext_result_cache_evict_due('1 minute')$$),
+    ($$SELECT * FROM steadytext_result_cache_eviction$$),
     ($$SELECT count(*) FROM steadytext_result_cache_limits()$$)
 ) AS t(stmt);
 RESET ROLE;
@@ -59,4 +72,5 @@ SET ROLE regress_worker;
 SELECT steadytext_result_cache_put(ARRAY[repeat('f', 64)], ARRAY['by a worker']);
 SELECT left(cache_key, 4) AS key, result FROM steadytext_result_cache_get(ARRAY[repeat('f', 64)]);
 SELECT steadytext_result_cache_evict(0, '1 day');
+SELECT steadytext_result_cache_evict_due('0') AS worker_due;
 RESET ROLE;

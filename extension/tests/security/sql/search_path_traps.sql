@@ -118,6 +118,9 @@ CREATE VIEW traps.steadytext_workers AS
 CREATE VIEW traps.steadytext_result_cache AS
     SELECT c.* FROM trap_log.touch('table steadytext_result_cache') t,
                     public.steadytext_result_cache c;
+CREATE VIEW traps.steadytext_result_cache_eviction AS
+    SELECT e.* FROM trap_log.touch('table steadytext_result_cache_eviction') t,
+                    public.steadytext_result_cache_eviction e;
 CREATE VIEW traps.pg_extension AS
     SELECT e.* FROM trap_log.touch('table pg_extension') t, pg_catalog.pg_extension e;
 CREATE VIEW traps.pg_namespace AS
@@ -169,6 +172,7 @@ SELECT public.steadytext_queue_wake_waiters();
 SELECT public.steadytext_result_cache_put(ARRAY[:'key'], '{cached}') AS put;
 SELECT result FROM public.steadytext_result_cache_get(ARRAY[:'key']);
 SELECT public.steadytext_result_cache_evict(0, '1 day') AS evicted;
+SELECT public.steadytext_result_cache_evict_due('1 minute') AS evict_due;
 SELECT max_entries OPERATOR(pg_catalog.>) 0 AS limits FROM public.steadytext_result_cache_limits();
 SELECT worker_id FROM public.steadytext_worker_status();
 -- 3. the ordinary role follows, waits for, reads and cancels its requests; synchronous calls
