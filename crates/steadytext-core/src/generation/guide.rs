@@ -14,7 +14,7 @@
 //! order is the same either way (a unit test compares the two). Measured in a release build on
 //! the project's 2-core machine (Gemma 3 270M, one thread, the extraction schema, 512 tokens):
 //! llguidance's sliced masks took about 30 µs per step and a scalar greedy scan over the
-//! vocabulary about 1 ms (hence the vectorised [`best_logit`]), both small next to a decode step
+//! vocabulary about 1 ms (hence the vectorised [`best_logit`](crate::generation::logits::best_logit)), both small next to a decode step
 //! of about 40 ms; the mask was needed at 3 of 512 steps. Constrained decoding runs at the free
 //! rate per token (`bench/run constrained`).
 //!
@@ -47,10 +47,11 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use llguidance::api::StopReason;
 use llguidance::panic_utils;
-use llguidance::toktrie::{ApproximateTokEnv, SimpleVob, TokEnv, TokRxInfo, TokTrie, TokenId};
+use llguidance::toktrie::{ApproximateTokEnv, TokEnv, TokRxInfo, TokTrie, TokenId};
 use llguidance::{ParserFactory, TokenParser};
 
 use crate::closing::{self, ByteTokens};
+use crate::generation::logits::{best_logit, top_allowed, top_logits};
 use crate::{Constraint, CoreError};
 
 /// Highest-logit tokens checked one by one before the mask is computed.
@@ -485,51 +486,6 @@ impl<'a> Candidates<'a> {
     }
 }
 
-/// The token with the largest logit, ties to the lowest id (`None` when every logit is NaN).
-///
-/// The vectorised argmax of unconstrained decoding ([`crate::generate::argmax`]). The general
-/// [`top_logits`] compares every logit with the current k-th one, which does not vectorise and
-/// cost about a millisecond per step over 262 144 logits.
-fn best_logit(logits: &[f32]) -> Option<TokenId> {
-    crate::generation::logits::argmax(logits).map(|i| i as TokenId)
-}
-
-/// The `k` tokens with the largest logits in greedy order (logit descending, ties to the
-/// lowest id); NaN logits are never taken.
-fn top_logits(logits: &[f32], k: usize) -> Vec<TokenId> {
-    let mut top = Vec::with_capacity(k + 1);
-    for (i, &l) in logits.iter().enumerate() {
-        offer(&mut top, logits, k, i, l);
-    }
-    top
-}
-
-/// The `k` allowed tokens with the largest logits in greedy order.
-fn top_allowed(logits: &[f32], allowed: &SimpleVob, k: usize) -> Vec<TokenId> {
-    let mut top = Vec::with_capacity(k + 1);
-    allowed.iter_set_entries(|i| {
-        if let Some(&l) = logits.get(i) {
-            offer(&mut top, logits, k, i, l);
-        }
-    });
-    top
-}
-
-/// Inserts token `i` with logit `l` into `top` (greedy order, at most `k` long), offered in
-/// increasing id order so that ties keep the lower id first.
-#[inline]
-fn offer(top: &mut Vec<TokenId>, logits: &[f32], k: usize, i: usize, l: f32) {
-    if l.is_nan() || k == 0 {
-        return;
-    }
-    if top.len() == k && !top.last().is_some_and(|&last| l > logits[last as usize]) {
-        return;
-    }
-    let pos = top.partition_point(|&j| logits[j as usize] >= l);
-    top.insert(pos, i as TokenId);
-    top.truncate(k);
-}
-
 /// An llguidance error as [`CoreError::Constraint`].
 fn lg_err(e: impl std::fmt::Display) -> CoreError {
     CoreError::Constraint(one_line(&e.to_string()))
@@ -554,6 +510,7 @@ mod tests {
     use super::*;
     use crate::backend::load_model;
     use crate::models::{ModelDir, GEMMA3_270M};
+    use llguidance::toktrie::SimpleVob;
 
     use super::test_schemas as schemas;
     use schemas::Lcg;
@@ -744,47 +701,6 @@ mod tests {
                 assert!(full.is_match(&text), "{constraint:?}: {text:?}");
             }
         }
-    }
-
-    #[test]
-    fn best_logit_is_the_first_of_top_logits() {
-        let mut rng = Lcg::new(17);
-        for len in [1usize, 7, 8, 9, 1000, 262_147] {
-            // few distinct values, so that ties across lanes and with the tail are common
-            let logits: Vec<f32> = (0..len)
-                .map(|_| match rng.below(16) {
-                    0 => f32::NAN,
-                    v => (v % 5) as f32 - 2.0,
-                })
-                .collect();
-            assert_eq!(best_logit(&logits), top_logits(&logits, 1).first().copied(), "{len}");
-        }
-        assert_eq!(best_logit(&[f32::NAN, f32::NAN]), None);
-        assert_eq!(best_logit(&[f32::NEG_INFINITY, f32::NAN]), Some(0));
-    }
-
-    #[test]
-    fn top_logits_orders_greedily_and_breaks_ties_low() {
-        let logits = [5.0, 1.0, 3.0, 3.0, 9.0, f32::NAN, 3.0];
-        assert_eq!(top_logits(&logits, 1), vec![4]);
-        assert_eq!(top_logits(&logits, 4), vec![4, 0, 2, 3]);
-        assert_eq!(top_logits(&logits, 10), vec![4, 0, 2, 3, 6, 1]);
-        assert_eq!(top_logits(&logits, 0), Vec::<TokenId>::new());
-        assert_eq!(top_logits(&[], 3), Vec::<TokenId>::new());
-    }
-
-    #[test]
-    fn top_allowed_ignores_disallowed_and_breaks_ties_low() {
-        let logits = [5.0, 1.0, 3.0, 3.0, 9.0];
-        let mut mask = SimpleVob::alloc(logits.len());
-        assert_eq!(top_allowed(&logits, &mask, 1), Vec::<TokenId>::new());
-        mask.allow_token(1);
-        mask.allow_token(2);
-        mask.allow_token(3);
-        assert_eq!(top_allowed(&logits, &mask, 1), vec![2]);
-        assert_eq!(top_allowed(&logits, &mask, 3), vec![2, 3, 1]);
-        mask.allow_token(4);
-        assert_eq!(top_allowed(&logits, &mask, 2), vec![4, 2]);
     }
 
     #[test]
