@@ -52,13 +52,16 @@ impl WorkerSetting {
     }
 }
 
-/// Requests each worker runs at once (`steadytext.worker_concurrency`).
+/// Requests each worker runs at once (`steadytext.worker_concurrency`); 0, the default, is as
+/// many as its engine decodes together (the daemon's `--max-batch`, default 8), so that the
+/// continuous batch fills itself without a setting. More would only wait in the engine holding
+/// a lease; fewer leave the batch part empty while requests are pending.
 pub const WORKER_CONCURRENCY: WorkerSetting = WorkerSetting {
     guc: c"steadytext.worker_concurrency",
     flag: "concurrency",
     env: "STEADYTEXT_WORKER_CONCURRENCY",
-    default: 1,
-    min: 1,
+    default: 0,
+    min: 0,
     max: 256,
     unit: None,
 };
@@ -127,7 +130,7 @@ mod tests {
         );
         assert_eq!(
             WORKER_CONCURRENCY.describe(),
-            "Default 1, range 1..256; the worker's --concurrency (env \
+            "Default 0, range 0..256; the worker's --concurrency (env \
              STEADYTEXT_WORKER_CONCURRENCY) overrides it."
         );
     }
@@ -139,6 +142,6 @@ mod tests {
             assert!(s.guc_name().starts_with("steadytext."));
             assert!(s.env.starts_with("STEADYTEXT_WORKER_"));
         }
-        assert!(!WORKER_CONCURRENCY.allows(0) && !WORKER_CONCURRENCY.allows(257));
+        assert!(WORKER_CONCURRENCY.allows(0) && !WORKER_CONCURRENCY.allows(257));
     }
 }

@@ -369,6 +369,18 @@ fn set_and_reload(db: &mut Client, name: &str, value: &str) {
 fn settings_come_from_gucs_after_reload_unless_flags_win() {
     let cluster = TestCluster::start();
     let mut db = setup(&cluster);
+    // the default, 0: as many at once as the engine decodes together (--max-batch)
+    let mut d = worker(&cluster, "D", &["--max-batch", "5"]);
+    let mut tx = db.transaction().unwrap();
+    for i in 0..10 {
+        tx.execute("SELECT steadytext_generate_async($1, 2)", &[&format!("D{i}")]).unwrap();
+    }
+    tx.commit().unwrap();
+    drained(&mut db, Duration::from_secs(120));
+    assert_eq!(largest_claim(&mut db), 5, "claims fill the engine's batch by default");
+    d.kill9();
+    db.batch_execute("DELETE FROM steadytext_queue").unwrap();
+
     let mut g = worker(&cluster, "G", &[]);
     // changed while the worker runs
     set_and_reload(&mut db, "steadytext.worker_concurrency", "3");

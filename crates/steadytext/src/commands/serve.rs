@@ -170,7 +170,9 @@ fn new_worker(
         .unwrap_or_else(|| format!("{}-{}", host_name(), std::process::id()));
     let (ready, listening) = oneshot::channel();
     let db = db_config::config(&daemon.db)?;
-    Ok((Worker { db, tuning, service, worker_id, shutdown, ready: Some(ready) }, listening))
+    let max_batch = u32::from(daemon.max_batch);
+    let worker = Worker { db, tuning, service, worker_id, shutdown, ready: Some(ready), max_batch };
+    Ok((worker, listening))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, DaemonError> {

@@ -55,6 +55,9 @@ pub struct Worker {
     pub shutdown: watch::Receiver<bool>,
     /// Told once, when the first session listens for requests.
     pub ready: Option<oneshot::Sender<()>>,
+    /// Most generations the engine decodes together (`--max-batch`): the concurrency when it
+    /// is set to 0, its default.
+    pub max_batch: u32,
 }
 
 /// This host's name (for steadytext_workers.host).
@@ -159,7 +162,7 @@ impl Worker {
         beat.tick().await; // the first tick is immediate
         let mut last_rescue: Option<Instant> = None;
         let mut purge = purge::Purge::default();
-        let mut settings = settings::resolve(client, &self.tuning).await?;
+        let mut settings = settings::resolve(client, &self.tuning, self.max_batch).await?;
         // whether the queue may hold work this session could claim
         let mut claim = true;
         let mut next_poll = tokio::time::Instant::now();
@@ -182,7 +185,7 @@ impl Worker {
                 purge.run_if_due(client, &sql.purge, settings.retention).await?;
             }
             if claim && !stopping {
-                settings = settings::resolve(client, &self.tuning).await?;
+                settings = settings::resolve(client, &self.tuning, self.max_batch).await?;
                 let free = (settings.concurrency as usize).saturating_sub(running.len());
                 if free > 0 {
                     let jobs = self.claim(client, sql, free as u32, lease).await?;

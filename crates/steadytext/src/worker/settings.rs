@@ -25,8 +25,13 @@ pub struct Settings {
     pub retention: Option<Duration>,
 }
 
-/// Reads the GUCs and resolves every setting.
-pub async fn resolve(client: &Client, tuning: &WorkerTuning) -> Result<Settings, DaemonError> {
+/// Reads the GUCs and resolves every setting; a concurrency of 0 becomes `max_batch`, the most
+/// generations the worker's engine decodes together.
+pub async fn resolve(
+    client: &Client,
+    tuning: &WorkerTuning,
+    max_batch: u32,
+) -> Result<Settings, DaemonError> {
     let names: Vec<&str> = settings::ALL.iter().map(WorkerSetting::guc_name).collect();
     let row = client
         .query_one(
@@ -40,7 +45,10 @@ pub async fn resolve(client: &Client, tuning: &WorkerTuning) -> Result<Settings,
         pick(flag, guc, &setting)
     };
     Ok(Settings {
-        concurrency: value(0, tuning.concurrency.map(u32::from)),
+        concurrency: match value(0, tuning.concurrency.map(u32::from)) {
+            0 => max_batch.max(1),
+            n => n,
+        },
         poll_interval: Duration::from_secs(u64::from(value(1, tuning.poll_interval))),
         max_retries: value(2, tuning.max_retries),
         timeout: Duration::from_secs(u64::from(value(3, tuning.timeout))),
@@ -96,10 +104,10 @@ mod tests {
         let s = &settings::WORKER_CONCURRENCY;
         assert_eq!(pick(Some(7), Some("3".into()), s), 7);
         assert_eq!(pick(None, Some("3".into()), s), 3);
-        assert_eq!(pick(None, None, s), 1);
+        assert_eq!(pick(None, None, s), 0);
         // an out-of-range or unparsable GUC falls back to the default
-        assert_eq!(pick(None, Some("999".into()), s), 1);
-        assert_eq!(pick(None, Some("".into()), s), 1);
+        assert_eq!(pick(None, Some("999".into()), s), 0);
+        assert_eq!(pick(None, Some("".into()), s), 0);
     }
 
     /// The names `resolve` queries are the settings' own, in the order it reads them.
