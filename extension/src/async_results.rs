@@ -525,7 +525,7 @@ mod tests {
             ("steadytext.worker_poll_interval", "1s"),
             ("steadytext.max_retries", "3"),
             ("steadytext.worker_timeout", "5min"),
-            ("steadytext.worker_concurrency", "1"),
+            ("steadytext.worker_concurrency", "0"),
             ("steadytext.queue_retention", "7d"),
             ("steadytext.result_cache_max_entries", "100000"),
             ("steadytext.result_cache_max_age", "30d"),
