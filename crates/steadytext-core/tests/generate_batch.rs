@@ -290,3 +290,95 @@ fn an_abandoned_sequence_leaves_its_stream_to_the_next_request() {
         assert_eq!(got[i].0.as_ref().unwrap(), &alone[i - 1], "request {i}");
     }
 }
+
+/// The caller of one request in [`a_long_prompt_fills_a_chunk_per_step_beside_running_generations`]:
+/// notes the step of every piece it is handed.
+struct StepLog<'s> {
+    index: usize,
+    step: &'s std::cell::Cell<usize>,
+    log: &'s std::cell::RefCell<Vec<(usize, usize)>>,
+    pieces: String,
+}
+
+impl Caller for StepLog<'_> {
+    fn wanted(&self) -> bool {
+        true
+    }
+
+    fn piece(&mut self, text: &str) {
+        self.log.borrow_mut().push((self.index, self.step.get()));
+        self.pieces.push_str(text);
+    }
+}
+
+/// A prompt of over 1 200 tokens (three chunks) arriving while two generations run is prefilled
+/// a chunk per step: the running ones get a token at every step meanwhile, the long one's first
+/// token comes two steps after it arrived at the earliest, and every output is the one decoded
+/// alone (whole prefill), whichever step the prompt arrived at. A prompt of 512 + 1 tokens
+/// arrives with it and waits its turn to fill; its last chunk, one token past position 256,
+/// takes the companion row of the filling stream.
+#[test]
+fn a_long_prompt_fills_a_chunk_per_step_beside_running_generations() {
+    let g = generator();
+    let long = "The history of the city is long and complicated. ".repeat(125);
+    let five_one_three = (400..600)
+        .map(|n| format!("Numbers:{}", " a".repeat(n)))
+        .find(|p| g.count_prompt_tokens(p, false) == 513)
+        .expect("some count of words makes 513 tokens");
+    let reqs = [
+        req("Once upon a time", 30),
+        req("def fibonacci(n):", 30),
+        req(&long, 8),
+        req(&five_one_three, 6),
+    ];
+    assert!(g.count_prompt_tokens(&long, false) > 1024, "three chunks");
+    let alone: Vec<String> = reqs.iter().map(|r| g.generate(r).unwrap()).collect();
+    for arrives in [0usize, 3, 9] {
+        let step = std::cell::Cell::new(0usize);
+        let log = std::cell::RefCell::new(Vec::new());
+        let mut batch = g.decode_batch(4).unwrap();
+        let mut out: Vec<Option<String>> = vec![None; 4];
+        let caller = |index| StepLog { index, step: &step, log: &log, pieces: String::new() };
+        let mut record = |finished: Vec<(StepLog, Result<Generation, CoreError>)>| {
+            for (c, result) in finished {
+                assert_eq!(result.unwrap().text, c.pieces, "request {}", c.index);
+                out[c.index] = Some(c.pieces);
+            }
+        };
+        for (i, r) in reqs.iter().enumerate().take(2) {
+            record(batch.admit(r, caller(i)).into_iter().collect());
+        }
+        let mut admitted = false;
+        while !admitted || !batch.is_empty() {
+            if !admitted && step.get() == arrives {
+                for (i, r) in reqs.iter().enumerate().skip(2) {
+                    record(batch.admit(r, caller(i)).into_iter().collect());
+                }
+                admitted = true;
+            }
+            record(batch.step());
+            step.set(step.get() + 1);
+        }
+        for (i, text) in out.iter().enumerate() {
+            assert_eq!(
+                text.as_deref(),
+                Some(alone[i].as_str()),
+                "request {i}, arriving at {arrives}"
+            );
+        }
+        let log = log.into_inner();
+        let first_long = log.iter().find(|(i, _)| *i == 2).map(|&(_, s)| s).expect("a piece");
+        assert!(first_long >= arrives + 2, "first token of the long prompt at step {first_long}");
+        // the running generations were not stopped while it filled: a piece at every step of it
+        // (as long as they were running; a piece may be empty of text only mid-character)
+        for i in 0..2 {
+            let last = log.iter().filter(|(j, _)| *j == i).map(|&(_, s)| s).max().unwrap();
+            for s in arrives..first_long.min(last) {
+                assert!(
+                    log.iter().any(|&(j, t)| j == i && t == s),
+                    "request {i} had no piece at step {s} while the long prompt filled"
+                );
+            }
+        }
+    }
+}

@@ -8,13 +8,18 @@
 //! (tested in `tests/generate_batch.rs`). The rules that make it so are stated where each
 //! decision is made:
 //!
-//! * prompts are prefilled one at a time, never mixed ([`DecodeBatch::prefill`]);
+//! * prompts are prefilled one at a time, never mixed ([`DecodeBatch::prefill_chunk`]); a
+//!   prompt longer than one chunk is prefilled a chunk per step, between the decode steps of
+//!   the live sequences, so that it never stalls them for longer than one chunk
+//!   ([`DecodeBatch::feed`]);
 //! * every sequence has its own KV stream, laid out exactly as when it runs alone
 //!   ([`Generator::new_context`](crate::Generator));
 //! * the live sequences always occupy the streams `0..len`, because llama.cpp decodes one step
 //!   in one micro-batch only when its sequence ids are consecutive ([`DecodeBatch::remove`]);
 //! * a step with one live sequence gets a companion row when its products or attention would
 //!   otherwise take a single-row path ([`DecodeBatch::step`]).
+
+use std::collections::VecDeque;
 
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -47,7 +52,15 @@ pub trait Caller {
 pub type Finished<C> = (C, Result<Generation, CoreError>);
 
 /// A long-lived decoding context for up to [`DecodeBatch::capacity`] concurrent generations
-/// of at most `positions` tokens each (prompt plus generated), plus one companion stream.
+/// of at most `positions` tokens each (prompt plus generated), plus the filling stream and one
+/// companion stream.
+///
+/// Streams: `0..capacity` hold the live sequences (`live[s]` in stream `s`); stream
+/// `capacity` is the filling stream, where a long prompt is prefilled a chunk per step before
+/// it moves to the next live stream; stream `capacity + 1` is the companion of the filling
+/// stream's chunks. A step's companion row goes to the stream after the live ones, and a short
+/// prompt's to the stream after its own; while a prompt fills, those are below `capacity`
+/// (the filling request holds a place of the capacity), so no two uses meet.
 pub struct DecodeBatch<'g, C> {
     generator: &'g Generator,
     ctx: LlamaContext<'g>,
@@ -57,6 +70,13 @@ pub struct DecodeBatch<'g, C> {
     capacity: usize,
     /// The live sequences; `live[s]` occupies KV stream `s`.
     live: Vec<(C, Sequence)>,
+    /// Admitted requests with a prompt longer than one chunk, in admission order: the first is
+    /// being prefilled into the filling stream, a chunk per step; the others wait for it.
+    filling: VecDeque<Filling<C>>,
+    /// Whether long prompts are prefilled a chunk per step (a long-lived batch that requests
+    /// join at any step) or whole at admission (a batch of requests all admitted at once, which
+    /// has no running generation to keep going and then needs no filling stream).
+    chunked_prefill: bool,
     /// Tokens emitted since the batch was created.
     tokens: u64,
     /// The thread count the context computes with now.
@@ -65,18 +85,31 @@ pub struct DecodeBatch<'g, C> {
 
 impl<'g, C: Caller> DecodeBatch<'g, C> {
     /// A context for `capacity` live sequences of at most `positions` positions each, plus the
-    /// companion stream.
+    /// companion stream and, with `chunked_prefill`, the filling stream.
     pub(crate) fn new(
         generator: &'g Generator,
         capacity: usize,
         positions: usize,
+        chunked_prefill: bool,
     ) -> Result<Self, CoreError> {
         let capacity = capacity.max(1);
         let threads = generator.thread_policy().now();
-        let ctx = generator.new_context(capacity as u32 + 1, positions, threads)?;
+        let streams = capacity as u32 + 1 + u32::from(chunked_prefill);
+        let ctx = generator.new_context(streams, positions, threads)?;
         let batch = LlamaBatch::new(PROMPT_CHUNK.max(capacity + 1), 1);
-        let live = Vec::new();
-        Ok(Self { generator, ctx, batch, positions, capacity, live, tokens: 0, threads })
+        let (live, filling) = (Vec::new(), VecDeque::new());
+        Ok(Self {
+            generator,
+            ctx,
+            batch,
+            positions,
+            capacity,
+            live,
+            filling,
+            chunked_prefill,
+            tokens: 0,
+            threads,
+        })
     }
 
     /// Most sequences decoded together.
@@ -84,9 +117,9 @@ impl<'g, C: Caller> DecodeBatch<'g, C> {
         self.capacity
     }
 
-    /// Sequences currently live (admitted and not finished).
+    /// Requests admitted and not finished: the live sequences and the prompts still filling.
     pub fn len(&self) -> usize {
-        self.live.len()
+        self.live.len() + self.filling.len()
     }
 
     /// Tokens emitted since the batch was created (end-of-generation tokens not counted).
@@ -94,25 +127,27 @@ impl<'g, C: Caller> DecodeBatch<'g, C> {
         self.tokens
     }
 
-    /// Whether no sequence is live.
+    /// Whether no request is admitted (none live, none filling).
     pub fn is_empty(&self) -> bool {
-        self.live.is_empty()
+        self.live.is_empty() && self.filling.is_empty()
     }
 
-    /// Whether [`DecodeBatch::admit`] has to wait for a sequence to finish.
+    /// Whether [`DecodeBatch::admit`] has to wait for a request to finish.
     pub fn is_full(&self) -> bool {
-        self.live.len() >= self.capacity
+        self.len() >= self.capacity
     }
 
-    /// The callers of the live sequences, in stream order.
+    /// The callers of the admitted requests: the live ones in stream order, then those filling.
     pub fn callers(&self) -> impl Iterator<Item = &C> {
-        self.live.iter().map(|(c, _)| c)
+        self.live.iter().map(|(c, _)| c).chain(self.filling.iter().map(|f| &f.caller))
     }
 
     /// Prefills `req` alone into a free stream; the sequence joins the next [`step`](Self::step).
-    /// Returns the request at once when it is already finished: refused (empty prompt, too
-    /// long for a stream, invalid constraint), not wanted any more, failed in its prefill, or
-    /// ended by its first token. Panics if the batch [`is_full`](Self::is_full).
+    /// In a batch with chunked prefill ([`Generator::decode_batch`]) a prompt longer than one
+    /// chunk ([`PROMPT_CHUNK`] tokens) is not prefilled here: it fills a chunk per step (see
+    /// [`DecodeBatch::feed`]) and joins the live sequences with its last chunk. Returns the request at once when it is already finished: refused (empty prompt,
+    /// too long for a stream, invalid constraint), not wanted any more, failed in its prefill,
+    /// or ended by its first token. Panics if the batch [`is_full`](Self::is_full).
     pub fn admit(&mut self, req: &GenerateRequest, caller: C) -> Option<Finished<C>> {
         match self.generator.prepare(req, self.positions) {
             Ok(seq) => self.admit_prepared(seq, caller),
@@ -121,20 +156,36 @@ impl<'g, C: Caller> DecodeBatch<'g, C> {
     }
 
     /// [`DecodeBatch::admit`] for a request already checked by [`Generator::prepare`].
-    pub(crate) fn admit_prepared(
-        &mut self,
-        mut seq: Sequence,
-        mut caller: C,
-    ) -> Option<Finished<C>> {
+    pub(crate) fn admit_prepared(&mut self, seq: Sequence, caller: C) -> Option<Finished<C>> {
         assert!(!self.is_full(), "admit on a full DecodeBatch");
         if !caller.wanted() {
             return Some((caller, Err(CoreError::Abandoned)));
         }
-        let stream = self.live.len();
-        if let Err(e) = self.prefill(&mut seq, stream) {
-            let _ = self.clear_stream(stream);
-            return Some((caller, Err(e)));
+        if self.chunked_prefill && seq.prompt.len() > PROMPT_CHUNK {
+            self.filling.push_back(Filling { caller, seq, fed: 0 });
+            return None;
         }
+        let stream = self.live.len();
+        let mut fed = 0;
+        while fed < seq.prompt.len() {
+            match self.prefill_chunk(&seq, stream, fed, stream + 1) {
+                Ok(next) => fed = next,
+                Err(e) => {
+                    let _ = self.clear_stream(stream);
+                    return Some((caller, Err(e)));
+                }
+            }
+        }
+        self.join(caller, seq, stream)
+    }
+
+    /// A sequence whose whole prompt is in `stream` (the next live stream, or the filling
+    /// stream): picks its first token from the last prompt row's logits and, unless that ends
+    /// it, makes it live in the next live stream (moving the filling stream's cells there whole).
+    fn join(&mut self, mut caller: C, mut seq: Sequence, stream: usize) -> Option<Finished<C>> {
+        seq.pos = seq.prompt.len() as i32;
+        let last_row = (seq.prompt.len() - 1) % PROMPT_CHUNK;
+        seq.choose(self.ctx.get_logits_ith(last_row as i32));
         let vocab = self.generator.model().vocab();
         let goes_on = seq.max_tokens > 0 && seq.accept(&vocab, &mut caller);
         self.tokens += u64::from(seq.generated);
@@ -143,12 +194,53 @@ impl<'g, C: Caller> DecodeBatch<'g, C> {
             let result = seq.finish(&mut caller);
             return Some((caller, result));
         }
+        let to = self.live.len();
+        if stream != to {
+            // as in `remove`: the whole stream, cells and positions as they are
+            self.ctx
+                .copy_kv_cache_seq(stream as i32, to as i32, None, None)
+                .expect("whole-stream KV copy");
+            let _ = self.clear_stream(stream);
+        }
         self.live.push((caller, seq));
         None
     }
 
-    /// Decodes `seq`'s prompt into `stream` on its own, in chunks of at most [`PROMPT_CHUNK`]
-    /// tokens, exactly as when the request runs alone, and picks its first token.
+    /// Prefills the next chunk of the first filling prompt into the filling stream, alone in
+    /// its decode call, and once its last chunk is in, lets it join (or returns it, ended by its
+    /// first token, failed, or no longer wanted).
+    ///
+    /// Determinism: the chunks are those the prompt would be fed in alone (positions
+    /// `k·PROMPT_CHUNK..`, each in its own decode call, its own stream), so its cells and the
+    /// logits of its last row are the same; a stream copied whole keeps its cell layout.
+    /// Latency: the live sequences wait one chunk between two of their steps, not a whole
+    /// prompt (a 1 722-token prompt prefilled at once stopped a generation streaming at 12 ms
+    /// per token for 3.0–3.1 s, release build, in issue #22's measurement).
+    fn feed(&mut self) -> Option<Finished<C>> {
+        let mut f = self.filling.pop_front()?;
+        if !f.caller.wanted() {
+            let _ = self.clear_stream(self.capacity);
+            return Some((f.caller, Err(CoreError::Abandoned)));
+        }
+        let stream = self.capacity;
+        match self.prefill_chunk(&f.seq, stream, f.fed, stream + 1) {
+            Err(e) => {
+                let _ = self.clear_stream(stream);
+                Some((f.caller, Err(e)))
+            }
+            Ok(next) if next < f.seq.prompt.len() => {
+                f.fed = next;
+                self.filling.push_front(f);
+                None
+            }
+            Ok(_) => self.join(f.caller, f.seq, stream),
+        }
+    }
+
+    /// Decodes the chunk of `seq`'s prompt from token `from` (at most [`PROMPT_CHUNK`] tokens)
+    /// into `stream`, on its own, exactly as when the request runs alone; returns where the
+    /// next chunk starts. The prompt's last token gets logits (row `(len - 1) % PROMPT_CHUNK`
+    /// of its chunk). The stream is cleared before the first chunk.
     ///
     /// Determinism: prompts are never mixed into one decode call, nor into a decode step of the
     /// live sequences. llama.cpp splits a mixed batch into micro-batches with an equal number
@@ -159,33 +251,30 @@ impl<'g, C: Caller> DecodeBatch<'g, C> {
     /// every batch byte-identical to running alone.
     ///
     /// A last chunk of a single token at position [`SPLIT_KV_FREE_POSITIONS`] or beyond (a
-    /// prompt of 512·k + 1 tokens) gets a companion row in the next stream, for the rule of
-    /// [`DecodeBatch::step`]: alone, ggml's flash attention would split that query's KV by
-    /// thread count, and the output would depend on `--threads`.
-    fn prefill(&mut self, seq: &mut Sequence, stream: usize) -> Result<(), CoreError> {
-        self.clear_stream(stream)?;
-        let mut pos = 0usize;
-        let mut last_row = 0;
-        for chunk in seq.prompt.chunks(PROMPT_CHUNK) {
-            self.batch.clear();
-            for (i, tok) in chunk.iter().enumerate() {
-                let last = pos + i + 1 == seq.prompt.len();
-                self.batch
-                    .add(*tok, (pos + i) as i32, &[stream as i32], last)
-                    .map_err(decode_err)?;
-                if last {
-                    last_row = i;
-                }
-            }
-            if chunk.len() == 1 && pos as i32 >= SPLIT_KV_FREE_POSITIONS {
-                self.add_companion(stream + 1, false)?;
-            }
-            self.decode()?;
-            pos += chunk.len();
+    /// prompt of 512·k + 1 tokens) gets a companion row in `companion` (the next stream), for
+    /// the rule of [`DecodeBatch::step`]: alone, ggml's flash attention would split that
+    /// query's KV by thread count, and the output would depend on `--threads`.
+    fn prefill_chunk(
+        &mut self,
+        seq: &Sequence,
+        stream: usize,
+        from: usize,
+        companion: usize,
+    ) -> Result<usize, CoreError> {
+        if from == 0 {
+            self.clear_stream(stream)?;
         }
-        seq.pos = pos as i32;
-        seq.choose(self.ctx.get_logits_ith(last_row as i32));
-        Ok(())
+        let end = (from + PROMPT_CHUNK).min(seq.prompt.len());
+        self.batch.clear();
+        for (pos, tok) in (from..end).zip(&seq.prompt[from..end]) {
+            let last = pos + 1 == seq.prompt.len();
+            self.batch.add(*tok, pos as i32, &[stream as i32], last).map_err(decode_err)?;
+        }
+        if end - from == 1 && from as i32 >= SPLIT_KV_FREE_POSITIONS {
+            self.add_companion(companion, false)?;
+        }
+        self.decode()?;
+        Ok(end)
     }
 
     /// Decodes one token of every live sequence in one llama.cpp call (first stopping those
@@ -204,6 +293,7 @@ impl<'g, C: Caller> DecodeBatch<'g, C> {
     /// with its own mask (the cells beyond its length, masked, contribute nothing).
     pub fn step(&mut self) -> Vec<Finished<C>> {
         let mut done = self.release();
+        done.extend(self.feed());
         if self.live.is_empty() {
             return done;
         }
@@ -233,11 +323,21 @@ impl<'g, C: Caller> DecodeBatch<'g, C> {
         done
     }
 
-    /// Stops the live sequences whose caller no longer wants them ([`CoreError::Abandoned`])
+    /// Stops the admitted requests whose caller no longer wants them ([`CoreError::Abandoned`])
     /// and frees their streams at once; [`DecodeBatch::step`] does this first too.
     pub fn release(&mut self) -> Vec<Finished<C>> {
         let gone: Vec<usize> = (0..self.live.len()).filter(|&s| !self.live[s].0.wanted()).collect();
-        self.remove(&gone).into_iter().map(|(c, _)| (c, Err(CoreError::Abandoned))).collect()
+        let mut done: Vec<Finished<C>> =
+            self.remove(&gone).into_iter().map(|(c, _)| (c, Err(CoreError::Abandoned))).collect();
+        let was_filling = self.filling.front().is_some_and(|f| f.fed > 0);
+        let (keep, gone): (Vec<_>, Vec<_>) =
+            self.filling.drain(..).partition(|f| f.caller.wanted());
+        self.filling = keep.into();
+        if was_filling && self.filling.front().is_none_or(|f| f.fed == 0) {
+            let _ = self.clear_stream(self.capacity);
+        }
+        done.extend(gone.into_iter().map(|f| (f.caller, Err(CoreError::Abandoned))));
+        done
     }
 
     /// The llama.cpp call of one step: row `s` is the pending token of stream `s`.
@@ -287,11 +387,14 @@ impl<'g, C: Caller> DecodeBatch<'g, C> {
         self.batch.add(bos, 0, &[stream as i32], logits).map_err(decode_err)
     }
 
-    /// Stops every live sequence and returns their callers (e.g. after a panic in the engine);
-    /// the batch is empty and usable afterwards.
+    /// Stops every admitted request and returns their callers (e.g. after a panic in the
+    /// engine); the batch is empty and usable afterwards.
     pub fn drain(&mut self) -> Vec<C> {
         let all: Vec<usize> = (0..self.live.len()).collect();
-        self.remove(&all).into_iter().map(|(c, _)| c).collect()
+        let mut callers: Vec<C> = self.remove(&all).into_iter().map(|(c, _)| c).collect();
+        callers.extend(self.filling.drain(..).map(|f| f.caller));
+        let _ = self.clear_stream(self.capacity);
+        callers
     }
 
     /// Takes the sequences at the stream indices `gone` (ascending) out of the batch and keeps
@@ -363,6 +466,14 @@ impl Generator {
         let guide = req.constraint.as_ref().map(|c| self.guide(c, req.max_tokens)).transpose()?;
         Ok(Sequence::new(prompt, req.max_tokens, guide))
     }
+}
+
+/// A request whose prompt is prefilled a chunk per step: its caller, its sequence, and how
+/// many prompt tokens are in the filling stream.
+struct Filling<C> {
+    caller: C,
+    seq: Sequence,
+    fed: usize,
 }
 
 /// Decoding state of one request.

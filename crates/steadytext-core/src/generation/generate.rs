@@ -54,7 +54,7 @@ impl Generator {
         }
         let longest = valid.iter().map(|(_, q)| q.prompt.len() + q.max_tokens as usize).max();
         if let Some(longest) = longest {
-            let mut batch = DecodeBatch::new(self, valid.len(), longest)?;
+            let mut batch = DecodeBatch::new(self, valid.len(), longest, false)?;
             let mut finished = Vec::new();
             for (index, seq) in valid {
                 finished.extend(batch.admit_prepared(seq, Indexed { index, keep }));
@@ -70,19 +70,21 @@ impl Generator {
     }
 
     /// A long-lived decoding context for continuous batching: up to `capacity` generations
-    /// decoded together, each of up to [`N_CTX`] positions, joining and leaving at any step.
+    /// decoded together, each of up to [`N_CTX`] positions, joining and leaving at any step; a
+    /// prompt longer than one chunk is prefilled a chunk per step, between the steps of the
+    /// others.
     ///
     /// Its streams hold [`N_CTX`] cells each, whatever the request; that changes no output
     /// (see [`Generator::new_context`]: the attended length and the cell layout do not depend
     /// on the stream size, and cells left by an earlier request of a reused stream are masked,
-    /// as the zeroed cells of a fresh context are). KV memory is `capacity + 1` times a 4096-cell
+    /// as the zeroed cells of a fresh context are). KV memory is `capacity + 2` times a 4096-cell
     /// stream (for Gemma 3 270M about 28 MiB per stream: 3 global-attention layers of 4096
     /// cells, 15 sliding-window layers of 1024).
     pub fn decode_batch<C: Caller>(
         &self,
         capacity: usize,
     ) -> Result<DecodeBatch<'_, C>, CoreError> {
-        DecodeBatch::new(self, capacity, N_CTX as usize)
+        DecodeBatch::new(self, capacity, N_CTX as usize, true)
     }
 }
 
