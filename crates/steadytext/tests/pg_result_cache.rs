@@ -143,8 +143,14 @@ fn eight_daemons_run_one_eviction_per_minute_between_them() {
     db.batch_execute("ALTER ROLE st_worker SET steadytext.result_cache_max_entries = 10").unwrap();
     let reads_before = cache_rows_read(&mut db);
     let started = std::time::Instant::now();
-    let daemons: Vec<Daemon> =
-        (0..8).map(|i| serve_worker(&cluster, &format!("worker-{i}"))).collect();
+    // started together, as a fleet restarting would: their first questions meet on the one row
+    let cluster = &cluster;
+    let daemons: Vec<Daemon> = std::thread::scope(|scope| {
+        let starting: Vec<_> = (0..8)
+            .map(|i| scope.spawn(move || serve_worker(cluster, &format!("worker-{i}"))))
+            .collect();
+        starting.into_iter().map(|s| s.join().expect("a daemon started")).collect()
+    });
     // every daemon asked once (statistics reach the view within seconds of each session idling)
     wait_until(DEADLINE, "8 daemons to ask whether an eviction is due", || {
         (calls(&mut db, "steadytext_result_cache_evict_due") >= 8).then_some(())
