@@ -145,9 +145,10 @@ impl<'g, C: Caller> DecodeBatch<'g, C> {
     /// Prefills `req` alone into a free stream; the sequence joins the next [`step`](Self::step).
     /// In a batch with chunked prefill ([`Generator::decode_batch`]) a prompt longer than one
     /// chunk ([`PROMPT_CHUNK`] tokens) is not prefilled here: it fills a chunk per step (see
-    /// [`DecodeBatch::feed`]) and joins the live sequences with its last chunk. Returns the request at once when it is already finished: refused (empty prompt,
-    /// too long for a stream, invalid constraint), not wanted any more, failed in its prefill,
-    /// or ended by its first token. Panics if the batch [`is_full`](Self::is_full).
+    /// [`DecodeBatch::feed`]) and joins the live sequences with its last chunk. Returns the
+    /// request at once when it is already finished: refused (empty prompt, too long for a
+    /// stream, invalid constraint), not wanted any more, failed in its prefill, or ended by its
+    /// first token. Panics if the batch [`is_full`](Self::is_full).
     pub fn admit(&mut self, req: &GenerateRequest, caller: C) -> Option<Finished<C>> {
         match self.generator.prepare(req, self.positions) {
             Ok(seq) => self.admit_prepared(seq, caller),
@@ -208,7 +209,8 @@ impl<'g, C: Caller> DecodeBatch<'g, C> {
 
     /// Prefills the next chunk of the first filling prompt into the filling stream, alone in
     /// its decode call, and once its last chunk is in, lets it join (or returns it, ended by its
-    /// first token, failed, or no longer wanted).
+    /// first token or failed). [`DecodeBatch::step`] calls it right after
+    /// [`DecodeBatch::release`], which has taken out the prompts no longer wanted.
     ///
     /// Determinism: the chunks are those the prompt would be fed in alone (positions
     /// `k·PROMPT_CHUNK..`, each in its own decode call, its own stream), so its cells and the
@@ -218,10 +220,6 @@ impl<'g, C: Caller> DecodeBatch<'g, C> {
     /// per token for 3.0–3.1 s, release build, in issue #22's measurement).
     fn feed(&mut self) -> Option<Finished<C>> {
         let mut f = self.filling.pop_front()?;
-        if !f.caller.wanted() {
-            let _ = self.clear_stream(self.capacity);
-            return Some((f.caller, Err(CoreError::Abandoned)));
-        }
         let stream = self.capacity;
         match self.prefill_chunk(&f.seq, stream, f.fed, stream + 1) {
             Err(e) => {
@@ -324,18 +322,16 @@ impl<'g, C: Caller> DecodeBatch<'g, C> {
     }
 
     /// Stops the admitted requests whose caller no longer wants them ([`CoreError::Abandoned`])
-    /// and frees their streams at once; [`DecodeBatch::step`] does this first too.
+    /// and frees their places at once; [`DecodeBatch::step`] does this first too. (The cells an
+    /// abandoned prompt left in the filling stream stay until the next prompt's first chunk
+    /// clears it, as [`DecodeBatch::prefill_chunk`] does for every stream.)
     pub fn release(&mut self) -> Vec<Finished<C>> {
         let gone: Vec<usize> = (0..self.live.len()).filter(|&s| !self.live[s].0.wanted()).collect();
         let mut done: Vec<Finished<C>> =
             self.remove(&gone).into_iter().map(|(c, _)| (c, Err(CoreError::Abandoned))).collect();
-        let was_filling = self.filling.front().is_some_and(|f| f.fed > 0);
         let (keep, gone): (Vec<_>, Vec<_>) =
             self.filling.drain(..).partition(|f| f.caller.wanted());
         self.filling = keep.into();
-        if was_filling && self.filling.front().is_none_or(|f| f.fed == 0) {
-            let _ = self.clear_stream(self.capacity);
-        }
         done.extend(gone.into_iter().map(|f| (f.caller, Err(CoreError::Abandoned))));
         done
     }
@@ -393,7 +389,6 @@ impl<'g, C: Caller> DecodeBatch<'g, C> {
         let all: Vec<usize> = (0..self.live.len()).collect();
         let mut callers: Vec<C> = self.remove(&all).into_iter().map(|(c, _)| c).collect();
         callers.extend(self.filling.drain(..).map(|f| f.caller));
-        let _ = self.clear_stream(self.capacity);
         callers
     }
 
