@@ -65,8 +65,9 @@ impl SharedCache {
         self.or_warn("write", query).await;
     }
 
-    /// Runs an eviction if none has started, on any daemon, within [`EVICT_EVERY`]; returns how
-    /// many entries it removed (`None` when it was not this daemon's turn).
+    /// Runs an eviction if none has started, on any daemon, within [`EVICT_EVERY`]: deletes
+    /// what lies beyond the configured bounds, a batch per statement, and returns how many
+    /// entries it removed (`None` when it was not this daemon's turn).
     pub async fn evict_if_due(&self) -> Result<Option<u64>, DaemonError> {
         let (client, sql) = self.client().await?;
         let every = format!("{} seconds", EVICT_EVERY.as_secs());
@@ -74,19 +75,13 @@ impl SharedCache {
         if !due {
             return Ok(None);
         }
-        self.evict().await.map(Some)
-    }
-
-    /// Deletes what lies beyond the configured bounds, a batch per statement; returns how many.
-    async fn evict(&self) -> Result<u64, DaemonError> {
-        let (client, sql) = self.client().await?;
         let mut removed = 0;
         loop {
             let row = client.query_one(&sql.cache_evict, &[&EVICT_BATCH]).await?;
             let n: i32 = row.get(0);
             removed += n as u64;
             if n < EVICT_BATCH {
-                return Ok(removed);
+                return Ok(Some(removed));
             }
         }
     }
