@@ -99,24 +99,14 @@ impl ModelDir {
 
     /// Path of a model inside the directory, failing if it does not exist.
     pub fn locate(&self, spec: &ModelSpec) -> Result<PathBuf, CoreError> {
-        let path = self.0.join(spec.file_name);
-        if path.exists() {
-            Ok(path)
-        } else {
-            Err(CoreError::ModelMissing { path })
-        }
+        existing(self.0.join(spec.file_name))
     }
 }
 
 impl ModelDir {
     /// Path of the imported GGUF of `spec`, failing if it has not been imported.
     pub fn locate_imported(&self, spec: &ImportedModelSpec) -> Result<PathBuf, CoreError> {
-        let path = self.0.join(spec.gguf_file_name);
-        if path.exists() {
-            Ok(path)
-        } else {
-            Err(CoreError::ModelMissing { path })
-        }
+        existing(self.0.join(spec.gguf_file_name))
     }
 
     /// Whether the source folder of `spec` is present (its `model.safetensors` exists).
@@ -158,6 +148,15 @@ impl ModelDir {
         }
         crate::bert_gguf::convert(&folder, &out)?;
         Ok(ImportOutcome::Converted(out))
+    }
+}
+
+/// `path` if it exists, else [`CoreError::ModelMissing`] naming it.
+fn existing(path: PathBuf) -> Result<PathBuf, CoreError> {
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(CoreError::ModelMissing { path })
     }
 }
 
