@@ -164,3 +164,72 @@ fn changing_the_thread_count_between_steps_changes_no_output() {
     }
     assert_eq!(out, alone);
 }
+
+/// The golden requests: prompts of 2 to 1 094 tokens (63, 64 and 65 among them) (on both sides of flash attention's
+/// 64-query tile and of the 512-token prompt chunk), a constrained one and a chat prompt.
+fn golden_requests() -> Vec<GenerateRequest> {
+    let plain = |prompt: String, max_tokens: u32| GenerateRequest {
+        prompt,
+        max_tokens,
+        seed: 42,
+        constraint: None,
+        special_tokens: false,
+    };
+    let words = |n: usize| (0..n).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" ");
+    let mut reqs = vec![
+        plain("Hi".into(), 12),
+        plain("Water boils at".into(), 16),
+        plain("Drain bench prompt number 7 is about".into(), 16),
+        plain("Drain bench prompt number 42 is about".into(), 16),
+        plain("PostgreSQL is a relational database that".into(), 20),
+        plain("def fibonacci(n):".into(), 24),
+        plain(format!("Summarise: {}", words(20)), 12),
+        plain(format!("Summarise: {}", words(23)), 12),
+        plain(format!("Summarise: {} a", words(23)), 12),
+        plain(format!("Summarise: {} a b", words(23)), 12),
+        plain(format!("Summarise: {}", words(60)), 12),
+        plain(format!("Summarise: {}", words(300)), 8),
+    ];
+    reqs.push(GenerateRequest {
+        constraint: Some(steadytext_core::Constraint::Choice(vec![
+            "positive".into(),
+            "negative".into(),
+        ])),
+        ..plain("The review 'I loved it' is".into(), 4)
+    });
+    reqs.push(GenerateRequest {
+        special_tokens: true,
+        ..plain(
+            "<start_of_turn>user\nName a colour.<end_of_turn>\n<start_of_turn>model\n".into(),
+            10,
+        )
+    });
+    reqs
+}
+
+/// Where the golden outputs of [`golden_requests`] are kept, one JSON string per line.
+const GOLDEN_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/gemma_golden.jsonl");
+
+#[test]
+fn outputs_match_the_recorded_golden_bytes() {
+    // Golden bytes: a change means the model, llama.cpp or the decoding changed; rewrite the
+    // file (STEADYTEXT_UPDATE_GOLDEN=1) only for a change that is meant to change outputs.
+    let g = shared();
+    let got: Vec<String> = golden_requests()
+        .iter()
+        .map(|r| g.generate(r).unwrap_or_else(|e| panic!("{:?}: {e}", r.prompt)))
+        .collect();
+    let lines: Vec<String> =
+        got.iter().map(|t| serde_json::to_string(t).expect("a string serialises")).collect();
+    if std::env::var_os("STEADYTEXT_UPDATE_GOLDEN").is_some() {
+        std::fs::write(GOLDEN_FILE, lines.join("\n") + "\n").unwrap();
+    }
+    let want = std::fs::read_to_string(GOLDEN_FILE).unwrap();
+    let want: Vec<&str> = want.lines().collect();
+    assert_eq!(want.len(), lines.len(), "one golden line per request");
+    let bad: Vec<String> = (0..lines.len())
+        .filter(|&i| lines[i] != want[i])
+        .map(|i| format!("request {i}: {} vs golden {}", lines[i], want[i]))
+        .collect();
+    assert!(bad.is_empty(), "outputs changed:\n{}", bad.join("\n"));
+}
