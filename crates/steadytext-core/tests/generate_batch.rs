@@ -382,3 +382,30 @@ fn a_long_prompt_fills_a_chunk_per_step_beside_running_generations() {
         }
     }
 }
+
+#[test]
+fn short_prompts_of_every_length_prefill_together_as_alone() {
+    // 13 prompts of 41 to 63 tokens: their heads (all but the last token) exceed one 512-token
+    // call, so they are prefilled in two calls, and no two have the same length, so llama.cpp
+    // cuts each call into many micro-batches
+    let g = generator();
+    let words = |n: usize| (0..n).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" ");
+    let reqs: Vec<GenerateRequest> = (0..13)
+        .map(|i| {
+            let tail = "x ".repeat(i).trim_end().to_owned();
+            req(&format!("Summarise: {} {tail}", words(17 + i % 3)), 4 + i as u32 % 3)
+        })
+        .collect();
+    let alone: Vec<Generation> = reqs
+        .iter()
+        .map(|r| g.generate_batch(std::slice::from_ref(r)).unwrap().remove(0).unwrap())
+        .collect();
+    let lengths: Vec<u32> = alone.iter().map(|a| a.prompt_tokens).collect();
+    assert!(lengths.iter().all(|&n| (40..64).contains(&n)), "{lengths:?}");
+    let heads: u32 = lengths.iter().map(|n| n - 1).sum();
+    assert!(heads > 512, "{heads} head tokens fit one call");
+    let got = g.generate_batch(&reqs).unwrap();
+    for (i, (got, alone)) in got.iter().zip(&alone).enumerate() {
+        assert_eq!(got.as_ref().unwrap(), alone, "prompt {i} of {} tokens", lengths[i]);
+    }
+}

@@ -207,20 +207,53 @@ fn golden_requests() -> Vec<GenerateRequest> {
     reqs
 }
 
-/// Where the golden outputs of [`golden_requests`] are kept, one JSON string per line.
+/// Where the golden outputs of [`golden_requests`] are kept, one JSON object per line: the
+/// text and a digest of every logit bit it was chosen from.
 const GOLDEN_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/gemma_golden.jsonl");
 
+/// A caller that folds the bits of every logit it is shown into a 64-bit FNV-1a digest.
+struct Digest(u64);
+
+impl steadytext_core::Caller for Digest {
+    fn wanted(&self) -> bool {
+        true
+    }
+
+    fn logits(&mut self, logits: &[f32]) {
+        for x in logits {
+            for byte in x.to_bits().to_le_bytes() {
+                self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+    }
+}
+
+/// `req` decoded alone in a fresh one-stream batch: its text and the digest of its logits.
+fn text_and_digest(g: &Generator, req: &GenerateRequest) -> (String, String) {
+    let mut batch = g.decode_batch(1).unwrap();
+    let mut finished: Vec<_> =
+        batch.admit(req, Digest(0xcbf2_9ce4_8422_2325)).into_iter().collect();
+    while !batch.is_empty() {
+        finished.extend(batch.step());
+    }
+    let (digest, result) = finished.pop().expect("the request finished");
+    let text = result.unwrap_or_else(|e| panic!("{:?}: {e}", req.prompt)).text;
+    (text, format!("{:016x}", digest.0))
+}
+
 #[test]
-fn outputs_match_the_recorded_golden_bytes() {
-    // Golden bytes: a change means the model, llama.cpp or the decoding changed; rewrite the
+fn outputs_and_their_logits_match_the_recorded_golden_bits() {
+    // Golden bits: a change means the model, llama.cpp or the decoding changed; rewrite the
     // file (STEADYTEXT_UPDATE_GOLDEN=1) only for a change that is meant to change outputs.
+    // Texts alone would not see a change of rounding that leaves every greedy choice as it was.
     let g = shared();
-    let got: Vec<String> = golden_requests()
+    let lines: Vec<String> = golden_requests()
         .iter()
-        .map(|r| g.generate(r).unwrap_or_else(|e| panic!("{:?}: {e}", r.prompt)))
+        .map(|r| {
+            let (text, logits) = text_and_digest(g, r);
+            serde_json::json!({ "text": text, "logits": logits }).to_string()
+        })
         .collect();
-    let lines: Vec<String> =
-        got.iter().map(|t| serde_json::to_string(t).expect("a string serialises")).collect();
     if std::env::var_os("STEADYTEXT_UPDATE_GOLDEN").is_some() {
         std::fs::write(GOLDEN_FILE, lines.join("\n") + "\n").unwrap();
     }

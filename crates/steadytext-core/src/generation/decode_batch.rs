@@ -46,6 +46,10 @@ pub trait Caller {
     /// order; the pieces of a request concatenate to its final [`Generation::text`] (a
     /// streaming hook; the default ignores them).
     fn piece(&mut self, _text: &str) {}
+
+    /// The logits from which the request's next token is chosen, once per token (a hook for
+    /// tests and diagnostics that check rounding bit for bit; the default ignores them).
+    fn logits(&mut self, _logits: &[f32]) {}
 }
 
 /// One finished request: its caller and its result.
@@ -186,7 +190,9 @@ impl<'g, C: Caller> DecodeBatch<'g, C> {
     fn join(&mut self, mut caller: C, mut seq: Sequence, stream: usize) -> Option<Finished<C>> {
         seq.pos = seq.prompt.len() as i32;
         let last_row = (seq.prompt.len() - 1) % PROMPT_CHUNK;
-        seq.choose(self.ctx.get_logits_ith(last_row as i32));
+        let logits = self.ctx.get_logits_ith(last_row as i32);
+        caller.logits(logits);
+        seq.choose(logits);
         let vocab = self.generator.model().vocab();
         let goes_on = seq.max_tokens > 0 && seq.accept(&vocab, &mut caller);
         self.tokens += u64::from(seq.generated);
@@ -307,7 +313,9 @@ impl<'g, C: Caller> DecodeBatch<'g, C> {
         let mut ended = Vec::new();
         for (s, (caller, seq)) in self.live.iter_mut().enumerate() {
             seq.pos += 1;
-            seq.choose(self.ctx.get_logits_ith(s as i32));
+            let logits = self.ctx.get_logits_ith(s as i32);
+            caller.logits(logits);
+            seq.choose(logits);
             let generated = seq.generated;
             if !seq.accept(&vocab, caller) {
                 ended.push(s);
