@@ -4,6 +4,9 @@ use serde_json::json;
 use steadytext_core::{Caller, Constraint, CoreError, GenerateRequest, Generation, Generator};
 use steadytext_testkit::tiny_qwen3_reranker::{self, Head};
 
+#[path = "support/logit_digest.rs"]
+mod logit_digest;
+
 /// The test binary's one Gemma generator (tests run one at a time: .cargo/config.toml).
 fn generator() -> &'static Generator {
     steadytext_testkit::gemma::shared()
@@ -147,6 +150,8 @@ struct Probe<'s> {
     step: &'s std::cell::Cell<usize>,
     abandon_at: Option<usize>,
     pieces: String,
+    /// The digest of every logit its tokens were chosen from ([`logit_digest`]).
+    digest: u64,
 }
 
 impl Caller for Probe<'_> {
@@ -156,6 +161,10 @@ impl Caller for Probe<'_> {
 
     fn piece(&mut self, text: &str) {
         self.pieces.push_str(text);
+    }
+
+    fn logits(&mut self, logits: &[f32]) {
+        logit_digest::fold(&mut self.digest, logits);
     }
 }
 
@@ -192,8 +201,8 @@ fn mixed() -> Vec<GenerateRequest> {
     ]
 }
 
-/// A request's result text and the pieces it streamed.
-type Outcome = (Result<String, CoreError>, String);
+/// A request's result text, the pieces it streamed and the digest of its logits.
+type Outcome = (Result<String, CoreError>, String, u64);
 
 /// Runs `reqs` through one long-lived [`steadytext_core::DecodeBatch`] of `capacity` streams:
 /// request `i` asks to join at step `joins[i]` (it waits while the batch is full, and joins
@@ -214,7 +223,7 @@ fn continuous(
     let mut widest = 0;
     let mut record = |finished: Vec<(Probe, Result<Generation, CoreError>)>| {
         for (probe, result) in finished {
-            out[probe.index] = Some((result.map(|g| g.text), probe.pieces));
+            out[probe.index] = Some((result.map(|g| g.text), probe.pieces, probe.digest));
         }
     };
     while next < reqs.len() || !batch.is_empty() {
@@ -224,6 +233,7 @@ fn continuous(
                 step: &step,
                 abandon_at: abandon[next],
                 pieces: String::new(),
+                digest: logit_digest::EMPTY,
             };
             record(batch.admit(&reqs[next], probe).into_iter().collect());
             next += 1;
@@ -239,7 +249,7 @@ fn continuous(
 fn requests_joining_and_leaving_at_any_step_decode_as_alone() {
     let g = generator();
     let reqs = mixed();
-    let alone: Vec<String> = reqs.iter().map(|r| g.generate(r).unwrap()).collect();
+    let alone: Vec<(String, u64)> = reqs.iter().map(|r| logit_digest::alone(g, r)).collect();
     // (capacity, join step of each request): requests join while others are mid-decode, wait
     // for a full batch to make room, and leave at different lengths; the last one joins the
     // long generation past its position 256, after it decoded alone for a while
@@ -255,12 +265,13 @@ fn requests_joining_and_leaving_at_any_step_decode_as_alone() {
             widest >= capacity.min(4),
             "capacity {capacity}: at most {widest} decoded together"
         );
-        for (i, (result, pieces)) in got.iter().enumerate() {
+        for (i, (result, pieces, digest)) in got.iter().enumerate() {
             let text = result.as_ref().unwrap();
-            if text != &alone[i] {
+            if (text, *digest) != (&alone[i].0, alone[i].1) {
                 bad.push(format!(
-                    "request {i}, capacity {capacity}, joins {joins:?}: {text:?} vs alone {:?}",
-                    alone[i]
+                    "request {i}, capacity {capacity}, joins {joins:?}: {text:?} (logits \
+                     {digest:016x}) vs alone {:?} ({:016x})",
+                    alone[i].0, alone[i].1
                 ));
             }
             assert_eq!(pieces, text, "the streamed pieces of request {i} make up its text");
@@ -385,9 +396,9 @@ fn a_long_prompt_fills_a_chunk_per_step_beside_running_generations() {
 
 #[test]
 fn short_prompts_of_every_length_prefill_together_as_alone() {
-    // 13 prompts of 41 to 63 tokens: their heads (all but the last token) exceed one 512-token
-    // call, so they are prefilled in two calls, and no two have the same length, so llama.cpp
-    // cuts each call into many micro-batches
+    // 13 prompts of 41 to 63 tokens admitted at once: their heads (all but the last token)
+    // exceed one 512-token call, so they are prefilled in two calls, and lengths differ, so
+    // llama.cpp cuts each call into several micro-batches; the logits match alone bit for bit
     let g = generator();
     let words = |n: usize| (0..n).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" ");
     let reqs: Vec<GenerateRequest> = (0..13)
@@ -396,16 +407,20 @@ fn short_prompts_of_every_length_prefill_together_as_alone() {
             req(&format!("Summarise: {} {tail}", words(17 + i % 3)), 4 + i as u32 % 3)
         })
         .collect();
-    let alone: Vec<Generation> = reqs
-        .iter()
-        .map(|r| g.generate_batch(std::slice::from_ref(r)).unwrap().remove(0).unwrap())
-        .collect();
-    let lengths: Vec<u32> = alone.iter().map(|a| a.prompt_tokens).collect();
-    assert!(lengths.iter().all(|&n| (40..64).contains(&n)), "{lengths:?}");
+    let lengths: Vec<u32> = reqs.iter().map(|r| g.count_prompt_tokens(&r.prompt, false)).collect();
+    assert!(lengths.iter().all(|n| (40..64).contains(n)), "{lengths:?}");
     let heads: u32 = lengths.iter().map(|n| n - 1).sum();
     assert!(heads > 512, "{heads} head tokens fit one call");
-    let got = g.generate_batch(&reqs).unwrap();
-    for (i, (got, alone)) in got.iter().zip(&alone).enumerate() {
-        assert_eq!(got.as_ref().unwrap(), alone, "prompt {i} of {} tokens", lengths[i]);
+    let alone: Vec<(String, u64)> = reqs.iter().map(|r| logit_digest::alone(g, r)).collect();
+    let (got, widest) = continuous(g, &reqs, 13, &[0; 13], &[None; 13]);
+    assert_eq!(widest, 13);
+    for (i, (result, _, digest)) in got.iter().enumerate() {
+        let text = result.as_ref().unwrap();
+        assert_eq!(
+            (text, *digest),
+            (&alone[i].0, alone[i].1),
+            "prompt {i} of {} tokens",
+            lengths[i]
+        );
     }
 }

@@ -2,6 +2,9 @@
 
 use steadytext_core::{GenerateRequest, Generator};
 
+#[path = "support/logit_digest.rs"]
+mod logit_digest;
+
 /// A fresh generator on `threads` threads, for the tests about thread counts.
 fn generator(threads: usize) -> Generator {
     steadytext_testkit::gemma::load(threads)
@@ -211,36 +214,6 @@ fn golden_requests() -> Vec<GenerateRequest> {
 /// text and a digest of every logit bit it was chosen from.
 const GOLDEN_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/gemma_golden.jsonl");
 
-/// A caller that folds the bits of every logit it is shown into a 64-bit FNV-1a digest.
-struct Digest(u64);
-
-impl steadytext_core::Caller for Digest {
-    fn wanted(&self) -> bool {
-        true
-    }
-
-    fn logits(&mut self, logits: &[f32]) {
-        for x in logits {
-            for byte in x.to_bits().to_le_bytes() {
-                self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-            }
-        }
-    }
-}
-
-/// `req` decoded alone in a fresh one-stream batch: its text and the digest of its logits.
-fn text_and_digest(g: &Generator, req: &GenerateRequest) -> (String, String) {
-    let mut batch = g.decode_batch(1).unwrap();
-    let mut finished: Vec<_> =
-        batch.admit(req, Digest(0xcbf2_9ce4_8422_2325)).into_iter().collect();
-    while !batch.is_empty() {
-        finished.extend(batch.step());
-    }
-    let (digest, result) = finished.pop().expect("the request finished");
-    let text = result.unwrap_or_else(|e| panic!("{:?}: {e}", req.prompt)).text;
-    (text, format!("{:016x}", digest.0))
-}
-
 #[test]
 fn outputs_and_their_logits_match_the_recorded_golden_bits() {
     // Golden bits: a change means the model, llama.cpp or the decoding changed; rewrite the
@@ -250,8 +223,8 @@ fn outputs_and_their_logits_match_the_recorded_golden_bits() {
     let lines: Vec<String> = golden_requests()
         .iter()
         .map(|r| {
-            let (text, logits) = text_and_digest(g, r);
-            serde_json::json!({ "text": text, "logits": logits }).to_string()
+            let (text, digest) = logit_digest::alone(g, r);
+            serde_json::json!({ "text": text, "logits": format!("{digest:016x}") }).to_string()
         })
         .collect();
     if std::env::var_os("STEADYTEXT_UPDATE_GOLDEN").is_some() {

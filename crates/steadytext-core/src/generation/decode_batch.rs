@@ -8,10 +8,13 @@
 //! (tested in `tests/generate_batch.rs`). The rules that make it so are stated where each
 //! decision is made:
 //!
-//! * prompts are prefilled one at a time, never mixed ([`DecodeBatch::prefill_chunk`]); a
-//!   prompt longer than one chunk is prefilled a chunk per step, between the decode steps of
-//!   the live sequences, so that it never stalls them for longer than one chunk
-//!   ([`DecodeBatch::feed`]);
+//! * a prompt of 64 tokens or more is prefilled alone, never mixed
+//!   ([`DecodeBatch::prefill_chunk`]); one longer than one chunk is prefilled a chunk per step,
+//!   between the decode steps of the live sequences, so that it never stalls them for longer
+//!   than one chunk ([`DecodeBatch::feed`]);
+//! * shorter prompts admitted between two steps are prefilled together, all but their last
+//!   token, and each last token is decoded in the step with the live sequences
+//!   ([`DecodeBatch::join_short`]): one llama.cpp call for all of them instead of one each;
 //! * every sequence has its own KV stream, laid out exactly as when it runs alone
 //!   ([`Generator::new_context`](crate::Generator));
 //! * the live sequences always occupy the streams `0..len`, because llama.cpp decodes one step
@@ -19,6 +22,7 @@
 //! * a step with one live sequence gets a companion row when its products or attention would
 //!   otherwise take a single-row path ([`DecodeBatch::step`]).
 
+use std::cmp::Reverse;
 use std::collections::VecDeque;
 
 use llama_cpp_2::context::LlamaContext;
@@ -55,6 +59,11 @@ pub trait Caller {
 /// One finished request: its caller and its result.
 pub type Finished<C> = (C, Result<Generation, CoreError>);
 
+/// Prompts shorter than this many tokens join the next step ([`DecodeBatch::join_short`]); ggml's
+/// CPU flash attention computes a sequence's queries one at a time below it and in tiles of
+/// this many queries from it on (`GGML_FA_TILE_Q`), which rounds differently.
+const SHORT_PROMPT: usize = 64;
+
 /// A long-lived decoding context for up to [`DecodeBatch::capacity`] concurrent generations
 /// of at most `positions` tokens each (prompt plus generated), plus the filling stream and one
 /// companion stream.
@@ -77,6 +86,9 @@ pub struct DecodeBatch<'g, C> {
     /// Admitted requests with a prompt longer than one chunk, in admission order: the first is
     /// being prefilled into the filling stream, a chunk per step; the others wait for it.
     filling: VecDeque<Filling<C>>,
+    /// Admitted requests with a short prompt, waiting for the next step to join
+    /// ([`DecodeBatch::join_short`]).
+    joining: Vec<(C, Sequence)>,
     /// Whether long prompts are prefilled a chunk per step (a long-lived batch that requests
     /// join at any step) or whole at admission (a batch of requests all admitted at once, which
     /// has no running generation to keep going and then needs no filling stream).
@@ -101,7 +113,7 @@ impl<'g, C: Caller> DecodeBatch<'g, C> {
         let streams = capacity as u32 + 1 + u32::from(chunked_prefill);
         let ctx = generator.new_context(streams, positions, threads)?;
         let batch = LlamaBatch::new(PROMPT_CHUNK.max(capacity + 1), 1);
-        let (live, filling) = (Vec::new(), VecDeque::new());
+        let (live, filling, joining) = (Vec::new(), VecDeque::new(), Vec::new());
         Ok(Self {
             generator,
             ctx,
@@ -110,6 +122,7 @@ impl<'g, C: Caller> DecodeBatch<'g, C> {
             capacity,
             live,
             filling,
+            joining,
             chunked_prefill,
             tokens: 0,
             threads,
@@ -121,9 +134,10 @@ impl<'g, C: Caller> DecodeBatch<'g, C> {
         self.capacity
     }
 
-    /// Requests admitted and not finished: the live sequences and the prompts still filling.
+    /// Requests admitted and not finished: the live sequences, the prompts still filling and
+    /// those waiting to join the next step.
     pub fn len(&self) -> usize {
-        self.live.len() + self.filling.len()
+        self.live.len() + self.filling.len() + self.joining.len()
     }
 
     /// Tokens emitted since the batch was created (end-of-generation tokens not counted).
@@ -131,9 +145,9 @@ impl<'g, C: Caller> DecodeBatch<'g, C> {
         self.tokens
     }
 
-    /// Whether no request is admitted (none live, none filling).
+    /// Whether no request is admitted (none live, filling or joining).
     pub fn is_empty(&self) -> bool {
-        self.live.is_empty() && self.filling.is_empty()
+        self.live.is_empty() && self.filling.is_empty() && self.joining.is_empty()
     }
 
     /// Whether [`DecodeBatch::admit`] has to wait for a request to finish.
@@ -141,15 +155,20 @@ impl<'g, C: Caller> DecodeBatch<'g, C> {
         self.len() >= self.capacity
     }
 
-    /// The callers of the admitted requests: the live ones in stream order, then those filling.
+    /// The callers of the admitted requests: the live ones in stream order, then those filling,
+    /// then those joining.
     pub fn callers(&self) -> impl Iterator<Item = &C> {
-        self.live.iter().map(|(c, _)| c).chain(self.filling.iter().map(|f| &f.caller))
+        let live = self.live.iter().map(|(c, _)| c);
+        live.chain(self.filling.iter().map(|f| &f.caller))
+            .chain(self.joining.iter().map(|(c, _)| c))
     }
 
-    /// Prefills `req` alone into a free stream; the sequence joins the next [`step`](Self::step).
-    /// In a batch with chunked prefill ([`Generator::decode_batch`]) a prompt longer than one
-    /// chunk ([`PROMPT_CHUNK`] tokens) is not prefilled here: it fills a chunk per step (see
-    /// [`DecodeBatch::feed`]) and joins the live sequences with its last chunk. Returns the
+    /// Admits `req`; the sequence joins the next [`step`](Self::step). A prompt of
+    /// [`SHORT_PROMPT`] tokens or more is prefilled here, alone, into a free stream; in a batch
+    /// with chunked prefill ([`Generator::decode_batch`]) one longer than one chunk
+    /// ([`PROMPT_CHUNK`] tokens) instead fills a chunk per step (see [`DecodeBatch::feed`]) and
+    /// joins the live sequences with its last chunk. A shorter prompt waits for the next step,
+    /// which prefills it with the other short ones ([`DecodeBatch::join_short`]). Returns the
     /// request at once when it is already finished: refused (empty prompt, too long for a
     /// stream, invalid constraint), not wanted any more, failed in its prefill, or ended by its
     /// first token. Panics if the batch [`is_full`](Self::is_full).
@@ -168,6 +187,13 @@ impl<'g, C: Caller> DecodeBatch<'g, C> {
         }
         if self.chunked_prefill && seq.prompt.len() > PROMPT_CHUNK {
             self.filling.push_back(Filling { caller, seq, fed: 0 });
+            return None;
+        }
+        if seq.prompt.len() < SHORT_PROMPT
+            && seq.max_tokens > 0
+            && !self.generator.companion_always()
+        {
+            self.joining.push((caller, seq));
             return None;
         }
         let stream = self.live.len();
@@ -241,13 +267,89 @@ impl<'g, C: Caller> DecodeBatch<'g, C> {
         }
     }
 
+    /// Lets the requests admitted with a short prompt join the live sequences: prefills all but
+    /// the last token of their prompts in as few llama.cpp calls as [`PROMPT_CHUNK`] allows
+    /// (one for up to 8 prompts), each into its own stream after the live ones, then makes each
+    /// live with its prompt's last token as the token to decode: the step that follows computes
+    /// that token's row with the live sequences' rows, and picks the first generated token from
+    /// it. Returns the requests whose prefill failed. [`DecodeBatch::step`] calls it after
+    /// [`DecodeBatch::feed`].
+    ///
+    /// Speed: a prefill call reads every weight of the model whatever the number of rows, and
+    /// a prompt's last row also computes the output layer (for Gemma 3 270M, a 262 144-token
+    /// vocabulary); separately, eight short prompts cost eight of each (measured in the issue
+    /// #22 profile: about 28 ms per 10-token prompt, a fifth of a drain of 16-token jobs).
+    ///
+    /// Determinism: every row is computed as when the prompt is prefilled alone. The prompts
+    /// are shorter than [`SHORT_PROMPT`] tokens, so ggml's flash attention computes each query
+    /// on its own over its own stream's cells whatever the micro-batch (llama.cpp cuts a batch
+    /// of several streams into micro-batches of as many tokens of each), and the split-KV path
+    /// of a lone query needs 512 attended cells, more than the 256 such a prompt has. The
+    /// matrix products compute each row with the same kernel whatever the number of rows: this
+    /// path is only taken for models whose single-row products round like multi-row ones
+    /// ([`Generator::companion_always`] false). Each stream is cleared first and its cells
+    /// filled in position order, the layout of a prompt prefilled alone. The prompts go to the
+    /// streams longest first, so that llama.cpp's later micro-batches (the tokens of the longer
+    /// prompts) are of consecutive streams, as it requires. Tested against golden bytes and
+    /// against each request decoded alone (`tests/generate_batch.rs`,
+    /// `tests/generate_determinism.rs`).
+    fn join_short(&mut self) -> Vec<Finished<C>> {
+        if self.joining.is_empty() {
+            return Vec::new();
+        }
+        let mut joining = std::mem::take(&mut self.joining);
+        joining.sort_by_key(|(_, seq)| Reverse(seq.prompt.len()));
+        let first = self.live.len();
+        if let Err(e) = self.prefill_heads(&joining, first) {
+            let msg = e.to_string();
+            for s in first..first + joining.len() {
+                let _ = self.clear_stream(s);
+            }
+            return joining
+                .into_iter()
+                .map(|(caller, _)| (caller, Err(CoreError::Decode(msg.clone()))))
+                .collect();
+        }
+        for (caller, mut seq) in joining {
+            let last = seq.prompt.len() - 1;
+            seq.pos = last as i32;
+            seq.next = Some(seq.prompt[last]);
+            self.live.push((caller, seq));
+        }
+        Vec::new()
+    }
+
+    /// Prefills all but the last token of each prompt of `joining` into the streams from
+    /// `first` on (the `i`-th into `first + i`), without logits, in calls of at most
+    /// [`PROMPT_CHUNK`] tokens.
+    fn prefill_heads(&mut self, joining: &[(C, Sequence)], first: usize) -> Result<(), CoreError> {
+        self.batch.clear();
+        for (i, (_, seq)) in joining.iter().enumerate() {
+            let stream = first + i;
+            self.clear_stream(stream)?;
+            let head = &seq.prompt[..seq.prompt.len() - 1];
+            if self.batch.n_tokens() as usize + head.len() > PROMPT_CHUNK {
+                self.decode()?;
+                self.batch.clear();
+            }
+            for (pos, tok) in head.iter().enumerate() {
+                self.batch.add(*tok, pos as i32, &[stream as i32], false).map_err(decode_err)?;
+            }
+        }
+        if self.batch.n_tokens() > 0 {
+            self.decode()?;
+        }
+        Ok(())
+    }
+
     /// Decodes the chunk of `seq`'s prompt from token `from` (at most [`PROMPT_CHUNK`] tokens)
     /// into `stream`, on its own, exactly as when the request runs alone; returns where the
     /// next chunk starts. The prompt's last token gets logits (row `(len - 1) % PROMPT_CHUNK`
     /// of its chunk). The stream is cleared before the first chunk.
     ///
-    /// Determinism: prompts are never mixed into one decode call, nor into a decode step of the
-    /// live sequences. llama.cpp splits a mixed batch into micro-batches with an equal number
+    /// Determinism: prompts of [`SHORT_PROMPT`] tokens or more are never mixed into one decode
+    /// call, nor into a decode step of the live sequences (shorter ones are, see
+    /// [`DecodeBatch::join_short`]). llama.cpp splits a mixed batch into micro-batches with an equal number
     /// of tokens per sequence, so a prompt's tokens would be grouped differently depending on
     /// its neighbours' lengths, and ggml's CPU flash attention picks different kernels (tiled
     /// for ≥ 64 queries of a sequence, split-KV for a single query) from those group sizes.
@@ -298,6 +400,7 @@ impl<'g, C: Caller> DecodeBatch<'g, C> {
     pub fn step(&mut self) -> Vec<Finished<C>> {
         let mut done = self.release();
         done.extend(self.feed());
+        done.extend(self.join_short());
         if self.live.is_empty() {
             return done;
         }
@@ -341,6 +444,10 @@ impl<'g, C: Caller> DecodeBatch<'g, C> {
             self.filling.drain(..).partition(|f| f.caller.wanted());
         self.filling = keep.into();
         done.extend(gone.into_iter().map(|f| (f.caller, Err(CoreError::Abandoned))));
+        let (keep, gone): (Vec<_>, Vec<_>) =
+            self.joining.drain(..).partition(|(caller, _)| caller.wanted());
+        self.joining = keep;
+        done.extend(gone.into_iter().map(|(caller, _)| (caller, Err(CoreError::Abandoned))));
         done
     }
 
@@ -397,6 +504,7 @@ impl<'g, C: Caller> DecodeBatch<'g, C> {
         let all: Vec<usize> = (0..self.live.len()).collect();
         let mut callers: Vec<C> = self.remove(&all).into_iter().map(|(c, _)| c).collect();
         callers.extend(self.filling.drain(..).map(|f| f.caller));
+        callers.extend(self.joining.drain(..).map(|(c, _)| c));
         callers
     }
 
@@ -485,7 +593,8 @@ pub(crate) struct Sequence {
     pub(crate) max_tokens: u32,
     /// Position of the next token to decode.
     pos: i32,
-    /// The latest chosen token, already emitted, to be decoded in the next step.
+    /// The token to decode in the next step: the latest chosen token, already emitted, or the
+    /// prompt's last token of a sequence that joined with it ([`DecodeBatch::join_short`]).
     next: Option<LlamaToken>,
     out: Vec<u8>,
     /// Bytes of `out` already handed to the caller as text pieces.
