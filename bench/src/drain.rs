@@ -1,9 +1,17 @@
 //! Figure 3: drain throughput. Workers are started (models loaded) first; then one transaction
 //! enqueues every job, and the clock runs from its commit until no job is pending or
 //! processing. Jobs use `use_cache := false`, so every one reaches the engine.
+//!
+//! Anchor of the generation drain: the engine's own batch-of-8 speed (`steadytext bench
+//! --generate-only`, line `generate_batch8`: 8 prompts decoded together, prefill included),
+//! measured on the same threads before and after the drains; each one-worker drain is reported
+//! against their mean as tokens/s (jobs/s × tokens per job).
+
+use std::process::Command;
 
 use std::time::{Duration, Instant};
 
+use crate::engine::{line_starting, num, output};
 use crate::error::{BenchError, Result};
 use crate::report::Line;
 use crate::setup::{self, Env};
@@ -55,6 +63,10 @@ pub fn run(
     let (cluster, mut db) = setup::cluster()?;
     let url = cluster.url("postgres");
     let n = i32::try_from(jobs).unwrap_or(i32::MAX);
+    let anchored = matches!(workload, Workload::Generate { .. }) && workers.contains(&1);
+    let engine_before = if anchored { Some(engine_batch8(env)?) } else { None };
+    // (concurrency, jobs/s) of the one-worker generation drains
+    let mut one_worker = Vec::new();
     for &w in workers {
         for &c in concurrencies {
             db.batch_execute("TRUNCATE steadytext_queue")?;
@@ -90,6 +102,9 @@ pub fn run(
                 .field("use_cache", false);
             if let Workload::Generate { max_tokens } = workload {
                 line = line.field("max_tokens", max_tokens);
+                if w == 1 {
+                    one_worker.push((c, made as f64 / secs));
+                }
             }
             println!(
                 "{}",
@@ -97,7 +112,41 @@ pub fn run(
             );
         }
     }
+    if let (Some(before), Workload::Generate { max_tokens }) = (engine_before, workload) {
+        let after = engine_batch8(env)?;
+        let engine = (before + after) / 2.0;
+        for (c, jobs_per_s) in one_worker {
+            let tokens_per_s = jobs_per_s * f64::from(max_tokens);
+            println!(
+                "{}",
+                Line::new("drain_generate_vs_engine")
+                    .field("workers", 1)
+                    .field("concurrency", c)
+                    .field("threads", env.threads)
+                    .field("max_tokens", max_tokens)
+                    .num("drain_tokens_per_s", tokens_per_s, 1)
+                    .num("engine_batch8_tokens_per_s", engine, 1)
+                    .num("engine_before", before, 1)
+                    .num("engine_after", after, 1)
+                    .num("ratio", tokens_per_s / engine, 3)
+                    .with_load()
+            );
+        }
+    }
     Ok(())
+}
+
+/// The engine's batch-of-8 tokens/s (`steadytext bench --generate-only`, its default budget of
+/// 32 tokens per prompt) on `env.threads` threads.
+fn engine_batch8(env: &Env) -> Result<f64> {
+    let threads = env.threads.to_string();
+    let out = output(Command::new(&env.steadytext_bin).args([
+        "bench",
+        "--generate-only",
+        "--threads",
+        &threads,
+    ]))?;
+    num(line_starting(&out, "bench generate_batch8")?, "tokens_per_s")
 }
 
 /// The prompt every job of [`run_cached`] asks for (computed once, then a cache hit).

@@ -34,6 +34,7 @@ use job::Job;
 use settings::Settings;
 
 use crate::cli::WorkerTuning;
+use crate::engine_host::GATHER_WINDOW;
 use crate::error::DaemonError;
 use crate::queue_sql::Statements;
 use crate::service::Service;
@@ -201,10 +202,16 @@ impl Worker {
             }
             tokio::select! {
                 Some(first) = running.join_next(), if !running.is_empty() => {
-                    // with every other request that has finished too, so that those that
-                    // completed are recorded in one statement
+                    // with every other request that finishes within the gather window of it,
+                    // so that those that completed are recorded in one statement and their
+                    // slots are claimed again together: the engine answers the generations
+                    // that end at one step at once, and a claim's jobs reach it together
                     let mut finished = vec![first];
-                    finished.extend(std::iter::from_fn(|| running.try_join_next()));
+                    while let Ok(Some(next)) =
+                        tokio::time::timeout(GATHER_WINDOW, running.join_next()).await
+                    {
+                        finished.push(next);
+                    }
                     self.record_finished(client, sql, finished, &settings).await?;
                     claim = true;
                 }
@@ -437,12 +444,6 @@ impl Running {
     /// long it ran. `None` when nothing runs.
     async fn join_next(&mut self) -> Option<Finished> {
         let joined = self.tasks.join_next_with_id().await?;
-        Some(self.finished(joined))
-    }
-
-    /// A request that has already finished, without waiting; `None` when none has.
-    fn try_join_next(&mut self) -> Option<Finished> {
-        let joined = self.tasks.try_join_next_with_id()?;
         Some(self.finished(joined))
     }
 
