@@ -10,6 +10,7 @@ pub mod drain;
 pub mod engine;
 pub mod enqueue;
 pub mod error;
+pub mod long_prompt_stall;
 pub mod mixed_latency;
 pub mod queue_growth;
 pub mod queue_latency;

@@ -8,8 +8,8 @@ use steadytext_bench::drain::{self, Workload};
 use steadytext_bench::mixed_latency::{self, Mix};
 use steadytext_bench::setup::Env;
 use steadytext_bench::{
-    cancel_release, constrained, contention, engine, enqueue, queue_growth, queue_latency,
-    shared_cache, sync_latency,
+    cancel_release, constrained, contention, engine, enqueue, long_prompt_stall, queue_growth,
+    queue_latency, shared_cache, sync_latency,
 };
 
 /// Rerunnable benchmarks of pg_steadytext; each prints `bench figure=… key=value …` lines.
@@ -132,6 +132,13 @@ enum Figure {
         #[arg(long, default_value_t = 16)]
         max_batch: u16,
     },
+    /// Figure 9: a ~1 500-token prompt arriving while 8 generations stream: their longest gap
+    /// and its time to first piece, against the prompt alone and one 512-token chunk alone.
+    LongPromptStall {
+        /// Trials. Default: 3.
+        #[arg(long, default_value_t = 3)]
+        trials: u32,
+    },
     /// Figure 7: cancel of a running generation → the next request done, in decode steps.
     CancelRelease {
         /// Cancellations timed. Default: 10.
@@ -253,6 +260,7 @@ fn main() -> anyhow::Result<()> {
         Figure::MixedLatency { longs, long_tokens, shorts, concurrency, max_batch } => {
             mixed_latency::run(&env, Mix { longs, long_tokens, shorts, concurrency, max_batch })?
         }
+        Figure::LongPromptStall { trials } => long_prompt_stall::run(&env, trials)?,
         Figure::CancelRelease { rounds, long_tokens } => {
             cancel_release::run(&env, rounds, long_tokens)?
         }

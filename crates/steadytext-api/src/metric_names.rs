@@ -11,7 +11,7 @@ pub const GENERATED_TOKENS: &str = "steadytext_generated_tokens_total";
 pub const DECODE_STEPS: &str = "steadytext_decode_steps_total";
 /// Sequences decoded, summed over steps (counter).
 pub const DECODE_STEP_SEQUENCES: &str = "steadytext_decode_step_sequences_total";
-/// Generation requests prefilled (counter).
+/// Generation requests admitted to the decode batch or answered at once (counter).
 pub const GENERATION_REQUESTS: &str = "steadytext_generation_requests_total";
 /// Texts embedded by the engine (counter).
 pub const EMBEDDED_TEXTS: &str = "steadytext_embedded_texts_total";
@@ -25,7 +25,9 @@ pub const SHARED_CACHE_LOOKUPS: &str = "steadytext_shared_cache_lookups_total";
 pub const QUEUE_JOBS: &str = "steadytext_queue_jobs_total";
 /// Queue job latency, claim to result (histogram).
 pub const QUEUE_JOB_DURATION: &str = "steadytext_queue_job_duration_seconds";
-/// Engine time by kind: prefill, generate, embed, rerank (counter).
+/// Engine time by kind: prefill (prompts of 64 tokens or more, prefilled at admission),
+/// generate (decode steps, with the prefill of the shorter prompts that join them), embed,
+/// rerank (counter).
 pub const ENGINE_SECONDS: &str = "steadytext_engine_seconds_total";
 /// Engine requests skipped or stopped because their caller stopped waiting, by kind (counter).
 pub const ENGINE_ABANDONED: &str = "steadytext_engine_abandoned_total";

@@ -60,7 +60,7 @@ const HELP: [(&str, &str, &str); 14] = [
         "decode steps of the continuous generation batch (one token of every live sequence)",
     ),
     (DECODE_STEP_SEQUENCES, "counter", "sequences decoded, summed over steps"),
-    (GENERATION_REQUESTS, "counter", "generation requests prefilled"),
+    (GENERATION_REQUESTS, "counter", "generation requests admitted or answered at once"),
     (EMBEDDED_TEXTS, "counter", "texts embedded by the engine"),
     (RERANKED_DOCUMENTS, "counter", "documents scored by a reranker model"),
     (CACHE_LOOKUPS, "counter", "result cache lookups by outcome (hit, miss)"),
@@ -74,7 +74,8 @@ const HELP: [(&str, &str, &str); 14] = [
     (
         ENGINE_SECONDS,
         "counter",
-        "engine time by kind: prefill, generate (decode steps), embed, rerank",
+        "engine time by kind: prefill (prompts of 64+ tokens), generate (decode steps, with the \
+         prefill of shorter prompts), embed, rerank",
     ),
     (
         ENGINE_ABANDONED,
@@ -105,8 +106,9 @@ impl Metrics {
         self.observe(HTTP_REQUEST_DURATION, &[("endpoint", endpoint)], elapsed);
     }
 
-    /// One generation request prefilled (admitted to the decode batch, or answered at once),
-    /// emitting `tokens` tokens (its first, unless it ended there).
+    /// One generation request admitted to the decode batch (a prompt of 64 tokens or more
+    /// prefilled meanwhile; shorter ones are prefilled with the next step) or answered at once,
+    /// emitting `tokens` tokens (its first, when its prompt was prefilled and it ended there).
     pub fn record_admission(&self, tokens: u64, elapsed: Duration) {
         self.add(GENERATION_REQUESTS, &[], 1.0);
         self.add(GENERATED_TOKENS, &[], tokens as f64);

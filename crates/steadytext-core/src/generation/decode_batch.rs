@@ -12,9 +12,8 @@
 //!   ([`DecodeBatch::prefill_chunk`]); one longer than one chunk is prefilled a chunk per step,
 //!   between the decode steps of the live sequences, so that it never stalls them for longer
 //!   than one chunk ([`DecodeBatch::feed`]);
-//! * shorter prompts admitted between two steps are prefilled together, all but their last
-//!   token, and each last token is decoded in the step with the live sequences
-//!   ([`DecodeBatch::join_short`]): one llama.cpp call for all of them instead of one each;
+//! * shorter prompts admitted between two steps are prefilled together, in one llama.cpp call
+//!   instead of one each ([`DecodeBatch::join_short`]);
 //! * every sequence has its own KV stream, laid out exactly as when it runs alone
 //!   ([`Generator::new_context`](crate::Generator));
 //! * the live sequences always occupy the streams `0..len`, because llama.cpp decodes one step
@@ -59,9 +58,11 @@ pub trait Caller {
 /// One finished request: its caller and its result.
 pub type Finished<C> = (C, Result<Generation, CoreError>);
 
-/// Prompts shorter than this many tokens join the next step ([`DecodeBatch::join_short`]); ggml's
-/// CPU flash attention computes a sequence's queries one at a time below it and in tiles of
-/// this many queries from it on (`GGML_FA_TILE_Q`), which rounds differently.
+/// Prompts shorter than this many tokens are prefilled together at the next step
+/// ([`DecodeBatch::join_short`]); ggml's CPU flash attention computes a sequence's queries one
+/// at a time below it and in tiles of this many queries from it on (`GGML_FA_TILE_Q`), which
+/// rounds differently (measured: the logits of 64-, 65- and 100-token prompts prefilled
+/// together differed from alone in every bit pattern, those of 10 to 63 tokens in none).
 const SHORT_PROMPT: usize = 64;
 
 /// A long-lived decoding context for up to [`DecodeBatch::capacity`] concurrent generations
@@ -207,16 +208,23 @@ impl<'g, C: Caller> DecodeBatch<'g, C> {
                 }
             }
         }
-        self.join(caller, seq, stream)
+        let row = (seq.prompt.len() - 1) % PROMPT_CHUNK;
+        self.join(caller, seq, stream, row)
     }
 
-    /// A sequence whose whole prompt is in `stream` (the next live stream, or the filling
-    /// stream): picks its first token from the last prompt row's logits and, unless that ends
-    /// it, makes it live in the next live stream (moving the filling stream's cells there whole).
-    fn join(&mut self, mut caller: C, mut seq: Sequence, stream: usize) -> Option<Finished<C>> {
+    /// A sequence whose whole prompt is in `stream` (the next live stream, a stream after it, or
+    /// the filling stream): picks its first token from the logits of its prompt's last row (row
+    /// `row` of the last decode call) and, unless that ends it, makes it live in the next live
+    /// stream (moving the stream's cells there whole).
+    fn join(
+        &mut self,
+        mut caller: C,
+        mut seq: Sequence,
+        stream: usize,
+        row: usize,
+    ) -> Option<Finished<C>> {
         seq.pos = seq.prompt.len() as i32;
-        let last_row = (seq.prompt.len() - 1) % PROMPT_CHUNK;
-        let logits = self.ctx.get_logits_ith(last_row as i32);
+        let logits = self.ctx.get_logits_ith(row as i32);
         caller.logits(logits);
         seq.choose(logits);
         let vocab = self.generator.model().vocab();
@@ -263,22 +271,24 @@ impl<'g, C: Caller> DecodeBatch<'g, C> {
                 self.filling.push_front(f);
                 None
             }
-            Ok(_) => self.join(f.caller, f.seq, stream),
+            Ok(_) => {
+                let row = (f.seq.prompt.len() - 1) % PROMPT_CHUNK;
+                self.join(f.caller, f.seq, stream, row)
+            }
         }
     }
 
-    /// Lets the requests admitted with a short prompt join the live sequences: prefills all but
-    /// the last token of their prompts in as few llama.cpp calls as [`PROMPT_CHUNK`] allows
-    /// (one for up to 8 prompts), each into its own stream after the live ones, then makes each
-    /// live with its prompt's last token as the token to decode: the step that follows computes
-    /// that token's row with the live sequences' rows, and picks the first generated token from
-    /// it. Returns the requests whose prefill failed. [`DecodeBatch::step`] calls it after
-    /// [`DecodeBatch::feed`].
+    /// Lets the requests admitted with a short prompt join the live sequences: prefills their
+    /// prompts together, each into its own stream after the live ones, in as few llama.cpp calls
+    /// as [`PROMPT_CHUNK`] tokens allow (one for up to 8 prompts of 64 tokens), picks each one's
+    /// first token from its last row's logits and makes it live (see [`DecodeBatch::join`]).
+    /// Returns those that ended with their first token or whose prefill failed.
+    /// [`DecodeBatch::step`] calls it after [`DecodeBatch::feed`].
     ///
-    /// Speed: a prefill call reads every weight of the model whatever the number of rows, and
-    /// a prompt's last row also computes the output layer (for Gemma 3 270M, a 262 144-token
-    /// vocabulary); separately, eight short prompts cost eight of each (measured in the issue
-    /// #22 profile: about 28 ms per 10-token prompt, a fifth of a drain of 16-token jobs).
+    /// Speed: a prefill call reads every weight of the model whatever its number of rows, and
+    /// one with outputs computes the output layer (for Gemma 3 270M, a 262 144-token vocabulary);
+    /// eight short prompts prefilled one by one cost eight calls (measured in issue #22's
+    /// profile: about 28 ms per 10-token prompt, a fifth of a drain of 16-token jobs).
     ///
     /// Determinism: every row is computed as when the prompt is prefilled alone. The prompts
     /// are shorter than [`SHORT_PROMPT`] tokens, so ggml's flash attention computes each query
@@ -290,56 +300,69 @@ impl<'g, C: Caller> DecodeBatch<'g, C> {
     /// ([`Generator::companion_always`] false). Each stream is cleared first and its cells
     /// filled in position order, the layout of a prompt prefilled alone. The prompts go to the
     /// streams longest first, so that llama.cpp's later micro-batches (the tokens of the longer
-    /// prompts) are of consecutive streams, as it requires. Tested against golden bytes and
-    /// against each request decoded alone (`tests/generate_batch.rs`,
-    /// `tests/generate_determinism.rs`).
+    /// prompts) are of consecutive streams, as it requires. Tested bit for bit on the logits,
+    /// against golden digests and against each request decoded alone
+    /// (`tests/generate_determinism.rs`, `tests/generate_batch.rs`).
     fn join_short(&mut self) -> Vec<Finished<C>> {
-        if self.joining.is_empty() {
-            return Vec::new();
-        }
         let mut joining = std::mem::take(&mut self.joining);
         joining.sort_by_key(|(_, seq)| Reverse(seq.prompt.len()));
-        let first = self.live.len();
-        if let Err(e) = self.prefill_heads(&joining, first) {
-            let msg = e.to_string();
-            for s in first..first + joining.len() {
-                let _ = self.clear_stream(s);
+        let mut done = Vec::new();
+        let mut rest = joining.into_iter().peekable();
+        while rest.peek().is_some() {
+            // one call: as many prompts as fit in PROMPT_CHUNK tokens (each is shorter)
+            let mut group = Vec::new();
+            let mut tokens = 0;
+            while let Some((_, seq)) = rest.peek() {
+                if !group.is_empty() && tokens + seq.prompt.len() > PROMPT_CHUNK {
+                    break;
+                }
+                tokens += seq.prompt.len();
+                group.push(rest.next().expect("peeked"));
             }
-            return joining
-                .into_iter()
-                .map(|(caller, _)| (caller, Err(CoreError::Decode(msg.clone()))))
-                .collect();
+            let first = self.live.len();
+            match self.prefill_together(&group, first) {
+                Ok(rows) => {
+                    for (i, ((caller, seq), row)) in group.into_iter().zip(rows).enumerate() {
+                        done.extend(self.join(caller, seq, first + i, row));
+                    }
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    for s in first..first + group.len() {
+                        let _ = self.clear_stream(s);
+                    }
+                    done.extend(
+                        group.into_iter().map(|(c, _)| (c, Err(CoreError::Decode(msg.clone())))),
+                    );
+                }
+            }
         }
-        for (caller, mut seq) in joining {
-            let last = seq.prompt.len() - 1;
-            seq.pos = last as i32;
-            seq.next = Some(seq.prompt[last]);
-            self.live.push((caller, seq));
-        }
-        Vec::new()
+        done
     }
 
-    /// Prefills all but the last token of each prompt of `joining` into the streams from
-    /// `first` on (the `i`-th into `first + i`), without logits, in calls of at most
-    /// [`PROMPT_CHUNK`] tokens.
-    fn prefill_heads(&mut self, joining: &[(C, Sequence)], first: usize) -> Result<(), CoreError> {
+    /// Prefills the whole prompts of `group` in one llama.cpp call, the `i`-th into stream
+    /// `first + i` (cleared first), with logits for each prompt's last token; returns the batch
+    /// row of each one's logits.
+    fn prefill_together(
+        &mut self,
+        group: &[(C, Sequence)],
+        first: usize,
+    ) -> Result<Vec<usize>, CoreError> {
         self.batch.clear();
-        for (i, (_, seq)) in joining.iter().enumerate() {
+        let mut rows = Vec::with_capacity(group.len());
+        for (i, (_, seq)) in group.iter().enumerate() {
             let stream = first + i;
             self.clear_stream(stream)?;
-            let head = &seq.prompt[..seq.prompt.len() - 1];
-            if self.batch.n_tokens() as usize + head.len() > PROMPT_CHUNK {
-                self.decode()?;
-                self.batch.clear();
+            let last = seq.prompt.len() - 1;
+            for (pos, tok) in seq.prompt.iter().enumerate() {
+                self.batch
+                    .add(*tok, pos as i32, &[stream as i32], pos == last)
+                    .map_err(decode_err)?;
             }
-            for (pos, tok) in head.iter().enumerate() {
-                self.batch.add(*tok, pos as i32, &[stream as i32], false).map_err(decode_err)?;
-            }
+            rows.push(self.batch.n_tokens() as usize - 1);
         }
-        if self.batch.n_tokens() > 0 {
-            self.decode()?;
-        }
-        Ok(())
+        self.decode()?;
+        Ok(rows)
     }
 
     /// Decodes the chunk of `seq`'s prompt from token `from` (at most [`PROMPT_CHUNK`] tokens)
@@ -348,13 +371,12 @@ impl<'g, C: Caller> DecodeBatch<'g, C> {
     /// of its chunk). The stream is cleared before the first chunk.
     ///
     /// Determinism: prompts of [`SHORT_PROMPT`] tokens or more are never mixed into one decode
-    /// call, nor into a decode step of the live sequences (shorter ones are, see
-    /// [`DecodeBatch::join_short`]). llama.cpp splits a mixed batch into micro-batches with an equal number
-    /// of tokens per sequence, so a prompt's tokens would be grouped differently depending on
-    /// its neighbours' lengths, and ggml's CPU flash attention picks different kernels (tiled
-    /// for ≥ 64 queries of a sequence, split-KV for a single query) from those group sizes.
-    /// Measured: mixing prompts changed outputs in batches of 8; feeding them one by one keeps
-    /// every batch byte-identical to running alone.
+    /// call, nor into a decode step of the live sequences (shorter ones are prefilled together,
+    /// see [`DecodeBatch::join_short`]). llama.cpp splits a mixed batch into micro-batches with
+    /// an equal number of tokens per sequence, so a prompt's tokens would be grouped
+    /// differently depending on its neighbours' lengths, and ggml's CPU flash attention picks
+    /// different kernels (tiled for ≥ 64 queries of a sequence, split-KV for a single query)
+    /// from those group sizes.
     ///
     /// A last chunk of a single token at position [`SPLIT_KV_FREE_POSITIONS`] or beyond (a
     /// prompt of 512·k + 1 tokens) gets a companion row in `companion` (the next stream), for
@@ -593,8 +615,7 @@ pub(crate) struct Sequence {
     pub(crate) max_tokens: u32,
     /// Position of the next token to decode.
     pos: i32,
-    /// The token to decode in the next step: the latest chosen token, already emitted, or the
-    /// prompt's last token of a sequence that joined with it ([`DecodeBatch::join_short`]).
+    /// The latest chosen token, already emitted, to be decoded in the next step.
     next: Option<LlamaToken>,
     out: Vec<u8>,
     /// Bytes of `out` already handed to the caller as text pieces.
