@@ -9,9 +9,9 @@
 //! decision is made:
 //!
 //! * a prompt of 64 tokens or more is prefilled alone, never mixed
-//!   ([`DecodeBatch::prefill_chunk`]); one longer than one chunk is prefilled a chunk per step,
-//!   between the decode steps of the live sequences, so that it never stalls them for longer
-//!   than one chunk ([`DecodeBatch::feed`]);
+//!   ([`DecodeBatch::prefill_chunk`]); one longer than one chunk is prefilled a piece (at most
+//!   256 tokens) per step, between the decode steps of the live sequences, so that it never
+//!   stalls them for longer than one piece ([`DecodeBatch::feed`]);
 //! * shorter prompts admitted between two steps are prefilled together, in one llama.cpp call
 //!   instead of one each ([`DecodeBatch::join_short`]);
 //! * every sequence has its own KV stream, laid out exactly as when it runs alone
@@ -70,7 +70,7 @@ const SHORT_PROMPT: usize = 64;
 /// companion stream.
 ///
 /// Streams: `0..capacity` hold the live sequences (`live[s]` in stream `s`); stream
-/// `capacity` is the filling stream, where a long prompt is prefilled a chunk per step before
+/// `capacity` is the filling stream, where a long prompt is prefilled a piece per step before
 /// it moves to the next live stream; stream `capacity + 1` is the companion of the filling
 /// stream's chunks. A step's companion row goes to the stream after the live ones, and a short
 /// prompt's to the stream after its own; while a prompt fills, those are below `capacity`
@@ -85,12 +85,12 @@ pub struct DecodeBatch<'g, C> {
     /// The live sequences; `live[s]` occupies KV stream `s`.
     live: Vec<(C, Sequence)>,
     /// Admitted requests with a prompt longer than one chunk, in admission order: the first is
-    /// being prefilled into the filling stream, a chunk per step; the others wait for it.
+    /// being prefilled into the filling stream, a piece per step; the others wait for it.
     filling: VecDeque<Filling<C>>,
     /// Admitted requests with a short prompt, waiting for the next step to join
     /// ([`DecodeBatch::join_short`]).
     joining: Vec<(C, Sequence)>,
-    /// Whether long prompts are prefilled a chunk per step (a long-lived batch that requests
+    /// Whether long prompts are prefilled a piece per step (a long-lived batch that requests
     /// join at any step) or whole at admission (a batch of requests all admitted at once, which
     /// has no running generation to keep going and then needs no filling stream).
     chunked_prefill: bool,
@@ -167,8 +167,8 @@ impl<'g, C: Caller> DecodeBatch<'g, C> {
     /// Admits `req`; the sequence joins the next [`step`](Self::step). A prompt of
     /// [`SHORT_PROMPT`] tokens or more is prefilled here, alone, into a free stream; in a batch
     /// with chunked prefill ([`Generator::decode_batch`]) one longer than one chunk
-    /// ([`PROMPT_CHUNK`] tokens) instead fills a chunk per step (see [`DecodeBatch::feed`]) and
-    /// joins the live sequences with its last chunk. A shorter prompt waits for the next step,
+    /// ([`PROMPT_CHUNK`] tokens) instead fills a piece per step (see [`DecodeBatch::feed`]) and
+    /// joins the live sequences with its last piece. A shorter prompt waits for the next step,
     /// which prefills it with the other short ones ([`DecodeBatch::join_short`]). Returns the
     /// request at once when it is already finished: refused (empty prompt, too long for a
     /// stream, invalid constraint), not wanted any more, failed in its prefill, or ended by its
@@ -200,7 +200,8 @@ impl<'g, C: Caller> DecodeBatch<'g, C> {
         let stream = self.live.len();
         let mut fed = 0;
         while fed < seq.prompt.len() {
-            match self.prefill_chunk(&seq, stream, fed, stream + 1) {
+            let end = chunk_end(fed, seq.prompt.len());
+            match self.prefill_chunk(&seq, stream, (fed, end), stream + 1) {
                 Ok(next) => fed = next,
                 Err(e) => {
                     let _ = self.clear_stream(stream);
@@ -247,21 +248,25 @@ impl<'g, C: Caller> DecodeBatch<'g, C> {
         None
     }
 
-    /// Prefills the next chunk of the first filling prompt into the filling stream, alone in
-    /// its decode call, and once its last chunk is in, lets it join (or returns it, ended by its
+    /// Prefills the next piece of the first filling prompt into the filling stream, alone in
+    /// its decode call, and once its last piece is in, lets it join (or returns it, ended by its
     /// first token or failed). [`DecodeBatch::step`] calls it right after
     /// [`DecodeBatch::release`], which has taken out the prompts no longer wanted.
     ///
-    /// Determinism: the chunks are those the prompt would be fed in alone (positions
-    /// `k·PROMPT_CHUNK..`, each in its own decode call, its own stream), so its cells and the
-    /// logits of its last row are the same; a stream copied whole keeps its cell layout.
-    /// Latency: the live sequences wait one chunk between two of their steps, not a whole
+    /// Determinism: the pieces are the chunks the prompt would be fed in alone, each cut in two
+    /// where it is longer than [`FILL_PIECE`] tokens ([`piece_end`]), each in its own decode
+    /// call, its own stream, so its cells and the logits of its last row are the same; a stream
+    /// copied whole keeps its cell layout.
+    /// Latency: the live sequences wait one piece between two of their steps, not a whole
     /// prompt (a 1 722-token prompt prefilled at once stopped a generation streaming at 12 ms
-    /// per token for 3.0–3.1 s, release build, in issue #22's measurement).
+    /// per token for 3.0–3.1 s, release build, in issue #22's measurement; with whole 512-token
+    /// chunks, the longest gap beside 8 generations was 1.05–1.19 × two steps plus one chunk
+    /// alone, because a chunk deep in a prompt costs more than the first).
     fn feed(&mut self) -> Option<Finished<C>> {
         let mut f = self.filling.pop_front()?;
         let stream = self.capacity;
-        match self.prefill_chunk(&f.seq, stream, f.fed, stream + 1) {
+        let end = piece_end(f.fed, f.seq.prompt.len());
+        match self.prefill_chunk(&f.seq, stream, (f.fed, end), stream + 1) {
             Err(e) => {
                 let _ = self.clear_stream(stream);
                 Some((f.caller, Err(e)))
@@ -272,7 +277,7 @@ impl<'g, C: Caller> DecodeBatch<'g, C> {
                 None
             }
             Ok(_) => {
-                let row = (f.seq.prompt.len() - 1) % PROMPT_CHUNK;
+                let row = f.seq.prompt.len() - 1 - f.fed;
                 self.join(f.caller, f.seq, stream, row)
             }
         }
@@ -365,10 +370,10 @@ impl<'g, C: Caller> DecodeBatch<'g, C> {
         Ok(rows)
     }
 
-    /// Decodes the chunk of `seq`'s prompt from token `from` (at most [`PROMPT_CHUNK`] tokens)
-    /// into `stream`, on its own, exactly as when the request runs alone; returns where the
-    /// next chunk starts. The prompt's last token gets logits (row `(len - 1) % PROMPT_CHUNK`
-    /// of its chunk). The stream is cleared before the first chunk.
+    /// Decodes the tokens `from..end` of `seq`'s prompt (a chunk, see [`chunk_end`], or a piece
+    /// of one, see [`piece_end`]) into `stream`, on its own, exactly as when the request runs
+    /// alone; returns `end`. The prompt's last token gets logits (row `len - 1 - from`). The
+    /// stream is cleared before the first chunk.
     ///
     /// Determinism: prompts of [`SHORT_PROMPT`] tokens or more are never mixed into one decode
     /// call, nor into a decode step of the live sequences (shorter ones are prefilled together,
@@ -386,13 +391,12 @@ impl<'g, C: Caller> DecodeBatch<'g, C> {
         &mut self,
         seq: &Sequence,
         stream: usize,
-        from: usize,
+        (from, end): (usize, usize),
         companion: usize,
     ) -> Result<usize, CoreError> {
         if from == 0 {
             self.clear_stream(stream)?;
         }
-        let end = (from + PROMPT_CHUNK).min(seq.prompt.len());
         self.batch.clear();
         for (pos, tok) in (from..end).zip(&seq.prompt[from..end]) {
             let last = pos + 1 == seq.prompt.len();
@@ -601,7 +605,37 @@ impl Generator {
     }
 }
 
-/// A request whose prompt is prefilled a chunk per step: its caller, its sequence, and how
+/// Where the chunk of a prompt of `len` tokens that starts at `from` ends: prompts are fed to
+/// llama.cpp in chunks of [`PROMPT_CHUNK`] tokens from position 0 (the last one shorter).
+fn chunk_end(from: usize, len: usize) -> usize {
+    (from + PROMPT_CHUNK).min(len)
+}
+
+/// Longest piece of a chunk that a filling prompt feeds between two decode steps (see
+/// [`piece_end`]).
+const FILL_PIECE: usize = 256;
+
+/// Where the piece of a filling prompt of `len` tokens that starts at `from` ends: its chunk
+/// ([`chunk_end`]) whole when it has at most [`FILL_PIECE`] tokens, else cut in two halves.
+///
+/// Determinism: ggml's flash attention computes every query of a chunk of 64 tokens or more in
+/// tiles, whose rounding does not depend on how many queries share the call, and every query
+/// of a shorter chunk one at a time; the halves of a chunk of more than 256 tokens have 128 or
+/// more each, so each query takes the kernel it takes in the whole chunk. Measured: the logits
+/// of 798- and 1 500-token prompts fed in halves (or in 64-token pieces) equal those fed in
+/// 512-token chunks bit for bit; a 30-token last piece cut from a 286-token chunk differs.
+fn piece_end(from: usize, len: usize) -> usize {
+    let start = from - from % PROMPT_CHUNK;
+    let end = chunk_end(start, len);
+    let n = end - start;
+    if n <= FILL_PIECE || from > start {
+        end
+    } else {
+        start + n / 2
+    }
+}
+
+/// A request whose prompt is prefilled a piece per step: its caller, its sequence, and how
 /// many prompt tokens are in the filling stream.
 struct Filling<C> {
     caller: C,
@@ -774,6 +808,31 @@ mod tests {
                 for b in a..=bytes.len() {
                     assert_eq!(streamed(bytes, &[a, b]), whole, "{bytes:?} split at {a}, {b}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn a_filling_prompt_is_fed_in_pieces_that_keep_each_query_on_its_kernel() {
+        for len in 1..=1600 {
+            let mut from = 0;
+            while from < len {
+                let end = piece_end(from, len);
+                let chunk = (from / PROMPT_CHUNK, chunk_end(from - from % PROMPT_CHUNK, len));
+                assert!(end > from && end <= len, "len {len}: piece {from}..{end}");
+                assert_eq!(
+                    (end - 1) / PROMPT_CHUNK,
+                    chunk.0,
+                    "len {len}: {from}..{end} spans chunks"
+                );
+                assert!(end - from <= FILL_PIECE, "len {len}: piece {from}..{end} too long");
+                // a piece is shorter than a flash-attention tile only if its whole chunk is
+                let whole = chunk.1 - (from - from % PROMPT_CHUNK);
+                assert!(
+                    end - from >= 64 || whole < 64,
+                    "len {len}: piece {from}..{end} of {whole}"
+                );
+                from = end;
             }
         }
     }

@@ -71,7 +71,7 @@ impl Generator {
 
     /// A long-lived decoding context for continuous batching: up to `capacity` generations
     /// decoded together, each of up to [`N_CTX`] positions, joining and leaving at any step; a
-    /// prompt longer than one chunk is prefilled a chunk per step, between the steps of the
+    /// prompt longer than one chunk is prefilled a piece per step, between the steps of the
     /// others.
     ///
     /// Its streams hold [`N_CTX`] cells each, whatever the request; that changes no output
