@@ -1,8 +1,14 @@
 //! The queue's schema and state transitions, hand-written SQL pulled into the extension script.
-//! Version 0.1.0's files live in `extension/sql/v0.1.0/`; later versions add upgrade scripts
-//! `extension/sql/pg_steadytext--A--B.sql` (see `extension/sql/README.md`).
+//! Version 0.1.0's files live in `extension/sql/v0.1.0/`, 0.2.0's additions in
+//! `extension/sql/v0.2.0/` and again in the upgrade script
+//! `extension/sql/pg_steadytext--0.1.0--0.2.0.sql` (see `extension/sql/README.md`).
 
 pgrx::extension_sql_file!("../sql/v0.1.0/queue_schema.sql", name = "queue_schema");
+pgrx::extension_sql_file!(
+    "../sql/v0.2.0/dumped_tables.sql",
+    name = "dumped_tables",
+    requires = ["queue_schema"]
+);
 pgrx::extension_sql_file!(
     "../sql/v0.1.0/queue_transitions.sql",
     name = "queue_transitions",

@@ -149,6 +149,20 @@ impl TestCluster {
     pub fn connect(&self) -> postgres::Client {
         self.try_connect("postgres").expect("connect to test cluster")
     }
+
+    /// A new connection to database `db` as superuser `postgres`.
+    pub fn connect_to(&self, db: &str) -> postgres::Client {
+        self.try_connect(db).unwrap_or_else(|e| panic!("connect to database {db}: {e}"))
+    }
+
+    /// A command running the PostgreSQL client program `name` (`pg_dump`, `psql`, …) of the
+    /// cluster's installation against it as `postgres` (host, port and user given; as the
+    /// postgres OS user when we are root).
+    pub fn client_program(&self, name: &str) -> Command {
+        let mut c = pg_command(&self.bin.join(name));
+        c.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"]);
+        c
+    }
 }
 
 impl Drop for TestCluster {
