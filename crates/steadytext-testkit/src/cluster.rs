@@ -145,6 +145,11 @@ impl TestCluster {
         format!("postgresql://{user}@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// Connection URL of database `db` for `user`.
+    pub fn url_of(&self, user: &str, db: &str) -> String {
+        format!("postgresql://{user}@127.0.0.1:{}/{db}", self.port)
+    }
+
     /// A new connection to database `postgres` as superuser `postgres`.
     pub fn connect(&self) -> postgres::Client {
         self.try_connect("postgres").expect("connect to test cluster")
