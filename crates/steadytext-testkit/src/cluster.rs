@@ -47,6 +47,17 @@ fn run(mut cmd: Command, what: &str) {
     );
 }
 
+/// A temporary directory the postgres OS user owns (when we are root).
+fn owned_temp_dir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new().prefix("steadytext-pg-").tempdir().unwrap();
+    if is_root() {
+        let mut c = Command::new("chown");
+        c.arg("postgres:").arg(dir.path());
+        run(c, "chown");
+    }
+    dir
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -68,21 +79,10 @@ impl TestCluster {
     /// Like `start`, with extra server settings (`name=value`, passed as `-c name=value`), e.g.
     /// `shared_preload_libraries=pg_steadytext`.
     pub fn start_with(settings: &[&str]) -> Self {
-        let dir = tempfile::Builder::new().prefix("steadytext-pg-").tempdir().unwrap();
-        if is_root() {
-            run(
-                {
-                    let mut c = Command::new("chown");
-                    c.arg("postgres:").arg(dir.path());
-                    c
-                },
-                "chown",
-            );
-        }
+        let dir = owned_temp_dir();
         let bin = pg_bin_dir();
-        let data = dir.path().join("data");
         let mut initdb = pg_command(&bin.join("initdb"));
-        initdb.arg("-D").arg(&data).args([
+        initdb.arg("-D").arg(dir.path().join("data")).args([
             "-U",
             "postgres",
             "--auth=trust",
@@ -91,7 +91,23 @@ impl TestCluster {
             "-N",
         ]);
         run(initdb, "initdb");
+        Self::launch(dir, bin, settings)
+    }
 
+    /// A streaming standby of `primary` (`pg_basebackup -R -c fast`: it follows the primary over a
+    /// replication connection), started on its own port; waits until it accepts connections.
+    pub fn start_standby_of(primary: &TestCluster) -> Self {
+        let dir = owned_temp_dir();
+        let bin = pg_bin_dir();
+        let mut backup = pg_command(&bin.join("pg_basebackup"));
+        backup.args(["-h", "127.0.0.1", "-p", &primary.port.to_string(), "-U", "postgres"]);
+        backup.arg("-D").arg(dir.path().join("data")).args(["-R", "-X", "stream", "-c", "fast"]);
+        run(backup, "pg_basebackup");
+        Self::launch(dir, bin, &[])
+    }
+
+    /// Starts the server of the data directory in `dir` on a free port.
+    fn launch(dir: tempfile::TempDir, bin: PathBuf, settings: &[&str]) -> Self {
         let port = free_port();
         let mut ctl = pg_command(&bin.join("pg_ctl"));
         let mut options = format!(
@@ -101,12 +117,27 @@ impl TestCluster {
         for setting in settings {
             options.push_str(&format!(" -c {setting}"));
         }
+        let data = dir.path().join("data");
         ctl.arg("-D").arg(&data).arg("-l").arg(dir.path().join("log")).arg("-o").arg(options);
         ctl.arg("start");
         run(ctl, "pg_ctl start");
         let cluster = Self { dir, bin, port };
         cluster.wait_ready(Duration::from_secs(30));
         cluster
+    }
+
+    /// Promotes a standby to a primary (`pg_ctl promote`, waiting until it accepts writes).
+    pub fn promote(&self) {
+        let mut ctl = pg_command(&self.bin.join("pg_ctl"));
+        ctl.arg("-D").arg(self.dir.path().join("data")).args(["promote", "-w"]);
+        run(ctl, "pg_ctl promote");
+    }
+
+    /// Stops the server at once, as a crash would (`pg_ctl stop -m immediate`).
+    pub fn stop_immediately(&self) {
+        let mut ctl = pg_command(&self.bin.join("pg_ctl"));
+        ctl.arg("-D").arg(self.dir.path().join("data")).args(["stop", "-m", "immediate", "-w"]);
+        run(ctl, "pg_ctl stop");
     }
 
     fn wait_ready(&self, deadline: Duration) {

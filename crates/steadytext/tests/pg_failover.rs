@@ -1,0 +1,85 @@
+//! Integration tier: a worker given a multi-host connection string follows a promoted standby.
+//! A primary and its streaming standby (`pg_basebackup -R`) on this machine; the worker connects
+//! with `host=primary,standby target_session_attrs=read-write`; while it drains, the standby is
+//! promoted and the primary stopped as a crash would. Every request that reached the standby
+//! completes, exactly once, on the new primary, without restarting the worker.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use support::cluster::TestCluster;
+use support::daemon::{wait_until, Daemon};
+
+/// Status → count over the whole queue.
+fn statuses(db: &mut postgres::Client) -> HashMap<String, i64> {
+    db.query("SELECT status, count(*) FROM steadytext_queue GROUP BY status", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+#[test]
+fn the_worker_follows_a_promoted_standby_and_every_replicated_request_completes_once() {
+    let primary = TestCluster::start();
+    let mut db = support::extension_with_worker_role(&primary);
+    let standby = TestCluster::start_standby_of(&primary);
+    let url = format!(
+        "postgresql://st_worker@127.0.0.1:{},127.0.0.1:{}/postgres?target_session_attrs=read-write",
+        primary.port, standby.port
+    );
+    let _worker = Daemon::worker(&[
+        "--database-url",
+        &url,
+        "--worker-id",
+        "follows",
+        "--lease",
+        "3",
+        "--concurrency",
+        "8",
+    ]);
+    let jobs = 48;
+    db.execute(
+        "SELECT count(steadytext_generate_async('Failover request ' || i, 3, use_cache => false))
+         FROM generate_series(1, $1) AS i",
+        &[&jobs],
+    )
+    .unwrap();
+    let mut replica = standby.connect();
+    let ids: Vec<String> = wait_until(Duration::from_secs(30), "the enqueue to replicate", || {
+        let rows = replica
+            .query("SELECT request_id::text FROM steadytext_queue ORDER BY request_id", &[])
+            .unwrap();
+        (rows.len() == jobs as usize).then(|| rows.iter().map(|r| r.get(0)).collect())
+    });
+    // the drain is under way on the primary
+    wait_until(Duration::from_secs(120), "some requests to complete", || {
+        (statuses(&mut db).get("completed").copied().unwrap_or(0) >= 8).then_some(())
+    });
+    drop(db);
+    standby.promote();
+    primary.stop_immediately();
+
+    // on the new primary, the same worker process finishes everything
+    let mut db = standby.connect();
+    let done =
+        wait_until(Duration::from_secs(240), "the drain to finish on the new primary", || {
+            let s = statuses(&mut db);
+            (!s.contains_key("pending") && !s.contains_key("processing")).then_some(s)
+        });
+    assert_eq!(done.get("completed").copied(), Some(i64::from(jobs)), "{done:?}");
+    let after: Vec<String> = db
+        .query("SELECT request_id::text FROM steadytext_queue ORDER BY request_id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(after, ids, "the requests on the new primary are the replicated ones");
+    let empty: i64 = db
+        .query_one("SELECT count(*) FROM steadytext_queue WHERE result IS NULL OR result = ''", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(empty, 0, "completed without a result");
+}
