@@ -6,20 +6,10 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use support::cluster::TestCluster;
 use support::daemon::{wait_until, Daemon};
-
-/// Status → count over the whole queue.
-fn statuses(db: &mut postgres::Client) -> HashMap<String, i64> {
-    db.query("SELECT status, count(*) FROM steadytext_queue GROUP BY status", &[])
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect()
-}
 
 #[test]
 fn the_worker_follows_a_promoted_standby_and_every_replicated_request_completes_once() {
@@ -56,7 +46,7 @@ fn the_worker_follows_a_promoted_standby_and_every_replicated_request_completes_
     });
     // the drain is under way on the primary
     wait_until(Duration::from_secs(120), "some requests to complete", || {
-        (statuses(&mut db).get("completed").copied().unwrap_or(0) >= 8).then_some(())
+        (support::queue_statuses(&mut db).get("completed").copied().unwrap_or(0) >= 8).then_some(())
     });
     drop(db);
     standby.promote();
@@ -66,7 +56,7 @@ fn the_worker_follows_a_promoted_standby_and_every_replicated_request_completes_
     let mut db = standby.connect();
     let done =
         wait_until(Duration::from_secs(240), "the drain to finish on the new primary", || {
-            let s = statuses(&mut db);
+            let s = support::queue_statuses(&mut db);
             (!s.contains_key("pending") && !s.contains_key("processing")).then_some(s)
         });
     assert_eq!(done.get("completed").copied(), Some(i64::from(jobs)), "{done:?}");

@@ -28,19 +28,10 @@ fn queue_args<'a>(url: &'a str, id: &'a str) -> [&'a str; 6] {
     ["--database-url", url, "--worker-id", id, "--lease", "3"]
 }
 
-/// Status → count over the whole queue.
-fn statuses(db: &mut Client) -> HashMap<String, i64> {
-    db.query("SELECT status, count(*) FROM steadytext_queue GROUP BY status", &[])
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect()
-}
-
 /// Waits until nothing is pending or processing.
 fn drained(db: &mut Client, deadline: Duration) -> HashMap<String, i64> {
     wait_until(deadline, "the queue to drain", || {
-        let s = statuses(db);
+        let s = support::queue_statuses(db);
         (!s.contains_key("pending") && !s.contains_key("processing")).then_some(s)
     })
 }
@@ -203,7 +194,7 @@ fn a_postgres_restart_mid_run_loses_nothing() {
     }
     let mut w = worker(&cluster, "R", &["--concurrency", "2"]);
     wait_until(Duration::from_secs(600), "a completion and a batch in progress", || {
-        let s = statuses(&mut db);
+        let s = support::queue_statuses(&mut db);
         (s.get("completed").copied().unwrap_or(0) >= 1 && s.contains_key("processing"))
             .then_some(())
     });
@@ -441,7 +432,7 @@ fn the_worker_purges_finished_requests_older_than_the_retention_in_batches() {
     let _w = worker(&cluster, "P", &[]);
     let left =
         wait_until(Duration::from_secs(45), "the old finished requests to be purged", || {
-            let s = statuses(&mut db);
+            let s = support::queue_statuses(&mut db);
             (s.values().sum::<i64>() == 15).then_some(s)
         });
     assert_eq!(

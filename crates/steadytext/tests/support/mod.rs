@@ -18,3 +18,12 @@ pub fn extension_with_worker_role(cluster: &cluster::TestCluster) -> postgres::C
     .unwrap();
     db
 }
+
+/// Status → count over the whole queue.
+pub fn queue_statuses(db: &mut postgres::Client) -> std::collections::HashMap<String, i64> {
+    db.query("SELECT status, count(*) FROM steadytext_queue GROUP BY status", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
