@@ -163,7 +163,7 @@ impl Worker {
         beat.tick().await; // the first tick is immediate
         let mut last_rescue: Option<Instant> = None;
         let mut purge = purge::Purge::default();
-        let mut settings = settings::resolve(client, &self.tuning, self.max_batch).await?;
+        let mut settings = settings::resolve(client, sql, &self.tuning, self.max_batch).await?;
         // whether the queue may hold work this session could claim
         let mut claim = true;
         let mut next_poll = tokio::time::Instant::now();
@@ -186,7 +186,7 @@ impl Worker {
                 purge.run_if_due(client, &sql.purge, settings.retention).await?;
             }
             if claim && !stopping {
-                settings = settings::resolve(client, &self.tuning, self.max_batch).await?;
+                settings = settings::resolve(client, sql, &self.tuning, self.max_batch).await?;
                 let free = (settings.concurrency as usize).saturating_sub(running.len());
                 if free > 0 {
                     let jobs = self.claim(client, sql, free as u32, lease).await?;

@@ -35,12 +35,12 @@ impl Purge {
     }
 
     /// Deletes one batch of requests finished more than `retention` ago if a purge is due, with
-    /// `statement` (`queue_sql::Statements::purge`)
-    /// (never when `retention` is `None`); returns how many it deleted.
+    /// `statement` (`queue_sql::Statements::purge`, prepared) (never when `retention` is `None`);
+    /// returns how many it deleted.
     pub async fn run_if_due(
         &mut self,
         client: &Client,
-        statement: &str,
+        statement: &tokio_postgres::Statement,
         retention: Option<Duration>,
     ) -> Result<i32, DaemonError> {
         let Some(retention) = retention else { return Ok(0) };

@@ -9,6 +9,7 @@ use tokio_postgres::Client;
 
 use crate::cli::WorkerTuning;
 use crate::error::DaemonError;
+use crate::queue_sql::Statements;
 
 /// The settings one worker cycle runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,15 +30,13 @@ pub struct Settings {
 /// generations the worker's engine decodes together.
 pub async fn resolve(
     client: &Client,
+    sql: &Statements,
     tuning: &WorkerTuning,
     max_batch: u32,
 ) -> Result<Settings, DaemonError> {
     let names: Vec<&str> = settings::ALL.iter().map(WorkerSetting::guc_name).collect();
     let row = client
-        .query_one(
-            crate::queue_sql::SETTINGS,
-            &[&names[0], &names[1], &names[2], &names[3], &names[4]],
-        )
+        .query_one(&sql.settings, &[&names[0], &names[1], &names[2], &names[3], &names[4]])
         .await?;
     let value = |i: usize, flag: Option<u32>| {
         let setting = settings::ALL[i];
