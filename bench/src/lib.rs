@@ -11,6 +11,7 @@ pub mod engine;
 pub mod enqueue;
 pub mod error;
 pub mod long_prompt_stall;
+pub mod many_daemons;
 pub mod mixed_latency;
 pub mod queue_growth;
 pub mod queue_latency;

@@ -8,8 +8,8 @@ use steadytext_bench::drain::{self, Workload};
 use steadytext_bench::mixed_latency::{self, Mix};
 use steadytext_bench::setup::Env;
 use steadytext_bench::{
-    cancel_release, constrained, contention, engine, enqueue, long_prompt_stall, queue_growth,
-    queue_latency, shared_cache, sync_latency,
+    cancel_release, constrained, contention, engine, enqueue, long_prompt_stall, many_daemons,
+    queue_growth, queue_latency, shared_cache, sync_latency,
 };
 
 /// Rerunnable benchmarks of pg_steadytext; each prints `bench figure=… key=value …` lines.
@@ -139,6 +139,19 @@ enum Figure {
         #[arg(long, default_value_t = 3)]
         trials: u32,
     },
+    /// Figure 10: many workers on one queue: idle statements per daemon, and cache-hit
+    /// completions with all of them against one.
+    ManyDaemons {
+        /// Worker processes. Default: 12.
+        #[arg(long, default_value_t = 12)]
+        daemons: usize,
+        /// Seconds of each idle window (30 or more: statistics are flushed late). Default: 30.
+        #[arg(long, default_value_t = 30)]
+        idle_secs: u64,
+        /// Cache hits drained by all of them, then by one. Default: 20000.
+        #[arg(long, default_value_t = 20_000)]
+        jobs: u32,
+    },
     /// Figure 7: cancel of a running generation → the next request done, in decode steps.
     CancelRelease {
         /// Cancellations timed. Default: 10.
@@ -261,6 +274,9 @@ fn main() -> anyhow::Result<()> {
             mixed_latency::run(&env, Mix { longs, long_tokens, shorts, concurrency, max_batch })?
         }
         Figure::LongPromptStall { trials } => long_prompt_stall::run(&env, trials)?,
+        Figure::ManyDaemons { daemons, idle_secs, jobs } => {
+            many_daemons::run(&env, daemons, idle_secs, jobs)?
+        }
         Figure::CancelRelease { rounds, long_tokens } => {
             cancel_release::run(&env, rounds, long_tokens)?
         }
