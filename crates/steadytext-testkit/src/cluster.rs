@@ -17,7 +17,7 @@ pub fn pg_bin_dir() -> PathBuf {
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { geteuid() == 0 }
 }
@@ -26,8 +26,9 @@ extern "C" {
     fn geteuid() -> u32;
 }
 
-/// Builds a command for a PostgreSQL binary, as the postgres user when we are root.
-fn pg_command(bin: &Path) -> Command {
+/// Builds a command for a PostgreSQL binary (or any program that must run as the postgres
+/// OS user), as the postgres user when we are root.
+pub(crate) fn pg_command(bin: &Path) -> Command {
     if is_root() {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(bin);
@@ -58,7 +59,8 @@ fn owned_temp_dir() -> tempfile::TempDir {
     dir
 }
 
-fn free_port() -> u16 {
+/// A free TCP port on 127.0.0.1.
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 

@@ -3,11 +3,10 @@
 //! `postgres` database: `postgres` in transaction pooling, `postgres_session` in session
 //! pooling. As root it runs as the `postgres` OS user, like the cluster.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::cluster::TestCluster;
+use crate::cluster::{free_port, is_root, pg_command, TestCluster};
 
 /// Where Debian installs the PgBouncer binary.
 pub const PGBOUNCER: &str = "/usr/sbin/pgbouncer";
@@ -30,7 +29,7 @@ impl PgBouncer {
             "{PGBOUNCER} is missing: run scripts/setup (Debian package pgbouncer)"
         );
         let dir = tempfile::Builder::new().prefix("steadytext-pgbouncer-").tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = free_port();
         let server = format!("host=127.0.0.1 port={} dbname=postgres", cluster.port);
         let ini = format!(
             "[databases]\n\
@@ -54,14 +53,10 @@ impl PgBouncer {
             "\"postgres\" \"\"\n\"st_worker\" \"\"\n\"bouncer_client\" \"\"\n",
         )
         .unwrap();
-        let mut cmd = if is_root() {
+        if is_root() {
             let _ = Command::new("chown").arg("-R").arg("postgres:").arg(dir.path()).status();
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--", PGBOUNCER]);
-            c
-        } else {
-            Command::new(PGBOUNCER)
-        };
+        }
+        let mut cmd = pg_command(std::path::Path::new(PGBOUNCER));
         cmd.arg(dir.path().join("pgbouncer.ini"));
         cmd.stdout(Stdio::null()).stderr(Stdio::null());
         let child = cmd.spawn().expect("pgbouncer starts");
@@ -114,13 +109,4 @@ impl Drop for PgBouncer {
             let _ = Command::new("kill").arg(pid.to_string()).status();
         }
     }
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { geteuid() == 0 }
-}
-
-extern "C" {
-    fn geteuid() -> u32;
 }
