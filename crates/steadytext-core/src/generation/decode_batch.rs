@@ -190,10 +190,7 @@ impl<'g, C: Caller> DecodeBatch<'g, C> {
             self.filling.push_back(Filling { caller, seq, fed: 0 });
             return None;
         }
-        if seq.prompt.len() < SHORT_PROMPT
-            && seq.max_tokens > 0
-            && !self.generator.companion_always()
-        {
+        if seq.prompt.len() < SHORT_PROMPT && !self.generator.companion_always() {
             self.joining.push((caller, seq));
             return None;
         }
