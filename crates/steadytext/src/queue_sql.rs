@@ -57,7 +57,7 @@ pub struct Statements<S = Statement> {
 }
 
 /// The worker settings' GUCs `$1`..`$5`, each as `current_setting` prints it (NULL if unset).
-pub const SETTINGS: &str = "SELECT current_setting($1, true), current_setting($2, true), \
+const SETTINGS: &str = "SELECT current_setting($1, true), current_setting($2, true), \
                             current_setting($3, true), current_setting($4, true), \
                             current_setting($5, true)";
 
