@@ -141,6 +141,20 @@ pub enum SqlError {
     /// The daemon could not be reached (08001) or sent something unreadable (08P01).
     #[error(transparent)]
     Daemon(#[from] ClientError),
+    /// An internal function called by anything but the extension's own functions (42501).
+    #[error("{0} may only be called by pg_steadytext's own functions")]
+    Private(&'static str),
+    /// A derivation's options that do not fit its kind (22023).
+    #[error("options of a {kind} derivation: {reason}")]
+    DerivationOptions {
+        /// The derivation's kind.
+        kind: String,
+        /// What is wrong with them.
+        reason: String,
+    },
+    /// A derivation's input expression that calls volatile functions (42P17).
+    #[error("the input expression must not call volatile functions, and it calls {0}")]
+    VolatileInput(String),
     /// A failure of the SPI layer (XX000).
     #[error("internal error: {0}")]
     Spi(#[from] pgrx::spi::SpiError),
@@ -193,6 +207,9 @@ impl SqlError {
                 ErrorCode::NotFound => ERRCODE_PROTOCOL_VIOLATION,
                 ErrorCode::Internal => ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
             },
+            SqlError::Private(_) => ERRCODE_INSUFFICIENT_PRIVILEGE,
+            SqlError::DerivationOptions { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
+            SqlError::VolatileInput(_) => ERRCODE_INVALID_OBJECT_DEFINITION,
             SqlError::Spi(_) | SqlError::Random => ERRCODE_INTERNAL_ERROR,
         }
     }
@@ -207,6 +224,10 @@ impl SqlError {
                  steadytext.max_queue_size_per_role (also per role: ALTER ROLE ... SET)",
             ),
             SqlError::OwnTransaction(_) => Some("commit, then call steadytext_get_async_result"),
+            SqlError::VolatileInput(_) => Some(
+                "a row's derived value must follow from its columns alone; mark a function that \
+                 is IMMUTABLE or STABLE as such",
+            ),
             SqlError::Timeout { .. } => {
                 Some("is a steadytext worker running? raise timeout_seconds to wait longer")
             }

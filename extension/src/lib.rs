@@ -7,6 +7,8 @@ mod async_requests;
 mod async_results;
 mod completion_wakeup;
 mod daemon;
+mod derivation_rights;
+mod derivations;
 mod enqueue_buffer;
 mod error;
 mod ext_schema;

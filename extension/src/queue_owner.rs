@@ -4,7 +4,9 @@
 //! it, applies the queue limits and names the caller as its `owner`) and cancelled by
 //! `steadytext_cancel_async` (after row-level security has shown the caller the request). While
 //! switched, the session is in a security-restricted operation (no `SET ROLE`, no temporary
-//! objects), and only the fixed, schema-qualified statements of the extension run.
+//! objects), and only the fixed, schema-qualified statements of the extension run. A
+//! derivation's input expression and write-back run the same way as the role that declared it
+//! ([`run_as`], `derivation_rights`).
 
 use pgrx::pg_sys;
 
@@ -57,7 +59,18 @@ pub fn run_as_owner<T>(
     table: pg_sys::Oid,
     work: impl FnOnce() -> Result<T, SqlError>,
 ) -> Result<T, SqlError> {
-    let owner = owner_of(table)?;
+    run_as(owner_of(table)?, work)
+}
+
+/// Whether the current role owns `table` (the extension's own SECURITY DEFINER functions run as
+/// the queue's owner).
+pub fn owns(table: pg_sys::Oid) -> Result<bool, SqlError> {
+    Ok(owner_of(table)? == caller())
+}
+
+/// Runs `work` as `role` in a security-restricted operation (no `SET ROLE`, no temporary
+/// objects), then switches back; errors as in [`run_as_owner`].
+pub fn run_as<T>(role: pg_sys::Oid, work: impl FnOnce() -> Result<T, SqlError>) -> Result<T, SqlError> {
     let (mut user, mut context) = (pg_sys::Oid::INVALID, 0);
     // SAFETY: reads this backend's current user and security context.
     unsafe { pg_sys::GetUserIdAndSecContext(&mut user, &mut context) };
@@ -66,7 +79,7 @@ pub fn run_as_owner<T>(
         | pg_sys::SECURITY_RESTRICTED_OPERATION as i32;
     // SAFETY: the documented way to run as another user for a while (fmgr's SECURITY DEFINER
     // handling does the same); restored right after, or by the abort on error.
-    unsafe { pg_sys::SetUserIdAndSecContext(owner, switched) };
+    unsafe { pg_sys::SetUserIdAndSecContext(role, switched) };
     let result = work();
     // SAFETY: as above.
     unsafe { pg_sys::SetUserIdAndSecContext(user, context) };

@@ -14,3 +14,17 @@ pgrx::extension_sql_file!(
     name = "queue_transitions",
     requires = ["queue_schema", completion_wakeup::steadytext_queue_wake_waiters]
 );
+pgrx::extension_sql_file!(
+    "../sql/v0.2.0/derivations.sql",
+    name = "derivations",
+    requires = [
+        "queue_transitions",
+        derivation_rights::steadytext_derivation_run_as,
+        derivation_rights::steadytext_derivation_check_request
+    ]
+);
+pgrx::extension_sql_file!(
+    "../sql/v0.2.0/derivation_completion.sql",
+    name = "derivation_completion",
+    requires = ["derivations"]
+);

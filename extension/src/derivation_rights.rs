@@ -1,0 +1,78 @@
+//! The two primitives the derivations' SQL (`extension/sql/v0.2.0/derivations.sql`) needs from
+//! Rust: running a statement as a derivation's declarer, and checking a derivation's request
+//! arguments with the rules every request is checked with.
+//!
+//! A derivation's input expression and its write into the destination are the declarer's code
+//! and the declarer's write, so they run with exactly the declarer's rights (and under the
+//! source's row-level security for the declarer): never as the queue's owner whose SECURITY
+//! DEFINER functions call them, never as a worker, never as the role whose INSERT fired a
+//! trigger. SQL functions cannot switch to an arbitrary role (SET ROLE is refused inside SECURITY
+//! DEFINER functions, and needs membership), so [`steadytext_derivation_run_as`] does it the way
+//! fmgr does for SECURITY DEFINER functions. Only the queue's owner may call it, and only the
+//! extension's own functions run as the queue's owner.
+
+use pgrx::pg_sys::BuiltinOid::JSONBOID;
+use pgrx::prelude::*;
+use pgrx::{JsonB, PgOid};
+use serde_json::Value;
+use steadytext_api::queue_request::{PayloadError, QueuedRequest};
+
+use crate::error::{or_raise, SqlError};
+use crate::{ext_schema, queue_owner};
+
+/// Runs `query` (one statement whose first column is a jsonb, with `arg` as `$1`) as `role` in
+/// a security-restricted operation and returns that column of every row. For the extension's
+/// own derivation functions only (42501 for anyone else).
+#[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn steadytext_derivation_run_as(
+    role: pg_sys::Oid,
+    query: &str,
+    arg: Option<JsonB>,
+) -> SetOfIterator<'static, JsonB> {
+    let rows = or_raise((|| {
+        if !queue_owner::owns(ext_schema::queue_table()?)? {
+            return Err(SqlError::Private("steadytext_derivation_run_as"));
+        }
+        if role == pg_sys::InvalidOid {
+            return Err(SqlError::Null("role"));
+        }
+        queue_owner::run_as(role, || {
+            Spi::connect_mut(|client| {
+                // prepared: exactly one statement, whatever the text holds
+                let plan = client.prepare_mut(query, &[PgOid::from(JSONBOID)])?;
+                let table = client.update(&plan, None, &[arg.into()])?;
+                let mut rows = Vec::with_capacity(table.len());
+                for row in table {
+                    rows.push(row.get::<JsonB>(1)?.unwrap_or(JsonB(Value::Null)));
+                }
+                Ok::<_, SqlError>(rows)
+            })
+        })
+    })());
+    SetOfIterator::new(rows)
+}
+
+/// Checks the arguments of a derivation's requests (`parameters`, without the input) for
+/// `function_name`, as every request is checked before it is queued: 22023 (2201B for a regex
+/// that does not compile) if a request with them would be refused.
+#[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn steadytext_derivation_check_request(function_name: &str, parameters: JsonB) {
+    or_raise((|| {
+        let JsonB(mut params) = parameters;
+        let input = if function_name == "embed" { "text_input" } else { "prompt" };
+        if let Value::Object(map) = &mut params {
+            map.insert(input.to_owned(), Value::String("x".to_owned()));
+        }
+        let request = QueuedRequest::from_row(function_name, params).map_err(|e| {
+            let reason = match e {
+                PayloadError::Parameters { reason, .. } => reason,
+                other => other.to_string(),
+            };
+            SqlError::DerivationOptions { kind: function_name.to_owned(), reason }
+        })?;
+        request.validate()?;
+        Ok(())
+    })())
+}

@@ -1,0 +1,208 @@
+//! The SQL functions users declare and manage derivations with: `steadytext_derive`,
+//! `steadytext_derivation_pause`, `_resume`, `_rederive` and `_drop`.
+//!
+//! Each one learns who calls it (`current_user`), checks what must be checked with the caller's
+//! own rights (the input expression parses, reads only columns the caller may read, calls no
+//! volatile function), then does the rest as the queue's owner through the SQL functions of
+//! `extension/sql/v0.2.0/derivations.sql`, naming the caller as the declarer. A SQL function
+//! cannot learn its caller from inside a SECURITY DEFINER function, which is why these are Rust.
+
+use pgrx::pg_sys::BuiltinOid::{OIDOID, TEXTARRAYOID, TEXTOID};
+use pgrx::prelude::*;
+use pgrx::{JsonB, PgOid, PgRelation};
+use serde_json::Value;
+
+use crate::error::{or_raise, required, SqlError};
+use crate::{ext_schema, queue_owner};
+
+/// The temporary view the input expression is checked through (in the caller's own pg_temp).
+const PROBE: &str = "pg_temp.steadytext_derive_probe";
+
+/// What PostgreSQL's own analysis of the input expression says about it.
+struct Probe {
+    /// The source's columns it reads.
+    columns: Vec<String>,
+}
+
+/// Parses `input` over `source` as the caller, through a temporary view, and returns the
+/// columns it reads: PostgreSQL reports a syntax error, a missing column or function, and (by
+/// reading the view with LIMIT 0) a column the caller may not read, each with its own SQLSTATE.
+fn probe(source: pg_sys::Oid, input: &str) -> Result<Probe, SqlError> {
+    let table = Spi::get_one_with_args::<String>("SELECT $1::regclass::text", &[source.into()])?
+        .ok_or(SqlError::Null("source"))?;
+    let create = format!(
+        "CREATE TEMP VIEW steadytext_derive_probe AS \
+         SELECT ({input})::text AS steadytext_input FROM {table} AS t"
+    );
+    Spi::connect_mut(|client| {
+        // prepared: the text must be exactly one statement
+        let plan = client.prepare_mut(&create, &[])?;
+        client.update(&plan, None, &[])?;
+        client.update(&format!("SELECT steadytext_input FROM {PROBE} LIMIT 0"), None, &[])?;
+        Ok::<_, SqlError>(())
+    })?;
+    // the view depends on each column the expression reads (and on the table as a whole,
+    // refobjsubid 0, which tells nothing) and on each function it calls
+    let deps = format!(
+        "SELECT a.attname::text AS column_read, \
+                CASE WHEN p.provolatile = 'v' THEN p.oid::regprocedure::text END AS volatile_call \
+         FROM pg_depend d JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid \
+         LEFT JOIN pg_attribute a ON d.refclassid = 'pg_class'::regclass AND a.attrelid = d.refobjid \
+                               AND a.attnum = d.refobjsubid \
+         LEFT JOIN pg_proc p ON d.refclassid = 'pg_proc'::regclass AND p.oid = d.refobjid \
+         WHERE r.ev_class = '{PROBE}'::regclass \
+           AND (d.refclassid = 'pg_class'::regclass AND d.refobjid = $1 AND d.refobjsubid > 0 \
+                OR d.refclassid = 'pg_proc'::regclass)"
+    );
+    let mut columns = Vec::new();
+    let mut volatile = Vec::new();
+    Spi::connect(|client| {
+        for row in client.select(&deps, None, &[source.into()])? {
+            columns.extend(row.get::<String>(1)?);
+            volatile.extend(row.get::<String>(2)?);
+        }
+        Ok::<_, SqlError>(())
+    })?;
+    Spi::run(&format!("DROP VIEW {PROBE}"))?;
+    if !volatile.is_empty() {
+        volatile.sort();
+        volatile.dedup();
+        return Err(SqlError::VolatileInput(volatile.join(", ")));
+    }
+    columns.sort();
+    columns.dedup();
+    Ok(Probe { columns })
+}
+
+/// Declares a derivation: keeps column `destination` of `source` equal to `kind` applied to
+/// `input`, an SQL expression over the row's columns (e.g. `title || E'\n\n' || body`; name
+/// functions with their schema). `kind`: embed (destination real[] or vector), generate,
+/// generate_json (text or jsonb), generate_regex, generate_choice (text). `options`: the kind's
+/// arguments (max_tokens, seed, use_cache, schema, pattern, choices) and priority (0) and
+/// backfill_priority (-100). Rows already in the table are enqueued by the workers in batches.
+/// Returns the derivation's id.
+#[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn steadytext_derive(
+    source: Option<PgRelation>,
+    destination: Option<&str>,
+    input: Option<&str>,
+    kind: default!(Option<&str>, "'embed'"),
+    options: default!(Option<JsonB>, "'{}'"),
+) -> i64 {
+    or_raise((|| {
+        let source = required("source", source)?.oid();
+        let destination = required("destination", destination)?;
+        let input = required("input", input)?;
+        let kind = required("kind", kind)?;
+        let JsonB(options) = required("options", options)?;
+        if input.trim().is_empty() {
+            return Err(SqlError::DerivationOptions {
+                kind: kind.to_owned(),
+                reason: "the input expression must not be empty".to_owned(),
+            });
+        }
+        let caller = queue_owner::caller();
+        let probe = probe(source, input)?;
+        let declare = format!(
+            "SELECT {}($1::regrole, $2::regclass, $3::name, $4, $5::text[]::name[], $6, $7)",
+            ext_schema::qualified("steadytext_derivation_declare")?
+        );
+        queue_owner::run_as_owner(ext_schema::queue_table()?, || {
+            let id = Spi::connect_mut(|client| {
+                let plan = client.prepare_mut(
+                    &declare,
+                    &[
+                        PgOid::from(OIDOID),
+                        PgOid::from(OIDOID),
+                        PgOid::from(TEXTOID),
+                        PgOid::from(TEXTOID),
+                        PgOid::from(TEXTARRAYOID),
+                        PgOid::from(TEXTOID),
+                        PgOid::from(pgrx::pg_sys::BuiltinOid::JSONBOID),
+                    ],
+                )?;
+                let table = client.update(
+                    &plan,
+                    None,
+                    &[
+                        caller.into(),
+                        source.into(),
+                        destination.into(),
+                        input.into(),
+                        probe.columns.clone().into(),
+                        kind.into(),
+                        JsonB(Value::clone(&options)).into(),
+                    ],
+                )?;
+                Ok::<_, SqlError>(table.first().get_one::<i64>()?)
+            })?;
+            id.ok_or(SqlError::Null("id"))
+        })
+    })())
+}
+
+/// Runs `action` on the derivation of `destination` on `source` as the queue's owner, for the
+/// caller (its declarer, a member of the declarer's role, or a superuser).
+fn manage(source: Option<PgRelation>, destination: Option<&str>, action: &str) -> bool {
+    or_raise((|| {
+        let source = required("source", source)?.oid();
+        let destination = required("destination", destination)?;
+        let caller = queue_owner::caller();
+        let sql = format!(
+            "SELECT {}($1::regrole, $2::regclass, $3::name, $4)",
+            ext_schema::qualified("steadytext_derivation_manage")?
+        );
+        queue_owner::run_as_owner(ext_schema::queue_table()?, || {
+            Spi::connect_mut(|client| {
+                let plan = client.prepare_mut(
+                    &sql,
+                    &[
+                        PgOid::from(OIDOID),
+                        PgOid::from(OIDOID),
+                        PgOid::from(TEXTOID),
+                        PgOid::from(TEXTOID),
+                    ],
+                )?;
+                let table = client.update(
+                    &plan,
+                    None,
+                    &[caller.into(), source.into(), destination.into(), action.into()],
+                )?;
+                Ok::<_, SqlError>(table.first().get_one::<bool>()?.unwrap_or(false))
+            })
+        })
+    })())
+}
+
+/// Pauses the derivation of `destination` on `source`: changes are recorded, nothing is
+/// enqueued, and what is pending is cancelled. Returns true.
+#[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn steadytext_derivation_pause(source: Option<PgRelation>, destination: Option<&str>) -> bool {
+    manage(source, destination, "pause")
+}
+
+/// Resumes a paused derivation: every row that is not in sync is enqueued (the workers walk the
+/// source), and changes enqueue again. Returns true.
+#[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn steadytext_derivation_resume(source: Option<PgRelation>, destination: Option<&str>) -> bool {
+    manage(source, destination, "resume")
+}
+
+/// Derives every row again (e.g. after a model change): what is pending is cancelled, errors are
+/// cleared, and the workers walk the whole source. Returns true.
+#[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn steadytext_derivation_rederive(source: Option<PgRelation>, destination: Option<&str>) -> bool {
+    manage(source, destination, "rederive")
+}
+
+/// Drops the derivation of `destination` on `source`: what is pending is cancelled, its
+/// triggers and bookkeeping are dropped, and the destination keeps its values. Returns true.
+#[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn steadytext_derivation_drop(source: Option<PgRelation>, destination: Option<&str>) -> bool {
+    manage(source, destination, "drop")
+}
