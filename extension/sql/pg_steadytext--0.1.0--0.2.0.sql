@@ -7,3 +7,1168 @@
 -- v0.2.0/dumped_tables.sql: the queue's rows are dumped with the database
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.steadytext_queue', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.steadytext_queue_id_seq', '');
+
+-- the derivations' Rust primitives (src/derivation_rights.rs)
+-- steadytext_derivation_run_as (Rust, as cargo pgrx schema writes it)
+CREATE  FUNCTION "steadytext_derivation_run_as"(
+	"role" oid, /* pg_sys :: Oid */
+	"query" TEXT, /* & str */
+	"arg" jsonb /* Option < JsonB > */
+) RETURNS SETOF jsonb /* JsonB */
+VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'steadytext_derivation_run_as_wrapper';
+-- steadytext_derivation_check_request (Rust, as cargo pgrx schema writes it)
+CREATE  FUNCTION "steadytext_derivation_check_request"(
+	"function_name" TEXT, /* & str */
+	"parameters" jsonb /* JsonB */
+) RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'steadytext_derivation_check_request_wrapper';
+
+-- v0.2.0/derivations.sql: derivations
+-- One row per derivation. Users read their own (row-level security); the extension's functions
+-- write them.
+CREATE TABLE steadytext_derivations (
+    id                bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    source            regclass NOT NULL,
+    destination       name NOT NULL,
+    -- how a result is converted for the destination: 'text', 'jsonb', 'real[]' or 'vector'
+    -- (pgvector's vector(n), when pgvector is installed)
+    destination_type  text NOT NULL CHECK (destination_type IN ('text', 'jsonb', 'real[]', 'vector')),
+    -- the SQL expression over the row's columns that the result is derived from, as declared
+    input             text NOT NULL CHECK (input <> ''),
+    -- the columns the input reads (from PostgreSQL's own dependency analysis of the expression)
+    input_columns     name[] NOT NULL,
+    -- the source's primary key columns, in key order: a row is named by them (source_key)
+    key_columns       name[] NOT NULL CHECK (cardinality(key_columns) > 0),
+    function_name     text NOT NULL CHECK (function_name IN (
+                          'embed', 'generate', 'generate_json', 'generate_regex', 'generate_choice')),
+    -- the request's arguments but the input (max_tokens, seed, use_cache, schema, pattern, choices)
+    parameters        jsonb NOT NULL CHECK (pg_catalog.jsonb_typeof(parameters) = 'object'),
+    -- priority of requests for changed rows, and of those a walk (backfill) enqueues
+    priority          integer NOT NULL DEFAULT 0 CHECK (priority BETWEEN -1000 AND 1000),
+    backfill_priority integer NOT NULL DEFAULT -100 CHECK (backfill_priority BETWEEN -1000 AND 1000),
+    declarer          regrole NOT NULL,
+    -- active: changes enqueue; paused: changes are recorded, nothing is enqueued (resume catches
+    -- up); disabled: the source or an input column went away (disabled_reason says which)
+    state             text NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'paused', 'disabled')),
+    disabled_reason   text,
+    -- bumped by steadytext_derivation_rederive: a row is in sync only if derived in this epoch
+    epoch             integer NOT NULL DEFAULT 1 CHECK (epoch > 0),
+    -- a walk over the source's rows in key order is under way (declare, resume, rederive) and
+    -- has enqueued every row up to walk_after (NULL: none yet)
+    walking           boolean NOT NULL DEFAULT true,
+    walk_after        jsonb,
+    created_at        timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT steadytext_derivations_one_per_destination UNIQUE (source, destination),
+    CONSTRAINT steadytext_derivations_disabled_reason
+        CHECK ((state = 'disabled') = (disabled_reason IS NOT NULL))
+);
+
+COMMENT ON TABLE steadytext_derivations IS
+    'pg_steadytext derivations: a column kept equal to an AI function of an expression over its row';
+
+-- One row per source row of a derivation: what its destination was derived from and what is
+-- under way for it.
+CREATE TABLE steadytext_derivation_rows (
+    derivation_id bigint NOT NULL REFERENCES steadytext_derivations (id) ON DELETE CASCADE,
+    -- the row's primary key as a JSON object {column: value}
+    source_key    jsonb NOT NULL,
+    -- sha256 of the row's input now (NULL: the input is NULL, and so is the destination)
+    input_hash    bytea,
+    -- sha256 of the input the destination was derived from, and in which epoch (NULL: never)
+    derived_hash  bytea,
+    derived_epoch integer,
+    -- the request computing the current input (NULL: none under way)
+    request_id    uuid,
+    -- why the last request for the current input failed for good (or was cancelled)
+    error         text,
+    -- when the input last changed
+    changed_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (derivation_id, source_key)
+);
+
+COMMENT ON TABLE steadytext_derivation_rows IS
+    'pg_steadytext derivations: per source row, what its destination was derived from and what is under way';
+
+-- The queue rows a derivation enqueued say which derivation and which source row they serve,
+-- and the hash of the input they were computed from.
+ALTER TABLE steadytext_queue
+    ADD COLUMN derivation_id bigint,
+    ADD COLUMN source_key jsonb,
+    ADD COLUMN input_hash bytea,
+    ADD CONSTRAINT steadytext_queue_derivation_row
+        CHECK ((derivation_id IS NULL) = (source_key IS NULL)
+               AND (derivation_id IS NULL) = (input_hash IS NULL));
+
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.steadytext_derivations', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.steadytext_derivations_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.steadytext_derivation_rows', '');
+
+-- Users see the derivations they declared (or whose declarer role they are members of) and
+-- their rows; steadytext_worker sees all. Nobody but the extension's functions writes them.
+ALTER TABLE steadytext_derivations ENABLE ROW LEVEL SECURITY;
+ALTER TABLE steadytext_derivation_rows ENABLE ROW LEVEL SECURITY;
+CREATE POLICY steadytext_derivations_declarer_read ON steadytext_derivations
+    FOR SELECT USING (pg_catalog.pg_has_role(declarer, 'USAGE'));
+CREATE POLICY steadytext_derivation_rows_declarer_read ON steadytext_derivation_rows
+    FOR SELECT USING (EXISTS (SELECT FROM @extschema@.steadytext_derivations d
+                              WHERE d.id = derivation_id));
+REVOKE ALL ON steadytext_derivations, steadytext_derivation_rows FROM PUBLIC;
+GRANT SELECT ON steadytext_derivations, steadytext_derivation_rows TO PUBLIC;
+
+-- ---------------------------------------------------------------------------------------------
+-- SQL text built from a derivation's definition. Identifiers are quoted with %I, the source is
+-- printed by regclass (schema-qualified under the pinned search_path) and the input expression
+-- is the declarer's own text, which only ever runs as the declarer.
+
+-- The row's key as a JSON object, over the alias t.
+CREATE FUNCTION steadytext_derivation_key_sql(d @extschema@.steadytext_derivations)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format('jsonb_build_object(%s)',
+                  string_agg(format('%L, t.%I', c, c), ', ' ORDER BY n))
+    FROM unnest(d.key_columns) WITH ORDINALITY AS k(c, n);
+$$;
+
+-- The columns `cols` of the row `alias` as a JSON object {column: value}.
+CREATE FUNCTION steadytext_derivation_columns_sql(cols name[], alias text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format('jsonb_build_object(%s)',
+                  coalesce(string_agg(format('%L, %I.%I', c, alias, c), ', ' ORDER BY n), ''))
+    FROM unnest(cols) WITH ORDINALITY AS k(c, n);
+$$;
+
+-- `t`'s key equals the key held in `expr` (a jsonb expression), column by column in the key
+-- columns' own types (so the primary key's index is used).
+CREATE FUNCTION steadytext_derivation_key_match_sql(d @extschema@.steadytext_derivations, expr text)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT string_agg(format('t.%I = (%s ->> %L)::%s', k.c, expr, k.c,
+                             format_type(a.atttypid, a.atttypmod)), ' AND ' ORDER BY k.n)
+    FROM unnest(d.key_columns) WITH ORDINALITY AS k(c, n)
+    JOIN pg_attribute a ON a.attrelid = d.source AND a.attname = k.c;
+$$;
+
+-- The input expression as text, over the alias t (steadytext_derive checked that it is one
+-- expression; the newline ends a trailing -- comment).
+CREATE FUNCTION steadytext_derivation_input_sql(d @extschema@.steadytext_derivations)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format('(%s' || chr(10) || ')::text', d.input);
+$$;
+
+-- The result `value` (a text expression) converted for the destination.
+CREATE FUNCTION steadytext_derivation_value_sql(d @extschema@.steadytext_derivations, value text)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE d.destination_type
+        WHEN 'text' THEN value
+        WHEN 'jsonb' THEN format('(%s)::jsonb', value)
+        WHEN 'real[]' THEN format('pg_catalog.string_to_array(pg_catalog.btrim(%s, ''[]''), '','')::real[]', value)
+        ELSE format('(%s)::%s', value, (SELECT format_type(a.atttypid, a.atttypmod)
+                                          FROM pg_attribute a
+                                          WHERE a.attrelid = d.source AND a.attname = d.destination))
+    END;
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Enqueueing.
+
+-- Records the inputs of source rows that were inserted, changed, or walked over, and enqueues a
+-- request for each row that needs one. `evaluated` is a JSON array of {"k": key, "h": hex sha256
+-- of the input or null, "i": the input or null}, as steadytext_derivation_evaluate returns it.
+-- A row needs a request if its input is new or changed (its old request, if any, is cancelled),
+-- or, on a walk, if it is not in sync and nothing is under way or failed for it. Paused
+-- derivations record the inputs and enqueue nothing. A row whose input became NULL gets a NULL
+-- destination. Returns how many requests were enqueued.
+CREATE FUNCTION steadytext_derivation_enqueue(d @extschema@.steadytext_derivations,
+                                              evaluated jsonb, walk boolean)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    enqueued integer;
+    nulled jsonb;
+    touched bigint;
+BEGIN
+    WITH ev AS (
+        SELECT e -> 'k' AS k, decode(e ->> 'h', 'hex') AS h, e ->> 'i' AS i
+        FROM jsonb_array_elements(evaluated) AS e
+    ), cur AS (
+        SELECT ev.*, s.source_key IS NOT NULL AS known, s.input_hash AS old_hash,
+               s.request_id AS old_request, s.derived_hash, s.derived_epoch, s.error
+        FROM ev LEFT JOIN @extschema@.steadytext_derivation_rows s
+             ON s.derivation_id = d.id AND s.source_key = ev.k
+    ), todo AS (
+        SELECT * FROM cur
+        WHERE NOT known OR old_hash IS DISTINCT FROM h
+           OR (walk AND old_request IS NULL AND error IS NULL
+               AND (derived_hash IS DISTINCT FROM h OR derived_epoch IS DISTINCT FROM d.epoch))
+    ), cancelled AS (
+        UPDATE @extschema@.steadytext_queue q
+        SET status = 'cancelled', completed_at = now(), lease_expires_at = NULL
+        FROM todo
+        WHERE q.request_id = todo.old_request AND q.status IN ('pending', 'processing')
+        RETURNING q.request_id, q.function_name
+    ), queued AS (
+        INSERT INTO @extschema@.steadytext_queue
+            (function_name, parameters, priority, owner, max_retries, derivation_id, source_key,
+             input_hash)
+        SELECT d.function_name,
+               d.parameters || jsonb_build_object(
+                   CASE d.function_name WHEN 'embed' THEN 'text_input' ELSE 'prompt' END, todo.i),
+               CASE WHEN walk THEN d.backfill_priority ELSE d.priority END,
+               d.declarer,
+               coalesce(nullif(current_setting('steadytext.max_retries', true), '')::integer, 3),
+               d.id, todo.k, todo.h
+        FROM todo
+        WHERE todo.i IS NOT NULL AND d.state = 'active'
+        RETURNING request_id, source_key
+    ), recorded AS (
+        INSERT INTO @extschema@.steadytext_derivation_rows AS s
+            (derivation_id, source_key, input_hash, derived_hash, derived_epoch, request_id, error,
+             changed_at)
+        SELECT d.id, todo.k, todo.h,
+               CASE WHEN todo.i IS NULL THEN NULL ELSE todo.derived_hash END,
+               CASE WHEN todo.i IS NULL THEN d.epoch ELSE todo.derived_epoch END,
+               queued.request_id, NULL, now()
+        FROM todo LEFT JOIN queued ON queued.source_key = todo.k
+        ON CONFLICT (derivation_id, source_key) DO UPDATE
+        SET input_hash = EXCLUDED.input_hash, derived_hash = EXCLUDED.derived_hash,
+            derived_epoch = EXCLUDED.derived_epoch, request_id = EXCLUDED.request_id, error = NULL,
+            changed_at = CASE WHEN s.input_hash IS DISTINCT FROM EXCLUDED.input_hash
+                              THEN now() ELSE s.changed_at END
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM queued),
+           (SELECT jsonb_agg(jsonb_build_object('k', todo.k)) FROM todo
+            WHERE todo.i IS NULL AND todo.derived_hash IS NOT NULL),
+           (SELECT count(*) FROM recorded)
+               + (SELECT count(@extschema@.steadytext_queue_notify_completed(
+                                   request_id, function_name, 'cancelled')) FROM cancelled)
+    INTO enqueued, nulled, touched;
+    IF nulled IS NOT NULL THEN
+        PERFORM @extschema@.steadytext_derivation_run_as(d.declarer, format(
+            'UPDATE %s AS t SET %I = NULL FROM jsonb_array_elements($1) AS steadytext__w(e) '
+            'WHERE %s RETURNING ''{}''::jsonb',
+            d.source, d.destination, @extschema@.steadytext_derivation_key_match_sql(d, 'steadytext__w.e -> ''k''')),
+            nulled);
+    END IF;
+    IF enqueued > 0 THEN
+        PERFORM pg_notify('steadytext_jobs', '');
+    END IF;
+    RETURN enqueued;
+END
+$$;
+
+-- Evaluates the key, input and input hash of `rows` (a JSON array of whole source rows, as
+-- to_jsonb gives them) as the derivation's declarer; returns them as
+-- steadytext_derivation_enqueue takes them.
+CREATE FUNCTION steadytext_derivation_evaluate(d @extschema@.steadytext_derivations, rows jsonb)
+RETURNS jsonb
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(jsonb_agg(r), '[]')
+    FROM @extschema@.steadytext_derivation_run_as(d.declarer, format(
+        'SELECT jsonb_build_object(''k'', k, ''h'', encode(sha256(convert_to(i, ''UTF8'')), ''hex''), ''i'', i) '
+        'FROM (SELECT %s AS k, %s AS i FROM jsonb_populate_recordset(NULL::%s, $1) AS t) AS steadytext__e',
+        @extschema@.steadytext_derivation_key_sql(d), @extschema@.steadytext_derivation_input_sql(d),
+        d.source), rows) AS r;
+$$;
+
+-- Forgets source rows that are gone (DELETE, or an UPDATE of their key): cancels what is under
+-- way for them and drops their bookkeeping. `keys` is a JSON array of keys (NULL: every row,
+-- for TRUNCATE).
+CREATE FUNCTION steadytext_derivation_forget(d @extschema@.steadytext_derivations, keys jsonb)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    WITH gone AS (
+        DELETE FROM @extschema@.steadytext_derivation_rows s
+        WHERE s.derivation_id = d.id
+          AND (keys IS NULL OR s.source_key IN (SELECT jsonb_array_elements(keys)))
+        RETURNING s.request_id
+    ), cancelled AS (
+        UPDATE @extschema@.steadytext_queue q
+        SET status = 'cancelled', completed_at = now(), lease_expires_at = NULL
+        FROM gone
+        WHERE q.request_id = gone.request_id AND q.status IN ('pending', 'processing')
+        RETURNING q.request_id, q.function_name
+    )
+    SELECT count(@extschema@.steadytext_queue_notify_completed(request_id, function_name, 'cancelled'))
+    FROM cancelled INTO STRICT n;
+END
+$$;
+
+-- The derivation a trigger fired for, or nothing if it is disabled or gone (its triggers are
+-- being dropped). Refuses a trigger on another table than the derivation's source.
+CREATE FUNCTION steadytext_derivation_for_trigger(id text, relid oid)
+RETURNS @extschema@.steadytext_derivations
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d @extschema@.steadytext_derivations;
+BEGIN
+    SELECT * INTO d FROM @extschema@.steadytext_derivations WHERE steadytext_derivations.id = $1::bigint;
+    IF NOT FOUND OR d.state = 'disabled' THEN
+        RETURN NULL;
+    END IF;
+    IF d.source::oid <> relid THEN
+        RAISE EXCEPTION 'the trigger of derivation % is on %, not on its source %', d.id,
+            relid::regclass, d.source USING ERRCODE = '42501';
+    END IF;
+    RETURN d;
+END
+$$;
+
+-- The triggers steadytext_derive creates on the source (one per event: PostgreSQL allows
+-- transition tables only on single-event triggers). They run as the queue's owner (SECURITY
+-- DEFINER): they read the statement's transition tables and call the functions above, which
+-- evaluate the input as the declarer. EXECUTE is not granted to anyone: only the queue's owner
+-- can create triggers with them.
+CREATE FUNCTION steadytext_derivation_after_insert()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d @extschema@.steadytext_derivations := @extschema@.steadytext_derivation_for_trigger(TG_ARGV[0], TG_RELID);
+BEGIN
+    IF d.id IS NOT NULL THEN
+        PERFORM @extschema@.steadytext_derivation_enqueue(d,
+            @extschema@.steadytext_derivation_evaluate(d, (SELECT jsonb_agg(n) FROM steadytext_new n)),
+            false);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+-- UPDATE: rows whose key and input columns are unchanged are skipped without evaluating
+-- anything (the write-back's own UPDATE of the destination, an UPDATE of other columns); rows
+-- whose key changed count as a DELETE of the old key and an INSERT of the new.
+CREATE FUNCTION steadytext_derivation_after_update()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d @extschema@.steadytext_derivations := @extschema@.steadytext_derivation_for_trigger(TG_ARGV[0], TG_RELID);
+    changed jsonb;
+    gone jsonb;
+BEGIN
+    IF d.id IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE format(
+        'SELECT (SELECT jsonb_agg(n) FROM steadytext_new n WHERE NOT EXISTS ('
+        '          SELECT FROM steadytext_old o WHERE %1$s = %2$s AND %3$s IS NOT DISTINCT FROM %4$s)),'
+        '       (SELECT jsonb_agg(%1$s) FROM steadytext_old o WHERE NOT EXISTS ('
+        '          SELECT FROM steadytext_new n WHERE %2$s = %1$s))',
+        @extschema@.steadytext_derivation_columns_sql(d.key_columns, 'o'),
+        @extschema@.steadytext_derivation_columns_sql(d.key_columns, 'n'),
+        @extschema@.steadytext_derivation_columns_sql(d.input_columns, 'o'),
+        @extschema@.steadytext_derivation_columns_sql(d.input_columns, 'n'))
+    INTO changed, gone;
+    IF gone IS NOT NULL THEN
+        PERFORM @extschema@.steadytext_derivation_forget(d, gone);
+    END IF;
+    IF changed IS NOT NULL THEN
+        PERFORM @extschema@.steadytext_derivation_enqueue(d,
+            @extschema@.steadytext_derivation_evaluate(d, changed), false);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION steadytext_derivation_after_delete()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d @extschema@.steadytext_derivations := @extschema@.steadytext_derivation_for_trigger(TG_ARGV[0], TG_RELID);
+    gone jsonb;
+BEGIN
+    IF d.id IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE format('SELECT jsonb_agg(%s) FROM steadytext_old t', @extschema@.steadytext_derivation_key_sql(d))
+    INTO gone;
+    IF gone IS NOT NULL THEN
+        PERFORM @extschema@.steadytext_derivation_forget(d, gone);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION steadytext_derivation_after_truncate()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d @extschema@.steadytext_derivations := @extschema@.steadytext_derivation_for_trigger(TG_ARGV[0], TG_RELID);
+BEGIN
+    IF d.id IS NOT NULL THEN
+        PERFORM @extschema@.steadytext_derivation_forget(d, NULL);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Completion: the write-back.
+
+-- Writes the results of completed derivation requests into their rows, in the transaction
+-- that completes them (steadytext_queue_complete_many calls it). A result is written only while
+-- it is the row's current request and the row's input, evaluated now as the declarer, still
+-- hashes to what the request was computed from; the write runs as the declarer, under the
+-- source's row-level security. Rows another transaction holds are not waited for: their
+-- requests are returned, for steadytext_queue_complete_many to give back to the queue (their
+-- result is a cache hit next time), so that a completion never waits on, or deadlocks with, a
+-- user's transaction. Returns the ids of those requests.
+CREATE FUNCTION steadytext_derivation_write_back(request_ids uuid[])
+RETURNS uuid[]
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d @extschema@.steadytext_derivations;
+    batch jsonb;
+    written jsonb;
+    busy uuid[] := '{}';
+BEGIN
+    FOR d IN
+        SELECT * FROM @extschema@.steadytext_derivations
+        WHERE id IN (SELECT q.derivation_id FROM @extschema@.steadytext_queue q
+                     WHERE q.request_id = ANY(request_ids) AND q.status = 'completed')
+          AND state <> 'disabled'
+        ORDER BY id
+    LOOP
+        BEGIN
+            SELECT jsonb_agg(jsonb_build_object('k', q.source_key, 'h', encode(q.input_hash, 'hex'),
+                                                'v', q.result, 'r', q.request_id))
+            INTO batch
+            FROM @extschema@.steadytext_queue q
+            JOIN @extschema@.steadytext_derivation_rows s
+              ON s.derivation_id = d.id AND s.source_key = q.source_key AND s.request_id = q.request_id
+            WHERE q.request_id = ANY(request_ids) AND q.derivation_id = d.id
+              AND q.status = 'completed';
+            -- lock the bookkeeping rows first, then the source rows, never waiting for either
+            PERFORM FROM @extschema@.steadytext_derivation_rows s
+            WHERE s.derivation_id = d.id
+              AND s.request_id IN (SELECT (e ->> 'r')::uuid FROM jsonb_array_elements(batch) e)
+            FOR UPDATE NOWAIT;
+            IF batch IS NULL THEN
+                CONTINUE;
+            END IF;
+            SELECT coalesce(jsonb_agg(r), '[]') INTO written
+            FROM @extschema@.steadytext_derivation_run_as(d.declarer, format(
+                'WITH steadytext__w AS ('
+                '    SELECT e -> ''k'' AS k, e ->> ''h'' AS h, e ->> ''v'' AS v'
+                '    FROM jsonb_array_elements($1) AS e'
+                '), steadytext__locked AS ('
+                '    SELECT t.ctid AS tid, steadytext__w.k, steadytext__w.v'
+                '    FROM %1$s AS t JOIN steadytext__w ON %2$s'
+                '    WHERE encode(sha256(convert_to(%3$s, ''UTF8'')), ''hex'') = steadytext__w.h'
+                '    FOR UPDATE OF t NOWAIT'
+                ') UPDATE %1$s AS t SET %4$I = %5$s FROM steadytext__locked'
+                '  WHERE t.ctid = steadytext__locked.tid RETURNING steadytext__locked.k',
+                d.source, @extschema@.steadytext_derivation_key_match_sql(d, 'steadytext__w.k'),
+                @extschema@.steadytext_derivation_input_sql(d), d.destination,
+                @extschema@.steadytext_derivation_value_sql(d, 'steadytext__locked.v')),
+                batch) AS r;
+            -- written: in sync now; the others (the row is gone from the declarer's sight, or its
+            -- input changed without the triggers seeing it) wait for the next walk
+            UPDATE @extschema@.steadytext_derivation_rows s
+            SET derived_hash = CASE WHEN s.source_key IN (SELECT jsonb_array_elements(written))
+                                    THEN s.input_hash ELSE s.derived_hash END,
+                derived_epoch = CASE WHEN s.source_key IN (SELECT jsonb_array_elements(written))
+                                     THEN d.epoch ELSE s.derived_epoch END,
+                request_id = NULL, error = NULL
+            WHERE s.derivation_id = d.id
+              AND s.request_id IN (SELECT (e ->> 'r')::uuid FROM jsonb_array_elements(batch) e);
+        EXCEPTION WHEN lock_not_available THEN
+            busy := busy || ARRAY(SELECT (e ->> 'r')::uuid FROM jsonb_array_elements(batch) e);
+        END;
+    END LOOP;
+    RETURN busy;
+END
+$$;
+
+-- Records that a derivation's request ended without a result (failed for good, or cancelled by
+-- someone else than the derivation itself): its row keeps its destination and shows `error`.
+CREATE FUNCTION steadytext_derivation_request_ended(request_id uuid, error text)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE @extschema@.steadytext_derivation_rows s
+    SET request_id = NULL, error = $2
+    WHERE s.request_id = $1;
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Walks: backfill when declared, catching up on resume, everything again on rederive.
+
+-- Enqueues the next batch of at most batch_limit source rows (in key order) of one derivation
+-- that is walking, skipping derivations another worker is walking and those with batch_limit
+-- or more requests still pending, so that a walk never floods the queue. Workers call it
+-- again while it returns a count; NULL: no derivation is walking. Returns how many rows it
+-- walked over (0: the walking ones are waiting for their requests to drain).
+CREATE FUNCTION steadytext_derivation_walk(batch_limit integer DEFAULT 1000)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d @extschema@.steadytext_derivations;
+    walked jsonb;
+    got integer;
+    any_walking boolean := false;
+BEGIN
+    IF batch_limit IS NULL OR batch_limit < 1 OR batch_limit > 10000 THEN
+        RAISE EXCEPTION 'batch_limit must be between 1 and 10000, got %', batch_limit
+            USING ERRCODE = '22023';
+    END IF;
+    FOR d IN
+        SELECT * FROM @extschema@.steadytext_derivations
+        WHERE walking AND state = 'active'
+        ORDER BY id
+        FOR UPDATE SKIP LOCKED
+    LOOP
+        any_walking := true;
+        IF (SELECT count(*) FROM @extschema@.steadytext_derivation_rows s
+            JOIN @extschema@.steadytext_queue q ON q.request_id = s.request_id
+            WHERE s.derivation_id = d.id AND q.status = 'pending') >= batch_limit THEN
+            CONTINUE;
+        END IF;
+        SELECT jsonb_agg(r ORDER BY ord) INTO walked
+        FROM @extschema@.steadytext_derivation_run_as(d.declarer, format(
+            'SELECT jsonb_build_object(''k'', k, ''h'', encode(sha256(convert_to(i, ''UTF8'')), ''hex''), ''i'', i) '
+            'FROM (SELECT %s AS k, %s AS i FROM %s AS t %s ORDER BY %s LIMIT %s) AS steadytext__e',
+            @extschema@.steadytext_derivation_key_sql(d), @extschema@.steadytext_derivation_input_sql(d),
+            d.source,
+            CASE WHEN d.walk_after IS NULL THEN '' ELSE format('WHERE (%s) > (%s)',
+                (SELECT string_agg(format('t.%I', c), ', ' ORDER BY n)
+                 FROM unnest(d.key_columns) WITH ORDINALITY AS k(c, n)),
+                (SELECT string_agg(format('(%L)::%s', d.walk_after ->> k.c,
+                                          format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY k.n)
+                 FROM unnest(d.key_columns) WITH ORDINALITY AS k(c, n)
+                 JOIN pg_attribute a ON a.attrelid = d.source AND a.attname = k.c)) END,
+            (SELECT string_agg(format('t.%I', c), ', ' ORDER BY n)
+             FROM unnest(d.key_columns) WITH ORDINALITY AS k(c, n)),
+            batch_limit), NULL) WITH ORDINALITY AS w(r, ord);
+        got := coalesce(jsonb_array_length(walked), 0);
+        IF got > 0 THEN
+            PERFORM @extschema@.steadytext_derivation_enqueue(d, walked, true);
+        END IF;
+        UPDATE @extschema@.steadytext_derivations
+        SET walk_after = CASE WHEN got > 0 THEN walked -> (got - 1) -> 'k' ELSE walk_after END,
+            walking = got >= batch_limit
+        WHERE id = d.id;
+        RETURN got;
+    END LOOP;
+    RETURN CASE WHEN any_walking THEN 0 END;
+END
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Declaring and managing derivations. The user-facing functions (steadytext_derive,
+-- steadytext_derivation_pause/resume/rederive/drop) are Rust functions in src/derivations.rs:
+-- they check the input expression as the caller, then call these as the queue's owner with
+-- the caller's role.
+
+-- Creates the derivation (see steadytext_derive) for `declarer`, who has been checked to be the
+-- caller; `input_columns` are the columns the input reads. Returns its id.
+CREATE FUNCTION steadytext_derivation_declare(declarer regrole, source regclass, destination name,
+                                              input text, input_columns name[], kind text,
+                                              options jsonb)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    key_columns name[];
+    dest record;
+    dest_type text;
+    params jsonb;
+    allowed text[];
+    bad text;
+    priority integer;
+    backfill_priority integer;
+    id bigint;
+    c name;
+BEGIN
+    IF kind IS NULL OR kind NOT IN ('embed', 'generate', 'generate_json', 'generate_regex', 'generate_choice') THEN
+        RAISE EXCEPTION 'kind must be embed, generate, generate_json, generate_regex or generate_choice, got %',
+            coalesce(quote_literal(kind), 'NULL') USING ERRCODE = '22023';
+    END IF;
+    IF options IS NULL OR jsonb_typeof(options) <> 'object' THEN
+        RAISE EXCEPTION 'options must be a JSON object' USING ERRCODE = '22023';
+    END IF;
+    -- the source: an ordinary or partitioned table with a primary key
+    IF (SELECT relkind FROM pg_class WHERE oid = source) NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION 'source % is not a table', source USING ERRCODE = '42809';
+    END IF;
+    SELECT array_agg(a.attname ORDER BY k.n) INTO key_columns
+    FROM pg_index i
+    CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)
+    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+    WHERE i.indrelid = source AND i.indisprimary;
+    IF key_columns IS NULL THEN
+        RAISE EXCEPTION 'source % has no primary key', source
+            USING ERRCODE = '55000',
+                  HINT = 'A derivation names each source row by its primary key (of any columns and types); add one.';
+    END IF;
+    -- the destination: a column of the source, of a type a result converts to
+    SELECT a.attname, a.atttypid, a.atttypmod, a.attgenerated, t.typname, t.typnamespace,
+           format_type(a.atttypid, a.atttypmod) AS shown
+    INTO dest
+    FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+    WHERE a.attrelid = source AND a.attname = destination AND a.attnum > 0 AND NOT a.attisdropped;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'column "%" of % does not exist', destination, source USING ERRCODE = '42703';
+    END IF;
+    IF dest.attgenerated <> '' THEN
+        RAISE EXCEPTION 'destination "%" is a generated column', destination USING ERRCODE = '42P17';
+    END IF;
+    IF destination = ANY(key_columns) THEN
+        RAISE EXCEPTION 'destination "%" is part of the primary key of %', destination, source
+            USING ERRCODE = '42P17';
+    END IF;
+    IF destination = ANY(input_columns) THEN
+        RAISE EXCEPTION 'destination "%" is read by the input expression', destination
+            USING ERRCODE = '42P17', DETAIL = 'Every result written would change the input and derive it again.';
+    END IF;
+    dest_type := CASE
+        WHEN dest.atttypid = 'text'::regtype THEN 'text'
+        WHEN dest.atttypid = 'jsonb'::regtype THEN 'jsonb'
+        WHEN dest.atttypid = 'real[]'::regtype THEN 'real[]'
+        WHEN dest.typname = 'vector' AND EXISTS (SELECT FROM pg_depend dep JOIN pg_extension e ON e.oid = dep.refobjid
+                                                 WHERE dep.classid = 'pg_type'::regclass AND dep.objid = dest.atttypid
+                                                   AND dep.deptype = 'e' AND e.extname = 'vector') THEN 'vector'
+    END;
+    IF kind = 'embed' AND dest_type IS DISTINCT FROM 'real[]' AND dest_type IS DISTINCT FROM 'vector' THEN
+        RAISE EXCEPTION 'destination "%" is %, and an embedding needs real[] or vector', destination, dest.shown
+            USING ERRCODE = '42804';
+    END IF;
+    IF kind <> 'embed' AND dest_type IS DISTINCT FROM 'text'
+       AND NOT (kind = 'generate_json' AND dest_type = 'jsonb') THEN
+        RAISE EXCEPTION 'destination "%" is %, and % needs text%', destination, dest.shown, kind,
+            CASE WHEN kind = 'generate_json' THEN ' or jsonb' ELSE '' END
+            USING ERRCODE = '42804';
+    END IF;
+    -- rights: the declarer may write the destination and read the key and input columns
+    IF NOT has_column_privilege(declarer, source, destination, 'UPDATE') THEN
+        RAISE EXCEPTION 'permission denied to derive into column "%" of %', destination, source
+            USING ERRCODE = '42501', DETAIL = 'The declarer must be allowed to UPDATE the destination.';
+    END IF;
+    FOREACH c IN ARRAY key_columns || input_columns LOOP
+        IF NOT has_column_privilege(declarer, source, c, 'SELECT') THEN
+            RAISE EXCEPTION 'permission denied to read column "%" of %', c, source USING ERRCODE = '42501';
+        END IF;
+    END LOOP;
+    IF EXISTS (SELECT FROM @extschema@.steadytext_derivations x
+               WHERE x.source = steadytext_derivation_declare.source
+                 AND x.destination = steadytext_derivation_declare.destination) THEN
+        RAISE EXCEPTION 'column "%" of % is already a derivation''s destination', destination, source
+            USING ERRCODE = '42710', HINT = 'Drop that derivation first (steadytext_derivation_drop).';
+    END IF;
+    -- options: the kind's arguments, and the priorities
+    allowed := ARRAY['priority', 'backfill_priority', 'use_cache', 'seed']
+        || CASE WHEN kind = 'embed' THEN '{}'::text[] ELSE ARRAY['max_tokens'] END
+        || CASE kind WHEN 'generate_json' THEN ARRAY['schema'] WHEN 'generate_regex' THEN ARRAY['pattern']
+                     WHEN 'generate_choice' THEN ARRAY['choices'] ELSE '{}'::text[] END;
+    SELECT string_agg(quote_literal(k), ', ') INTO bad FROM jsonb_object_keys(options) AS k WHERE k <> ALL(allowed);
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'unknown option % for %', bad, kind USING ERRCODE = '22023',
+            HINT = format('Options of %s: %s.', kind, array_to_string(allowed, ', '));
+    END IF;
+    BEGIN
+        priority := coalesce((options ->> 'priority')::integer, 0);
+        backfill_priority := coalesce((options ->> 'backfill_priority')::integer, -100);
+    EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
+        RAISE EXCEPTION 'priority and backfill_priority must be integers' USING ERRCODE = '22023';
+    END;
+    IF priority NOT BETWEEN -1000 AND 1000 OR backfill_priority NOT BETWEEN -1000 AND 1000 THEN
+        RAISE EXCEPTION 'priority and backfill_priority must be between -1000 and 1000' USING ERRCODE = '22023';
+    END IF;
+    params := options - 'priority' - 'backfill_priority';
+    -- the request's arguments are checked by the rules every request is checked with
+    PERFORM @extschema@.steadytext_derivation_check_request(kind, params);
+    INSERT INTO @extschema@.steadytext_derivations
+        (source, destination, destination_type, input, input_columns, key_columns, function_name,
+         parameters, priority, backfill_priority, declarer)
+    VALUES (source, destination, dest_type, input, input_columns, key_columns, kind, params,
+            priority, backfill_priority, declarer)
+    RETURNING steadytext_derivations.id INTO id;
+    EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS steadytext_new '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.steadytext_derivation_after_insert(%L)',
+                   format('steadytext_derivation_%s_insert', id), source, id);
+    EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s REFERENCING OLD TABLE AS steadytext_old '
+                   'NEW TABLE AS steadytext_new '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.steadytext_derivation_after_update(%L)',
+                   format('steadytext_derivation_%s_update', id), source, id);
+    EXECUTE format('CREATE TRIGGER %I AFTER DELETE ON %s REFERENCING OLD TABLE AS steadytext_old '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.steadytext_derivation_after_delete(%L)',
+                   format('steadytext_derivation_%s_delete', id), source, id);
+    EXECUTE format('CREATE TRIGGER %I AFTER TRUNCATE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.steadytext_derivation_after_truncate(%L)',
+                   format('steadytext_derivation_%s_truncate', id), source, id);
+    -- workers start the backfill walk
+    PERFORM pg_notify('steadytext_jobs', 'walk');
+    RETURN id;
+END
+$$;
+
+-- Drops the triggers of derivation `d` (if its source still exists).
+CREATE FUNCTION steadytext_derivation_drop_triggers(d @extschema@.steadytext_derivations)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    event text;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_class WHERE oid = d.source) THEN
+        RETURN;
+    END IF;
+    FOREACH event IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
+        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s',
+                       format('steadytext_derivation_%s_%s', d.id, event), d.source);
+    END LOOP;
+END
+$$;
+
+-- Pauses, resumes, rederives or drops the derivation of `destination` on `source` for `caller`,
+-- who must be its declarer (or a member of that role) or a superuser.
+--   pause: changes are recorded but nothing is enqueued; what is pending is cancelled.
+--   resume: enqueues (walking the source) every row that is not in sync, then follows changes.
+--   rederive: every row is derived again (after a model change): bumps the epoch, cancels what
+--             is pending, clears errors and walks the whole source.
+--   drop: cancels what is pending and drops the triggers and the bookkeeping; the destination
+--         keeps its values.
+CREATE FUNCTION steadytext_derivation_manage(caller regrole, source regclass, destination name,
+                                             action text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d @extschema@.steadytext_derivations;
+    n bigint;
+BEGIN
+    SELECT * INTO d FROM @extschema@.steadytext_derivations x
+    WHERE x.source = steadytext_derivation_manage.source
+      AND x.destination = steadytext_derivation_manage.destination
+    FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'column "%" of % is not a derivation''s destination', destination, source
+            USING ERRCODE = '42704';
+    END IF;
+    IF NOT pg_has_role(caller, d.declarer, 'USAGE')
+       AND NOT (SELECT rolsuper FROM pg_roles WHERE oid = caller) THEN
+        RAISE EXCEPTION 'permission denied to % the derivation of column "%" of %', action,
+            destination, source USING ERRCODE = '42501',
+            DETAIL = format('It was declared by %s.', d.declarer);
+    END IF;
+    IF action IN ('pause', 'rederive', 'drop') THEN
+        WITH cancelled AS (
+            UPDATE @extschema@.steadytext_queue q
+            SET status = 'cancelled', completed_at = now(), lease_expires_at = NULL
+            FROM @extschema@.steadytext_derivation_rows s
+            WHERE s.derivation_id = d.id AND q.request_id = s.request_id
+              AND q.status IN ('pending', 'processing')
+            RETURNING q.request_id, q.function_name
+        )
+        SELECT count(@extschema@.steadytext_queue_notify_completed(request_id, function_name, 'cancelled'))
+        FROM cancelled INTO STRICT n;
+    END IF;
+    CASE action
+    WHEN 'pause' THEN
+        UPDATE @extschema@.steadytext_derivation_rows SET request_id = NULL
+        WHERE derivation_id = d.id AND request_id IS NOT NULL;
+        UPDATE @extschema@.steadytext_derivations SET state = 'paused', walking = false WHERE id = d.id;
+    WHEN 'resume' THEN
+        IF d.state = 'disabled' THEN
+            RAISE EXCEPTION 'the derivation of column "%" of % is disabled: %', destination, source,
+                d.disabled_reason USING ERRCODE = '55000',
+                HINT = 'Drop it and declare it again.';
+        END IF;
+        UPDATE @extschema@.steadytext_derivations
+        SET state = 'active', walking = true, walk_after = NULL WHERE id = d.id;
+        PERFORM pg_notify('steadytext_jobs', 'walk');
+    WHEN 'rederive' THEN
+        IF d.state = 'disabled' THEN
+            RAISE EXCEPTION 'the derivation of column "%" of % is disabled: %', destination, source,
+                d.disabled_reason USING ERRCODE = '55000',
+                HINT = 'Drop it and declare it again.';
+        END IF;
+        UPDATE @extschema@.steadytext_derivation_rows SET request_id = NULL, error = NULL
+        WHERE derivation_id = d.id AND (request_id IS NOT NULL OR error IS NOT NULL);
+        UPDATE @extschema@.steadytext_derivations
+        SET epoch = epoch + 1, walking = state = 'active', walk_after = NULL WHERE id = d.id;
+        PERFORM pg_notify('steadytext_jobs', 'walk');
+    WHEN 'drop' THEN
+        PERFORM @extschema@.steadytext_derivation_drop_triggers(d);
+        DELETE FROM @extschema@.steadytext_derivations WHERE id = d.id;
+    ELSE
+        RAISE EXCEPTION 'unknown action %', action USING ERRCODE = '22023';
+    END CASE;
+    RETURN true;
+END
+$$;
+
+-- What every derivation the current role may see stands at: rows in sync, pending (a request
+-- under way, or a change not yet enqueued: paused, or waiting for a walk), failed (with the
+-- last error), the lag (age of the oldest change not yet derived), and whether a walk is under
+-- way.
+CREATE VIEW steadytext_derivation_status WITH (security_invoker = true) AS
+SELECT d.id, d.source, d.destination, d.function_name AS kind, d.input, d.declarer, d.state,
+       d.disabled_reason,
+       coalesce(r.total, 0) AS rows_total,
+       coalesce(r.in_sync, 0) AS rows_in_sync,
+       coalesce(r.pending, 0) AS rows_pending,
+       coalesce(r.failed, 0) AS rows_failed,
+       r.last_error,
+       r.oldest_change AS oldest_pending_change,
+       CASE WHEN r.oldest_change IS NULL THEN interval '0' ELSE now() - r.oldest_change END AS lag,
+       d.walking AND d.state = 'active' AS backfilling
+FROM @extschema@.steadytext_derivations d
+LEFT JOIN LATERAL (
+    SELECT count(*) AS total,
+           count(*) FILTER (WHERE s.input_hash IS NOT DISTINCT FROM s.derived_hash
+                              AND s.derived_epoch = d.epoch) AS in_sync,
+           count(*) FILTER (WHERE s.error IS NULL AND NOT (s.input_hash IS NOT DISTINCT FROM s.derived_hash
+                                                         AND s.derived_epoch = d.epoch)) AS pending,
+           count(*) FILTER (WHERE s.error IS NOT NULL) AS failed,
+           (array_agg(s.error ORDER BY s.changed_at DESC) FILTER (WHERE s.error IS NOT NULL))[1] AS last_error,
+           min(s.changed_at) FILTER (WHERE s.error IS NULL AND NOT (s.input_hash IS NOT DISTINCT FROM s.derived_hash
+                                                                  AND s.derived_epoch = d.epoch)) AS oldest_change
+    FROM @extschema@.steadytext_derivation_rows s
+    WHERE s.derivation_id = d.id
+) r ON true;
+
+COMMENT ON VIEW steadytext_derivation_status IS
+    'pg_steadytext derivations the current role may see, with how many rows are in sync, pending and failed';
+
+REVOKE ALL ON steadytext_derivation_status FROM PUBLIC;
+GRANT SELECT ON steadytext_derivation_status TO PUBLIC;
+
+REVOKE ALL ON FUNCTION
+    steadytext_derivation_run_as(oid, text, jsonb),
+    steadytext_derivation_check_request(text, jsonb),
+    steadytext_derivation_key_sql(steadytext_derivations),
+    steadytext_derivation_columns_sql(name[], text),
+    steadytext_derivation_key_match_sql(steadytext_derivations, text),
+    steadytext_derivation_input_sql(steadytext_derivations),
+    steadytext_derivation_value_sql(steadytext_derivations, text),
+    steadytext_derivation_enqueue(steadytext_derivations, jsonb, boolean),
+    steadytext_derivation_evaluate(steadytext_derivations, jsonb),
+    steadytext_derivation_forget(steadytext_derivations, jsonb),
+    steadytext_derivation_for_trigger(text, oid),
+    steadytext_derivation_after_insert(),
+    steadytext_derivation_after_update(),
+    steadytext_derivation_after_delete(),
+    steadytext_derivation_after_truncate(),
+    steadytext_derivation_write_back(uuid[]),
+    steadytext_derivation_request_ended(uuid, text),
+    steadytext_derivation_walk(integer),
+    steadytext_derivation_declare(regrole, regclass, name, text, name[], text, jsonb),
+    steadytext_derivation_drop_triggers(steadytext_derivations),
+    steadytext_derivation_manage(regrole, regclass, name, text)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    steadytext_derivation_write_back(uuid[]),
+    steadytext_derivation_request_ended(uuid, text),
+    steadytext_derivation_walk(integer)
+TO steadytext_worker;
+
+-- v0.2.0/derivation_completion.sql: the transitions that end a request, aware of derivations
+-- Stores the results of several requests worker_id is processing in one statement (a worker
+-- completes the requests that finished together at once): results[i] is request_ids[i]'s. Each
+-- is written only while the request is processing under worker_id's lease (cancelled, rescued
+-- or reclaimed ones are left as they are) and announced with NOTIFY steadytext_completed.
+-- A derivation's result is written into its source row in the same transaction
+-- (steadytext_derivation_write_back); a request whose row another transaction holds goes back to
+-- pending (due 100 ms later: recomputing it is a cache hit) and counts as not written.
+-- Returns, in the order given, whether each result was written. At most 10000 requests per
+-- call, each id once.
+CREATE OR REPLACE FUNCTION steadytext_queue_complete_many(worker_id text, request_ids uuid[], results text[])
+RETURNS boolean[]
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    written uuid[] := '{}';
+    derived uuid[] := '{}';
+    busy uuid[] := '{}';
+    job record;
+BEGIN
+    IF request_ids IS NULL OR results IS NULL THEN
+        RAISE EXCEPTION 'request_ids and results must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF cardinality(request_ids) <> cardinality(results) THEN
+        RAISE EXCEPTION 'request_ids and results must have the same length, got % and %',
+            cardinality(request_ids), cardinality(results) USING ERRCODE = '22023';
+    END IF;
+    IF cardinality(request_ids) > 10000 THEN
+        RAISE EXCEPTION 'at most 10000 requests per call, got %', cardinality(request_ids)
+            USING ERRCODE = '22023';
+    END IF;
+    IF array_position(request_ids, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'request_ids[%] must not be null', array_position(request_ids, NULL)
+            USING ERRCODE = '22004';
+    END IF;
+    IF array_position(results, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'results[%] must not be null', array_position(results, NULL)
+            USING ERRCODE = '22004';
+    END IF;
+    IF (SELECT count(DISTINCT i) FROM unnest(request_ids) AS i) <> cardinality(request_ids) THEN
+        RAISE EXCEPTION 'request_ids must not repeat an id' USING ERRCODE = '22023';
+    END IF;
+    FOR job IN
+        UPDATE @extschema@.steadytext_queue q
+        SET status = 'completed', result = r.res, error = NULL, completed_at = now(),
+            lease_expires_at = NULL
+        FROM unnest(request_ids, results) AS r(rid, res)
+        WHERE q.request_id = r.rid AND q.status = 'processing'
+          AND q.worker_id = steadytext_queue_complete_many.worker_id
+        RETURNING q.request_id AS rid, q.derivation_id IS NOT NULL AS derives
+    LOOP
+        written := written || job.rid;
+        IF job.derives THEN
+            derived := derived || job.rid;
+        END IF;
+    END LOOP;
+    IF cardinality(derived) > 0 THEN
+        busy := @extschema@.steadytext_derivation_write_back(derived);
+        UPDATE @extschema@.steadytext_queue
+        SET status = 'pending', result = NULL, completed_at = NULL, worker_id = NULL,
+            next_attempt_at = now() + interval '100 milliseconds'
+        WHERE request_id = ANY(busy);
+    END IF;
+    PERFORM @extschema@.steadytext_queue_notify_completed(q.request_id, q.function_name, 'completed')
+    FROM @extschema@.steadytext_queue q
+    WHERE q.request_id = ANY(written) AND q.request_id <> ALL(busy);
+    written := ARRAY(SELECT i FROM unnest(written) AS i WHERE i <> ALL(busy));
+    RETURN ARRAY(SELECT i = ANY(written) FROM unnest(request_ids) WITH ORDINALITY AS t(i, n)
+                 ORDER BY n);
+END
+$$;
+
+-- Records that an attempt of worker_id failed with `error`. While retries are left (see
+-- steadytext_queue_may_retry) and the error is retryable, the request goes back to pending, not
+-- claimable before now() + backoff * 2^n (n = retries so far, capped at one hour); otherwise it
+-- fails for good (status 'failed', failed_at; a derivation's row shows the error). Returns the new status, or NULL if worker_id does
+-- not hold the request's lease.
+CREATE OR REPLACE FUNCTION steadytext_queue_fail(request_id uuid, worker_id text, error text,
+                                      retryable boolean DEFAULT true,
+                                      backoff interval DEFAULT '1 second',
+                                      retry_limit integer DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    job @extschema@.steadytext_queue;
+BEGIN
+    IF steadytext_queue_fail.error IS NULL OR steadytext_queue_fail.error = '' THEN
+        RAISE EXCEPTION 'error must not be null or empty' USING ERRCODE = '22004';
+    END IF;
+    IF retryable IS NULL OR backoff IS NULL THEN
+        RAISE EXCEPTION 'retryable and backoff must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF backoff < interval '0' THEN
+        RAISE EXCEPTION 'backoff must not be negative, got %', backoff USING ERRCODE = '22023';
+    END IF;
+    IF retry_limit < 0 THEN
+        RAISE EXCEPTION 'retry_limit must not be negative, got %', retry_limit
+            USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO job FROM @extschema@.steadytext_queue
+    WHERE request_id = steadytext_queue_fail.request_id AND status = 'processing'
+      AND worker_id = steadytext_queue_fail.worker_id
+    FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF retryable AND @extschema@.steadytext_queue_may_retry(job.retry_count, job.max_retries, retry_limit) THEN
+        UPDATE @extschema@.steadytext_queue
+        SET status = 'pending', error = steadytext_queue_fail.error, retry_count = retry_count + 1,
+            worker_id = NULL, lease_expires_at = NULL,
+            next_attempt_at = now() + least(backoff * power(2, job.retry_count), interval '1 hour')
+        WHERE id = job.id;
+        RETURN 'pending';
+    END IF;
+    UPDATE @extschema@.steadytext_queue
+    SET status = 'failed', error = steadytext_queue_fail.error, failed_at = now(),
+        lease_expires_at = NULL
+    WHERE id = job.id;
+    IF job.derivation_id IS NOT NULL THEN
+        PERFORM @extschema@.steadytext_derivation_request_ended(job.request_id, steadytext_queue_fail.error);
+    END IF;
+    PERFORM @extschema@.steadytext_queue_notify_completed(job.request_id, job.function_name, 'failed');
+    RETURN 'failed';
+END
+$$;
+
+-- Puts requests whose lease expired (their worker died or hung) back to pending, counting a retry
+-- and applying the same retry rule and backoff as steadytext_queue_fail (retry_limit is the
+-- rescuing worker's); those out of retries fail for good. Returns how many requests were rescued
+-- or failed.
+CREATE OR REPLACE FUNCTION steadytext_queue_rescue_expired(backoff interval DEFAULT '1 second',
+                                                retry_limit integer DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    job record;
+    n integer := 0;
+BEGIN
+    IF backoff IS NULL THEN
+        RAISE EXCEPTION 'backoff must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF backoff < interval '0' THEN
+        RAISE EXCEPTION 'backoff must not be negative, got %', backoff USING ERRCODE = '22023';
+    END IF;
+    IF retry_limit < 0 THEN
+        RAISE EXCEPTION 'retry_limit must not be negative, got %', retry_limit
+            USING ERRCODE = '22023';
+    END IF;
+    FOR job IN
+        SELECT id, request_id, function_name, worker_id AS w, retry_count AS retries, max_retries,
+               derivation_id
+        FROM @extschema@.steadytext_queue
+        WHERE status = 'processing' AND lease_expires_at < now()
+        ORDER BY id
+        FOR UPDATE SKIP LOCKED
+    LOOP
+        n := n + 1;
+        IF @extschema@.steadytext_queue_may_retry(job.retries, job.max_retries, retry_limit) THEN
+            UPDATE @extschema@.steadytext_queue
+            SET status = 'pending', retry_count = retry_count + 1, worker_id = NULL,
+                lease_expires_at = NULL,
+                error = format('lease of worker %s expired', job.w),
+                next_attempt_at = now() + least(backoff * power(2, job.retries), interval '1 hour')
+            WHERE id = job.id;
+        ELSE
+            UPDATE @extschema@.steadytext_queue
+            SET status = 'failed', failed_at = now(), lease_expires_at = NULL,
+                error = format('lease of worker %s expired after %s retries', job.w, job.retries)
+            WHERE id = job.id;
+            IF job.derivation_id IS NOT NULL THEN
+                PERFORM @extschema@.steadytext_derivation_request_ended(job.request_id,
+                    format('lease of worker %s expired after %s retries', job.w, job.retries));
+            END IF;
+            PERFORM @extschema@.steadytext_queue_notify_completed(job.request_id, job.function_name, 'failed');
+        END IF;
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+-- Cancels a pending or processing request. Returns true if it was and now is cancelled, false if
+-- it had already finished (or is unknown). A cancelled request's result is never written
+-- afterwards: steadytext_queue_complete refuses it (a derivation's row shows 'cancelled'). Workers may cancel any request; an ordinary
+-- role cancels its own through steadytext_cancel_async.
+CREATE OR REPLACE FUNCTION steadytext_queue_cancel(request_id uuid)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    fn text;
+    derives boolean;
+BEGIN
+    UPDATE @extschema@.steadytext_queue
+    SET status = 'cancelled', completed_at = now(), lease_expires_at = NULL
+    WHERE request_id = steadytext_queue_cancel.request_id AND status IN ('pending', 'processing')
+    RETURNING function_name, derivation_id IS NOT NULL INTO fn, derives;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    IF derives THEN
+        PERFORM @extschema@.steadytext_derivation_request_ended(steadytext_queue_cancel.request_id, 'cancelled');
+    END IF;
+    PERFORM @extschema@.steadytext_queue_notify_completed(steadytext_queue_cancel.request_id, fn, 'cancelled');
+    RETURN true;
+END
+$$;
+
+-- the user-facing derivation functions (Rust, src/derivations.rs)
+-- steadytext_derive (Rust, as cargo pgrx schema writes it)
+CREATE  FUNCTION "steadytext_derive"(
+	"source" regclass, /* Option < PgRelation > */
+	"destination" TEXT, /* Option < & str > */
+	"input" TEXT, /* Option < & str > */
+	"kind" TEXT DEFAULT 'embed', /* Option < & str > */
+	"options" jsonb DEFAULT '{}' /* Option < JsonB > */
+) RETURNS bigint /* i64 */
+VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'steadytext_derive_wrapper';
+-- steadytext_derivation_pause (Rust, as cargo pgrx schema writes it)
+CREATE  FUNCTION "steadytext_derivation_pause"(
+	"source" regclass, /* Option < PgRelation > */
+	"destination" TEXT /* Option < & str > */
+) RETURNS bool /* bool */
+VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'steadytext_derivation_pause_wrapper';
+-- steadytext_derivation_resume (Rust, as cargo pgrx schema writes it)
+CREATE  FUNCTION "steadytext_derivation_resume"(
+	"source" regclass, /* Option < PgRelation > */
+	"destination" TEXT /* Option < & str > */
+) RETURNS bool /* bool */
+VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'steadytext_derivation_resume_wrapper';
+-- steadytext_derivation_rederive (Rust, as cargo pgrx schema writes it)
+CREATE  FUNCTION "steadytext_derivation_rederive"(
+	"source" regclass, /* Option < PgRelation > */
+	"destination" TEXT /* Option < & str > */
+) RETURNS bool /* bool */
+VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'steadytext_derivation_rederive_wrapper';
+-- steadytext_derivation_drop (Rust, as cargo pgrx schema writes it)
+CREATE  FUNCTION "steadytext_derivation_drop"(
+	"source" regclass, /* Option < PgRelation > */
+	"destination" TEXT /* Option < & str > */
+) RETURNS bool /* bool */
+VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'steadytext_derivation_drop_wrapper';

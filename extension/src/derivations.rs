@@ -24,6 +24,51 @@ struct Probe {
     columns: Vec<String>,
 }
 
+/// Checks that `input` is one SQL expression and nothing else (no second statement, no FROM,
+/// no alias, nothing a parenthesis could leave open), with PostgreSQL's own parser in the mode
+/// PL/pgSQL parses its expressions with. The input is then always embedded as `(input\n)`, so
+/// a trailing `--` comment ends at the newline.
+fn check_expression(input: &str) -> Result<(), SqlError> {
+    let text = std::ffi::CString::new(input).map_err(|_| SqlError::NotAnExpression)?;
+    // SAFETY: raw_parser reads the NUL-terminated string and returns a palloc'd parse tree (or
+    // raises a syntax error); the nodes read below are the ones that mode produces.
+    let single = unsafe {
+        let list = pg_sys::raw_parser(text.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_PLPGSQL_EXPR);
+        if list.is_null() || (*list).length != 1 {
+            false
+        } else {
+            let raw = (*(*list).elements).ptr_value as *mut pg_sys::RawStmt;
+            let stmt = (*raw).stmt;
+            if stmt.is_null() || (*stmt).type_ != pg_sys::NodeTag::T_SelectStmt {
+                false
+            } else {
+                let select = stmt as *mut pg_sys::SelectStmt;
+                let s = &*select;
+                let target_is_bare = !s.targetList.is_null() && (*s.targetList).length == 1 && {
+                    let target = (*(*s.targetList).elements).ptr_value as *mut pg_sys::ResTarget;
+                    (*target).name.is_null()
+                };
+                target_is_bare
+                    && s.distinctClause.is_null()
+                    && s.intoClause.is_null()
+                    && s.fromClause.is_null()
+                    && s.whereClause.is_null()
+                    && s.groupClause.is_null()
+                    && s.havingClause.is_null()
+                    && s.windowClause.is_null()
+                    && s.valuesLists.is_null()
+                    && s.sortClause.is_null()
+                    && s.limitOffset.is_null()
+                    && s.limitCount.is_null()
+                    && s.lockingClause.is_null()
+                    && s.withClause.is_null()
+                    && s.op == pg_sys::SetOperation::SETOP_NONE
+            }
+        }
+    };
+    if single { Ok(()) } else { Err(SqlError::NotAnExpression) }
+}
+
 /// Parses `input` over `source` as the caller, through a temporary view, and returns the
 /// columns it reads: PostgreSQL reports a syntax error, a missing column or function, and (by
 /// reading the view with LIMIT 0) a column the caller may not read, each with its own SQLSTATE.
@@ -32,7 +77,7 @@ fn probe(source: pg_sys::Oid, input: &str) -> Result<Probe, SqlError> {
         .ok_or(SqlError::Null("source"))?;
     let create = format!(
         "CREATE TEMP VIEW steadytext_derive_probe AS \
-         SELECT ({input})::text AS steadytext_input FROM {table} AS t"
+         SELECT ({input}\n)::text AS steadytext_input FROM {table} AS t"
     );
     Spi::connect_mut(|client| {
         // prepared: the text must be exactly one statement
@@ -97,11 +142,9 @@ fn steadytext_derive(
         let kind = required("kind", kind)?;
         let JsonB(options) = required("options", options)?;
         if input.trim().is_empty() {
-            return Err(SqlError::DerivationOptions {
-                kind: kind.to_owned(),
-                reason: "the input expression must not be empty".to_owned(),
-            });
+            return Err(SqlError::EmptyInput);
         }
+        check_expression(input)?;
         let caller = queue_owner::caller();
         let probe = probe(source, input)?;
         let declare = format!(

@@ -152,6 +152,12 @@ pub enum SqlError {
         /// What is wrong with them.
         reason: String,
     },
+    /// A derivation's input that is not one SQL expression (42601).
+    #[error("input must be one SQL expression over the row's columns")]
+    NotAnExpression,
+    /// A derivation's input expression that is empty (22023).
+    #[error("input must not be empty")]
+    EmptyInput,
     /// A derivation's input expression that calls volatile functions (42P17).
     #[error("the input expression must not call volatile functions, and it calls {0}")]
     VolatileInput(String),
@@ -208,8 +214,9 @@ impl SqlError {
                 ErrorCode::Internal => ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
             },
             SqlError::Private(_) => ERRCODE_INSUFFICIENT_PRIVILEGE,
-            SqlError::DerivationOptions { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
+            SqlError::DerivationOptions { .. } | SqlError::EmptyInput => ERRCODE_INVALID_PARAMETER_VALUE,
             SqlError::VolatileInput(_) => ERRCODE_INVALID_OBJECT_DEFINITION,
+            SqlError::NotAnExpression => ERRCODE_SYNTAX_ERROR,
             SqlError::Spi(_) | SqlError::Random => ERRCODE_INTERNAL_ERROR,
         }
     }

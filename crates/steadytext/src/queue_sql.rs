@@ -54,6 +54,10 @@ pub struct Statements<S = Statement> {
     pub cache_evict_due: S,
     /// The worker settings' GUCs `$1`..`$5` (see [`SETTINGS`]).
     pub settings: S,
+    /// Walks the next batch of at most `$1` source rows of a derivation; NULL when no derivation
+    /// is walking (see `worker::derivation_walk`). None on a session whose extension predates
+    /// derivations (0.1.0, before `ALTER EXTENSION pg_steadytext UPDATE`).
+    pub walk: Option<S>,
 }
 
 /// The worker settings' GUCs `$1`..`$5`, each as `current_setting` prints it (NULL if unset).
@@ -90,6 +94,10 @@ impl Statements {
             cache_evict: client.prepare(&text.cache_evict).await?,
             cache_evict_due: client.prepare(&text.cache_evict_due).await?,
             settings: client.prepare(&text.settings).await?,
+            walk: match &text.walk {
+                Some(walk) => client.prepare(walk).await.ok(),
+                None => None,
+            },
         })
     }
 }
@@ -138,6 +146,7 @@ impl Statements<String> {
                 "SELECT {s}.steadytext_result_cache_evict_due($1::text::interval)"
             ),
             settings: SETTINGS.to_owned(),
+            walk: Some(format!("SELECT {s}.steadytext_derivation_walk($1)")),
         }
     }
 }
@@ -164,6 +173,7 @@ mod tests {
             &sql.cache_put,
             &sql.cache_evict,
             &sql.cache_evict_due,
+            sql.walk.as_ref().unwrap(),
         ];
         for statement in all {
             let mut rest = statement.as_str();

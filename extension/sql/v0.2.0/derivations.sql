@@ -146,13 +146,14 @@ AS $$
     JOIN pg_attribute a ON a.attrelid = d.source AND a.attname = k.c;
 $$;
 
--- The input expression as text, over the alias t.
+-- The input expression as text, over the alias t (steadytext_derive checked that it is one
+-- expression; the newline ends a trailing -- comment).
 CREATE FUNCTION steadytext_derivation_input_sql(d @extschema@.steadytext_derivations)
 RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT format('(%s)::text', d.input);
+    SELECT format('(%s' || chr(10) || ')::text', d.input);
 $$;
 
 -- The result `value` (a text expression) converted for the destination.
@@ -218,9 +219,7 @@ BEGIN
         SELECT d.function_name,
                d.parameters || jsonb_build_object(
                    CASE d.function_name WHEN 'embed' THEN 'text_input' ELSE 'prompt' END, todo.i),
-               CASE WHEN walk AND todo.known AND todo.old_hash IS NOT DISTINCT FROM todo.h
-                      OR walk AND NOT todo.known
-                    THEN d.backfill_priority ELSE d.priority END,
+               CASE WHEN walk THEN d.backfill_priority ELSE d.priority END,
                d.declarer,
                coalesce(nullif(current_setting('steadytext.max_retries', true), '')::integer, 3),
                d.id, todo.k, todo.h
@@ -866,6 +865,8 @@ REVOKE ALL ON steadytext_derivation_status FROM PUBLIC;
 GRANT SELECT ON steadytext_derivation_status TO PUBLIC;
 
 REVOKE ALL ON FUNCTION
+    steadytext_derivation_run_as(oid, text, jsonb),
+    steadytext_derivation_check_request(text, jsonb),
     steadytext_derivation_key_sql(steadytext_derivations),
     steadytext_derivation_columns_sql(name[], text),
     steadytext_derivation_key_match_sql(steadytext_derivations, text),

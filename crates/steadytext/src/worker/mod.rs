@@ -27,6 +27,7 @@ use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
 
 pub mod db_config;
 pub mod job;
+pub mod derivation_walk;
 pub mod purge;
 pub mod settings;
 
@@ -103,9 +104,11 @@ impl Worker {
     async fn session(&mut self) -> Result<(), DaemonError> {
         let (client, mut connection) = self.db.connect(NoTls).await?;
         let wake = Arc::new(Notify::new());
+        let walk_wake = Arc::new(Notify::new());
         let (cancel_tx, mut cancels) = mpsc::unbounded_channel();
         let (closed_tx, mut closed) = watch::channel(false);
         let notify = wake.clone();
+        let notify_walk = walk_wake.clone();
         // the connection task: drives the socket and turns notifications into wake-ups (new
         // work) and cancellations (of requests that may be running here)
         let driver = tokio::spawn(async move {
@@ -116,6 +119,12 @@ impl Worker {
                         if let Some(id) = cancelled_request(n.payload()) {
                             let _ = cancel_tx.send(id);
                         }
+                    }
+                    Ok(AsyncMessage::Notification(n))
+                        if n.payload() == derivation_walk::WALK_PAYLOAD =>
+                    {
+                        notify_walk.notify_one();
+                        notify.notify_one();
                     }
                     Ok(AsyncMessage::Notification(_)) => notify.notify_one(),
                     Ok(_) => {}
@@ -128,7 +137,10 @@ impl Worker {
             let _ = closed_tx.send(true);
         });
         let result = match Statements::for_session(&client).await {
-            Ok(sql) => self.serve_queue(&client, &sql, &wake, &mut cancels, &mut closed).await,
+            Ok(sql) => {
+                let wakes = Wakes { jobs: &wake, walk: &walk_wake };
+                self.serve_queue(&client, &sql, wakes, &mut cancels, &mut closed).await
+            }
             Err(e) => Err(e),
         };
         drop(client);
@@ -143,7 +155,7 @@ impl Worker {
         &mut self,
         client: &Client,
         sql: &Statements,
-        wake: &Notify,
+        wakes: Wakes<'_>,
         cancels: &mut mpsc::UnboundedReceiver<String>,
         closed: &mut watch::Receiver<bool>,
     ) -> Result<(), DaemonError> {
@@ -163,6 +175,7 @@ impl Worker {
         beat.tick().await; // the first tick is immediate
         let mut last_rescue: Option<Instant> = None;
         let mut purge = purge::Purge::default();
+        let mut walk = derivation_walk::Walk::default();
         let mut settings = settings::resolve(client, sql, &self.tuning, self.max_batch).await?;
         // whether the queue may hold work this session could claim
         let mut claim = true;
@@ -184,6 +197,11 @@ impl Worker {
             }
             if !stopping {
                 purge.run_if_due(client, &sql.purge, settings.retention).await?;
+                if let Some(statement) = &sql.walk {
+                    if walk.run_if_due(client, statement).await?.is_some_and(|n| n > 0) {
+                        claim = true;
+                    }
+                }
             }
             if claim && !stopping {
                 settings = settings::resolve(client, sql, &self.tuning, self.max_batch).await?;
@@ -232,7 +250,10 @@ impl Worker {
                         }
                     }
                 }
-                _ = wake.notified() => claim = true,
+                _ = wakes.jobs.notified() => claim = true,
+                _ = wakes.walk.notified() => walk.now(),
+                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(walk.next())),
+                    if sql.walk.is_some() && !stopping => {}
                 _ = tokio::time::sleep_until(next_poll), if !claim && !stopping => {
                     claim = true;
                     next_poll = tokio::time::Instant::now() + settings.poll_interval.min(lease / 3);
@@ -466,6 +487,15 @@ impl Running {
 }
 
 /// The request_id of a completion notice with status `cancelled`.
+/// What wakes a worker's session besides its own requests finishing.
+#[derive(Clone, Copy)]
+struct Wakes<'a> {
+    /// `NOTIFY steadytext_jobs`: new requests may be due.
+    jobs: &'a Notify,
+    /// `NOTIFY steadytext_jobs, 'walk'`: a derivation started walking its source.
+    walk: &'a Notify,
+}
+
 fn cancelled_request(payload: &str) -> Option<String> {
     let notice = Completion::parse(payload)?;
     (notice.status == Outcome::Cancelled).then_some(notice.request_id)

@@ -1,0 +1,233 @@
+-- Derivations: a column kept equal to an AI function of an expression over its row. Declared by
+-- regress_alice on her table; regress_worker plays the worker (claims and completes with made-up
+-- results, which the write-back converts for the destination).
+TRUNCATE steadytext_queue;
+CREATE SCHEMA regress_derive;
+GRANT USAGE ON SCHEMA regress_derive TO PUBLIC;
+CREATE TABLE regress_derive.docs (
+    id int PRIMARY KEY, title text, body text, embedding real[], summary text, facts jsonb,
+    label text, len int GENERATED ALWAYS AS (length(body)) STORED);
+ALTER TABLE regress_derive.docs OWNER TO regress_alice;
+CREATE TABLE regress_derive.no_key (body text, embedding real[]);
+ALTER TABLE regress_derive.no_key OWNER TO regress_alice;
+CREATE FUNCTION regress_derive.shout(t text) RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT upper(t) $$;
+CREATE FUNCTION regress_derive.noisy(t text) RETURNS text LANGUAGE sql VOLATILE AS $$ SELECT t || random() $$;
+SET ROLE regress_alice;
+INSERT INTO regress_derive.docs (id, title, body) VALUES (1, 'one', 'first body'), (2, 'two', 'second body');
+
+-- bad declarations: each a clear error with its SQLSTATE, and nothing created
+SELECT stmt, sqlstate_of(stmt) AS outcome FROM (VALUES
+    ($$SELECT steadytext_derive('regress_derive.no_key', 'embedding', 'body')$$),
+    ($$SELECT steadytext_derive('regress_derive.missing', 'embedding', 'body')$$),
+    ($$SELECT steadytext_derive('regress_derive.docs', 'nope', 'body')$$),
+    ($$SELECT steadytext_derive('regress_derive.docs', 'embedding', 'bodyy')$$),
+    ($$SELECT steadytext_derive('regress_derive.docs', 'embedding', 'body ||')$$),
+    ($$SELECT steadytext_derive('regress_derive.docs', 'embedding', 'body) AS x FROM pg_class; SELECT (1')$$),
+    ($$SELECT steadytext_derive('regress_derive.docs', 'embedding', 'body)::text AS steadytext_input FROM regress_derive.docs; DROP TABLE regress_derive.docs; SELECT (1')$$),
+    ($$SELECT steadytext_derive('regress_derive.docs', 'embedding', 'body AS x')$$),
+    ($$SELECT steadytext_derive('regress_derive.docs', 'embedding', 'body FROM pg_class')$$),
+    ($$SELECT steadytext_derive('regress_derive.docs', 'embedding', 'body, title')$$),
+    ($$SELECT steadytext_derive('regress_derive.docs', 'embedding', 'body; SELECT 1')$$),
+    ($$SELECT steadytext_derive('regress_derive.docs', 'embedding', 'body /* open')$$),
+    ($$SELECT steadytext_derive('regress_derive.docs', 'embedding', '  ')$$),
+    ($$SELECT steadytext_derive('regress_derive.docs', 'embedding', NULL)$$),
+    ($$SELECT steadytext_derive('regress_derive.docs', 'embedding', 'regress_derive.noisy(body)')$$),
+    ($$SELECT steadytext_derive('regress_derive.docs', 'embedding', 'body', 'summarize')$$),
+    ($$SELECT steadytext_derive('regress_derive.docs', 'summary', 'body', 'embed')$$),
+    ($$SELECT steadytext_derive('regress_derive.docs', 'embedding', 'body', 'generate')$$),
+    ($$SELECT steadytext_derive('regress_derive.docs', 'facts', 'body', 'generate')$$),
+    ($$SELECT steadytext_derive('regress_derive.docs', 'len', 'body', 'generate')$$),
+    ($$SELECT steadytext_derive('regress_derive.docs', 'id', 'body', 'generate')$$),
+    ($$SELECT steadytext_derive('regress_derive.docs', 'summary', 'summary || body', 'generate')$$),
+    ($$SELECT steadytext_derive('regress_derive.docs', 'summary', 'body', 'generate', '{"max_tokens": 0}')$$),
+    ($$SELECT steadytext_derive('regress_derive.docs', 'summary', 'body', 'generate', '{"max_tokenz": 5}')$$),
+    ($$SELECT steadytext_derive('regress_derive.docs', 'summary', 'body', 'generate', '{"priority": 5000}')$$),
+    ($$SELECT steadytext_derive('regress_derive.docs', 'summary', 'body', 'generate', '[]')$$),
+    ($$SELECT steadytext_derive('regress_derive.docs', 'facts', 'body', 'generate_json')$$),
+    ($$SELECT steadytext_derive('regress_derive.docs', 'facts', 'body', 'generate_json', '{"schema": 5}')$$),
+    ($$SELECT steadytext_derive('regress_derive.docs', 'label', 'body', 'generate_regex', '{"pattern": "[a-"}')$$),
+    ($$SELECT steadytext_derive('regress_derive.docs', 'label', 'body', 'generate_choice', '{"choices": []}')$$)
+) AS t(stmt);
+SELECT count(*) AS derivations FROM steadytext_derivations;
+
+-- regress_bob may read nothing of alice's table: he cannot derive from it (nor into it)
+RESET ROLE;
+SET ROLE regress_bob;
+SELECT sqlstate_of($$SELECT steadytext_derive('regress_derive.docs', 'embedding', 'body')$$) AS outcome;
+RESET ROLE;
+GRANT SELECT (id, title), UPDATE (summary) ON regress_derive.docs TO regress_bob;
+SET ROLE regress_bob;
+SELECT sqlstate_of($$SELECT steadytext_derive('regress_derive.docs', 'summary', 'body', 'generate')$$) AS outcome;
+SELECT sqlstate_of($$SELECT steadytext_derive('regress_derive.docs', 'embedding', 'title')$$) AS outcome;
+RESET ROLE;
+REVOKE ALL ON regress_derive.docs FROM regress_bob;
+
+-- alice declares an embedding, a summary, facts as JSON and a label
+SET ROLE regress_alice;
+SELECT steadytext_derive('regress_derive.docs', 'embedding', $$title || ': ' || body$$) > 0 AS declared;
+SELECT steadytext_derive('regress_derive.docs', 'summary', $$'Summarise: ' || regress_derive.shout(body) -- loud$$,
+                         'generate', '{"max_tokens": 16, "priority": 5}') > 0 AS declared;
+SELECT steadytext_derive('regress_derive.docs', 'facts', 'body', 'generate_json',
+                         '{"schema": {"type": "object"}, "max_tokens": 32}') > 0 AS declared;
+SELECT steadytext_derive('regress_derive.docs', 'label', 'body', 'generate_choice',
+                         '{"choices": ["short", "long"]}') > 0 AS declared;
+SELECT sqlstate_of($$SELECT steadytext_derive('regress_derive.docs', 'summary', 'body', 'generate')$$) AS outcome;
+SELECT destination, destination_type, input, input_columns, key_columns, function_name, parameters,
+       priority, backfill_priority, declarer, state, walking
+FROM steadytext_derivations ORDER BY id;
+SELECT tgname FROM pg_trigger WHERE tgrelid = 'regress_derive.docs'::regclass ORDER BY tgname;
+-- the rows already there wait for a walk: nothing is enqueued by the declaration itself
+SELECT count(*) AS enqueued FROM steadytext_queue;
+RESET ROLE;
+
+-- a worker walks the source in batches (here of 1 row), at the backfill priority
+SET ROLE regress_worker;
+SELECT steadytext_derivation_walk(1) AS walked;
+SELECT steadytext_derivation_walk(1) AS walked;
+SELECT sqlstate_of('SELECT steadytext_derivation_walk(0)') AS outcome;
+RESET ROLE;
+SELECT steadytext_derivation_walk(10000) IS NOT NULL AS walked_on FROM generate_series(1, 8);
+SELECT steadytext_derivation_walk() AS nothing_walking;
+SELECT d.destination, q.function_name, q.parameters, q.priority, q.owner, q.source_key, q.status
+FROM steadytext_queue q JOIN steadytext_derivations d ON d.id = q.derivation_id
+ORDER BY d.id, q.source_key;
+
+-- changes: an INSERT enqueues, an UPDATE of an input column enqueues (and cancels the request
+-- it supersedes), an UPDATE of other columns does not
+SET ROLE regress_alice;
+INSERT INTO regress_derive.docs (id, title, body) VALUES (3, 'three', 'third body');
+UPDATE regress_derive.docs SET title = 'ONE' WHERE id = 1;
+UPDATE regress_derive.docs SET label = 'by hand' WHERE id = 2;
+SELECT d.destination, q.parameters ->> coalesce(nullif(q.function_name, 'embed'), 'text_input') AS input,
+       q.priority, q.source_key, q.status
+FROM steadytext_queue q JOIN steadytext_derivations d ON d.id = q.derivation_id
+WHERE d.destination IN ('embedding', 'summary')
+ORDER BY q.id;
+RESET ROLE;
+SELECT parameters ->> 'prompt' AS prompt FROM steadytext_queue WHERE function_name = 'generate' ORDER BY id LIMIT 1;
+
+-- the worker completes everything pending with made-up results
+SET ROLE regress_worker;
+SELECT count(*) AS claimed FROM steadytext_queue_claim('regress-w', 100);
+SELECT steadytext_queue_complete_many('regress-w', array_agg(request_id ORDER BY id),
+           array_agg(CASE function_name WHEN 'embed' THEN '[' || (source_key ->> 'id') || ',0.5]'
+                                        WHEN 'generate_json' THEN '{"n": ' || (source_key ->> 'id') || '}'
+                                        WHEN 'generate_choice' THEN 'short'
+                                        ELSE 'summary of ' || (source_key ->> 'id') END ORDER BY id))
+       AS written
+FROM steadytext_queue WHERE status = 'processing';
+RESET ROLE;
+SELECT id, embedding, summary, facts, label FROM regress_derive.docs ORDER BY id;
+SELECT destination, rows_total, rows_in_sync, rows_pending, rows_failed, last_error, lag, backfilling
+FROM steadytext_derivation_status ORDER BY id;
+
+-- a result computed from an input the row no longer has is dropped
+SET ROLE regress_alice;
+UPDATE regress_derive.docs SET body = 'second body, edited' WHERE id = 2;
+RESET ROLE;
+SET ROLE regress_worker;
+SELECT count(*) AS claimed FROM steadytext_queue_claim('regress-w', 100);
+RESET ROLE;
+SET ROLE regress_alice;
+UPDATE regress_derive.docs SET body = 'second body, edited twice' WHERE id = 2;
+RESET ROLE;
+SET ROLE regress_worker;
+-- the claimed ones were cancelled by the second edit: nothing is written
+SELECT steadytext_queue_complete_many('regress-w', array_agg(request_id), array_agg('stale'::text))
+       AS written
+FROM steadytext_queue WHERE worker_id = 'regress-w' AND source_key = '{"id": 2}' AND status = 'cancelled';
+-- and a result for a row whose input changed behind the triggers' back is not written either
+SELECT count(*) AS claimed FROM steadytext_queue_claim('regress-w', 100);
+RESET ROLE;
+ALTER TABLE regress_derive.docs DISABLE TRIGGER USER;
+UPDATE regress_derive.docs SET body = 'changed with the triggers off' WHERE id = 2;
+ALTER TABLE regress_derive.docs ENABLE TRIGGER USER;
+SET ROLE regress_worker;
+SELECT steadytext_queue_complete_many('regress-w', array_agg(request_id ORDER BY id),
+           array_agg(CASE function_name WHEN 'embed' THEN '[9]' WHEN 'generate_json' THEN '{}'
+                                        WHEN 'generate_choice' THEN 'long' ELSE 'stale' END ORDER BY id))
+       AS written
+FROM steadytext_queue WHERE status = 'processing';
+RESET ROLE;
+SELECT id, embedding, summary, facts, label FROM regress_derive.docs WHERE id = 2;
+SELECT destination, rows_in_sync, rows_pending FROM steadytext_derivation_status ORDER BY id;
+
+-- a request that fails for good leaves the destination as it was and shows its error
+SET ROLE regress_alice;
+INSERT INTO regress_derive.docs (id, title, body) VALUES (4, 'four', 'fourth body');
+RESET ROLE;
+SET ROLE regress_worker;
+SELECT count(*) AS claimed FROM steadytext_queue_claim('regress-w', 100);
+SELECT steadytext_queue_fail(request_id, 'regress-w', 'model exploded on ' || (source_key ->> 'id'), retryable => false)
+FROM steadytext_queue WHERE status = 'processing' AND function_name = 'generate';
+SELECT steadytext_queue_complete_many('regress-w', array_agg(request_id), array_agg(
+           CASE function_name WHEN 'embed' THEN '[4]' WHEN 'generate_json' THEN '{}' ELSE 'long' END))
+       AS written
+FROM steadytext_queue WHERE status = 'processing';
+RESET ROLE;
+SELECT id, embedding, summary FROM regress_derive.docs WHERE id = 4;
+SET ROLE regress_alice;
+SELECT source_key, error FROM steadytext_derivation_rows WHERE error IS NOT NULL;
+SELECT destination, rows_failed, last_error FROM steadytext_derivation_status ORDER BY id;
+-- a NULL input gives a NULL destination, with no request
+UPDATE regress_derive.docs SET body = NULL WHERE id = 1;
+SELECT id, embedding, summary, facts, label FROM regress_derive.docs WHERE id = 1;
+SELECT count(*) AS enqueued_for_row_1 FROM steadytext_queue WHERE source_key = '{"id": 1}' AND status = 'pending';
+
+-- DELETE and TRUNCATE cancel what is pending and forget the rows
+DELETE FROM regress_derive.docs WHERE id = 3;
+SELECT count(*) AS rows_of_3 FROM steadytext_derivation_rows WHERE source_key = '{"id": 3}';
+SELECT count(*) AS pending_for_3 FROM steadytext_queue WHERE source_key = '{"id": 3}' AND status = 'pending';
+
+-- pause: nothing is enqueued, changes are recorded; resume walks them in
+SELECT steadytext_derivation_pause('regress_derive.docs', 'summary');
+UPDATE regress_derive.docs SET body = 'fourth body, paused' WHERE id = 4;
+SELECT state, rows_pending FROM steadytext_derivation_status WHERE destination = 'summary';
+SELECT count(*) AS summaries_pending FROM steadytext_queue q JOIN steadytext_derivations d ON d.id = q.derivation_id
+WHERE d.destination = 'summary' AND q.status = 'pending';
+SELECT steadytext_derivation_resume('regress_derive.docs', 'summary');
+RESET ROLE;
+SELECT steadytext_derivation_walk() AS walked FROM generate_series(1, 4);
+SELECT q.source_key, q.priority FROM steadytext_queue q JOIN steadytext_derivations d ON d.id = q.derivation_id
+WHERE d.destination = 'summary' AND q.status = 'pending' ORDER BY q.source_key;
+-- rederive: every row again
+SET ROLE regress_alice;
+SELECT steadytext_derivation_rederive('regress_derive.docs', 'label');
+RESET ROLE;
+SELECT steadytext_derivation_walk() AS walked FROM generate_series(1, 4);
+SELECT q.source_key FROM steadytext_queue q JOIN steadytext_derivations d ON d.id = q.derivation_id
+WHERE d.destination = 'label' AND q.status = 'pending' ORDER BY q.source_key;
+SET ROLE regress_alice;
+TRUNCATE regress_derive.docs;
+SELECT count(*) AS rows_left FROM steadytext_derivation_rows;
+SELECT count(*) AS pending_left FROM steadytext_queue WHERE derivation_id IS NOT NULL AND status = 'pending';
+
+-- management: only the declarer (or a member of its role, or a superuser)
+RESET ROLE;
+SET ROLE regress_bob;
+SELECT stmt, sqlstate_of(stmt) AS outcome FROM (VALUES
+    ($$SELECT steadytext_derivation_pause('regress_derive.docs', 'summary')$$),
+    ($$SELECT steadytext_derivation_drop('regress_derive.docs', 'summary')$$),
+    ($$SELECT steadytext_derivation_resume('regress_derive.docs', 'title')$$),
+    ($$SELECT steadytext_derivation_walk()$$),
+    ($$SELECT steadytext_derivation_write_back('{}')$$),
+    ($$SELECT steadytext_derivation_run_as('regress_alice'::regrole, 'SELECT ''{}''::jsonb', NULL)$$),
+    ($$SELECT steadytext_derivation_declare('regress_bob', 'regress_derive.docs', 'title', 'body', '{body}', 'generate', '{}')$$)
+) AS t(stmt);
+SELECT count(*) AS bob_sees FROM steadytext_derivation_status;
+RESET ROLE;
+-- a derivation's trigger function refuses to fire on another table than the derivation's source
+CREATE TABLE regress_derive.other (id int PRIMARY KEY, body text);
+SELECT format('CREATE TRIGGER t AFTER TRUNCATE ON regress_derive.other FOR EACH STATEMENT '
+              'EXECUTE FUNCTION steadytext_derivation_after_truncate(%L)', min(id)) AS create_trigger
+FROM steadytext_derivations \gset
+:create_trigger;
+SELECT sqlstate_of('TRUNCATE regress_derive.other') AS outcome;
+DROP TABLE regress_derive.other;
+SET ROLE regress_alice;
+SELECT steadytext_derivation_drop('regress_derive.docs', destination) FROM steadytext_derivations ORDER BY id;
+SELECT count(*) AS triggers_left FROM pg_trigger WHERE tgrelid = 'regress_derive.docs'::regclass;
+SELECT sqlstate_of($$SELECT steadytext_derivation_drop('regress_derive.docs', 'summary')$$) AS outcome;
+RESET ROLE;
+DROP SCHEMA regress_derive CASCADE;
+TRUNCATE steadytext_queue;
