@@ -1,0 +1,158 @@
+//! Integration tier: derivations with a real daemon and its worker. A role declares an embedding
+//! and a summary on its own table; the rows already there are backfilled, and every later
+//! INSERT, UPDATE, DELETE and COPY is followed, until each row's destinations equal the
+//! synchronous functions applied to the row's final input, with nothing left over for deleted
+//! rows.
+
+mod support;
+
+use std::time::Duration;
+
+use postgres::Client;
+use support::cluster::TestCluster;
+use support::daemon::{wait_until, Daemon};
+
+/// How long the derivations may take to catch up with a batch of changes.
+const DEADLINE: Duration = Duration::from_secs(180);
+
+/// Waits until every derivation of `docs` has all rows in sync and nothing pending or failed.
+fn wait_in_sync(db: &mut Client, rows: i64) {
+    wait_until(DEADLINE, "every derivation in sync", || {
+        let status = db
+            .query(
+                "SELECT destination::text, rows_total, rows_in_sync, rows_pending, rows_failed, \
+                        coalesce(last_error, '') \
+                 FROM steadytext_derivation_status ORDER BY id",
+                &[],
+            )
+            .unwrap();
+        for row in &status {
+            let failed: i64 = row.get(4);
+            assert_eq!(failed, 0, "{} failed: {}", row.get::<_, String>(0), row.get::<_, String>(5));
+        }
+        let done = status.len() == 2
+            && status.iter().all(|r| r.get::<_, i64>(1) == rows && r.get::<_, i64>(2) == rows);
+        done.then_some(())
+    });
+}
+
+/// Asserts that every row's embedding and summary equal the synchronous functions on its
+/// current input; returns how many rows there are.
+fn assert_rows_match_sync(db: &mut Client) -> i64 {
+    let rows = db
+        .query(
+            "SELECT id, embedding = steadytext_embed(title || ': ' || body) AS embedding_ok, \
+                    summary = steadytext_generate('Summarise: ' || body, 8) AS summary_ok, \
+                    embedding IS NULL AS no_embedding \
+             FROM docs ORDER BY id",
+            &[],
+        )
+        .unwrap();
+    for row in &rows {
+        let id: i64 = row.get(0);
+        assert!(!row.get::<_, bool>(3), "row {id} has no embedding");
+        assert_eq!(row.get::<_, Option<bool>>(1), Some(true), "row {id}'s embedding");
+        assert_eq!(row.get::<_, Option<bool>>(2), Some(true), "row {id}'s summary");
+    }
+    rows.len() as i64
+}
+
+#[test]
+fn derived_columns_follow_their_rows_through_a_real_worker() {
+    let cluster = TestCluster::start();
+    let mut admin = support::extension_with_worker_role(&cluster);
+    admin
+        .batch_execute(
+            "CREATE ROLE author LOGIN;
+             CREATE TABLE docs (id bigint PRIMARY KEY, title text NOT NULL, body text NOT NULL,
+                                embedding real[], summary text, views int NOT NULL DEFAULT 0);
+             ALTER TABLE docs OWNER TO author;
+             INSERT INTO docs (id, title, body)
+             SELECT i, 'Title ' || i, 'Body of document number ' || i || '.'
+             FROM generate_series(1, 24) AS i;",
+        )
+        .unwrap();
+    let serve = Daemon::serve(&[
+        "--database-url",
+        &cluster.url("st_worker"),
+        "--worker-id",
+        "derivations",
+    ]);
+    admin
+        .batch_execute(&format!("ALTER SYSTEM SET steadytext.daemon_url = '{}'", serve.url))
+        .unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    let mut author = postgres::Client::connect(&cluster.url("author"), postgres::NoTls).unwrap();
+    author
+        .batch_execute(
+            "SELECT steadytext_derive('docs', 'embedding', $$title || ': ' || body$$);
+             SELECT steadytext_derive('docs', 'summary', $$'Summarise: ' || body$$, 'generate',
+                                      '{\"max_tokens\": 8}');",
+        )
+        .unwrap();
+    // the 24 rows already there are backfilled by the worker's walk
+    wait_in_sync(&mut author, 24);
+    assert_eq!(assert_rows_match_sync(&mut author), 24);
+    // backfill requests ran below interactive priority, as the declarer's
+    let backfilled: Vec<(i32, String)> = admin
+        .query("SELECT DISTINCT priority, owner::text FROM steadytext_queue", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(backfilled, vec![(-100, "author".to_owned())]);
+
+    // an UPDATE of a column the inputs do not read costs no request
+    let requests = |db: &mut Client| -> i64 {
+        db.query_one("SELECT count(*) FROM steadytext_queue", &[]).unwrap().get(0)
+    };
+    let before = requests(&mut admin);
+    author.batch_execute("UPDATE docs SET views = views + 1").unwrap();
+    assert_eq!(requests(&mut admin), before, "an UPDATE of views enqueued requests");
+
+    // edits, deletes, inserts and a COPY, in a few statements each
+    author
+        .batch_execute(
+            "UPDATE docs SET body = 'An edited body, version 2, of ' || id || '.' WHERE id % 5 = 0;
+             UPDATE docs SET title = 'Retitled ' || id WHERE id IN (3, 4);
+             DELETE FROM docs WHERE id IN (7, 8, 9);
+             INSERT INTO docs (id, title, body)
+             SELECT i, 'New ' || i, 'A body inserted later, number ' || i || '.'
+             FROM generate_series(25, 30) AS i;",
+        )
+        .unwrap();
+    {
+        let mut copy = author.copy_in("COPY docs (id, title, body) FROM STDIN").unwrap();
+        use std::io::Write;
+        copy.write_all(b"31\tCopied\tA body that arrived by COPY.\n32\tCopied too\tAnother one.\n")
+            .unwrap();
+        copy.finish().unwrap();
+    }
+    // an edit made while the previous one is still queued supersedes it
+    author.batch_execute("UPDATE docs SET body = 'Edited twice.' WHERE id = 10").unwrap();
+    wait_in_sync(&mut author, 29);
+    assert_eq!(assert_rows_match_sync(&mut author), 29);
+    let leftover: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM steadytext_derivation_rows \
+             WHERE (source_key ->> 'id')::bigint IN (7, 8, 9)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(leftover, 0, "deleted rows left bookkeeping behind");
+    // nothing runs for a derivation any more; queue rows say whom they served
+    let open: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM steadytext_queue WHERE status IN ('pending', 'processing')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(open, 0);
+    let untagged: i64 = admin
+        .query_one("SELECT count(*) FROM steadytext_queue WHERE derivation_id IS NULL", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(untagged, 0);
+}
