@@ -828,6 +828,123 @@ BEGIN
 END
 $$;
 
+-- Disables derivation `d` because of `reason` (its source changed under it): cancels what is
+-- pending, drops its triggers (so that no statement on the source fails because of it) and
+-- keeps its rows' bookkeeping and its destination's values. Raises a WARNING saying so.
+CREATE FUNCTION steadytext_derivation_disable(d @extschema@.steadytext_derivations, reason text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    WITH cancelled AS (
+        UPDATE @extschema@.steadytext_queue q
+        SET status = 'cancelled', completed_at = now(), lease_expires_at = NULL
+        FROM @extschema@.steadytext_derivation_rows s
+        WHERE s.derivation_id = d.id AND q.request_id = s.request_id
+          AND q.status IN ('pending', 'processing')
+        RETURNING q.request_id, q.function_name
+    )
+    SELECT count(@extschema@.steadytext_queue_notify_completed(request_id, function_name, 'cancelled'))
+    FROM cancelled INTO STRICT n;
+    UPDATE @extschema@.steadytext_derivation_rows SET request_id = NULL
+    WHERE derivation_id = d.id AND request_id IS NOT NULL;
+    PERFORM @extschema@.steadytext_derivation_drop_triggers(d);
+    UPDATE @extschema@.steadytext_derivations
+    SET state = 'disabled', disabled_reason = reason, walking = false WHERE id = d.id;
+    RAISE WARNING 'pg_steadytext disabled the derivation of column "%" of %: %', d.destination, d.source, reason
+        USING HINT = 'Drop it (steadytext_derivation_drop) and declare it again.';
+END
+$$;
+
+-- After ALTER TABLE: a derivation whose source lost (by DROP COLUMN or RENAME) a column its
+-- input reads, its key or its destination is disabled, as is one whose destination changed to a
+-- type a result cannot be written as.
+CREATE FUNCTION steadytext_derivation_after_alter()
+RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d @extschema@.steadytext_derivations;
+    missing text;
+    dest_type regtype;
+    retyped boolean;
+BEGIN
+    FOR d IN
+        SELECT * FROM @extschema@.steadytext_derivations
+        WHERE state <> 'disabled'
+          AND source::oid IN (SELECT c.objid FROM pg_event_trigger_ddl_commands() c
+                              WHERE c.classid = 'pg_class'::regclass)
+        ORDER BY id
+    LOOP
+        SELECT string_agg(quote_ident(c), ', ' ORDER BY c) INTO missing
+        FROM unnest(d.key_columns || d.input_columns || ARRAY[d.destination]) AS c
+        WHERE NOT EXISTS (SELECT FROM pg_attribute a
+                          WHERE a.attrelid = d.source AND a.attname = c AND a.attnum > 0
+                            AND NOT a.attisdropped);
+        IF missing IS NOT NULL THEN
+            PERFORM @extschema@.steadytext_derivation_disable(d,
+                format('column %s is gone (dropped or renamed)', missing));
+            CONTINUE;
+        END IF;
+        SELECT a.atttypid::regtype INTO dest_type FROM pg_attribute a
+        WHERE a.attrelid = d.source AND a.attname = d.destination;
+        SELECT CASE d.destination_type WHEN 'text' THEN dest_type <> 'text'::regtype
+                                       WHEN 'jsonb' THEN dest_type <> 'jsonb'::regtype
+                                       WHEN 'real[]' THEN dest_type <> 'real[]'::regtype
+                                       ELSE dest_type::text NOT LIKE '%vector' END
+        INTO retyped;
+        IF retyped THEN
+            PERFORM @extschema@.steadytext_derivation_disable(d,
+                format('destination "%s" is now %s, not %s', d.destination, dest_type, d.destination_type));
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- After DROP: the derivations of a dropped table are dropped with it (its triggers went with
+-- it), and what was pending for them is cancelled.
+CREATE FUNCTION steadytext_derivation_after_drop()
+RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d record;
+    n bigint;
+BEGIN
+    FOR d IN
+        SELECT x.id, x.destination, o.object_identity
+        FROM @extschema@.steadytext_derivations x
+        JOIN pg_event_trigger_dropped_objects() o
+          ON o.classid = 'pg_class'::regclass AND o.objid = x.source::oid AND o.objsubid = 0
+        ORDER BY x.id
+    LOOP
+        WITH cancelled AS (
+            UPDATE @extschema@.steadytext_queue q
+            SET status = 'cancelled', completed_at = now(), lease_expires_at = NULL
+            FROM @extschema@.steadytext_derivation_rows s
+            WHERE s.derivation_id = d.id AND q.request_id = s.request_id
+              AND q.status IN ('pending', 'processing')
+            RETURNING q.request_id, q.function_name
+        )
+        SELECT count(@extschema@.steadytext_queue_notify_completed(request_id, function_name, 'cancelled'))
+        FROM cancelled INTO STRICT n;
+        DELETE FROM @extschema@.steadytext_derivations WHERE id = d.id;
+        RAISE NOTICE 'pg_steadytext dropped the derivation of column "%" of %, dropped with its table',
+            d.destination, d.object_identity;
+    END LOOP;
+END
+$$;
+
+CREATE EVENT TRIGGER steadytext_derivation_alter ON ddl_command_end WHEN TAG IN ('ALTER TABLE')
+    EXECUTE FUNCTION steadytext_derivation_after_alter();
+CREATE EVENT TRIGGER steadytext_derivation_drop ON sql_drop
+    EXECUTE FUNCTION steadytext_derivation_after_drop();
+
 -- What every derivation the current role may see stands at: rows in sync, pending (a request
 -- under way, or a change not yet enqueued: paused, or waiting for a walk), failed (with the
 -- last error), the lag (age of the oldest change not yet derived), and whether a walk is under
@@ -885,6 +1002,9 @@ REVOKE ALL ON FUNCTION
     steadytext_derivation_walk(integer),
     steadytext_derivation_declare(regrole, regclass, name, text, name[], text, jsonb),
     steadytext_derivation_drop_triggers(steadytext_derivations),
+    steadytext_derivation_disable(steadytext_derivations, text),
+    steadytext_derivation_after_alter(),
+    steadytext_derivation_after_drop(),
     steadytext_derivation_manage(regrole, regclass, name, text)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION

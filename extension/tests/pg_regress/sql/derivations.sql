@@ -228,6 +228,26 @@ SET ROLE regress_alice;
 SELECT steadytext_derivation_drop('regress_derive.docs', destination) FROM steadytext_derivations ORDER BY id;
 SELECT count(*) AS triggers_left FROM pg_trigger WHERE tgrelid = 'regress_derive.docs'::regclass;
 SELECT sqlstate_of($$SELECT steadytext_derivation_drop('regress_derive.docs', 'summary')$$) AS outcome;
+
+-- the source changing under a derivation: a renamed or dropped input column, or a destination
+-- of another type, disables it (its triggers are dropped, so statements on the table go on
+-- working); a dropped table drops its derivations
+RESET ROLE;
+CREATE TABLE regress_derive.notes (id int PRIMARY KEY, body text, extra text, embedding real[], summary text);
+ALTER TABLE regress_derive.notes OWNER TO regress_alice;
+SET ROLE regress_alice;
+INSERT INTO regress_derive.notes VALUES (1, 'a note', NULL, NULL, NULL);
+SELECT steadytext_derive('regress_derive.notes', 'embedding', 'body') > 0 AS declared;
+SELECT steadytext_derive('regress_derive.notes', 'summary', 'extra', 'generate') > 0 AS declared;
+ALTER TABLE regress_derive.notes RENAME COLUMN body TO text_body;
+INSERT INTO regress_derive.notes (id, text_body) VALUES (2, 'still insertable');
+ALTER TABLE regress_derive.notes ALTER COLUMN summary TYPE varchar(100);
+SELECT destination, state, disabled_reason FROM steadytext_derivation_status
+WHERE source = 'regress_derive.notes'::regclass ORDER BY id;
+SELECT count(*) AS triggers_left FROM pg_trigger WHERE tgrelid = 'regress_derive.notes'::regclass;
+SELECT sqlstate_of($$SELECT steadytext_derivation_resume('regress_derive.notes', 'embedding')$$) AS outcome;
+DROP TABLE regress_derive.notes;
+SELECT count(*) AS derivations_left FROM steadytext_derivations;
 RESET ROLE;
 DROP SCHEMA regress_derive CASCADE;
 TRUNCATE steadytext_queue;
