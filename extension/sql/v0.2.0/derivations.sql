@@ -743,8 +743,11 @@ BEGIN
         RETURN;
     END IF;
     FOREACH event IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
-        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s',
-                       format('steadytext_derivation_%s_%s', d.id, event), d.source);
+        IF EXISTS (SELECT FROM pg_trigger
+                   WHERE tgrelid = d.source AND tgname = format('steadytext_derivation_%s_%s', d.id, event)) THEN
+            EXECUTE format('DROP TRIGGER %I ON %s',
+                           format('steadytext_derivation_%s_%s', d.id, event), d.source);
+        END IF;
     END LOOP;
 END
 $$;

@@ -121,6 +121,18 @@ CREATE VIEW traps.steadytext_result_cache AS
 CREATE VIEW traps.steadytext_result_cache_eviction AS
     SELECT e.* FROM trap_log.touch('table steadytext_result_cache_eviction') t,
                     public.steadytext_result_cache_eviction e;
+CREATE VIEW traps.steadytext_derivations AS
+    SELECT d.* FROM trap_log.touch('table steadytext_derivations') t, public.steadytext_derivations d;
+CREATE VIEW traps.steadytext_derivation_rows AS
+    SELECT r.* FROM trap_log.touch('table steadytext_derivation_rows') t,
+                    public.steadytext_derivation_rows r;
+CREATE VIEW traps.pg_attribute AS
+    SELECT a.attrelid, a.attname, a.attnum, a.atttypid, a.atttypmod, a.attisdropped, a.attgenerated
+    FROM trap_log.touch('table pg_attribute') t, pg_catalog.pg_attribute a;
+CREATE VIEW traps.pg_depend AS
+    SELECT d.* FROM trap_log.touch('table pg_depend') t, pg_catalog.pg_depend d;
+CREATE VIEW traps.pg_index AS
+    SELECT i.* FROM trap_log.touch('table pg_index') t, pg_catalog.pg_index i;
 CREATE VIEW traps.pg_extension AS
     SELECT e.* FROM trap_log.touch('table pg_extension') t, pg_catalog.pg_extension e;
 CREATE VIEW traps.pg_namespace AS
@@ -193,6 +205,46 @@ SELECT public.steadytext_generate_regex('trap', '[0-9]', 4) OPERATOR(pg_catalog.
 SELECT public.steadytext_generate_choice('trap', '{yes,no}', 4) OPERATOR(pg_catalog.=) ANY ('{yes,no}') AS choice;
 SELECT document FROM public.steadytext_rerank('trap', '{a}');
 RESET ROLE;
+-- 4. derivations: an ordinary role declares them on its table and changes the table; a
+-- superuser worker walks, completes and fails their requests
+RESET search_path;
+TRUNCATE steadytext_queue;
+CREATE TABLE public.trap_docs (id int PRIMARY KEY, body text, embedding real[], summary text);
+ALTER TABLE public.trap_docs OWNER TO regress_alice;
+INSERT INTO public.trap_docs VALUES (1, 'one'), (2, 'two');
+SET ROLE regress_alice;
+SET search_path = traps, pg_catalog, public;
+SELECT public.steadytext_derive('public.trap_docs', 'embedding', 'body') OPERATOR(pg_catalog.>) 0 AS declared;
+SELECT public.steadytext_derive('public.trap_docs', 'summary', 'body', 'generate', '{"max_tokens": 4}')
+       OPERATOR(pg_catalog.>) 0 AS declared;
+RESET ROLE;
+SELECT public.steadytext_derivation_walk() AS walked;
+SELECT public.steadytext_derivation_walk() AS walked;
+SET ROLE regress_alice;
+INSERT INTO public.trap_docs VALUES (3, 'three');
+UPDATE public.trap_docs SET body = 'uno' WHERE id OPERATOR(pg_catalog.=) 1;
+DELETE FROM public.trap_docs WHERE id OPERATOR(pg_catalog.=) 2;
+SELECT public.steadytext_derivation_pause('public.trap_docs', 'summary');
+SELECT public.steadytext_derivation_resume('public.trap_docs', 'summary');
+SELECT public.steadytext_derivation_rederive('public.trap_docs', 'summary');
+SELECT state FROM public.steadytext_derivation_status ORDER BY id;
+RESET ROLE;
+SELECT public.steadytext_derivation_walk() AS walked;
+SELECT pg_catalog.count(*) OPERATOR(pg_catalog.>) 0 AS claimed
+FROM public.steadytext_queue_claim('trap-worker', 20);
+SELECT public.steadytext_queue_complete_many('trap-worker', pg_catalog.array_agg(request_id),
+           pg_catalog.array_agg('[0.5]'::text)) AS completed
+FROM public.steadytext_queue WHERE status OPERATOR(pg_catalog.=) 'processing'
+  AND function_name OPERATOR(pg_catalog.=) 'embed';
+SELECT public.steadytext_queue_fail(request_id, 'trap-worker', 'no', false) AS failed
+FROM public.steadytext_queue WHERE status OPERATOR(pg_catalog.=) 'processing';
+SET ROLE regress_alice;
+SELECT id, embedding FROM public.trap_docs ORDER BY id;
+TRUNCATE public.trap_docs;
+ALTER TABLE public.trap_docs RENAME COLUMN summary TO abstract;
+SELECT public.steadytext_derivation_drop('public.trap_docs', 'summary');
+RESET ROLE;
+DROP TABLE public.trap_docs;
 RESET search_path;
 -- no trap fired
 SELECT trap, by_role FROM trap_log.fired ORDER BY 1;

@@ -2,6 +2,7 @@
 -- members would read and complete every role's requests. (Runs last: it drops and creates the
 -- extension again, with the traps of search_path_traps still planted in its schema.)
 DROP VIEW traps.steadytext_queue, traps.steadytext_workers, traps.steadytext_result_cache,
+          traps.steadytext_derivations, traps.steadytext_derivation_rows,
     traps.steadytext_result_cache_eviction;
 DROP EXTENSION pg_steadytext;
 COMMENT ON ROLE steadytext_worker IS NULL;
