@@ -984,6 +984,53 @@ COMMENT ON VIEW steadytext_derivation_status IS
 REVOKE ALL ON steadytext_derivation_status FROM PUBLIC;
 GRANT SELECT ON steadytext_derivation_status TO PUBLIC;
 
+-- Waits until the derivation of `destination` on `source` has every row in sync (nothing
+-- pending, nothing walking; rows that failed for good count as settled) and returns true, or
+-- raises 55000 after timeout_seconds. For scripts and tests that need a derivation caught up
+-- with changes they committed; it looks every 50 ms.
+CREATE FUNCTION steadytext_derivation_wait(source regclass, destination text,
+                                           timeout_seconds integer DEFAULT 30)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    deadline timestamptz;
+    st record;
+BEGIN
+    IF source IS NULL OR destination IS NULL OR timeout_seconds IS NULL THEN
+        RAISE EXCEPTION 'source, destination and timeout_seconds must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF timeout_seconds < 0 THEN
+        RAISE EXCEPTION 'timeout_seconds must not be negative, got %', timeout_seconds USING ERRCODE = '22023';
+    END IF;
+    deadline := clock_timestamp() + make_interval(secs => timeout_seconds);
+    LOOP
+        SELECT s.state, s.rows_pending, s.backfilling INTO st
+        FROM @extschema@.steadytext_derivation_status s
+        WHERE s.source = steadytext_derivation_wait.source
+          AND s.destination = steadytext_derivation_wait.destination;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'column "%" of % is not a derivation''s destination', destination, source
+                USING ERRCODE = '42704';
+        END IF;
+        IF st.state = 'active' AND st.rows_pending = 0 AND NOT st.backfilling THEN
+            RETURN true;
+        END IF;
+        IF st.state <> 'active' THEN
+            RAISE EXCEPTION 'the derivation of column "%" of % is %', destination, source, st.state
+                USING ERRCODE = '55000';
+        END IF;
+        IF clock_timestamp() >= deadline THEN
+            RAISE EXCEPTION 'timed out after % s waiting for the derivation of column "%" of % (% rows pending)',
+                timeout_seconds, destination, source, st.rows_pending
+                USING ERRCODE = '55000', HINT = 'is a steadytext worker running? raise timeout_seconds to wait longer';
+        END IF;
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+END
+$$;
+
 REVOKE ALL ON FUNCTION
     steadytext_derivation_run_as(oid, text, jsonb),
     steadytext_derivation_check_request(text, jsonb),

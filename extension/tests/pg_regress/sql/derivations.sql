@@ -120,6 +120,13 @@ RESET ROLE;
 SELECT id, embedding, summary, facts, label FROM regress_derive.docs ORDER BY id;
 SELECT destination, rows_total, rows_in_sync, rows_pending, rows_failed, last_error, lag, backfilling
 FROM steadytext_derivation_status ORDER BY id;
+-- waiting for a derivation to catch up
+SELECT steadytext_derivation_wait('regress_derive.docs', 'embedding', 0) AS caught_up;
+SELECT stmt, sqlstate_of(stmt) AS outcome FROM (VALUES
+    ($$SELECT steadytext_derivation_wait('regress_derive.docs', 'title')$$),
+    ($$SELECT steadytext_derivation_wait('regress_derive.docs', 'embedding', -1)$$),
+    ($$SELECT steadytext_derivation_wait('regress_derive.docs', NULL)$$)
+) AS t(stmt);
 
 -- a result computed from an input the row no longer has is dropped
 SET ROLE regress_alice;
@@ -151,6 +158,7 @@ FROM steadytext_queue WHERE status = 'processing';
 RESET ROLE;
 SELECT id, embedding, summary, facts, label FROM regress_derive.docs WHERE id = 2;
 SELECT destination, rows_in_sync, rows_pending FROM steadytext_derivation_status ORDER BY id;
+SELECT sqlstate_of($$SELECT steadytext_derivation_wait('regress_derive.docs', 'embedding', 0)$$) AS outcome;
 
 -- a request that fails for good leaves the destination as it was and shows its error
 SET ROLE regress_alice;

@@ -240,6 +240,7 @@ SELECT public.steadytext_queue_fail(request_id, 'trap-worker', 'no', false) AS f
 FROM public.steadytext_queue WHERE status OPERATOR(pg_catalog.=) 'processing';
 SET ROLE regress_alice;
 SELECT id, embedding FROM public.trap_docs ORDER BY id;
+SELECT public.steadytext_derivation_wait('public.trap_docs', 'embedding', 0) AS caught_up;
 TRUNCATE public.trap_docs;
 ALTER TABLE public.trap_docs RENAME COLUMN summary TO abstract;
 SELECT public.steadytext_derivation_drop('public.trap_docs', 'summary');
