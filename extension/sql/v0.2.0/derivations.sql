@@ -427,6 +427,52 @@ $$;
 -- ---------------------------------------------------------------------------------------------
 -- Completion: the write-back.
 
+-- Writes the results in `batch` (a JSON array of {"k": key, "h": hex input hash, "v": result,
+-- "r": request id}, all current requests of derivation `d`) into their rows and marks those
+-- rows in sync; returns the keys written. The bookkeeping rows and then the source rows are
+-- locked NOWAIT (lock_not_available if another transaction holds one). A row whose input no
+-- longer hashes to "h" (changed without the triggers seeing it), or that the declarer cannot
+-- see, is not written and waits for the next walk.
+CREATE FUNCTION steadytext_derivation_write_rows(d @extschema@.steadytext_derivations, batch jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    written jsonb;
+BEGIN
+    PERFORM FROM @extschema@.steadytext_derivation_rows s
+    WHERE s.derivation_id = d.id
+      AND s.request_id IN (SELECT (e ->> 'r')::uuid FROM jsonb_array_elements(batch) e)
+    FOR UPDATE NOWAIT;
+    SELECT coalesce(jsonb_agg(r), '[]') INTO written
+    FROM @extschema@.steadytext_derivation_run_as(d.declarer, format(
+        'WITH steadytext__w AS ('
+        '    SELECT e -> ''k'' AS k, e ->> ''h'' AS h, e ->> ''v'' AS v'
+        '    FROM jsonb_array_elements($1) AS e'
+        '), steadytext__locked AS ('
+        '    SELECT t.ctid AS tid, steadytext__w.k, steadytext__w.v'
+        '    FROM %1$s AS t JOIN steadytext__w ON %2$s'
+        '    WHERE encode(sha256(convert_to(%3$s, ''UTF8'')), ''hex'') = steadytext__w.h'
+        '    FOR UPDATE OF t NOWAIT'
+        ') UPDATE %1$s AS t SET %4$I = %5$s FROM steadytext__locked'
+        '  WHERE t.ctid = steadytext__locked.tid RETURNING steadytext__locked.k',
+        d.source, @extschema@.steadytext_derivation_key_match_sql(d, 'steadytext__w.k'),
+        @extschema@.steadytext_derivation_input_sql(d), d.destination,
+        @extschema@.steadytext_derivation_value_sql(d, 'steadytext__locked.v')),
+        batch) AS r;
+    UPDATE @extschema@.steadytext_derivation_rows s
+    SET derived_hash = CASE WHEN s.source_key IN (SELECT jsonb_array_elements(written))
+                            THEN s.input_hash ELSE s.derived_hash END,
+        derived_epoch = CASE WHEN s.source_key IN (SELECT jsonb_array_elements(written))
+                             THEN d.epoch ELSE s.derived_epoch END,
+        request_id = NULL, error = NULL
+    WHERE s.derivation_id = d.id
+      AND s.request_id IN (SELECT (e ->> 'r')::uuid FROM jsonb_array_elements(batch) e);
+    RETURN written;
+END
+$$;
+
 -- Writes the results of completed derivation requests into their rows, in the transaction
 -- that completes them (steadytext_queue_complete_many calls it). A result is written only while
 -- it is the row's current request and the row's input, evaluated now as the declarer, still
@@ -434,7 +480,9 @@ $$;
 -- source's row-level security. Rows another transaction holds are not waited for: their
 -- requests are returned, for steadytext_queue_complete_many to give back to the queue (their
 -- result is a cache hit next time), so that a completion never waits on, or deadlocks with, a
--- user's transaction. Returns the ids of those requests.
+-- user's transaction. A write that fails (a vector of another dimension, a constraint of the
+-- table) is retried row by row, and the rows that still fail show why; the completion goes on.
+-- Returns the ids of the requests given back.
 CREATE FUNCTION steadytext_derivation_write_back(request_ids uuid[])
 RETURNS uuid[]
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -443,7 +491,7 @@ AS $$
 DECLARE
     d @extschema@.steadytext_derivations;
     batch jsonb;
-    written jsonb;
+    one jsonb;
     busy uuid[] := '{}';
 BEGIN
     FOR d IN
@@ -453,51 +501,36 @@ BEGIN
           AND state <> 'disabled'
         ORDER BY id
     LOOP
+        SELECT jsonb_agg(jsonb_build_object('k', q.source_key, 'h', encode(q.input_hash, 'hex'),
+                                            'v', q.result, 'r', q.request_id))
+        INTO batch
+        FROM @extschema@.steadytext_queue q
+        JOIN @extschema@.steadytext_derivation_rows s
+          ON s.derivation_id = d.id AND s.source_key = q.source_key AND s.request_id = q.request_id
+        WHERE q.request_id = ANY(request_ids) AND q.derivation_id = d.id
+          AND q.status = 'completed';
+        IF batch IS NULL THEN
+            CONTINUE;
+        END IF;
         BEGIN
-            SELECT jsonb_agg(jsonb_build_object('k', q.source_key, 'h', encode(q.input_hash, 'hex'),
-                                                'v', q.result, 'r', q.request_id))
-            INTO batch
-            FROM @extschema@.steadytext_queue q
-            JOIN @extschema@.steadytext_derivation_rows s
-              ON s.derivation_id = d.id AND s.source_key = q.source_key AND s.request_id = q.request_id
-            WHERE q.request_id = ANY(request_ids) AND q.derivation_id = d.id
-              AND q.status = 'completed';
-            -- lock the bookkeeping rows first, then the source rows, never waiting for either
-            PERFORM FROM @extschema@.steadytext_derivation_rows s
-            WHERE s.derivation_id = d.id
-              AND s.request_id IN (SELECT (e ->> 'r')::uuid FROM jsonb_array_elements(batch) e)
-            FOR UPDATE NOWAIT;
-            IF batch IS NULL THEN
-                CONTINUE;
-            END IF;
-            SELECT coalesce(jsonb_agg(r), '[]') INTO written
-            FROM @extschema@.steadytext_derivation_run_as(d.declarer, format(
-                'WITH steadytext__w AS ('
-                '    SELECT e -> ''k'' AS k, e ->> ''h'' AS h, e ->> ''v'' AS v'
-                '    FROM jsonb_array_elements($1) AS e'
-                '), steadytext__locked AS ('
-                '    SELECT t.ctid AS tid, steadytext__w.k, steadytext__w.v'
-                '    FROM %1$s AS t JOIN steadytext__w ON %2$s'
-                '    WHERE encode(sha256(convert_to(%3$s, ''UTF8'')), ''hex'') = steadytext__w.h'
-                '    FOR UPDATE OF t NOWAIT'
-                ') UPDATE %1$s AS t SET %4$I = %5$s FROM steadytext__locked'
-                '  WHERE t.ctid = steadytext__locked.tid RETURNING steadytext__locked.k',
-                d.source, @extschema@.steadytext_derivation_key_match_sql(d, 'steadytext__w.k'),
-                @extschema@.steadytext_derivation_input_sql(d), d.destination,
-                @extschema@.steadytext_derivation_value_sql(d, 'steadytext__locked.v')),
-                batch) AS r;
-            -- written: in sync now; the others (the row is gone from the declarer's sight, or its
-            -- input changed without the triggers seeing it) wait for the next walk
-            UPDATE @extschema@.steadytext_derivation_rows s
-            SET derived_hash = CASE WHEN s.source_key IN (SELECT jsonb_array_elements(written))
-                                    THEN s.input_hash ELSE s.derived_hash END,
-                derived_epoch = CASE WHEN s.source_key IN (SELECT jsonb_array_elements(written))
-                                     THEN d.epoch ELSE s.derived_epoch END,
-                request_id = NULL, error = NULL
-            WHERE s.derivation_id = d.id
-              AND s.request_id IN (SELECT (e ->> 'r')::uuid FROM jsonb_array_elements(batch) e);
-        EXCEPTION WHEN lock_not_available THEN
-            busy := busy || ARRAY(SELECT (e ->> 'r')::uuid FROM jsonb_array_elements(batch) e);
+            PERFORM @extschema@.steadytext_derivation_write_rows(d, batch);
+        EXCEPTION
+            WHEN lock_not_available THEN
+                busy := busy || ARRAY(SELECT (e ->> 'r')::uuid FROM jsonb_array_elements(batch) e);
+            WHEN OTHERS THEN
+                FOR one IN SELECT jsonb_array_elements(batch) LOOP
+                    BEGIN
+                        PERFORM @extschema@.steadytext_derivation_write_rows(d, jsonb_build_array(one));
+                    EXCEPTION
+                        WHEN lock_not_available THEN
+                            busy := busy || (one ->> 'r')::uuid;
+                        WHEN OTHERS THEN
+                            UPDATE @extschema@.steadytext_derivation_rows s
+                            SET request_id = NULL,
+                                error = format('the result could not be written: %s', SQLERRM)
+                            WHERE s.derivation_id = d.id AND s.request_id = (one ->> 'r')::uuid;
+                    END;
+                END LOOP;
         END;
     END LOOP;
     RETURN busy;
@@ -1047,6 +1080,7 @@ REVOKE ALL ON FUNCTION
     steadytext_derivation_after_update(),
     steadytext_derivation_after_delete(),
     steadytext_derivation_after_truncate(),
+    steadytext_derivation_write_rows(steadytext_derivations, jsonb),
     steadytext_derivation_write_back(uuid[]),
     steadytext_derivation_request_ended(uuid, text),
     steadytext_derivation_walk(integer),

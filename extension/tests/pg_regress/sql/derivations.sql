@@ -237,6 +237,27 @@ SELECT steadytext_derivation_drop('regress_derive.docs', destination) FROM stead
 SELECT count(*) AS triggers_left FROM pg_trigger WHERE tgrelid = 'regress_derive.docs'::regclass;
 SELECT sqlstate_of($$SELECT steadytext_derivation_drop('regress_derive.docs', 'summary')$$) AS outcome;
 
+-- a result the table refuses (here a CHECK constraint) shows on its row; the completion goes on
+RESET ROLE;
+CREATE TABLE regress_derive.checked (id int PRIMARY KEY, body text, summary text CHECK (length(summary) < 5));
+ALTER TABLE regress_derive.checked OWNER TO regress_alice;
+SET ROLE regress_alice;
+SELECT steadytext_derive('regress_derive.checked', 'summary', 'body', 'generate') > 0 AS declared;
+INSERT INTO regress_derive.checked VALUES (1, 'short', NULL), (2, 'long', NULL);
+RESET ROLE;
+SET ROLE regress_worker;
+SELECT count(*) AS claimed FROM steadytext_queue_claim('regress-w', 100);
+SELECT steadytext_queue_complete_many('regress-w', array_agg(request_id ORDER BY id),
+           array_agg(CASE WHEN source_key ->> 'id' = '1' THEN 'ok' ELSE 'far too long' END ORDER BY id))
+       AS written
+FROM steadytext_queue WHERE status = 'processing';
+RESET ROLE;
+SET ROLE regress_alice;
+SELECT id, summary FROM regress_derive.checked ORDER BY id;
+SELECT source_key, error FROM steadytext_derivation_rows r JOIN steadytext_derivations d ON d.id = r.derivation_id
+WHERE d.source = 'regress_derive.checked'::regclass ORDER BY source_key;
+SELECT steadytext_derivation_drop('regress_derive.checked', 'summary');
+
 -- the source changing under a derivation: a renamed or dropped input column, or a destination
 -- of another type, disables it (its triggers are dropped, so statements on the table go on
 -- working); a dropped table drops its derivations
