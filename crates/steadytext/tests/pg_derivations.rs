@@ -156,3 +156,92 @@ fn derived_columns_follow_their_rows_through_a_real_worker() {
         .get(0);
     assert_eq!(untagged, 0);
 }
+
+#[test]
+fn derivations_survive_pg_dump_and_restore() {
+    let cluster = TestCluster::start();
+    let mut admin = support::extension_with_worker_role(&cluster);
+    // five rows walked into the queue (no worker yet), one completed by hand before the dump
+    admin
+        .batch_execute(
+            "CREATE ROLE dump_author LOGIN;
+             CREATE TABLE docs (id bigint PRIMARY KEY, title text NOT NULL, body text NOT NULL,
+                                embedding real[], summary text);
+             ALTER TABLE docs OWNER TO dump_author;
+             INSERT INTO docs (id, title, body)
+             SELECT i, 'Dumped ' || i, 'A document that went through pg_dump, number ' || i
+             FROM generate_series(1, 5) AS i;
+             SET ROLE dump_author;
+             SELECT steadytext_derive('docs', 'embedding', $$title || ': ' || body$$);
+             SELECT steadytext_derive('docs', 'summary', $$'Summarise: ' || body$$, 'generate',
+                                      '{\"max_tokens\": 8}');
+             RESET ROLE;
+             SELECT steadytext_derivation_walk() FROM generate_series(1, 3);",
+        )
+        .unwrap();
+    let pending: i64 =
+        admin.query_one("SELECT count(*) FROM steadytext_queue", &[]).unwrap().get(0);
+    assert_eq!(pending, 10);
+
+    let dump = cluster.client_program("pg_dump").args(["-d", "postgres"]).output().unwrap();
+    assert!(dump.status.success(), "pg_dump: {}", String::from_utf8_lossy(&dump.stderr));
+    admin.batch_execute("CREATE DATABASE restored").unwrap();
+    let mut psql = cluster
+        .client_program("psql")
+        .args(["-d", "restored", "-q", "-v", "ON_ERROR_STOP=1"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        psql.stdin.take().unwrap().write_all(&dump.stdout).unwrap();
+    }
+    let restore = psql.wait_with_output().unwrap();
+    assert!(restore.status.success(), "restore: {}", String::from_utf8_lossy(&restore.stderr));
+
+    let mut restored = cluster.connect_to("restored");
+    let derivations: Vec<(String, String, i64)> = restored
+        .query(
+            "SELECT d.destination::text, d.declarer::text, \
+                    (SELECT count(*) FROM steadytext_derivation_rows r WHERE r.derivation_id = d.id) \
+             FROM steadytext_derivations d ORDER BY d.id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        derivations,
+        vec![
+            ("embedding".to_owned(), "dump_author".to_owned(), 5),
+            ("summary".to_owned(), "dump_author".to_owned(), 5)
+        ]
+    );
+    // a daemon on the restored database derives the restored requests, and the restored
+    // triggers follow new changes
+    let serve = Daemon::serve(&[
+        "--database-url",
+        &cluster.url_of("st_worker", "restored"),
+        "--worker-id",
+        "after-restore",
+    ]);
+    restored
+        .batch_execute(&format!("ALTER DATABASE restored SET steadytext.daemon_url = '{}'", serve.url))
+        .unwrap();
+    let mut author = postgres::Client::connect(
+        &cluster.url_of("dump_author", "restored"),
+        postgres::NoTls,
+    )
+    .unwrap();
+    author
+        .batch_execute(
+            "INSERT INTO docs (id, title, body) VALUES (6, 'After', 'Inserted after the restore');
+             UPDATE docs SET body = 'Edited after the restore' WHERE id = 1;",
+        )
+        .unwrap();
+    wait_in_sync(&mut author, 6);
+    assert_eq!(assert_rows_match_sync(&mut author), 6);
+}
