@@ -61,7 +61,7 @@ fn steadytext_derivation_run_as(
 fn steadytext_derivation_check_request(function_name: &str, parameters: JsonB) {
     or_raise((|| {
         let JsonB(mut params) = parameters;
-        let input = if function_name == "embed" { "text_input" } else { "prompt" };
+        let input = if function_name.starts_with("embed") { "text_input" } else { "prompt" };
         if let Value::Object(map) = &mut params {
             map.insert(input.to_owned(), Value::String("x".to_owned()));
         }

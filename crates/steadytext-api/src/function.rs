@@ -21,17 +21,21 @@ pub enum Function {
     GenerateChoice,
     /// `steadytext_rerank`: documents scored against a query.
     Rerank,
+    /// A chunked embedding (a derivation's `embed_chunks`): a text split into chunks of the
+    /// embedding model's tokens, each embedded.
+    EmbedChunks,
 }
 
 impl Function {
     /// Every function, in the order of the table's CHECK list.
-    pub const ALL: [Function; 6] = [
+    pub const ALL: [Function; 7] = [
         Function::Generate,
         Function::Embed,
         Function::GenerateJson,
         Function::GenerateRegex,
         Function::GenerateChoice,
         Function::Rerank,
+        Function::EmbedChunks,
     ];
 
     /// The name stored in `steadytext_queue.function_name` and sent in notifications.
@@ -43,6 +47,7 @@ impl Function {
             Function::GenerateRegex => "generate_regex",
             Function::GenerateChoice => "generate_choice",
             Function::Rerank => "rerank",
+            Function::EmbedChunks => "embed_chunks",
         }
     }
 

@@ -16,6 +16,19 @@ pub const PRIORITY_MIN: i32 = -1000;
 /// Highest queue priority an asynchronous request may ask for (higher runs first; default 0).
 pub const PRIORITY_MAX: i32 = 1000;
 
+/// Default size of a chunked embedding's chunks, in the embedding model's tokens.
+pub const DEFAULT_CHUNK_TOKENS: i32 = 256;
+
+/// Default overlap of consecutive chunks of a chunked embedding, in tokens.
+pub const DEFAULT_CHUNK_OVERLAP: i32 = 32;
+
+/// Smallest chunk size a chunked embedding accepts, in tokens.
+pub const MIN_CHUNK_TOKENS: i32 = 16;
+
+/// Largest chunk size a chunked embedding accepts, in tokens (the embedding model embeds at most
+/// this many whole; a smaller model limit applies on top).
+pub const MAX_CHUNK_TOKENS: i32 = 510;
+
 /// Most items one batch call (prompts, texts, documents, choices) may carry.
 pub const MAX_BATCH_ITEMS: usize = 10_000;
 

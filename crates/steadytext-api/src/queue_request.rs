@@ -7,7 +7,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::function::Function;
-use crate::validate::InputError;
+use crate::limits::{DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_TOKENS};
+use crate::validate::{self, InputError};
 use crate::wire::{
     default_seed, default_true, ConstraintBody, EmbedBody, GenerateBody, GenerationParams,
     RerankBody,
@@ -56,6 +57,50 @@ pub struct ChoiceParams {
     pub choices: Vec<String>,
 }
 
+/// Arguments of a chunked embedding (a derivation of kind `embed_chunks`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbedChunksParams {
+    /// The text to split and embed.
+    pub text_input: String,
+    /// Most tokens of the embedding model per chunk. Default: 256.
+    #[serde(default = "default_chunk_tokens")]
+    pub chunk_tokens: i32,
+    /// Tokens consecutive chunks of a paragraph may share. Default: 32.
+    #[serde(default = "default_chunk_overlap")]
+    pub chunk_overlap: i32,
+    /// Whether cached vectors may be returned (per chunk). Default: true.
+    #[serde(default = "default_true")]
+    pub use_cache: bool,
+    /// Seed (part of each chunk's request identity). Default: 42.
+    #[serde(default = "default_seed")]
+    pub seed: i32,
+}
+
+impl EmbedChunksParams {
+    /// Checks the text and the chunking.
+    pub fn validate(&self) -> Result<(), InputError> {
+        validate::check_text("text_input", &self.text_input)?;
+        validate::check_chunking(self.chunk_tokens, self.chunk_overlap)
+    }
+}
+
+fn default_chunk_tokens() -> i32 {
+    DEFAULT_CHUNK_TOKENS
+}
+
+fn default_chunk_overlap() -> i32 {
+    DEFAULT_CHUNK_OVERLAP
+}
+
+/// One chunk of a chunked embedding's result: its text and its vector in pgvector's text form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChunkResult {
+    /// The chunk, a substring of the input.
+    pub text: String,
+    /// Its embedding as `[x,y,…]` (see [`crate::vector_text`]).
+    pub embedding: String,
+}
+
 /// A queued request: the function (the `function_name` column) with its arguments (the
 /// `parameters` column, a JSON object under the SQL argument names).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,6 +118,8 @@ pub enum QueuedRequest {
     GenerateChoice(ChoiceParams),
     /// `steadytext_rerank_async`.
     Rerank(RerankBody),
+    /// A derivation's chunked embedding.
+    EmbedChunks(EmbedChunksParams),
 }
 
 /// Why a queue row could not be read as a [`QueuedRequest`].
@@ -100,6 +147,9 @@ pub enum ServiceCall {
     Embed(EmbedBody),
     /// A reranking.
     Rerank(RerankBody),
+    /// A text to split into chunks, each embedded; the result is a JSON array of
+    /// [`ChunkResult`].
+    EmbedChunks(EmbedChunksParams),
 }
 
 impl QueuedRequest {
@@ -112,6 +162,7 @@ impl QueuedRequest {
             QueuedRequest::GenerateRegex(_) => Function::GenerateRegex,
             QueuedRequest::GenerateChoice(_) => Function::GenerateChoice,
             QueuedRequest::Rerank(_) => Function::Rerank,
+            QueuedRequest::EmbedChunks(_) => Function::EmbedChunks,
         }
     }
 
@@ -158,6 +209,7 @@ impl QueuedRequest {
                 seed: e.seed,
             }),
             QueuedRequest::Rerank(r) => ServiceCall::Rerank(r),
+            QueuedRequest::EmbedChunks(c) => ServiceCall::EmbedChunks(c),
         }
     }
 
@@ -168,6 +220,7 @@ impl QueuedRequest {
             ServiceCall::Generate(b) => b.validate().map(|_| ()),
             ServiceCall::Embed(b) => b.validate(),
             ServiceCall::Rerank(b) => b.validate(),
+            ServiceCall::EmbedChunks(c) => c.validate(),
         }
     }
 }

@@ -2,7 +2,9 @@
 //! so both refuse the same inputs with the same messages.
 
 use crate::json_schema::{self, SchemaError};
-use crate::limits::{check_max_tokens, MaxTokensError, PRIORITY_MAX, PRIORITY_MIN};
+use crate::limits::{
+    check_max_tokens, MaxTokensError, MAX_CHUNK_TOKENS, MIN_CHUNK_TOKENS, PRIORITY_MAX, PRIORITY_MIN,
+};
 
 /// Why an argument of a request was refused. Messages are lower-case and name the argument or
 /// the limit; the extension maps each variant to a SQLSTATE in one place.
@@ -72,6 +74,28 @@ pub enum InputError {
     /// A regular expression that does not parse.
     #[error("invalid regular expression in pattern: {0}")]
     Regex(String),
+    /// `chunk_tokens` outside [`MIN_CHUNK_TOKENS`, `MAX_CHUNK_TOKENS`].
+    #[error("chunk_tokens must be between {MIN_CHUNK_TOKENS} and {MAX_CHUNK_TOKENS}, got {0}")]
+    ChunkTokens(i32),
+    /// `chunk_overlap` negative or not below half of `chunk_tokens`.
+    #[error("chunk_overlap must be between 0 and half of chunk_tokens ({max}), got {got}")]
+    ChunkOverlap {
+        /// What was passed.
+        got: i32,
+        /// The largest allowed.
+        max: i32,
+    },
+}
+
+/// Checks a chunked embedding's chunk size and overlap.
+pub fn check_chunking(chunk_tokens: i32, chunk_overlap: i32) -> Result<(), InputError> {
+    if !(MIN_CHUNK_TOKENS..=MAX_CHUNK_TOKENS).contains(&chunk_tokens) {
+        return Err(InputError::ChunkTokens(chunk_tokens));
+    }
+    if chunk_overlap < 0 || chunk_overlap > chunk_tokens / 2 {
+        return Err(InputError::ChunkOverlap { got: chunk_overlap, max: chunk_tokens / 2 });
+    }
+    Ok(())
 }
 
 /// Refuses an empty text argument.

@@ -12,7 +12,7 @@ pub mod models;
 pub mod runtime;
 
 // The modules' paths from before they were grouped (`steadytext_core::embed`, …), kept.
-pub use encoders::{embed, rerank, slots};
+pub use encoders::{chunking, embed, rerank, slots};
 pub use generation::{chat, constraint, decode_batch, generate};
 use generation::{closing, guide};
 pub use models::{bert_gguf, download, gguf, registry};

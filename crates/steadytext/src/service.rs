@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use serde_json::json;
+use steadytext_api::queue_request::EmbedChunksParams;
 use steadytext_api::wire::{
     ConstraintBody, EmbedBody, EmbedReply, GenerateBody, GenerateReply, RerankBody, RerankReply,
 };
@@ -236,6 +237,26 @@ impl Service {
         }
         let embeddings = vectors.into_iter().map(|v| v.expect("every text embedded")).collect();
         Ok(EmbedReply { embeddings, cached })
+    }
+
+    /// Splits a text into chunks of the embedding model's tokens (paragraph and sentence
+    /// boundaries where it can, nothing dropped) and embeds each chunk as [`Service::embed`]
+    /// does: each chunk is cached on its own, so a document edited in one paragraph costs only
+    /// that paragraph's chunks. Returns the chunks with their vectors, in order.
+    pub async fn embed_chunks(
+        &self,
+        params: EmbedChunksParams,
+    ) -> Result<Vec<(String, Vec<f32>)>, DaemonError> {
+        params.validate()?;
+        let (text, size, overlap) =
+            (params.text_input, params.chunk_tokens as usize, params.chunk_overlap as usize);
+        let chunks = self.engine.with_embedder(move |e| Ok(e.chunk(&text, size, overlap))).await?;
+        if chunks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let body = EmbedBody { texts: chunks.clone(), use_cache: params.use_cache, seed: params.seed };
+        let reply = self.embed(body).await?;
+        Ok(chunks.into_iter().zip(reply.embeddings).collect())
     }
 
     /// Scores documents against a query with the configured reranker model; without one

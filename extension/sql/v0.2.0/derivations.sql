@@ -22,8 +22,12 @@ CREATE TABLE steadytext_derivations (
     source            regclass NOT NULL,
     destination       name NOT NULL,
     -- how a result is converted for the destination: 'text', 'jsonb', 'real[]' or 'vector'
-    -- (pgvector's vector(n), when pgvector is installed)
-    destination_type  text NOT NULL CHECK (destination_type IN ('text', 'jsonb', 'real[]', 'vector')),
+    -- (pgvector's vector(n), when pgvector is installed); 'chunks' for a chunked embedding,
+    -- whose destination is the name of its chunk table (chunks)
+    destination_type  text NOT NULL CHECK (destination_type IN ('text', 'jsonb', 'real[]', 'vector', 'chunks')),
+    -- a chunked embedding's table of chunks: the source's key columns, chunk (1, 2, ...),
+    -- chunk_text and embedding; created by steadytext_derive, owned by the declarer
+    chunks            regclass,
     -- the SQL expression over the row's columns that the result is derived from, as declared
     input             text NOT NULL CHECK (input <> ''),
     -- the columns the input reads (from PostgreSQL's own dependency analysis of the expression)
@@ -31,7 +35,8 @@ CREATE TABLE steadytext_derivations (
     -- the source's primary key columns, in key order: a row is named by them (source_key)
     key_columns       name[] NOT NULL CHECK (cardinality(key_columns) > 0),
     function_name     text NOT NULL CHECK (function_name IN (
-                          'embed', 'generate', 'generate_json', 'generate_regex', 'generate_choice')),
+                          'embed', 'embed_chunks', 'generate', 'generate_json', 'generate_regex',
+                          'generate_choice')),
     -- the request's arguments but the input (max_tokens, seed, use_cache, schema, pattern, choices)
     parameters        jsonb NOT NULL CHECK (pg_catalog.jsonb_typeof(parameters) = 'object'),
     -- priority of requests for changed rows, and of those a walk (backfill) enqueues
@@ -51,7 +56,10 @@ CREATE TABLE steadytext_derivations (
     created_at        timestamptz NOT NULL DEFAULT pg_catalog.now(),
     CONSTRAINT steadytext_derivations_one_per_destination UNIQUE (source, destination),
     CONSTRAINT steadytext_derivations_disabled_reason
-        CHECK ((state = 'disabled') = (disabled_reason IS NOT NULL))
+        CHECK ((state = 'disabled') = (disabled_reason IS NOT NULL)),
+    CONSTRAINT steadytext_derivations_chunks
+        CHECK ((function_name = 'embed_chunks') = (destination_type = 'chunks')
+               AND (destination_type = 'chunks') = (chunks IS NOT NULL))
 );
 
 COMMENT ON TABLE steadytext_derivations IS
@@ -82,6 +90,13 @@ COMMENT ON TABLE steadytext_derivation_rows IS
 
 -- The queue rows a derivation enqueued say which derivation and which source row they serve,
 -- and the hash of the input they were computed from.
+-- chunked embeddings are a function of their own: a text in, a JSON array of
+-- {"text": chunk, "embedding": "[x,y,...]"} out
+ALTER TABLE steadytext_queue
+    DROP CONSTRAINT steadytext_queue_function_name_check,
+    ADD CONSTRAINT steadytext_queue_function_name_check CHECK (function_name IN (
+        'generate', 'embed', 'generate_json', 'generate_regex', 'generate_choice', 'rerank',
+        'embed_chunks'));
 ALTER TABLE steadytext_queue
     ADD COLUMN derivation_id bigint,
     ADD COLUMN source_key jsonb,
@@ -166,9 +181,14 @@ AS $$
         WHEN 'text' THEN value
         WHEN 'jsonb' THEN format('(%s)::jsonb', value)
         WHEN 'real[]' THEN format('pg_catalog.string_to_array(pg_catalog.btrim(%s, ''[]''), '','')::real[]', value)
-        ELSE format('(%s)::%s', value, (SELECT format_type(a.atttypid, a.atttypmod)
+        WHEN 'vector' THEN format('(%s)::%s', value, (SELECT format_type(a.atttypid, a.atttypmod)
                                           FROM pg_attribute a
                                           WHERE a.attrelid = d.source AND a.attname = d.destination))
+        -- chunks: the chunk table's embedding column, real[] or vector
+        ELSE (SELECT CASE WHEN a.atttypid = 'real[]'::regtype
+                          THEN format('pg_catalog.string_to_array(pg_catalog.btrim(%s, ''[]''), '','')::real[]', value)
+                          ELSE format('(%s)::%s', value, format_type(a.atttypid, a.atttypmod)) END
+              FROM pg_attribute a WHERE a.attrelid = d.chunks AND a.attname = 'embedding')
     END;
 $$;
 
@@ -218,7 +238,8 @@ BEGIN
              input_hash)
         SELECT d.function_name,
                d.parameters || jsonb_build_object(
-                   CASE d.function_name WHEN 'embed' THEN 'text_input' ELSE 'prompt' END, todo.i),
+                   CASE WHEN d.function_name IN ('embed', 'embed_chunks') THEN 'text_input' ELSE 'prompt' END,
+                   todo.i),
                CASE WHEN walk THEN d.backfill_priority ELSE d.priority END,
                d.declarer,
                coalesce(nullif(current_setting('steadytext.max_retries', true), '')::integer, 3),
@@ -249,7 +270,13 @@ BEGIN
                + (SELECT count(@extschema@.steadytext_queue_notify_completed(
                                    request_id, function_name, 'cancelled')) FROM cancelled)
     INTO enqueued, nulled, touched;
-    IF nulled IS NOT NULL THEN
+    IF nulled IS NOT NULL AND d.destination_type = 'chunks' THEN
+        PERFORM @extschema@.steadytext_derivation_run_as(d.declarer, format(
+            'DELETE FROM %s AS t USING jsonb_array_elements($1) AS steadytext__w(e) '
+            'WHERE %s RETURNING ''{}''::jsonb',
+            d.chunks, @extschema@.steadytext_derivation_key_match_sql(d, 'steadytext__w.e -> ''k''')),
+            nulled);
+    ELSIF nulled IS NOT NULL THEN
         PERFORM @extschema@.steadytext_derivation_run_as(d.declarer, format(
             'UPDATE %s AS t SET %I = NULL FROM jsonb_array_elements($1) AS steadytext__w(e) '
             'WHERE %s RETURNING ''{}''::jsonb',
@@ -445,22 +472,58 @@ BEGIN
     WHERE s.derivation_id = d.id
       AND s.request_id IN (SELECT (e ->> 'r')::uuid FROM jsonb_array_elements(batch) e)
     FOR UPDATE NOWAIT;
+    IF d.destination_type = 'chunks' THEN
+        SELECT coalesce(jsonb_agg(r), '[]') INTO written
+        FROM @extschema@.steadytext_derivation_run_as(d.declarer, format(
+            'WITH steadytext__w AS ('
+            '    SELECT e -> ''k'' AS steadytext__k, e ->> ''h'' AS steadytext__h, e ->> ''v'' AS steadytext__v'
+            '    FROM jsonb_array_elements($1) AS e'
+            '), steadytext__locked AS ('
+            '    SELECT %6$s, steadytext__w.steadytext__k, steadytext__w.steadytext__v'
+            '    FROM %1$s AS t JOIN steadytext__w ON %2$s'
+            '    WHERE encode(sha256(convert_to(%3$s, ''UTF8'')), ''hex'') = steadytext__w.steadytext__h'
+            '    FOR UPDATE OF t NOWAIT'
+            '), steadytext__pieces AS ('
+            '    SELECT %7$s, x.n::integer AS chunk, x.e ->> ''text'' AS chunk_text,'
+            '           x.e ->> ''embedding'' AS embedding'
+            '    FROM steadytext__locked AS l, jsonb_array_elements(l.steadytext__v::jsonb) WITH ORDINALITY AS x(e, n)'
+            '), steadytext__upserted AS ('
+            '    INSERT INTO %4$s AS c (%8$s, chunk, chunk_text, embedding)'
+            '    SELECT %8$s, chunk, chunk_text, %5$s FROM steadytext__pieces'
+            '    ON CONFLICT (%8$s, chunk) DO UPDATE'
+            '    SET chunk_text = EXCLUDED.chunk_text, embedding = EXCLUDED.embedding'
+            '    RETURNING 1'
+            '), steadytext__trimmed AS ('
+            '    DELETE FROM %4$s AS t USING steadytext__locked AS l'
+            '    WHERE %9$s AND t.chunk > jsonb_array_length(l.steadytext__v::jsonb)'
+            '    RETURNING 1'
+            ') SELECT l.steadytext__k FROM steadytext__locked AS l',
+            d.source, @extschema@.steadytext_derivation_key_match_sql(d, 'steadytext__w.steadytext__k'),
+            @extschema@.steadytext_derivation_input_sql(d), d.chunks,
+            @extschema@.steadytext_derivation_value_sql(d, 'embedding'),
+            (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(d.key_columns) AS c),
+            (SELECT string_agg(format('l.%I', c), ', ') FROM unnest(d.key_columns) AS c),
+            (SELECT string_agg(format('%I', c), ', ') FROM unnest(d.key_columns) AS c),
+            (SELECT string_agg(format('t.%1$I = l.%1$I', c), ' AND ') FROM unnest(d.key_columns) AS c)),
+            batch) AS r;
+    ELSE
     SELECT coalesce(jsonb_agg(r), '[]') INTO written
     FROM @extschema@.steadytext_derivation_run_as(d.declarer, format(
         'WITH steadytext__w AS ('
-        '    SELECT e -> ''k'' AS k, e ->> ''h'' AS h, e ->> ''v'' AS v'
+        '    SELECT e -> ''k'' AS steadytext__k, e ->> ''h'' AS steadytext__h, e ->> ''v'' AS steadytext__v'
         '    FROM jsonb_array_elements($1) AS e'
         '), steadytext__locked AS ('
-        '    SELECT t.ctid AS tid, steadytext__w.k, steadytext__w.v'
+        '    SELECT t.ctid AS steadytext__tid, steadytext__w.steadytext__k, steadytext__w.steadytext__v'
         '    FROM %1$s AS t JOIN steadytext__w ON %2$s'
-        '    WHERE encode(sha256(convert_to(%3$s, ''UTF8'')), ''hex'') = steadytext__w.h'
+        '    WHERE encode(sha256(convert_to(%3$s, ''UTF8'')), ''hex'') = steadytext__w.steadytext__h'
         '    FOR UPDATE OF t NOWAIT'
         ') UPDATE %1$s AS t SET %4$I = %5$s FROM steadytext__locked'
-        '  WHERE t.ctid = steadytext__locked.tid RETURNING steadytext__locked.k',
-        d.source, @extschema@.steadytext_derivation_key_match_sql(d, 'steadytext__w.k'),
+        '  WHERE t.ctid = steadytext__locked.steadytext__tid RETURNING steadytext__locked.steadytext__k',
+        d.source, @extschema@.steadytext_derivation_key_match_sql(d, 'steadytext__w.steadytext__k'),
         @extschema@.steadytext_derivation_input_sql(d), d.destination,
-        @extschema@.steadytext_derivation_value_sql(d, 'steadytext__locked.v')),
+        @extschema@.steadytext_derivation_value_sql(d, 'steadytext__locked.steadytext__v')),
         batch) AS r;
+    END IF;
     UPDATE @extschema@.steadytext_derivation_rows s
     SET derived_hash = CASE WHEN s.source_key IN (SELECT jsonb_array_elements(written))
                             THEN s.input_hash ELSE s.derived_hash END,
@@ -640,9 +703,15 @@ DECLARE
     backfill_priority integer;
     id bigint;
     c name;
+    nsp oid;
+    embedding_type text;
+    key_defs text;
+    key_list text;
+    chunks regclass;
 BEGIN
-    IF kind IS NULL OR kind NOT IN ('embed', 'generate', 'generate_json', 'generate_regex', 'generate_choice') THEN
-        RAISE EXCEPTION 'kind must be embed, generate, generate_json, generate_regex or generate_choice, got %',
+    IF kind IS NULL OR kind NOT IN ('embed', 'embed_chunks', 'generate', 'generate_json', 'generate_regex',
+                                    'generate_choice') THEN
+        RAISE EXCEPTION 'kind must be embed, embed_chunks, generate, generate_json, generate_regex or generate_choice, got %',
             coalesce(quote_literal(kind), 'NULL') USING ERRCODE = '22023';
     END IF;
     IF options IS NULL OR jsonb_typeof(options) <> 'object' THEN
@@ -662,46 +731,65 @@ BEGIN
             USING ERRCODE = '55000',
                   HINT = 'A derivation names each source row by its primary key (of any columns and types); add one.';
     END IF;
-    -- the destination: a column of the source, of a type a result converts to
-    SELECT a.attname, a.atttypid, a.atttypmod, a.attgenerated, t.typname, t.typnamespace,
-           format_type(a.atttypid, a.atttypmod) AS shown
-    INTO dest
-    FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
-    WHERE a.attrelid = source AND a.attname = destination AND a.attnum > 0 AND NOT a.attisdropped;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'column "%" of % does not exist', destination, source USING ERRCODE = '42703';
-    END IF;
-    IF dest.attgenerated <> '' THEN
-        RAISE EXCEPTION 'destination "%" is a generated column', destination USING ERRCODE = '42P17';
-    END IF;
-    IF destination = ANY(key_columns) THEN
-        RAISE EXCEPTION 'destination "%" is part of the primary key of %', destination, source
-            USING ERRCODE = '42P17';
-    END IF;
-    IF destination = ANY(input_columns) THEN
-        RAISE EXCEPTION 'destination "%" is read by the input expression', destination
-            USING ERRCODE = '42P17', DETAIL = 'Every result written would change the input and derive it again.';
-    END IF;
-    dest_type := CASE
-        WHEN dest.atttypid = 'text'::regtype THEN 'text'
-        WHEN dest.atttypid = 'jsonb'::regtype THEN 'jsonb'
-        WHEN dest.atttypid = 'real[]'::regtype THEN 'real[]'
-        WHEN dest.typname = 'vector' AND EXISTS (SELECT FROM pg_depend dep JOIN pg_extension e ON e.oid = dep.refobjid
-                                                 WHERE dep.classid = 'pg_type'::regclass AND dep.objid = dest.atttypid
-                                                   AND dep.deptype = 'e' AND e.extname = 'vector') THEN 'vector'
-    END;
-    IF kind = 'embed' AND dest_type IS DISTINCT FROM 'real[]' AND dest_type IS DISTINCT FROM 'vector' THEN
-        RAISE EXCEPTION 'destination "%" is %, and an embedding needs real[] or vector', destination, dest.shown
-            USING ERRCODE = '42804';
-    END IF;
-    IF kind <> 'embed' AND dest_type IS DISTINCT FROM 'text'
-       AND NOT (kind = 'generate_json' AND dest_type = 'jsonb') THEN
-        RAISE EXCEPTION 'destination "%" is %, and % needs text%', destination, dest.shown, kind,
-            CASE WHEN kind = 'generate_json' THEN ' or jsonb' ELSE '' END
-            USING ERRCODE = '42804';
+    nsp := (SELECT relnamespace FROM pg_class WHERE oid = source);
+    IF kind = 'embed_chunks' THEN
+        -- the destination: a new table of chunks next to the source
+        IF EXISTS (SELECT FROM pg_class WHERE relnamespace = nsp AND relname = destination) THEN
+            RAISE EXCEPTION 'relation "%" already exists in schema %', destination, nsp::regnamespace
+                USING ERRCODE = '42P07',
+                      HINT = 'A chunked embedding creates its table of chunks; name one that does not exist.';
+        END IF;
+        IF EXISTS (SELECT FROM pg_class WHERE relnamespace = nsp AND relname = destination || '_with_source') THEN
+            RAISE EXCEPTION 'relation "%" already exists in schema %', destination || '_with_source',
+                nsp::regnamespace USING ERRCODE = '42P07';
+        END IF;
+        IF NOT has_schema_privilege(declarer, nsp, 'CREATE') THEN
+            RAISE EXCEPTION 'permission denied to create the table of chunks "%" in schema %', destination,
+                nsp::regnamespace USING ERRCODE = '42501';
+        END IF;
+        dest_type := 'chunks';
+    ELSE
+        -- the destination: a column of the source, of a type a result converts to
+        SELECT a.attname, a.atttypid, a.atttypmod, a.attgenerated, t.typname, t.typnamespace,
+               format_type(a.atttypid, a.atttypmod) AS shown
+        INTO dest
+        FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+        WHERE a.attrelid = source AND a.attname = destination AND a.attnum > 0 AND NOT a.attisdropped;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'column "%" of % does not exist', destination, source USING ERRCODE = '42703';
+        END IF;
+        IF dest.attgenerated <> '' THEN
+            RAISE EXCEPTION 'destination "%" is a generated column', destination USING ERRCODE = '42P17';
+        END IF;
+        IF destination = ANY(key_columns) THEN
+            RAISE EXCEPTION 'destination "%" is part of the primary key of %', destination, source
+                USING ERRCODE = '42P17';
+        END IF;
+        IF destination = ANY(input_columns) THEN
+            RAISE EXCEPTION 'destination "%" is read by the input expression', destination
+                USING ERRCODE = '42P17', DETAIL = 'Every result written would change the input and derive it again.';
+        END IF;
+        dest_type := CASE
+            WHEN dest.atttypid = 'text'::regtype THEN 'text'
+            WHEN dest.atttypid = 'jsonb'::regtype THEN 'jsonb'
+            WHEN dest.atttypid = 'real[]'::regtype THEN 'real[]'
+            WHEN dest.typname = 'vector' AND EXISTS (SELECT FROM pg_depend dep JOIN pg_extension e ON e.oid = dep.refobjid
+                                                     WHERE dep.classid = 'pg_type'::regclass AND dep.objid = dest.atttypid
+                                                       AND dep.deptype = 'e' AND e.extname = 'vector') THEN 'vector'
+        END;
+        IF kind = 'embed' AND dest_type IS DISTINCT FROM 'real[]' AND dest_type IS DISTINCT FROM 'vector' THEN
+            RAISE EXCEPTION 'destination "%" is %, and an embedding needs real[] or vector', destination, dest.shown
+                USING ERRCODE = '42804';
+        END IF;
+        IF kind <> 'embed' AND dest_type IS DISTINCT FROM 'text'
+           AND NOT (kind = 'generate_json' AND dest_type = 'jsonb') THEN
+            RAISE EXCEPTION 'destination "%" is %, and % needs text%', destination, dest.shown, kind,
+                CASE WHEN kind = 'generate_json' THEN ' or jsonb' ELSE '' END
+                USING ERRCODE = '42804';
+        END IF;
     END IF;
     -- rights: the declarer may write the destination and read the key and input columns
-    IF NOT has_column_privilege(declarer, source, destination, 'UPDATE') THEN
+    IF kind <> 'embed_chunks' AND NOT has_column_privilege(declarer, source, destination, 'UPDATE') THEN
         RAISE EXCEPTION 'permission denied to derive into column "%" of %', destination, source
             USING ERRCODE = '42501', DETAIL = 'The declarer must be allowed to UPDATE the destination.';
     END IF;
@@ -718,7 +806,9 @@ BEGIN
     END IF;
     -- options: the kind's arguments, and the priorities
     allowed := ARRAY['priority', 'backfill_priority', 'use_cache', 'seed']
-        || CASE WHEN kind = 'embed' THEN '{}'::text[] ELSE ARRAY['max_tokens'] END
+        || CASE WHEN kind = 'embed' THEN '{}'::text[]
+                WHEN kind = 'embed_chunks' THEN ARRAY['chunk_tokens', 'chunk_overlap', 'vector']
+                ELSE ARRAY['max_tokens'] END
         || CASE kind WHEN 'generate_json' THEN ARRAY['schema'] WHEN 'generate_regex' THEN ARRAY['pattern']
                      WHEN 'generate_choice' THEN ARRAY['choices'] ELSE '{}'::text[] END;
     SELECT string_agg(quote_literal(k), ', ') INTO bad FROM jsonb_object_keys(options) AS k WHERE k <> ALL(allowed);
@@ -735,13 +825,47 @@ BEGIN
     IF priority NOT BETWEEN -1000 AND 1000 OR backfill_priority NOT BETWEEN -1000 AND 1000 THEN
         RAISE EXCEPTION 'priority and backfill_priority must be between -1000 and 1000' USING ERRCODE = '22023';
     END IF;
-    params := options - 'priority' - 'backfill_priority';
+    params := options - 'priority' - 'backfill_priority' - 'vector';
+    IF kind = 'embed_chunks' THEN
+        IF jsonb_typeof(options -> 'vector') NOT IN ('boolean', 'null') THEN
+            RAISE EXCEPTION 'vector must be true or false' USING ERRCODE = '22023';
+        END IF;
+        IF (options ->> 'vector')::boolean THEN
+            SELECT format('%I.vector', e.extnamespace::regnamespace) INTO embedding_type
+            FROM pg_extension e WHERE e.extname = 'vector';
+            IF embedding_type IS NULL THEN
+                RAISE EXCEPTION 'pgvector is not installed' USING ERRCODE = '55000',
+                    HINT = 'CREATE EXTENSION vector, or leave out "vector" to store real[].';
+            END IF;
+        ELSE
+            embedding_type := 'real[]';
+        END IF;
+    END IF;
     -- the request's arguments are checked by the rules every request is checked with
     PERFORM @extschema@.steadytext_derivation_check_request(kind, params);
+    IF kind = 'embed_chunks' THEN
+        -- created as the declarer (who owns it): the source's key, the chunk's number, text and
+        -- embedding; a source row's chunks go with it (ON DELETE CASCADE)
+        SELECT string_agg(format('%I %s NOT NULL', a.attname, format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY k.n),
+               string_agg(format('%I', a.attname), ', ' ORDER BY k.n)
+        INTO key_defs, key_list
+        FROM unnest(key_columns) WITH ORDINALITY AS k(c, n)
+        JOIN pg_attribute a ON a.attrelid = source AND a.attname = k.c;
+        PERFORM @extschema@.steadytext_derivation_run_as(declarer, format(
+            'CREATE TABLE %1$I.%2$I (%3$s, chunk integer NOT NULL CHECK (chunk > 0), '
+            'chunk_text text NOT NULL, embedding %4$s NOT NULL, PRIMARY KEY (%5$s, chunk), '
+            'FOREIGN KEY (%5$s) REFERENCES %6$s (%5$s) ON DELETE CASCADE ON UPDATE CASCADE)',
+            nsp::regnamespace, destination, key_defs, embedding_type, key_list, source), NULL);
+        PERFORM @extschema@.steadytext_derivation_run_as(declarer, format(
+            'CREATE VIEW %1$I.%2$I AS SELECT s.*, c.chunk, c.chunk_text, c.embedding AS chunk_embedding '
+            'FROM %3$s AS s JOIN %1$I.%4$I AS c USING (%5$s)',
+            nsp::regnamespace, destination || '_with_source', source, destination, key_list), NULL);
+        chunks := format('%I.%I', nsp::regnamespace, destination)::regclass;
+    END IF;
     INSERT INTO @extschema@.steadytext_derivations
-        (source, destination, destination_type, input, input_columns, key_columns, function_name,
-         parameters, priority, backfill_priority, declarer)
-    VALUES (source, destination, dest_type, input, input_columns, key_columns, kind, params,
+        (source, destination, destination_type, chunks, input, input_columns, key_columns,
+         function_name, parameters, priority, backfill_priority, declarer)
+    VALUES (source, destination, dest_type, chunks, input, input_columns, key_columns, kind, params,
             priority, backfill_priority, declarer)
     RETURNING steadytext_derivations.id INTO id;
     EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS steadytext_new '
@@ -917,13 +1041,17 @@ BEGIN
         ORDER BY id
     LOOP
         SELECT string_agg(quote_ident(c), ', ' ORDER BY c) INTO missing
-        FROM unnest(d.key_columns || d.input_columns || ARRAY[d.destination]) AS c
+        FROM unnest(d.key_columns || d.input_columns
+                    || CASE WHEN d.chunks IS NULL THEN ARRAY[d.destination] ELSE '{}'::name[] END) AS c
         WHERE NOT EXISTS (SELECT FROM pg_attribute a
                           WHERE a.attrelid = d.source AND a.attname = c AND a.attnum > 0
                             AND NOT a.attisdropped);
         IF missing IS NOT NULL THEN
             PERFORM @extschema@.steadytext_derivation_disable(d,
                 format('column %s is gone (dropped or renamed)', missing));
+            CONTINUE;
+        END IF;
+        IF d.chunks IS NOT NULL THEN
             CONTINUE;
         END IF;
         SELECT a.atttypid::regtype INTO dest_type FROM pg_attribute a
@@ -950,6 +1078,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     d record;
+    dd @extschema@.steadytext_derivations;
     n bigint;
 BEGIN
     FOR d IN
@@ -972,6 +1101,16 @@ BEGIN
         DELETE FROM @extschema@.steadytext_derivations WHERE id = d.id;
         RAISE NOTICE 'pg_steadytext dropped the derivation of column "%" of %, dropped with its table',
             d.destination, d.object_identity;
+    END LOOP;
+    -- a chunked embedding whose table of chunks was dropped (its source still there) is disabled
+    FOR dd IN
+        SELECT x.* FROM @extschema@.steadytext_derivations x
+        JOIN pg_event_trigger_dropped_objects() o
+          ON o.classid = 'pg_class'::regclass AND o.objid = x.chunks::oid AND o.objsubid = 0
+        WHERE x.state <> 'disabled'
+        ORDER BY x.id
+    LOOP
+        PERFORM @extschema@.steadytext_derivation_disable(dd, format('its table of chunks "%s" was dropped', dd.destination));
     END LOOP;
 END
 $$;

@@ -64,6 +64,25 @@ impl Embedder {
         (self.model().n_ctx_train() as usize).min(MAX_SEQ_TOKENS)
     }
 
+    /// How many of the model's tokens `text` is (without the [CLS] and [SEP] it is embedded
+    /// between).
+    pub fn count_tokens(&self, text: &str) -> usize {
+        self.model().vocab().tokenize(text.as_bytes(), false, false).len()
+    }
+
+    /// Splits `text` into chunks of at most `chunk_tokens` of the model's tokens (and at most
+    /// what it embeds whole: [`Embedder::max_tokens`] less [CLS] and [SEP]), consecutive chunks
+    /// of a paragraph sharing up to `overlap` tokens, at paragraph and sentence boundaries where
+    /// it can (see [`crate::chunking`]). Nothing is dropped: every word is in a chunk, and no
+    /// chunk is truncated when embedded.
+    pub fn chunk(&self, text: &str, chunk_tokens: usize, overlap: usize) -> Vec<String> {
+        let max = chunk_tokens.min(self.max_tokens() - 2).max(1);
+        crate::chunking::chunk_ranges(text, max, overlap, |s| self.count_tokens(s))
+            .into_iter()
+            .map(|r| text[r].to_owned())
+            .collect()
+    }
+
     /// Embeds one text: unit-length mean-pooled vector.
     pub fn embed(&self, text: &str) -> Result<Vec<f32>, CoreError> {
         Ok(self.embed_batch(&[text])?.pop().expect("one vector per text"))

@@ -86,9 +86,14 @@ pub struct GenerateOptions {
 /// unavailable.
 type GeneratorTask = Box<dyn FnOnce(Result<&Generator, &str>) + Send>;
 
+/// Work on the embedding model that is not an embedding (splitting a text into chunks of its
+/// tokens): run on the engine thread between two decode steps, like a [`GeneratorTask`].
+type EmbedderTask = Box<dyn FnOnce(Result<&Embedder, &str>) + Send>;
+
 enum EngineCall {
     Generate(GenerationCall),
     WithGenerator(GeneratorTask),
+    WithEmbedder(EmbedderTask),
     Embed { texts: Vec<String>, reply: EmbedReply },
     Rerank { query: String, documents: Vec<String>, task: String, reply: RerankReply },
 }
@@ -100,7 +105,7 @@ impl EngineCall {
             EngineCall::Generate(job) => job.reply.is_closed(),
             EngineCall::Embed { reply, .. } => reply.is_closed(),
             EngineCall::Rerank { reply, .. } => reply.is_closed(),
-            EngineCall::WithGenerator(_) => false,
+            EngineCall::WithGenerator(_) | EngineCall::WithEmbedder(_) => false,
         }
     }
 
@@ -111,6 +116,7 @@ impl EngineCall {
             EngineCall::Embed { .. } => "embed",
             EngineCall::Rerank { .. } => "rerank",
             EngineCall::WithGenerator(_) => "generator",
+            EngineCall::WithEmbedder(_) => "embedder",
         }
     }
 }
@@ -219,6 +225,26 @@ impl EngineHandle {
             let _ = reply.send(result);
         });
         self.tx.send(EngineCall::WithGenerator(call)).map_err(|_| DaemonError::EngineStopped)?;
+        rx.await.map_err(|_| DaemonError::EngineStopped)?
+    }
+
+    /// Runs `task` with the embedding model on the engine thread (between two decode steps).
+    pub async fn with_embedder<T: Send + 'static>(
+        &self,
+        task: impl FnOnce(&Embedder) -> Result<T, CoreError> + Send + 'static,
+    ) -> Result<T, DaemonError> {
+        let (reply, rx) = oneshot::channel();
+        let call: EmbedderTask = Box::new(move |embedder| {
+            let result = match embedder {
+                Ok(e) => match std::panic::catch_unwind(AssertUnwindSafe(|| task(e))) {
+                    Ok(result) => result.map_err(DaemonError::Engine),
+                    Err(_) => Err(panicked()),
+                },
+                Err(reason) => Err(unavailable("embedding", reason)),
+            };
+            let _ = reply.send(result);
+        });
+        self.tx.send(EngineCall::WithEmbedder(call)).map_err(|_| DaemonError::EngineStopped)?;
         rx.await.map_err(|_| DaemonError::EngineStopped)?
     }
 

@@ -246,6 +246,9 @@ impl Engine {
                 EngineCall::WithGenerator(task) => {
                     task(self.generator.as_ref().map_err(String::as_str));
                 }
+                EngineCall::WithEmbedder(task) => {
+                    task(self.embedder.as_ref().map_err(String::as_str));
+                }
                 EngineCall::Generate(_) => unreachable!("generations wait in their own list"),
             }
         }

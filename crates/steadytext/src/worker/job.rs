@@ -1,9 +1,9 @@
 //! One queue job: its row's typed payload ([`QueuedRequest`]) turned into the same service call
 //! a synchronous request makes, and the result turned into the text stored in `result`
-//! (text; pgvector literal for embeddings; JSON for rerank).
+//! (text; pgvector literal for embeddings; JSON for rerank and for chunked embeddings).
 
 use steadytext_api::function::Function;
-use steadytext_api::queue_request::{QueuedRequest, ServiceCall};
+use steadytext_api::queue_request::{ChunkResult, QueuedRequest, ServiceCall};
 use steadytext_api::vector_text;
 
 use crate::engine_host::GenerateOptions;
@@ -48,6 +48,15 @@ pub async fn run(
             let documents = body.documents.clone();
             let reply = service.rerank(body).await?;
             Ok(reply.result_json(&documents))
+        }
+        ServiceCall::EmbedChunks(params) => {
+            let chunks: Vec<ChunkResult> = service
+                .embed_chunks(params)
+                .await?
+                .into_iter()
+                .map(|(text, v)| ChunkResult { text, embedding: vector_text::format(&v) })
+                .collect();
+            Ok(serde_json::to_string(&chunks).expect("chunks serialise"))
         }
     }
 }
