@@ -245,3 +245,105 @@ fn derivations_survive_pg_dump_and_restore() {
     wait_in_sync(&mut author, 6);
     assert_eq!(assert_rows_match_sync(&mut author), 6);
 }
+
+/// A document of `paragraphs` paragraphs of a few sentences each; paragraph `edited` (if any)
+/// says something else.
+fn document(paragraphs: usize, edited: Option<usize>) -> String {
+    (0..paragraphs)
+        .map(|i| {
+            let topic = if Some(i) == edited { "an edited sentence about lighthouses" } else { "bread" };
+            format!(
+                "Paragraph {i} begins with {topic}. It goes on about ovens, flour and water for a \
+                 while, so that it holds a few dozen tokens. Then it ends with number {i}."
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+#[test]
+fn a_chunked_embedding_follows_its_document_one_paragraph_at_a_time() {
+    use steadytext_api::metric_names::EMBEDDED_TEXTS;
+    let cluster = TestCluster::start();
+    let mut admin = support::extension_with_worker_role(&cluster);
+    let serve = Daemon::serve(&[
+        "--database-url",
+        &cluster.url("st_worker"),
+        "--worker-id",
+        "chunks",
+    ]);
+    admin
+        .batch_execute(&format!("ALTER SYSTEM SET steadytext.daemon_url = '{}'", serve.url))
+        .unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    let long = document(20, None);
+    admin
+        .execute(
+            "CREATE TABLE manuals (id bigint PRIMARY KEY, body text NOT NULL)",
+            &[],
+        )
+        .unwrap();
+    admin.execute("INSERT INTO manuals VALUES (1, $1), (2, 'A short one.')", &[&long]).unwrap();
+    admin
+        .batch_execute(
+            "SELECT steadytext_derive('manuals', 'manual_chunks', 'body', 'embed_chunks',
+                                      '{\"chunk_tokens\": 64, \"chunk_overlap\": 8}');",
+        )
+        .unwrap();
+    let wait = |db: &mut Client| {
+        db.batch_execute("SELECT steadytext_derivation_wait('manuals', 'manual_chunks', 180)")
+            .unwrap();
+    };
+    wait(&mut admin);
+    // every chunk is a piece of its document, within the chunk size, embedded as
+    // steadytext_embed embeds it; together they hold every word of the document
+    let chunks: Vec<(i64, i32, String, bool, i32)> = admin
+        .query(
+            "SELECT id, chunk, chunk_text, embedding = steadytext_embed(chunk_text), \
+                    cardinality(embedding) \
+             FROM manual_chunks ORDER BY id, chunk",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect();
+    let of = |id: i64| chunks.iter().filter(|c| c.0 == id).collect::<Vec<_>>();
+    assert_eq!(of(2).len(), 1);
+    assert_eq!(of(2)[0].2, "A short one.");
+    let first = of(1);
+    assert!(first.len() >= 20, "{} chunks for 20 paragraphs", first.len());
+    for (_, n, text, same, dims) in &first {
+        assert!(long.contains(text.as_str()), "chunk {n} is not a piece of the document");
+        assert!(*same, "chunk {n}'s embedding differs from steadytext_embed");
+        assert_eq!(*dims, 384);
+    }
+    let words: Vec<&str> = long.split_whitespace().collect();
+    let covered: std::collections::HashSet<&str> =
+        first.iter().flat_map(|c| c.2.split_whitespace()).collect();
+    assert!(words.iter().all(|w| covered.contains(w)), "a word of the document is in no chunk");
+    let numbers: Vec<i32> = first.iter().map(|c| c.1).collect();
+    assert_eq!(numbers, (1..=first.len() as i32).collect::<Vec<_>>());
+
+    // one paragraph edited: only that paragraph's chunks reach the engine, the rest are hits
+    let before = serve.counter(EMBEDDED_TEXTS).unwrap();
+    admin.execute("UPDATE manuals SET body = $1 WHERE id = 1", &[&document(20, Some(7))]).unwrap();
+    wait(&mut admin);
+    let computed = serve.counter(EMBEDDED_TEXTS).unwrap() - before;
+    assert!((1.0..=2.0).contains(&computed), "{computed} chunks embedded for one edited paragraph");
+    let edited: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM manual_chunks WHERE id = 1 AND chunk_text LIKE '%lighthouses%'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(edited, 1);
+    // a deleted document takes its chunks with it
+    admin.execute("DELETE FROM manuals WHERE id = 1", &[]).unwrap();
+    let left: i64 = admin
+        .query_one("SELECT count(*) FROM manual_chunks WHERE id = 1", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+}
