@@ -237,6 +237,46 @@ SELECT steadytext_derivation_drop('regress_derive.docs', destination) FROM stead
 SELECT count(*) AS triggers_left FROM pg_trigger WHERE tgrelid = 'regress_derive.docs'::regclass;
 SELECT sqlstate_of($$SELECT steadytext_derivation_drop('regress_derive.docs', 'summary')$$) AS outcome;
 
+-- chunked embeddings: a table of chunks next to the source, created as (and owned by) the
+-- declarer, with a view joining them to their rows
+SELECT stmt, sqlstate_of(stmt) AS outcome FROM (VALUES
+    ($$SELECT steadytext_derive('regress_derive.docs', 'docs', 'body', 'embed_chunks')$$),
+    ($$SELECT steadytext_derive('regress_derive.docs', 'doc_chunks', 'body', 'embed_chunks')$$)
+) AS t(stmt);
+RESET ROLE;
+GRANT CREATE ON SCHEMA regress_derive TO regress_alice;
+SET ROLE regress_alice;
+SELECT stmt, sqlstate_of(stmt) AS outcome FROM (VALUES
+    ($$SELECT steadytext_derive('regress_derive.docs', 'doc_chunks', 'body', 'embed_chunks', '{"chunk_tokens": 8}')$$),
+    ($$SELECT steadytext_derive('regress_derive.docs', 'doc_chunks', 'body', 'embed_chunks', '{"chunk_tokens": 100, "chunk_overlap": 60}')$$),
+    ($$SELECT steadytext_derive('regress_derive.docs', 'doc_chunks', 'body', 'embed_chunks', '{"max_tokens": 10}')$$),
+    ($$SELECT steadytext_derive('regress_derive.docs', 'doc_chunks', 'body', 'embed_chunks', '{"vector": "yes"}')$$),
+    ($$SELECT steadytext_derive('regress_derive.docs', 'doc_chunks', 'body', 'embed_chunks', '{"vector": true}')$$)
+) AS t(stmt);
+INSERT INTO regress_derive.docs (id, title, body) VALUES (10, 'ten', E'Tenth body.\n\nIts second paragraph.');
+SELECT steadytext_derive('regress_derive.docs', 'doc_chunks', 'body', 'embed_chunks',
+                         '{"chunk_tokens": 64, "chunk_overlap": 8}') > 0 AS declared;
+SELECT c.relname, c.relkind, c.relowner::regrole FROM pg_class c
+WHERE c.relnamespace = 'regress_derive'::regnamespace AND c.relname LIKE 'doc_chunks%' ORDER BY 1;
+SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute
+WHERE attrelid = 'regress_derive.doc_chunks'::regclass AND attnum > 0 ORDER BY attnum;
+RESET ROLE;
+SELECT steadytext_derivation_walk(10000) IS NOT NULL AS walked FROM generate_series(1, 2);
+SET ROLE regress_worker;
+SELECT count(*) AS claimed FROM steadytext_queue_claim('regress-w', 100);
+SELECT steadytext_queue_complete_many('regress-w', array_agg(request_id), array_agg(
+           '[{"text": "Tenth body.", "embedding": "[1,0]"}, {"text": "Its second paragraph.", "embedding": "[0,1]"}]'::text))
+       AS written
+FROM steadytext_queue WHERE status = 'processing' AND function_name = 'embed_chunks';
+RESET ROLE;
+SET ROLE regress_alice;
+SELECT id, chunk, chunk_text, embedding FROM regress_derive.doc_chunks ORDER BY id, chunk;
+SELECT id, title, chunk, chunk_text FROM regress_derive.doc_chunks_with_source ORDER BY id, chunk;
+DELETE FROM regress_derive.docs WHERE id = 10;
+SELECT count(*) AS chunks_left FROM regress_derive.doc_chunks;
+SELECT steadytext_derivation_drop('regress_derive.docs', 'doc_chunks');
+DROP TABLE regress_derive.doc_chunks CASCADE;
+
 -- a result the table refuses (here a CHECK constraint) shows on its row; the completion goes on
 RESET ROLE;
 CREATE TABLE regress_derive.checked (id int PRIMARY KEY, body text, summary text CHECK (length(summary) < 5));

@@ -217,7 +217,10 @@ SET search_path = traps, pg_catalog, public;
 SELECT public.steadytext_derive('public.trap_docs', 'embedding', 'body') OPERATOR(pg_catalog.>) 0 AS declared;
 SELECT public.steadytext_derive('public.trap_docs', 'summary', 'body', 'generate', '{"max_tokens": 4}')
        OPERATOR(pg_catalog.>) 0 AS declared;
+SELECT public.steadytext_derive('public.trap_docs', 'trap_chunks', 'body', 'embed_chunks')
+       OPERATOR(pg_catalog.>) 0 AS declared;
 RESET ROLE;
+SELECT public.steadytext_derivation_walk() AS walked;
 SELECT public.steadytext_derivation_walk() AS walked;
 SELECT public.steadytext_derivation_walk() AS walked;
 SET ROLE regress_alice;
@@ -236,16 +239,22 @@ SELECT public.steadytext_queue_complete_many('trap-worker', pg_catalog.array_agg
            pg_catalog.array_agg('[0.5]'::text)) AS completed
 FROM public.steadytext_queue WHERE status OPERATOR(pg_catalog.=) 'processing'
   AND function_name OPERATOR(pg_catalog.=) 'embed';
+SELECT public.steadytext_queue_complete_many('trap-worker', pg_catalog.array_agg(request_id),
+           pg_catalog.array_agg('[{"text": "a chunk", "embedding": "[0.5]"}]'::text)) AS completed
+FROM public.steadytext_queue WHERE status OPERATOR(pg_catalog.=) 'processing'
+  AND function_name OPERATOR(pg_catalog.=) 'embed_chunks';
 SELECT public.steadytext_queue_fail(request_id, 'trap-worker', 'no', false) AS failed
 FROM public.steadytext_queue WHERE status OPERATOR(pg_catalog.=) 'processing';
+SELECT id, chunk, chunk_text FROM public.trap_chunks ORDER BY id, chunk;
 SET ROLE regress_alice;
 SELECT id, embedding FROM public.trap_docs ORDER BY id;
 SELECT public.steadytext_derivation_wait('public.trap_docs', 'embedding', 0) AS caught_up;
-TRUNCATE public.trap_docs;
+TRUNCATE public.trap_docs CASCADE;
 ALTER TABLE public.trap_docs RENAME COLUMN summary TO abstract;
 SELECT public.steadytext_derivation_drop('public.trap_docs', 'summary');
 RESET ROLE;
-DROP TABLE public.trap_docs;
+DROP TABLE public.trap_docs CASCADE;
+DROP TABLE public.trap_chunks;
 RESET search_path;
 -- no trap fired
 SELECT trap, by_role FROM trap_log.fired ORDER BY 1;
