@@ -173,6 +173,16 @@ impl TestCluster {
         self.wait_ready(Duration::from_secs(30));
     }
 
+    /// Restarts the server as after a crash (immediate shutdown: no checkpoint, recovery from
+    /// the WAL at start) on the same port.
+    pub fn restart_immediately(&self) {
+        let mut ctl = pg_command(&self.bin.join("pg_ctl"));
+        ctl.arg("-D").arg(self.dir.path().join("data")).args(["restart", "-m", "immediate", "-w"]);
+        ctl.arg("-l").arg(self.dir.path().join("log"));
+        run(ctl, "pg_ctl restart -m immediate");
+        self.wait_ready(Duration::from_secs(60));
+    }
+
     /// Connection URL of database `postgres` for `user`.
     pub fn url(&self, user: &str) -> String {
         format!("postgresql://{user}@127.0.0.1:{}/postgres", self.port)

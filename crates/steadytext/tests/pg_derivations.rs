@@ -347,3 +347,111 @@ fn a_chunked_embedding_follows_its_document_one_paragraph_at_a_time() {
         .get(0);
     assert_eq!(left, 0);
 }
+
+/// Runs `sql` until it succeeds (the server may be restarting), with a deadline.
+fn retrying(cluster: &TestCluster, sql: &str) {
+    wait_until(DEADLINE, sql, || {
+        let mut db = postgres::Client::connect(&cluster.url("postgres"), postgres::NoTls).ok()?;
+        db.batch_execute(sql).ok()
+    });
+}
+
+#[test]
+fn chaos_a_killed_worker_and_a_crashed_server_during_a_backfill_leave_nothing_stale() {
+    const ROWS: i64 = 10_000;
+    let cluster = TestCluster::start();
+    let mut admin = support::extension_with_worker_role(&cluster);
+    admin
+        .batch_execute(&format!(
+            "CREATE TABLE docs (id bigint PRIMARY KEY, body text NOT NULL, embedding real[]);
+             INSERT INTO docs (id, body)
+             SELECT i, 'Chaos document number ' || i || ' about ' || (i % 97) || ' things.'
+             FROM generate_series(1, {ROWS}) AS i;
+             SELECT steadytext_derive('docs', 'embedding', 'body', 'embed', '{{\"backfill_priority\": 0}}');
+             SELECT steadytext_derive('docs', 'doc_chunks', 'body', 'embed_chunks');"
+        ))
+        .unwrap();
+    let mut first = Daemon::worker(&[
+        "--database-url",
+        &cluster.url("st_worker"),
+        "--worker-id",
+        "chaos-a",
+        "--lease",
+        "3",
+    ]);
+    let written = |db: &mut Client| -> i64 {
+        db.query_one("SELECT count(*) FROM docs WHERE embedding IS NOT NULL", &[]).unwrap().get(0)
+    };
+    wait_until(DEADLINE, "the backfill to be under way", || (written(&mut admin) >= 300).then_some(()));
+    // users change and delete rows while the backfill runs
+    admin
+        .batch_execute(
+            "UPDATE docs SET body = body || ' Edited once.' WHERE id % 10 = 0;
+             DELETE FROM docs WHERE id % 13 = 0;
+             UPDATE docs SET body = body || ' Edited twice.' WHERE id % 20 = 0;",
+        )
+        .unwrap();
+    // the worker dies mid-flight, then the server crashes
+    first.kill9();
+    cluster.restart_immediately();
+    retrying(&cluster, "UPDATE docs SET body = body || ' After the crash.' WHERE id % 7 = 0");
+    retrying(&cluster, "DELETE FROM docs WHERE id % 11 = 0");
+    let serve = Daemon::serve(&[
+        "--database-url",
+        &cluster.url("st_worker"),
+        "--worker-id",
+        "chaos-b",
+        "--lease",
+        "3",
+    ]);
+    let mut admin = cluster.connect();
+    // a new session after the restart: load the library so that its settings are known
+    admin.batch_execute("SELECT steadytext_version()").unwrap();
+    admin
+        .batch_execute(&format!("ALTER SYSTEM SET steadytext.daemon_url = '{}'", serve.url))
+        .unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    let mut admin = cluster.connect();
+    admin
+        .batch_execute(
+            "SELECT steadytext_derivation_wait('docs', 'embedding', 600);
+             SELECT steadytext_derivation_wait('docs', 'doc_chunks', 600);",
+        )
+        .unwrap();
+    // every row's destinations equal the synchronous function on its final input
+    let check = admin
+        .query_one(
+            "SELECT count(*) FILTER (WHERE embedding IS NULL),
+                    count(*) FILTER (WHERE embedding IS DISTINCT FROM steadytext_embed(body)),
+                    count(*)
+             FROM docs",
+            &[],
+        )
+        .unwrap();
+    let (missing, stale, rows): (i64, i64, i64) = (check.get(0), check.get(1), check.get(2));
+    assert!(rows < ROWS && rows > ROWS / 2, "{rows} rows left");
+    assert_eq!((missing, stale), (0, 0), "rows missing or stale embeddings");
+    let chunks = admin
+        .query_one(
+            "SELECT count(*) FILTER (WHERE NOT EXISTS (SELECT FROM docs d WHERE d.id = c.id)),
+                    count(*) FILTER (WHERE c.chunk_text IS DISTINCT FROM
+                                         (SELECT d.body FROM docs d WHERE d.id = c.id)
+                                     OR c.embedding IS DISTINCT FROM steadytext_embed(c.chunk_text)),
+                    count(DISTINCT c.id)
+             FROM doc_chunks c",
+            &[],
+        )
+        .unwrap();
+    let (orphans, stale_chunks, rows_chunked): (i64, i64, i64) =
+        (chunks.get(0), chunks.get(1), chunks.get(2));
+    assert_eq!((orphans, stale_chunks, rows_chunked), (0, 0, rows));
+    // and the queue holds nothing open
+    let open: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM steadytext_queue WHERE status IN ('pending', 'processing')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(open, 0);
+}
