@@ -6,6 +6,7 @@ pub mod cancel_release;
 pub mod completion;
 pub mod constrained;
 pub mod contention;
+pub mod derive;
 pub mod drain;
 pub mod engine;
 pub mod enqueue;

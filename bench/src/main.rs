@@ -8,7 +8,7 @@ use steadytext_bench::drain::{self, Workload};
 use steadytext_bench::mixed_latency::{self, Mix};
 use steadytext_bench::setup::Env;
 use steadytext_bench::{
-    cancel_release, constrained, contention, engine, enqueue, long_prompt_stall, many_daemons,
+    cancel_release, constrained, contention, derive, engine, enqueue, long_prompt_stall, many_daemons,
     queue_growth, queue_latency, shared_cache, sync_latency,
 };
 
@@ -43,6 +43,32 @@ enum Figure {
         #[arg(long, default_value_t = 100_000)]
         deep: u32,
     },
+    /// Derivations: single-row and bulk INSERTs into a table with an embedding derivation, next
+    /// to the hand-written trigger of the upstream docs and to no trigger.
+    DeriveWriteOverhead {
+        /// Single-row INSERTs per variant. Default: 2000.
+        #[arg(long, default_value_t = 2000)]
+        singles: u32,
+        /// Rows of the bulk INSERT … SELECT. Default: 100000.
+        #[arg(long, default_value_t = 100_000)]
+        bulk: u32,
+    },
+    /// Derivations: commit of an UPDATE → its new embedding in the row, next to the
+    /// steadytext_embed_async round trip (p50/p95).
+    DeriveFreshness {
+        /// UPDATEs (and anchor round trips). Default: 100.
+        #[arg(long, default_value_t = 100)]
+        updates: u32,
+    },
+    /// Derivations: rows/s of a backfill next to draining the same texts enqueued with
+    /// steadytext_embed_batch_async.
+    DeriveBackfill {
+        /// Rows. Default: 100000.
+        #[arg(long, default_value_t = 100_000)]
+        rows: u32,
+    },
+    /// Derivations: chunks computed after one paragraph of a 20-paragraph document is edited.
+    DeriveEditOneParagraph,
     /// Figure 2a: enqueue → NOTIFY steadytext_completed round trip of a cache hit (p50/p95/p99).
     QueueRoundTrip {
         /// Timed round trips. Default: 200.
@@ -256,6 +282,10 @@ fn main() -> anyhow::Result<()> {
             queue_growth::run(requests, batch, every, naptime, rate)?
         }
         Figure::QueueRoundTrip { jobs } => queue_latency::round_trip(&env, jobs)?,
+        Figure::DeriveWriteOverhead { singles, bulk } => derive::write_overhead(singles, bulk)?,
+        Figure::DeriveFreshness { updates } => derive::freshness(&env, updates)?,
+        Figure::DeriveBackfill { rows } => derive::backfill(&env, rows)?,
+        Figure::DeriveEditOneParagraph => derive::edit_one_paragraph(&env)?,
         Figure::QueueWakeup { samples } => queue_latency::wake(samples)?,
         Figure::DrainGenerate { jobs, max_tokens, workers, concurrency } => {
             drain::run(&env, Workload::Generate { max_tokens }, jobs, &workers, &concurrency)?

@@ -68,6 +68,10 @@ CREATE TABLE steadytext_derivations (
     -- has enqueued every row up to walk_after (NULL: none yet)
     walking           boolean NOT NULL DEFAULT true,
     walk_after        jsonb,
+    -- the walk starts at walk_after itself (a statement of many rows handed its rows to it)
+    walk_inclusive    boolean NOT NULL DEFAULT false,
+    -- since when the walk has been under way (the lag of the rows it has not reached)
+    walk_since        timestamptz DEFAULT pg_catalog.now(),
     created_at        timestamptz NOT NULL DEFAULT pg_catalog.now(),
     CONSTRAINT steadytext_derivations_one_per_destination UNIQUE (source, destination),
     CONSTRAINT steadytext_derivations_disabled_reason
@@ -174,6 +178,29 @@ AS $$
                              format_type(a.atttypid, a.atttypmod)), ' AND ' ORDER BY k.n)
     FROM unnest(d.key_columns) WITH ORDINALITY AS k(c, n)
     JOIN pg_attribute a ON a.attrelid = d.source AND a.attname = k.c;
+$$;
+
+-- The key held in the jsonb parameter `param` (e.g. '$1') as a row of the key columns' own
+-- types, in key order, to compare with a row of the key columns (`(t.a, t.b) > (...)`).
+CREATE FUNCTION steadytext_derivation_key_typed_sql(d @extschema@.steadytext_derivations, param text)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT string_agg(format('(%s ->> %L)::%s', param, k.c, format_type(a.atttypid, a.atttypmod)),
+                      ', ' ORDER BY k.n)
+    FROM unnest(d.key_columns) WITH ORDINALITY AS k(c, n)
+    JOIN pg_attribute a ON a.attrelid = d.source AND a.attname = k.c;
+$$;
+
+-- The key columns of `t`, in key order.
+CREATE FUNCTION steadytext_derivation_key_columns_sql(d @extschema@.steadytext_derivations)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT string_agg(format('t.%I', c), ', ' ORDER BY n)
+    FROM unnest(d.key_columns) WITH ORDINALITY AS k(c, n);
 $$;
 
 -- The input expression as text, over the alias t (steadytext_derive checked that it is one
@@ -371,6 +398,42 @@ BEGIN
 END
 $$;
 
+-- Statements that insert or change more rows than a walk's batch leave them to the walk
+-- instead of enqueueing them in the statement (a 100 000-row INSERT ... SELECT or COPY then
+-- costs one UPDATE here): the walk is started at `first_key` (the smallest key of the rows),
+-- or moved back to it if it is already past it.
+CREATE FUNCTION steadytext_derivation_defer(d @extschema@.steadytext_derivations, first_key jsonb)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    behind boolean;
+BEGIN
+    IF d.walking AND d.walk_after IS NOT NULL THEN
+        EXECUTE format('SELECT (%s) %s (%s)',
+                       @extschema@.steadytext_derivation_key_typed_sql(d, '$1'),
+                       CASE WHEN d.walk_inclusive THEN '<' ELSE '<=' END,
+                       @extschema@.steadytext_derivation_key_typed_sql(d, '$2'))
+        USING first_key, d.walk_after INTO behind;
+    END IF;
+    UPDATE @extschema@.steadytext_derivations
+    SET walking = true,
+        walk_since = CASE WHEN walking THEN walk_since ELSE now() END,
+        walk_after = CASE WHEN NOT walking OR behind THEN first_key ELSE walk_after END,
+        walk_inclusive = CASE WHEN NOT walking OR behind THEN true ELSE walk_inclusive END
+    WHERE id = d.id AND (NOT walking OR walk_after IS NOT NULL);
+    PERFORM pg_notify('steadytext_jobs', 'walk');
+END
+$$;
+
+-- Most rows a statement enqueues itself; more are left to a walk (steadytext_derivation_defer).
+CREATE FUNCTION steadytext_derivation_statement_limit()
+RETURNS bigint
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT 1000::bigint $$;
+
 -- The triggers steadytext_derive creates on the source (one per event: PostgreSQL allows
 -- transition tables only on single-event triggers). They run as the queue's owner (SECURITY
 -- DEFINER): they read the statement's transition tables and call the functions above, which
@@ -383,8 +446,20 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     d @extschema@.steadytext_derivations := @extschema@.steadytext_derivation_for_trigger(TG_ARGV[0], TG_RELID);
+    first_key jsonb;
 BEGIN
-    IF d.id IS NOT NULL THEN
+    IF d.id IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF (SELECT count(*) FROM steadytext_new) > @extschema@.steadytext_derivation_statement_limit()
+       AND d.state = 'active' THEN
+        -- (the transition table is visible to this function's statements only)
+        EXECUTE format('SELECT %s FROM steadytext_new AS t ORDER BY %s LIMIT 1',
+                       @extschema@.steadytext_derivation_key_sql(d),
+                       @extschema@.steadytext_derivation_key_columns_sql(d))
+        INTO first_key;
+        PERFORM @extschema@.steadytext_derivation_defer(d, first_key);
+    ELSE
         PERFORM @extschema@.steadytext_derivation_enqueue(d,
             @extschema@.steadytext_derivation_evaluate(d, (SELECT jsonb_agg(n) FROM steadytext_new n)),
             false);
@@ -405,6 +480,7 @@ DECLARE
     d @extschema@.steadytext_derivations := @extschema@.steadytext_derivation_for_trigger(TG_ARGV[0], TG_RELID);
     changed jsonb;
     gone jsonb;
+    first_key jsonb;
 BEGIN
     IF d.id IS NULL THEN
         RETURN NULL;
@@ -422,7 +498,14 @@ BEGIN
     IF gone IS NOT NULL THEN
         PERFORM @extschema@.steadytext_derivation_forget(d, gone);
     END IF;
-    IF changed IS NOT NULL THEN
+    IF changed IS NOT NULL AND jsonb_array_length(changed) > @extschema@.steadytext_derivation_statement_limit()
+       AND d.state = 'active' THEN
+        EXECUTE format('SELECT %s FROM steadytext_new AS t ORDER BY %s LIMIT 1',
+                       @extschema@.steadytext_derivation_key_sql(d),
+                       @extschema@.steadytext_derivation_key_columns_sql(d))
+        INTO first_key;
+        PERFORM @extschema@.steadytext_derivation_defer(d, first_key);
+    ELSIF changed IS NOT NULL THEN
         PERFORM @extschema@.steadytext_derivation_enqueue(d,
             @extschema@.steadytext_derivation_evaluate(d, changed), false);
     END IF;
@@ -668,23 +751,21 @@ BEGIN
             'FROM (SELECT %s AS k, %s AS i FROM %s AS t %s ORDER BY %s LIMIT %s) AS steadytext__e',
             @extschema@.steadytext_derivation_key_sql(d), @extschema@.steadytext_derivation_input_sql(d),
             d.source,
-            CASE WHEN d.walk_after IS NULL THEN '' ELSE format('WHERE (%s) > (%s)',
-                (SELECT string_agg(format('t.%I', c), ', ' ORDER BY n)
-                 FROM unnest(d.key_columns) WITH ORDINALITY AS k(c, n)),
-                (SELECT string_agg(format('(%L)::%s', d.walk_after ->> k.c,
-                                          format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY k.n)
-                 FROM unnest(d.key_columns) WITH ORDINALITY AS k(c, n)
-                 JOIN pg_attribute a ON a.attrelid = d.source AND a.attname = k.c)) END,
-            (SELECT string_agg(format('t.%I', c), ', ' ORDER BY n)
-             FROM unnest(d.key_columns) WITH ORDINALITY AS k(c, n)),
-            batch_limit), NULL) WITH ORDINALITY AS w(r, ord);
+            CASE WHEN d.walk_after IS NULL THEN '' ELSE format('WHERE (%s) %s (%s)',
+                @extschema@.steadytext_derivation_key_columns_sql(d),
+                CASE WHEN d.walk_inclusive THEN '>=' ELSE '>' END,
+                @extschema@.steadytext_derivation_key_typed_sql(d, '$1')) END,
+            @extschema@.steadytext_derivation_key_columns_sql(d),
+            batch_limit), d.walk_after) WITH ORDINALITY AS w(r, ord);
         got := coalesce(jsonb_array_length(walked), 0);
         IF got > 0 THEN
             PERFORM @extschema@.steadytext_derivation_enqueue(d, walked, true);
         END IF;
         UPDATE @extschema@.steadytext_derivations
         SET walk_after = CASE WHEN got > 0 THEN walked -> (got - 1) -> 'k' ELSE walk_after END,
-            walking = got >= batch_limit
+            walk_inclusive = walk_inclusive AND got = 0,
+            walking = got >= batch_limit,
+            walk_since = CASE WHEN got >= batch_limit THEN walk_since END
         WHERE id = d.id;
         RETURN got;
     END LOOP;
@@ -972,7 +1053,8 @@ BEGIN
     WHEN 'pause' THEN
         UPDATE @extschema@.steadytext_derivation_rows SET request_id = NULL
         WHERE derivation_id = d.id AND request_id IS NOT NULL;
-        UPDATE @extschema@.steadytext_derivations SET state = 'paused', walking = false WHERE id = d.id;
+        UPDATE @extschema@.steadytext_derivations
+        SET state = 'paused', walking = false, walk_since = NULL WHERE id = d.id;
     WHEN 'resume' THEN
         IF d.state = 'disabled' THEN
             RAISE EXCEPTION 'the derivation of column "%" of % is disabled: %', destination, source,
@@ -980,7 +1062,8 @@ BEGIN
                 HINT = 'Drop it and declare it again.';
         END IF;
         UPDATE @extschema@.steadytext_derivations
-        SET state = 'active', walking = true, walk_after = NULL WHERE id = d.id;
+        SET state = 'active', walking = true, walk_after = NULL, walk_inclusive = false,
+            walk_since = now() WHERE id = d.id;
         PERFORM pg_notify('steadytext_jobs', 'walk');
     WHEN 'rederive' THEN
         IF d.state = 'disabled' THEN
@@ -991,7 +1074,8 @@ BEGIN
         UPDATE @extschema@.steadytext_derivation_rows SET request_id = NULL, error = NULL
         WHERE derivation_id = d.id AND (request_id IS NOT NULL OR error IS NOT NULL);
         UPDATE @extschema@.steadytext_derivations
-        SET epoch = epoch + 1, walking = state = 'active', walk_after = NULL WHERE id = d.id;
+        SET epoch = epoch + 1, walking = state = 'active', walk_after = NULL, walk_inclusive = false,
+            walk_since = CASE WHEN state = 'active' THEN now() END WHERE id = d.id;
         PERFORM pg_notify('steadytext_jobs', 'walk');
     WHEN 'drop' THEN
         PERFORM @extschema@.steadytext_derivation_drop_triggers(d);
@@ -1028,7 +1112,8 @@ BEGIN
     WHERE derivation_id = d.id AND request_id IS NOT NULL;
     PERFORM @extschema@.steadytext_derivation_drop_triggers(d);
     UPDATE @extschema@.steadytext_derivations
-    SET state = 'disabled', disabled_reason = reason, walking = false WHERE id = d.id;
+    SET state = 'disabled', disabled_reason = reason, walking = false, walk_since = NULL
+    WHERE id = d.id;
     RAISE WARNING 'pg_steadytext disabled the derivation of column "%" of %: %', d.destination, d.source, reason
         USING HINT = 'Drop it (steadytext_derivation_drop) and declare it again.';
 END
@@ -1147,8 +1232,8 @@ SELECT d.id, d.source, d.destination, d.function_name AS kind, d.input, d.declar
        coalesce(r.pending, 0) AS rows_pending,
        coalesce(r.failed, 0) AS rows_failed,
        r.last_error,
-       r.oldest_change AS oldest_pending_change,
-       CASE WHEN r.oldest_change IS NULL THEN interval '0' ELSE now() - r.oldest_change END AS lag,
+       w.oldest AS oldest_pending_change,
+       CASE WHEN w.oldest IS NULL THEN interval '0' ELSE now() - w.oldest END AS lag,
        d.walking AND d.state = 'active' AS backfilling
 FROM @extschema@.steadytext_derivations d
 LEFT JOIN LATERAL (
@@ -1163,7 +1248,12 @@ LEFT JOIN LATERAL (
                                                                   AND s.derived_epoch = d.epoch)) AS oldest_change
     FROM @extschema@.steadytext_derivation_rows s
     WHERE s.derivation_id = d.id
-) r ON true;
+) r ON true
+CROSS JOIN LATERAL (
+    -- rows a walk has still to reach count from when the walk began
+    SELECT CASE WHEN d.walking AND d.state = 'active' THEN least(r.oldest_change, d.walk_since)
+                ELSE r.oldest_change END AS oldest
+) w;
 
 COMMENT ON VIEW steadytext_derivation_status IS
     'pg_steadytext derivations the current role may see, with how many rows are in sync, pending and failed';
@@ -1224,6 +1314,10 @@ REVOKE ALL ON FUNCTION
     steadytext_derivation_key_sql(steadytext_derivations),
     steadytext_derivation_columns_sql(name[], text),
     steadytext_derivation_key_match_sql(steadytext_derivations, text),
+    steadytext_derivation_key_typed_sql(steadytext_derivations, text),
+    steadytext_derivation_key_columns_sql(steadytext_derivations),
+    steadytext_derivation_defer(steadytext_derivations, jsonb),
+    steadytext_derivation_statement_limit(),
     steadytext_derivation_input_sql(steadytext_derivations),
     steadytext_derivation_value_sql(steadytext_derivations, text),
     steadytext_derivation_enqueue(steadytext_derivations, jsonb, boolean),

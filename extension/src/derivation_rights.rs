@@ -11,7 +11,11 @@
 //! fmgr does for SECURITY DEFINER functions. Only the queue's owner may call it, and only the
 //! extension's own functions run as the queue's owner.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use pgrx::pg_sys::BuiltinOid::JSONBOID;
+use pgrx::spi::OwnedPreparedStatement;
 use pgrx::prelude::*;
 use pgrx::{JsonB, PgOid};
 use serde_json::Value;
@@ -19,6 +23,16 @@ use steadytext_api::queue_request::{PayloadError, QueuedRequest};
 
 use crate::error::{or_raise, SqlError};
 use crate::{ext_schema, queue_owner};
+
+/// Plans kept per session before they are all dropped (a walk's statements name their
+/// position, so their texts do not repeat).
+const MAX_KEPT_PLANS: usize = 64;
+
+thread_local! {
+    /// The kept plans of the statements run so far, by text: a trigger's evaluation and a
+    /// write-back run the same few statements again and again (a backend is single-threaded).
+    static PLANS: RefCell<HashMap<String, OwnedPreparedStatement>> = RefCell::new(HashMap::new());
+}
 
 /// Runs `query` (one statement whose first column is a jsonb, with `arg` as `$1`) as `role` in
 /// a security-restricted operation and returns that column of every row. For the extension's
@@ -39,13 +53,23 @@ fn steadytext_derivation_run_as(
         }
         queue_owner::run_as(role, || {
             Spi::connect_mut(|client| {
-                // prepared: exactly one statement, whatever the text holds
-                let plan = client.prepare_mut(query, &[PgOid::from(JSONBOID)])?;
+                // the kept plan of this text, taken out while it runs (the statement may fire a
+                // trigger that runs another one); put back after
+                let plan = match PLANS.with_borrow_mut(|p| p.remove(query)) {
+                    Some(plan) => plan,
+                    None => client.prepare_mut(query, &[PgOid::from(JSONBOID)])?.keep(),
+                };
                 let table = client.update(&plan, None, &[arg.into()])?;
                 let mut rows = Vec::with_capacity(table.len());
                 for row in table {
                     rows.push(row.get::<JsonB>(1)?.unwrap_or(JsonB(Value::Null)));
                 }
+                PLANS.with_borrow_mut(|p| {
+                    if p.len() >= MAX_KEPT_PLANS {
+                        p.clear();
+                    }
+                    p.insert(query.to_owned(), plan);
+                });
                 Ok::<_, SqlError>(rows)
             })
         })

@@ -277,6 +277,32 @@ SELECT count(*) AS chunks_left FROM regress_derive.doc_chunks;
 SELECT steadytext_derivation_drop('regress_derive.docs', 'doc_chunks');
 DROP TABLE regress_derive.doc_chunks CASCADE;
 
+-- a statement of more rows than a walk's batch (1000) leaves them to a walk: it enqueues nothing
+-- itself, and the walk starts at its smallest key, or moves back to it
+RESET ROLE;
+CREATE TABLE regress_derive.bulk (id int PRIMARY KEY, body text, embedding real[]);
+SELECT steadytext_derive('regress_derive.bulk', 'embedding', 'body') > 0 AS declared;
+SELECT steadytext_derivation_walk(10) AS walked;
+INSERT INTO regress_derive.bulk SELECT i, 'bulk ' || i FROM generate_series(501, 1600) AS i;
+SELECT count(*) AS enqueued_by_the_insert FROM steadytext_queue q
+JOIN steadytext_derivations d ON d.id = q.derivation_id WHERE d.source = 'regress_derive.bulk'::regclass;
+SELECT walking, walk_after, walk_inclusive, walk_since IS NOT NULL AS since FROM steadytext_derivations
+WHERE source = 'regress_derive.bulk'::regclass;
+SELECT steadytext_derivation_walk(1000) AS walked;
+SELECT walk_after, walk_inclusive FROM steadytext_derivations WHERE source = 'regress_derive.bulk'::regclass;
+INSERT INTO regress_derive.bulk SELECT i, 'bulk ' || i FROM generate_series(1, 500) AS i
+UNION ALL SELECT i, 'bulk ' || i FROM generate_series(1601, 2200) AS i;
+SELECT walk_after, walk_inclusive FROM steadytext_derivations WHERE source = 'regress_derive.bulk'::regclass;
+UPDATE regress_derive.bulk SET body = body || '!' WHERE id > 1000;
+SELECT steadytext_derivation_walk(10000) AS walked FROM generate_series(1, 3);
+SELECT count(*) AS pending, count(DISTINCT q.source_key) AS rows_pending FROM steadytext_queue q
+JOIN steadytext_derivations d ON d.id = q.derivation_id
+WHERE d.source = 'regress_derive.bulk'::regclass AND q.status = 'pending';
+SELECT rows_total, rows_pending, backfilling FROM steadytext_derivation_status
+WHERE source = 'regress_derive.bulk'::regclass;
+DROP TABLE regress_derive.bulk;
+SET ROLE regress_alice;
+
 -- a result the table refuses (here a CHECK constraint) shows on its row; the completion goes on
 RESET ROLE;
 CREATE TABLE regress_derive.checked (id int PRIMARY KEY, body text, summary text CHECK (length(summary) < 5));

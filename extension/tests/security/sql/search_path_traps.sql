@@ -225,6 +225,8 @@ SELECT public.steadytext_derivation_walk() AS walked;
 SELECT public.steadytext_derivation_walk() AS walked;
 SET ROLE regress_alice;
 INSERT INTO public.trap_docs VALUES (3, 'three');
+INSERT INTO public.trap_docs SELECT i, 'bulk' FROM generate_series(1001, 2002) AS i;
+DELETE FROM public.trap_docs WHERE id OPERATOR(pg_catalog.>) 1000;
 UPDATE public.trap_docs SET body = 'uno' WHERE id OPERATOR(pg_catalog.=) 1;
 DELETE FROM public.trap_docs WHERE id OPERATOR(pg_catalog.=) 2;
 SELECT public.steadytext_derivation_pause('public.trap_docs', 'summary');
@@ -232,7 +234,7 @@ SELECT public.steadytext_derivation_resume('public.trap_docs', 'summary');
 SELECT public.steadytext_derivation_rederive('public.trap_docs', 'summary');
 SELECT state FROM public.steadytext_derivation_status ORDER BY id;
 RESET ROLE;
-SELECT public.steadytext_derivation_walk() AS walked;
+SELECT public.steadytext_derivation_walk() AS walked FROM pg_catalog.generate_series(1, 4);
 SELECT pg_catalog.count(*) OPERATOR(pg_catalog.>) 0 AS claimed
 FROM public.steadytext_queue_claim('trap-worker', 20);
 SELECT public.steadytext_queue_complete_many('trap-worker', pg_catalog.array_agg(request_id),
