@@ -259,11 +259,12 @@ pub fn edit_one_paragraph(env: &Env) -> Result<()> {
     let serve = env.serve(&["--database-url", &url])?;
     db.batch_execute("CREATE TABLE manuals (id bigint PRIMARY KEY, body text NOT NULL)")?;
     db.execute("INSERT INTO manuals VALUES (1, $1)", &[&document(20, None)])?;
+    // two transactions: the workers see the derivation once it is committed
     db.batch_execute(
         "SELECT steadytext_derive('manuals', 'manual_chunks', 'body', 'embed_chunks',
-                                  '{\"chunk_tokens\": 64, \"chunk_overlap\": 8}');
-         SELECT steadytext_derivation_wait('manuals', 'manual_chunks', 600);",
+                                  '{\"chunk_tokens\": 64, \"chunk_overlap\": 8}')",
     )?;
+    db.batch_execute("SELECT steadytext_derivation_wait('manuals', 'manual_chunks', 600)")?;
     let counter = |d: &crate::daemon::Daemon| -> Result<f64> {
         d.counter(EMBEDDED_TEXTS).map_err(|e| BenchError::Process(e.to_string()))
     };

@@ -1266,6 +1266,21 @@ BEGIN
     IF timeout_seconds < 0 THEN
         RAISE EXCEPTION 'timeout_seconds must not be negative, got %', timeout_seconds USING ERRCODE = '22023';
     END IF;
+    -- the workers see a declaration or a change only once its transaction commits: waiting in
+    -- that transaction would wait out the whole timeout for nothing
+    IF pg_current_xact_id_if_assigned() IS NOT NULL AND EXISTS (
+        SELECT FROM @extschema@.steadytext_derivations x
+        WHERE x.source = steadytext_derivation_wait.source
+          AND x.destination = steadytext_derivation_wait.destination
+          AND (x.xmin::text = (pg_current_xact_id_if_assigned()::text::numeric % 4294967296)::text
+               OR EXISTS (SELECT FROM @extschema@.steadytext_derivation_rows r
+                          WHERE r.derivation_id = x.id
+                            AND r.xmin::text = (pg_current_xact_id_if_assigned()::text::numeric % 4294967296)::text))) THEN
+        RAISE EXCEPTION 'cannot wait for the derivation of column "%" of % in the transaction that declared or changed it',
+            destination, source
+            USING ERRCODE = '55000', DETAIL = 'Workers see its changes only once this transaction commits.',
+                  HINT = 'commit, then call steadytext_derivation_wait';
+    END IF;
     deadline := clock_timestamp() + make_interval(secs => timeout_seconds);
     LOOP
         SELECT s.state, s.rows_pending, s.backfilling INTO st

@@ -159,6 +159,11 @@ RESET ROLE;
 SELECT id, embedding, summary, facts, label FROM regress_derive.docs WHERE id = 2;
 SELECT destination, rows_in_sync, rows_pending FROM steadytext_derivation_status ORDER BY id;
 SELECT sqlstate_of($$SELECT steadytext_derivation_wait('regress_derive.docs', 'embedding', 0)$$) AS outcome;
+-- in the transaction that changed the table, waiting is an error at once, not a timeout
+BEGIN;
+UPDATE regress_derive.docs SET title = 'two, again' WHERE id = 2;
+SELECT sqlstate_of($$SELECT steadytext_derivation_wait('regress_derive.docs', 'embedding', 60)$$) AS outcome;
+ROLLBACK;
 
 -- a request that fails for good leaves the destination as it was and shows its error
 SET ROLE regress_alice;
