@@ -131,7 +131,9 @@ pub fn freshness(env: &Env, samples: u32) -> Result<()> {
          INSERT INTO fresh_docs VALUES (1, 'Freshness sample start', NULL);
          SELECT steadytext_derive('fresh_docs', 'embedding', 'body');",
     )?;
-    let _serve = env.serve(&["--database-url", &url])?;
+    let serve = env.serve(&["--database-url", &url])?;
+    db.batch_execute(&format!("ALTER SYSTEM SET steadytext.daemon_url = '{}'", serve.url))?;
+    db.batch_execute("SELECT pg_reload_conf()")?;
     let mut wait = setup::reconnect(&cluster, cluster.connect())?;
     wait.batch_execute("SELECT steadytext_derivation_wait('fresh_docs', 'embedding', 120)")?;
     db.batch_execute(&format!("LISTEN {COMPLETED_CHANNEL}"))?;
@@ -153,14 +155,10 @@ pub fn freshness(env: &Env, samples: u32) -> Result<()> {
         let id: String = db.query_one(&anchor, &[&format!("Freshness anchor text {i:06}")])?.get(0);
         round_trip.push(wait_completed(&mut db, &id, deadline)?.duration_since(start));
     }
-    let fresh: bool = db
-        .query_one(
-            "SELECT embedding = steadytext_embed(body) FROM fresh_docs WHERE id = 1",
-            &[],
-        )
-        .map(|r| r.get::<_, Option<bool>>(0).unwrap_or(false))
-        .unwrap_or(false);
-    if !fresh {
+    let fresh: Option<bool> = wait
+        .query_one("SELECT embedding = steadytext_embed(body) FROM fresh_docs WHERE id = 1", &[])?
+        .get(0);
+    if fresh != Some(true) {
         return Err(BenchError::Process("the row's embedding is not its text's".into()));
     }
     let (d, r) = (summarize(&derived)?, summarize(&round_trip)?);

@@ -104,6 +104,10 @@ CREATE TABLE steadytext_derivation_rows (
     PRIMARY KEY (derivation_id, source_key)
 );
 
+-- the rows with a request under way (found by their request at completion, counted by walks)
+CREATE INDEX steadytext_derivation_rows_request_idx
+    ON steadytext_derivation_rows (derivation_id, request_id) WHERE request_id IS NOT NULL;
+
 COMMENT ON TABLE steadytext_derivation_rows IS
     'pg_steadytext derivations: per source row, what its destination was derived from and what is under way';
 
@@ -259,10 +263,13 @@ BEGIN
         SELECT e -> 'k' AS k, decode(e ->> 'h', 'hex') AS h, e ->> 'i' AS i
         FROM jsonb_array_elements(evaluated) AS e
     ), cur AS (
+        -- one primary-key lookup per row (never a scan of the derivation's rows)
         SELECT ev.*, s.source_key IS NOT NULL AS known, s.input_hash AS old_hash,
                s.request_id AS old_request, s.derived_hash, s.derived_epoch, s.error
-        FROM ev LEFT JOIN @extschema@.steadytext_derivation_rows s
-             ON s.derivation_id = d.id AND s.source_key = ev.k
+        FROM ev LEFT JOIN LATERAL (
+            SELECT * FROM @extschema@.steadytext_derivation_rows r
+            WHERE r.derivation_id = d.id AND r.source_key = ev.k
+        ) s ON true
     ), todo AS (
         SELECT * FROM cur
         WHERE NOT known OR old_hash IS DISTINCT FROM h
@@ -361,14 +368,18 @@ DECLARE
 BEGIN
     WITH gone AS (
         DELETE FROM @extschema@.steadytext_derivation_rows s
-        WHERE s.derivation_id = d.id
-          AND (keys IS NULL OR s.source_key IN (SELECT jsonb_array_elements(keys)))
+        USING (SELECT jsonb_array_elements(keys) AS k) AS g
+        WHERE s.derivation_id = d.id AND s.source_key = g.k
+        RETURNING s.request_id
+    ), gone_all AS (
+        DELETE FROM @extschema@.steadytext_derivation_rows s
+        WHERE keys IS NULL AND s.derivation_id = d.id
         RETURNING s.request_id
     ), cancelled AS (
         UPDATE @extschema@.steadytext_queue q
         SET status = 'cancelled', completed_at = now(), lease_expires_at = NULL
-        FROM gone
-        WHERE q.request_id = gone.request_id AND q.status IN ('pending', 'processing')
+        FROM (SELECT request_id FROM gone UNION ALL SELECT request_id FROM gone_all) AS g
+        WHERE q.request_id = g.request_id AND q.status IN ('pending', 'processing')
         RETURNING q.request_id, q.function_name
     )
     SELECT count(@extschema@.steadytext_queue_notify_completed(request_id, function_name, 'cancelled'))
@@ -566,10 +577,11 @@ AS $$
 DECLARE
     written jsonb;
 BEGIN
-    PERFORM FROM @extschema@.steadytext_derivation_rows s
-    WHERE s.derivation_id = d.id
-      AND s.request_id IN (SELECT (e ->> 'r')::uuid FROM jsonb_array_elements(batch) e)
-    FOR UPDATE NOWAIT;
+    PERFORM FROM jsonb_array_elements(batch) AS e,
+                 LATERAL (SELECT FROM @extschema@.steadytext_derivation_rows s
+                          WHERE s.derivation_id = d.id AND s.source_key = e -> 'k'
+                            AND s.request_id = (e ->> 'r')::uuid
+                          FOR UPDATE NOWAIT) AS locked;
     IF d.destination_type = 'chunks' THEN
         SELECT coalesce(jsonb_agg(r), '[]') INTO written
         FROM @extschema@.steadytext_derivation_run_as(d.declarer, format(
@@ -623,13 +635,12 @@ BEGIN
         batch) AS r;
     END IF;
     UPDATE @extschema@.steadytext_derivation_rows s
-    SET derived_hash = CASE WHEN s.source_key IN (SELECT jsonb_array_elements(written))
-                            THEN s.input_hash ELSE s.derived_hash END,
-        derived_epoch = CASE WHEN s.source_key IN (SELECT jsonb_array_elements(written))
-                             THEN d.epoch ELSE s.derived_epoch END,
+    SET derived_hash = CASE WHEN b.done THEN s.input_hash ELSE s.derived_hash END,
+        derived_epoch = CASE WHEN b.done THEN d.epoch ELSE s.derived_epoch END,
         request_id = NULL, error = NULL
-    WHERE s.derivation_id = d.id
-      AND s.request_id IN (SELECT (e ->> 'r')::uuid FROM jsonb_array_elements(batch) e);
+    FROM (SELECT e -> 'k' AS k, (e ->> 'r')::uuid AS r, written @> jsonb_build_array(e -> 'k') AS done
+          FROM jsonb_array_elements(batch) AS e) AS b
+    WHERE s.derivation_id = d.id AND s.source_key = b.k AND s.request_id = b.r;
     RETURN written;
 END
 $$;
@@ -666,8 +677,10 @@ BEGIN
                                             'v', q.result, 'r', q.request_id))
         INTO batch
         FROM @extschema@.steadytext_queue q
-        JOIN @extschema@.steadytext_derivation_rows s
-          ON s.derivation_id = d.id AND s.source_key = q.source_key AND s.request_id = q.request_id
+        CROSS JOIN LATERAL (
+            SELECT FROM @extschema@.steadytext_derivation_rows s
+            WHERE s.derivation_id = d.id AND s.source_key = q.source_key AND s.request_id = q.request_id
+        ) AS current_request
         WHERE q.request_id = ANY(request_ids) AND q.derivation_id = d.id
           AND q.status = 'completed';
         IF batch IS NULL THEN
@@ -689,7 +702,8 @@ BEGIN
                             UPDATE @extschema@.steadytext_derivation_rows s
                             SET request_id = NULL,
                                 error = format('the result could not be written: %s', SQLERRM)
-                            WHERE s.derivation_id = d.id AND s.request_id = (one ->> 'r')::uuid;
+                            WHERE s.derivation_id = d.id AND s.source_key = one -> 'k'
+                              AND s.request_id = (one ->> 'r')::uuid;
                     END;
                 END LOOP;
         END;
@@ -707,7 +721,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     UPDATE @extschema@.steadytext_derivation_rows s
     SET request_id = NULL, error = $2
-    WHERE s.request_id = $1;
+    FROM @extschema@.steadytext_queue q
+    WHERE q.request_id = $1 AND s.derivation_id = q.derivation_id AND s.source_key = q.source_key
+      AND s.request_id = $1;
 $$;
 
 -- ---------------------------------------------------------------------------------------------
@@ -740,9 +756,9 @@ BEGIN
         FOR UPDATE SKIP LOCKED
     LOOP
         any_walking := true;
+        -- (requests under way: pending or processing, counted on their partial index)
         IF (SELECT count(*) FROM @extschema@.steadytext_derivation_rows s
-            JOIN @extschema@.steadytext_queue q ON q.request_id = s.request_id
-            WHERE s.derivation_id = d.id AND q.status = 'pending') >= batch_limit THEN
+            WHERE s.derivation_id = d.id AND s.request_id IS NOT NULL) >= batch_limit THEN
             CONTINUE;
         END IF;
         SELECT jsonb_agg(r ORDER BY ord) INTO walked

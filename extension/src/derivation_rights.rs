@@ -11,7 +11,7 @@
 //! fmgr does for SECURITY DEFINER functions. Only the queue's owner may call it, and only the
 //! extension's own functions run as the queue's owner.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use pgrx::pg_sys::BuiltinOid::JSONBOID;
@@ -32,6 +32,22 @@ thread_local! {
     /// The kept plans of the statements run so far, by text: a trigger's evaluation and a
     /// write-back run the same few statements again and again (a backend is single-threaded).
     static PLANS: RefCell<HashMap<String, OwnedPreparedStatement>> = RefCell::new(HashMap::new());
+    /// A relation changed since the plans were kept: a table dropped and created again under
+    /// the same name, or altered, can leave the same text with another row type, which a kept
+    /// plan (that names the table only through its row type) would not notice. Dropped at the
+    /// next run.
+    static STALE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Registers the invalidation callback that marks the kept plans stale; called from `_PG_init`.
+pub fn init() {
+    // SAFETY: `_PG_init` runs once per backend while the library loads; the callback only sets
+    // a flag (no catalog access, no allocation), as invalidation callbacks must.
+    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(on_relation_change), pg_sys::Datum::from(0)) };
+}
+
+unsafe extern "C-unwind" fn on_relation_change(_arg: pg_sys::Datum, _relid: pg_sys::Oid) {
+    STALE.set(true);
 }
 
 /// Runs `query` (one statement whose first column is a jsonb, with `arg` as `$1`) as `role` in
@@ -50,6 +66,9 @@ fn steadytext_derivation_run_as(
         }
         if role == pg_sys::InvalidOid {
             return Err(SqlError::Null("role"));
+        }
+        if STALE.replace(false) {
+            PLANS.with_borrow_mut(HashMap::clear);
         }
         queue_owner::run_as(role, || {
             Spi::connect_mut(|client| {

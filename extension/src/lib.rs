@@ -33,6 +33,7 @@ pub extern "C-unwind" fn _PG_init() {
     gucs::init();
     completion_wakeup::init();
     enqueue_buffer::init();
+    derivation_rights::init();
 }
 
 /// Version of the installed pg_steadytext library, e.g. `0.1.0`.
