@@ -130,97 +130,112 @@ REVOKE ALL ON steadytext_derivations, steadytext_derivation_rows FROM PUBLIC;
 GRANT SELECT ON steadytext_derivations, steadytext_derivation_rows TO PUBLIC;
 
 -- ---------------------------------------------------------------------------------------------
--- SQL text built from a derivation's definition. Identifiers are quoted with %I, the source is
+-- SQL text built from a derivation's definition (PL/pgSQL, whose statements' plans a session
+-- keeps, unlike a SQL function's with a SET clause, which is planned at every call). Identifiers are quoted with %I, the source is
 -- printed by regclass (schema-qualified under the pinned search_path) and the input expression
 -- is the declarer's own text, which only ever runs as the declarer.
 
 -- The row's key as a JSON object, over the alias t.
 CREATE FUNCTION steadytext_derivation_key_sql(d @extschema@.steadytext_derivations)
 RETURNS text
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT format('jsonb_build_object(%s)',
-                  string_agg(format('%L, t.%I', c, c), ', ' ORDER BY n))
-    FROM unnest(d.key_columns) WITH ORDINALITY AS k(c, n);
+BEGIN
+    RETURN (SELECT format('jsonb_build_object(%s)',
+                      string_agg(format('%L, t.%I', c, c), ', ' ORDER BY n))
+        FROM unnest(d.key_columns) WITH ORDINALITY AS k(c, n));
+END
 $$;
 
 -- The columns `cols` of the row `alias` as a JSON object {column: value}.
 CREATE FUNCTION steadytext_derivation_columns_sql(cols name[], alias text)
 RETURNS text
-LANGUAGE sql IMMUTABLE
+LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT format('jsonb_build_object(%s)',
-                  coalesce(string_agg(format('%L, %I.%I', c, alias, c), ', ' ORDER BY n), ''))
-    FROM unnest(cols) WITH ORDINALITY AS k(c, n);
+BEGIN
+    RETURN (SELECT format('jsonb_build_object(%s)',
+                      coalesce(string_agg(format('%L, %I.%I', c, alias, c), ', ' ORDER BY n), ''))
+        FROM unnest(cols) WITH ORDINALITY AS k(c, n));
+END
 $$;
 
 -- `t`'s key equals the key held in `expr` (a jsonb expression), column by column in the key
 -- columns' own types (so the primary key's index is used).
 CREATE FUNCTION steadytext_derivation_key_match_sql(d @extschema@.steadytext_derivations, expr text)
 RETURNS text
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT string_agg(format('t.%I = (%s ->> %L)::%s', k.c, expr, k.c,
-                             format_type(a.atttypid, a.atttypmod)), ' AND ' ORDER BY k.n)
-    FROM unnest(d.key_columns) WITH ORDINALITY AS k(c, n)
-    JOIN pg_attribute a ON a.attrelid = d.source AND a.attname = k.c;
+BEGIN
+    RETURN (SELECT string_agg(format('t.%I = (%s ->> %L)::%s', k.c, expr, k.c,
+                                 format_type(a.atttypid, a.atttypmod)), ' AND ' ORDER BY k.n)
+        FROM unnest(d.key_columns) WITH ORDINALITY AS k(c, n)
+        JOIN pg_attribute a ON a.attrelid = d.source AND a.attname = k.c);
+END
 $$;
 
 -- The key held in the jsonb parameter `param` (e.g. '$1') as a row of the key columns' own
 -- types, in key order, to compare with a row of the key columns (`(t.a, t.b) > (...)`).
 CREATE FUNCTION steadytext_derivation_key_typed_sql(d @extschema@.steadytext_derivations, param text)
 RETURNS text
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT string_agg(format('(%s ->> %L)::%s', param, k.c, format_type(a.atttypid, a.atttypmod)),
-                      ', ' ORDER BY k.n)
-    FROM unnest(d.key_columns) WITH ORDINALITY AS k(c, n)
-    JOIN pg_attribute a ON a.attrelid = d.source AND a.attname = k.c;
+BEGIN
+    RETURN (SELECT string_agg(format('(%s ->> %L)::%s', param, k.c, format_type(a.atttypid, a.atttypmod)),
+                          ', ' ORDER BY k.n)
+        FROM unnest(d.key_columns) WITH ORDINALITY AS k(c, n)
+        JOIN pg_attribute a ON a.attrelid = d.source AND a.attname = k.c);
+END
 $$;
 
 -- The key columns of `t`, in key order.
 CREATE FUNCTION steadytext_derivation_key_columns_sql(d @extschema@.steadytext_derivations)
 RETURNS text
-LANGUAGE sql IMMUTABLE
+LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT string_agg(format('t.%I', c), ', ' ORDER BY n)
-    FROM unnest(d.key_columns) WITH ORDINALITY AS k(c, n);
+BEGIN
+    RETURN (SELECT string_agg(format('t.%I', c), ', ' ORDER BY n)
+        FROM unnest(d.key_columns) WITH ORDINALITY AS k(c, n));
+END
 $$;
 
 -- The input expression as text, over the alias t (steadytext_derive checked that it is one
 -- expression; the newline ends a trailing -- comment).
 CREATE FUNCTION steadytext_derivation_input_sql(d @extschema@.steadytext_derivations)
 RETURNS text
-LANGUAGE sql IMMUTABLE
+LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT format('(%s' || chr(10) || ')::text', d.input);
+BEGIN
+    RETURN (SELECT format('(%s' || chr(10) || ')::text', d.input));
+END
 $$;
 
 -- The result `value` (a text expression) converted for the destination.
 CREATE FUNCTION steadytext_derivation_value_sql(d @extschema@.steadytext_derivations, value text)
 RETURNS text
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE d.destination_type
-        WHEN 'text' THEN value
-        WHEN 'jsonb' THEN format('(%s)::jsonb', value)
-        WHEN 'real[]' THEN format('pg_catalog.string_to_array(pg_catalog.btrim(%s, ''[]''), '','')::real[]', value)
-        WHEN 'vector' THEN format('(%s)::%s', value, (SELECT format_type(a.atttypid, a.atttypmod)
-                                          FROM pg_attribute a
-                                          WHERE a.attrelid = d.source AND a.attname = d.destination))
-        -- chunks: the chunk table's embedding column, real[] or vector
-        ELSE (SELECT CASE WHEN a.atttypid = 'real[]'::regtype
-                          THEN format('pg_catalog.string_to_array(pg_catalog.btrim(%s, ''[]''), '','')::real[]', value)
-                          ELSE format('(%s)::%s', value, format_type(a.atttypid, a.atttypmod)) END
-              FROM pg_attribute a WHERE a.attrelid = d.chunks AND a.attname = 'embedding')
-    END;
+BEGIN
+    RETURN (SELECT CASE d.destination_type
+            WHEN 'text' THEN value
+            WHEN 'jsonb' THEN format('(%s)::jsonb', value)
+            WHEN 'real[]' THEN format('pg_catalog.string_to_array(pg_catalog.btrim(%s, ''[]''), '','')::real[]', value)
+            WHEN 'vector' THEN format('(%s)::%s', value, (SELECT format_type(a.atttypid, a.atttypmod)
+                                              FROM pg_attribute a
+                                              WHERE a.attrelid = d.source AND a.attname = d.destination))
+            -- chunks: the chunk table's embedding column, real[] or vector
+            ELSE (SELECT CASE WHEN a.atttypid = 'real[]'::regtype
+                              THEN format('pg_catalog.string_to_array(pg_catalog.btrim(%s, ''[]''), '','')::real[]', value)
+                              ELSE format('(%s)::%s', value, format_type(a.atttypid, a.atttypmod)) END
+                  FROM pg_attribute a WHERE a.attrelid = d.chunks AND a.attname = 'embedding')
+        END);
+END
 $$;
 
 -- ---------------------------------------------------------------------------------------------
@@ -254,6 +269,7 @@ BEGIN
         FROM ev LEFT JOIN LATERAL (
             SELECT * FROM @extschema@.steadytext_derivation_rows r
             WHERE r.derivation_id = d.id AND r.source_key = ev.k
+            OFFSET 0  -- kept apart: looked up per row through the primary key
         ) s ON true
     ), todo AS (
         SELECT * FROM cur
@@ -263,8 +279,8 @@ BEGIN
     ), cancelled AS (
         UPDATE @extschema@.steadytext_queue q
         SET status = 'cancelled', completed_at = now(), lease_expires_at = NULL
-        FROM todo
-        WHERE q.request_id = todo.old_request AND q.status IN ('pending', 'processing')
+        WHERE q.request_id = ANY (ARRAY(SELECT old_request FROM todo WHERE old_request IS NOT NULL))
+          AND q.status IN ('pending', 'processing')
         RETURNING q.request_id, q.function_name
     ), queued AS (
         INSERT INTO @extschema@.steadytext_queue
@@ -329,15 +345,17 @@ $$;
 -- steadytext_derivation_enqueue takes them.
 CREATE FUNCTION steadytext_derivation_evaluate(d @extschema@.steadytext_derivations, rows jsonb)
 RETURNS jsonb
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce(jsonb_agg(r), '[]')
-    FROM @extschema@.steadytext_derivation_run_as(d.declarer, format(
-        'SELECT jsonb_build_object(''k'', k, ''h'', encode(sha256(convert_to(i, ''UTF8'')), ''hex''), ''i'', i) '
-        'FROM (SELECT %s AS k, %s AS i FROM jsonb_populate_recordset(NULL::%s, $1) AS t) AS steadytext__e',
-        @extschema@.steadytext_derivation_key_sql(d), @extschema@.steadytext_derivation_input_sql(d),
-        d.source), rows) AS r;
+BEGIN
+    RETURN (SELECT coalesce(jsonb_agg(r), '[]')
+        FROM @extschema@.steadytext_derivation_run_as(d.declarer, format(
+            'SELECT jsonb_build_object(''k'', k, ''h'', encode(sha256(convert_to(i, ''UTF8'')), ''hex''), ''i'', i) '
+            'FROM (SELECT %s AS k, %s AS i FROM jsonb_populate_recordset(NULL::%s, $1) AS t) AS steadytext__e',
+            @extschema@.steadytext_derivation_key_sql(d), @extschema@.steadytext_derivation_input_sql(d),
+            d.source), rows) AS r);
+END
 $$;
 
 -- Forgets source rows that are gone (DELETE, or an UPDATE of their key): cancels what is under
@@ -353,18 +371,14 @@ DECLARE
 BEGIN
     WITH gone AS (
         DELETE FROM @extschema@.steadytext_derivation_rows s
-        USING (SELECT jsonb_array_elements(keys) AS k) AS g
-        WHERE s.derivation_id = d.id AND s.source_key = g.k
-        RETURNING s.request_id
-    ), gone_all AS (
-        DELETE FROM @extschema@.steadytext_derivation_rows s
-        WHERE keys IS NULL AND s.derivation_id = d.id
+        WHERE s.derivation_id = d.id
+          AND (keys IS NULL OR s.source_key = ANY (ARRAY(SELECT jsonb_array_elements(keys))))
         RETURNING s.request_id
     ), cancelled AS (
         UPDATE @extschema@.steadytext_queue q
         SET status = 'cancelled', completed_at = now(), lease_expires_at = NULL
-        FROM (SELECT request_id FROM gone UNION ALL SELECT request_id FROM gone_all) AS g
-        WHERE q.request_id = g.request_id AND q.status IN ('pending', 'processing')
+        WHERE q.request_id = ANY (ARRAY(SELECT request_id FROM gone WHERE request_id IS NOT NULL))
+          AND q.status IN ('pending', 'processing')
         RETURNING q.request_id, q.function_name
     )
     SELECT count(@extschema@.steadytext_queue_notify_completed(request_id, function_name, 'cancelled'))
@@ -426,9 +440,9 @@ $$;
 -- Most rows a statement enqueues itself; more are left to a walk (steadytext_derivation_defer).
 CREATE FUNCTION steadytext_derivation_statement_limit()
 RETURNS bigint
-LANGUAGE sql IMMUTABLE
+LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT 1000::bigint $$;
+AS $$ BEGIN RETURN 1000; END $$;
 
 -- The triggers steadytext_derive creates on the source (one per event: PostgreSQL allows
 -- transition tables only on single-event triggers). They run as the queue's owner (SECURITY
@@ -620,12 +634,14 @@ BEGIN
         batch) AS r;
     END IF;
     UPDATE @extschema@.steadytext_derivation_rows s
-    SET derived_hash = CASE WHEN b.done THEN s.input_hash ELSE s.derived_hash END,
-        derived_epoch = CASE WHEN b.done THEN d.epoch ELSE s.derived_epoch END,
+    SET derived_hash = CASE WHEN written @> jsonb_build_array(s.source_key) THEN s.input_hash
+                            ELSE s.derived_hash END,
+        derived_epoch = CASE WHEN written @> jsonb_build_array(s.source_key) THEN d.epoch
+                             ELSE s.derived_epoch END,
         request_id = NULL, error = NULL
-    FROM (SELECT e -> 'k' AS k, (e ->> 'r')::uuid AS r, written @> jsonb_build_array(e -> 'k') AS done
-          FROM jsonb_array_elements(batch) AS e) AS b
-    WHERE s.derivation_id = d.id AND s.source_key = b.k AND s.request_id = b.r;
+    WHERE s.derivation_id = d.id
+      AND s.source_key = ANY (ARRAY(SELECT e -> 'k' FROM jsonb_array_elements(batch) AS e))
+      AND s.request_id = ANY (ARRAY(SELECT (e ->> 'r')::uuid FROM jsonb_array_elements(batch) AS e));
     RETURN written;
 END
 $$;
@@ -665,6 +681,7 @@ BEGIN
         CROSS JOIN LATERAL (
             SELECT FROM @extschema@.steadytext_derivation_rows s
             WHERE s.derivation_id = d.id AND s.source_key = q.source_key AND s.request_id = q.request_id
+            OFFSET 0  -- kept apart: looked up per request through the primary key
         ) AS current_request
         WHERE q.request_id = ANY(request_ids) AND q.derivation_id = d.id
           AND q.status = 'completed';
@@ -1042,8 +1059,8 @@ BEGIN
         WITH cancelled AS (
             UPDATE @extschema@.steadytext_queue q
             SET status = 'cancelled', completed_at = now(), lease_expires_at = NULL
-            FROM @extschema@.steadytext_derivation_rows s
-            WHERE s.derivation_id = d.id AND q.request_id = s.request_id
+            WHERE q.request_id = ANY (ARRAY(SELECT s.request_id FROM @extschema@.steadytext_derivation_rows s
+                                            WHERE s.derivation_id = d.id AND s.request_id IS NOT NULL))
               AND q.status IN ('pending', 'processing')
             RETURNING q.request_id, q.function_name
         )
@@ -1102,8 +1119,8 @@ BEGIN
     WITH cancelled AS (
         UPDATE @extschema@.steadytext_queue q
         SET status = 'cancelled', completed_at = now(), lease_expires_at = NULL
-        FROM @extschema@.steadytext_derivation_rows s
-        WHERE s.derivation_id = d.id AND q.request_id = s.request_id
+        WHERE q.request_id = ANY (ARRAY(SELECT s.request_id FROM @extschema@.steadytext_derivation_rows s
+                                        WHERE s.derivation_id = d.id AND s.request_id IS NOT NULL))
           AND q.status IN ('pending', 'processing')
         RETURNING q.request_id, q.function_name
     )
@@ -1192,8 +1209,8 @@ BEGIN
         WITH cancelled AS (
             UPDATE @extschema@.steadytext_queue q
             SET status = 'cancelled', completed_at = now(), lease_expires_at = NULL
-            FROM @extschema@.steadytext_derivation_rows s
-            WHERE s.derivation_id = d.id AND q.request_id = s.request_id
+            WHERE q.request_id = ANY (ARRAY(SELECT s.request_id FROM @extschema@.steadytext_derivation_rows s
+                                            WHERE s.derivation_id = d.id AND s.request_id IS NOT NULL))
               AND q.status IN ('pending', 'processing')
             RETURNING q.request_id, q.function_name
         )
