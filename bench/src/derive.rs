@@ -104,9 +104,8 @@ pub fn write_overhead(singles: u32, bulk: u32) -> Result<()> {
         }
     }
     let enqueued: i64 = db.query_one("SELECT count(*) FROM steadytext_queue", &[])?.get(0);
-    let enqueued_derived: i64 = db
-        .query_one("SELECT count(*) FROM steadytext_derivation_rows", &[])?
-        .get(0);
+    let enqueued_derived: i64 =
+        db.query_one("SELECT count(*) FROM steadytext_derivation_rows", &[])?.get(0);
     println!(
         "{}",
         Line::new("derive_write_overhead_bulk")
@@ -202,11 +201,10 @@ pub fn backfill(env: &Env, rows: u32) -> Result<()> {
     drop(serve);
     // the derivation: rows inserted, then declared at once; the worker walks them in
     db.batch_execute("TRUNCATE steadytext_queue")?;
-    db.batch_execute("CREATE TABLE backfill_docs (id bigint PRIMARY KEY, body text NOT NULL, embedding real[])")?;
-    db.execute(
-        &format!("INSERT INTO backfill_docs SELECT i, t FROM ({texts}) AS s(i, t)"),
-        &[&n],
+    db.batch_execute(
+        "CREATE TABLE backfill_docs (id bigint PRIMARY KEY, body text NOT NULL, embedding real[])",
     )?;
+    db.execute(&format!("INSERT INTO backfill_docs SELECT i, t FROM ({texts}) AS s(i, t)"), &[&n])?;
     let _serve = env.serve(&["--database-url", &url, "--worker-id", "derive"])?;
     // cache misses both ways: the anchor ran with use_cache false, the derivation likewise
     let start = Instant::now();
@@ -215,9 +213,8 @@ pub fn backfill(env: &Env, rows: u32) -> Result<()> {
     )?;
     db.batch_execute("SELECT steadytext_derivation_wait('backfill_docs', 'embedding', 7200)")?;
     let derive_secs = start.elapsed().as_secs_f64();
-    let in_sync: i64 = db
-        .query_one("SELECT count(*) FROM backfill_docs WHERE embedding IS NOT NULL", &[])?
-        .get(0);
+    let in_sync: i64 =
+        db.query_one("SELECT count(*) FROM backfill_docs WHERE embedding IS NOT NULL", &[])?.get(0);
     if in_sync != n {
         return Err(BenchError::Process(format!("{in_sync} of {n} rows derived")));
     }
@@ -240,7 +237,8 @@ pub fn backfill(env: &Env, rows: u32) -> Result<()> {
 fn document(paragraphs: usize, edited: Option<usize>) -> String {
     (0..paragraphs)
         .map(|i| {
-            let topic = if Some(i) == edited { "an edited sentence about lighthouses" } else { "bread" };
+            let topic =
+                if Some(i) == edited { "an edited sentence about lighthouses" } else { "bread" };
             format!(
                 "Paragraph {i} begins with {topic}. It goes on about ovens, flour and water for \
                  a while, so that it holds a few dozen tokens. Then it ends with number {i}."

@@ -8,8 +8,8 @@ use steadytext_bench::drain::{self, Workload};
 use steadytext_bench::mixed_latency::{self, Mix};
 use steadytext_bench::setup::Env;
 use steadytext_bench::{
-    cancel_release, constrained, contention, derive, engine, enqueue, long_prompt_stall, many_daemons,
-    queue_growth, queue_latency, shared_cache, sync_latency,
+    cancel_release, constrained, contention, derive, engine, enqueue, long_prompt_stall,
+    many_daemons, queue_growth, queue_latency, shared_cache, sync_latency,
 };
 
 /// Rerunnable benchmarks of pg_steadytext; each prints `bench figure=… key=value …` lines.

@@ -15,8 +15,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use pgrx::pg_sys::BuiltinOid::JSONBOID;
-use pgrx::spi::OwnedPreparedStatement;
 use pgrx::prelude::*;
+use pgrx::spi::OwnedPreparedStatement;
 use pgrx::{JsonB, PgOid};
 use serde_json::Value;
 use steadytext_api::queue_request::{PayloadError, QueuedRequest};
@@ -43,7 +43,9 @@ thread_local! {
 pub fn init() {
     // SAFETY: `_PG_init` runs once per backend while the library loads; the callback only sets
     // a flag (no catalog access, no allocation), as invalidation callbacks must.
-    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(on_relation_change), pg_sys::Datum::from(0)) };
+    unsafe {
+        pg_sys::CacheRegisterRelcacheCallback(Some(on_relation_change), pg_sys::Datum::from(0))
+    };
 }
 
 unsafe extern "C-unwind" fn on_relation_change(_arg: pg_sys::Datum, _relid: pg_sys::Oid) {

@@ -66,7 +66,11 @@ fn check_expression(input: &str) -> Result<(), SqlError> {
             }
         }
     };
-    if single { Ok(()) } else { Err(SqlError::NotAnExpression) }
+    if single {
+        Ok(())
+    } else {
+        Err(SqlError::NotAnExpression)
+    }
 }
 
 /// Parses `input` over `source` as the caller, through a temporary view, and returns the

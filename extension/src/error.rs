@@ -214,7 +214,9 @@ impl SqlError {
                 ErrorCode::Internal => ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
             },
             SqlError::Private(_) => ERRCODE_INSUFFICIENT_PRIVILEGE,
-            SqlError::DerivationOptions { .. } | SqlError::EmptyInput => ERRCODE_INVALID_PARAMETER_VALUE,
+            SqlError::DerivationOptions { .. } | SqlError::EmptyInput => {
+                ERRCODE_INVALID_PARAMETER_VALUE
+            }
             SqlError::VolatileInput(_) => ERRCODE_INVALID_OBJECT_DEFINITION,
             SqlError::NotAnExpression => ERRCODE_SYNTAX_ERROR,
             SqlError::Spi(_) | SqlError::Random => ERRCODE_INTERNAL_ERROR,

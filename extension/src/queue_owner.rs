@@ -70,7 +70,10 @@ pub fn owns(table: pg_sys::Oid) -> Result<bool, SqlError> {
 
 /// Runs `work` as `role` in a security-restricted operation (no `SET ROLE`, no temporary
 /// objects), then switches back; errors as in [`run_as_owner`].
-pub fn run_as<T>(role: pg_sys::Oid, work: impl FnOnce() -> Result<T, SqlError>) -> Result<T, SqlError> {
+pub fn run_as<T>(
+    role: pg_sys::Oid,
+    work: impl FnOnce() -> Result<T, SqlError>,
+) -> Result<T, SqlError> {
     let (mut user, mut context) = (pg_sys::Oid::INVALID, 0);
     // SAFETY: reads this backend's current user and security context.
     unsafe { pg_sys::GetUserIdAndSecContext(&mut user, &mut context) };

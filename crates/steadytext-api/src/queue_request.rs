@@ -230,11 +230,14 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    /// The CHECK constraint of `steadytext_queue.function_name` lists exactly [`Function::ALL`].
+    /// The CHECK constraint of `steadytext_queue.function_name` (as 0.2.0 redefines it) lists
+    /// exactly [`Function::ALL`].
     #[test]
     fn functions_match_the_queue_check_list() {
-        let sql = include_str!("../../../extension/sql/v0.1.0/queue_schema.sql");
-        let start = sql.find("function_name    text NOT NULL CHECK (function_name IN (").unwrap();
+        let sql = include_str!("../../../extension/sql/v0.2.0/derivations.sql");
+        let start = sql
+            .find("ADD CONSTRAINT steadytext_queue_function_name_check CHECK (function_name IN (")
+            .unwrap();
         let list = &sql[start..];
         let list = &list[list.find("IN (").unwrap() + 4..list.find("))").unwrap()];
         let names: Vec<&str> = list.split(',').map(|s| s.trim().trim_matches('\'')).collect();

@@ -3,7 +3,8 @@
 
 use crate::json_schema::{self, SchemaError};
 use crate::limits::{
-    check_max_tokens, MaxTokensError, MAX_CHUNK_TOKENS, MIN_CHUNK_TOKENS, PRIORITY_MAX, PRIORITY_MIN,
+    check_max_tokens, MaxTokensError, MAX_CHUNK_TOKENS, MIN_CHUNK_TOKENS, PRIORITY_MAX,
+    PRIORITY_MIN,
 };
 
 /// Why an argument of a request was refused. Messages are lower-case and name the argument or

@@ -254,7 +254,8 @@ impl Service {
         if chunks.is_empty() {
             return Ok(Vec::new());
         }
-        let body = EmbedBody { texts: chunks.clone(), use_cache: params.use_cache, seed: params.seed };
+        let body =
+            EmbedBody { texts: chunks.clone(), use_cache: params.use_cache, seed: params.seed };
         let reply = self.embed(body).await?;
         Ok(chunks.into_iter().zip(reply.embeddings).collect())
     }

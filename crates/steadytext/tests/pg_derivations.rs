@@ -28,7 +28,13 @@ fn wait_in_sync(db: &mut Client, rows: i64) {
             .unwrap();
         for row in &status {
             let failed: i64 = row.get(4);
-            assert_eq!(failed, 0, "{} failed: {}", row.get::<_, String>(0), row.get::<_, String>(5));
+            assert_eq!(
+                failed,
+                0,
+                "{} failed: {}",
+                row.get::<_, String>(0),
+                row.get::<_, String>(5)
+            );
         }
         let done = status.len() == 2
             && status.iter().all(|r| r.get::<_, i64>(1) == rows && r.get::<_, i64>(2) == rows);
@@ -72,12 +78,8 @@ fn derived_columns_follow_their_rows_through_a_real_worker() {
              FROM generate_series(1, 24) AS i;",
         )
         .unwrap();
-    let serve = Daemon::serve(&[
-        "--database-url",
-        &cluster.url("st_worker"),
-        "--worker-id",
-        "derivations",
-    ]);
+    let serve =
+        Daemon::serve(&["--database-url", &cluster.url("st_worker"), "--worker-id", "derivations"]);
     admin
         .batch_execute(&format!("ALTER SYSTEM SET steadytext.daemon_url = '{}'", serve.url))
         .unwrap();
@@ -229,13 +231,14 @@ fn derivations_survive_pg_dump_and_restore() {
         "after-restore",
     ]);
     restored
-        .batch_execute(&format!("ALTER DATABASE restored SET steadytext.daemon_url = '{}'", serve.url))
+        .batch_execute(&format!(
+            "ALTER DATABASE restored SET steadytext.daemon_url = '{}'",
+            serve.url
+        ))
         .unwrap();
-    let mut author = postgres::Client::connect(
-        &cluster.url_of("dump_author", "restored"),
-        postgres::NoTls,
-    )
-    .unwrap();
+    let mut author =
+        postgres::Client::connect(&cluster.url_of("dump_author", "restored"), postgres::NoTls)
+            .unwrap();
     author
         .batch_execute(
             "INSERT INTO docs (id, title, body) VALUES (6, 'After', 'Inserted after the restore');
@@ -251,7 +254,8 @@ fn derivations_survive_pg_dump_and_restore() {
 fn document(paragraphs: usize, edited: Option<usize>) -> String {
     (0..paragraphs)
         .map(|i| {
-            let topic = if Some(i) == edited { "an edited sentence about lighthouses" } else { "bread" };
+            let topic =
+                if Some(i) == edited { "an edited sentence about lighthouses" } else { "bread" };
             format!(
                 "Paragraph {i} begins with {topic}. It goes on about ovens, flour and water for a \
                  while, so that it holds a few dozen tokens. Then it ends with number {i}."
@@ -266,23 +270,14 @@ fn a_chunked_embedding_follows_its_document_one_paragraph_at_a_time() {
     use steadytext_api::metric_names::EMBEDDED_TEXTS;
     let cluster = TestCluster::start();
     let mut admin = support::extension_with_worker_role(&cluster);
-    let serve = Daemon::serve(&[
-        "--database-url",
-        &cluster.url("st_worker"),
-        "--worker-id",
-        "chunks",
-    ]);
+    let serve =
+        Daemon::serve(&["--database-url", &cluster.url("st_worker"), "--worker-id", "chunks"]);
     admin
         .batch_execute(&format!("ALTER SYSTEM SET steadytext.daemon_url = '{}'", serve.url))
         .unwrap();
     admin.batch_execute("SELECT pg_reload_conf()").unwrap();
     let long = document(20, None);
-    admin
-        .execute(
-            "CREATE TABLE manuals (id bigint PRIMARY KEY, body text NOT NULL)",
-            &[],
-        )
-        .unwrap();
+    admin.execute("CREATE TABLE manuals (id bigint PRIMARY KEY, body text NOT NULL)", &[]).unwrap();
     admin.execute("INSERT INTO manuals VALUES (1, $1), (2, 'A short one.')", &[&long]).unwrap();
     admin
         .batch_execute(
@@ -330,7 +325,10 @@ fn a_chunked_embedding_follows_its_document_one_paragraph_at_a_time() {
     admin.execute("UPDATE manuals SET body = $1 WHERE id = 1", &[&document(20, Some(7))]).unwrap();
     wait(&mut admin);
     let computed = serve.counter(EMBEDDED_TEXTS).unwrap() - before;
-    assert_eq!(computed, 1.0, "chunks embedded for one edited paragraph (one chunk per paragraph here)");
+    assert_eq!(
+        computed, 1.0,
+        "chunks embedded for one edited paragraph (one chunk per paragraph here)"
+    );
     let edited: i64 = admin
         .query_one(
             "SELECT count(*) FROM manual_chunks WHERE id = 1 AND chunk_text LIKE '%lighthouses%'",
@@ -341,10 +339,8 @@ fn a_chunked_embedding_follows_its_document_one_paragraph_at_a_time() {
     assert_eq!(edited, 1);
     // a deleted document takes its chunks with it
     admin.execute("DELETE FROM manuals WHERE id = 1", &[]).unwrap();
-    let left: i64 = admin
-        .query_one("SELECT count(*) FROM manual_chunks WHERE id = 1", &[])
-        .unwrap()
-        .get(0);
+    let left: i64 =
+        admin.query_one("SELECT count(*) FROM manual_chunks WHERE id = 1", &[]).unwrap().get(0);
     assert_eq!(left, 0);
 }
 
@@ -382,7 +378,9 @@ fn chaos_a_killed_worker_and_a_crashed_server_during_a_backfill_leave_nothing_st
     let written = |db: &mut Client| -> i64 {
         db.query_one("SELECT count(*) FROM docs WHERE embedding IS NOT NULL", &[]).unwrap().get(0)
     };
-    wait_until(DEADLINE, "the backfill to be under way", || (written(&mut admin) >= 300).then_some(()));
+    wait_until(DEADLINE, "the backfill to be under way", || {
+        (written(&mut admin) >= 300).then_some(())
+    });
     // users change and delete rows while the backfill runs
     admin
         .batch_execute(

@@ -31,7 +31,15 @@ pub fn chunk_ranges(
         if count(&text[paragraph.clone()]) <= max_tokens {
             chunks.push(paragraph);
         } else {
-            chunk_at(text, paragraph, Level::Sentence, max_tokens, overlap, &mut count, &mut chunks);
+            chunk_at(
+                text,
+                paragraph,
+                Level::Sentence,
+                max_tokens,
+                overlap,
+                &mut count,
+                &mut chunks,
+            );
         }
     }
     chunks
@@ -180,7 +188,7 @@ mod tests {
         s.split_whitespace().count()
     }
 
-    fn chunks<'a>(text: &'a str, max: usize, overlap: usize) -> Vec<&'a str> {
+    fn chunks(text: &str, max: usize, overlap: usize) -> Vec<&str> {
         chunk_ranges(text, max, overlap, words).into_iter().map(|r| &text[r]).collect()
     }
 
@@ -205,7 +213,12 @@ mod tests {
         let got = chunks(text, 4, 0);
         assert_eq!(
             got,
-            vec!["One two three.", "Four five six.", "Seven eight nine ten", "eleven twelve thirteen."]
+            vec![
+                "One two three.",
+                "Four five six.",
+                "Seven eight nine ten",
+                "eleven twelve thirteen."
+            ]
         );
         for c in &got {
             assert!(words(c) <= 4, "{c}");
@@ -216,7 +229,8 @@ mod tests {
     fn no_word_is_lost_and_chunks_are_substrings() {
         let text = "Alpha beta gamma.\n\nDelta epsilon zeta eta theta iota kappa lambda mu. Nu xi.\n\nOmicron.";
         let got = chunk_ranges(text, 3, 0, words);
-        let joined: Vec<&str> = got.iter().flat_map(|r| text[r.clone()].split_whitespace()).collect();
+        let joined: Vec<&str> =
+            got.iter().flat_map(|r| text[r.clone()].split_whitespace()).collect();
         assert_eq!(joined, text.split_whitespace().collect::<Vec<_>>());
         for w in got.windows(2) {
             assert!(w[0].end <= w[1].start, "without overlap the chunks do not overlap");

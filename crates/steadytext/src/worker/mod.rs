@@ -26,8 +26,8 @@ use tokio::time::MissedTickBehavior;
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
 
 pub mod db_config;
-pub mod job;
 pub mod derivation_walk;
+pub mod job;
 pub mod purge;
 pub mod settings;
 
