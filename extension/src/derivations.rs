@@ -12,8 +12,11 @@ use pgrx::prelude::*;
 use pgrx::{JsonB, PgOid, PgRelation};
 use serde_json::Value;
 
+use steadytext_api::limits::DEFAULT_SEED;
+use steadytext_api::wire::EmbedBody;
+
 use crate::error::{or_raise, required, SqlError};
-use crate::{ext_schema, queue_owner};
+use crate::{daemon, ext_schema, queue_owner};
 
 /// The temporary view the input expression is checked through (in the caller's own pg_temp).
 const PROBE: &str = "pg_temp.steadytext_derive_probe";
@@ -123,6 +126,50 @@ fn probe(source: pg_sys::Oid, input: &str) -> Result<Probe, SqlError> {
     Ok(Probe { columns })
 }
 
+/// For an embedding into a `vector(n)` column: checks `n` against the embedding model's
+/// dimension, asked of the daemon (one embedding of a probe text, a cache hit after the first).
+/// A daemon that cannot be reached is no reason to refuse the declaration: a WARNING says the
+/// dimension was not checked, and a mismatch would show on each row's error.
+fn check_vector_dimensions(
+    source: pg_sys::Oid,
+    destination: &str,
+    kind: &str,
+) -> Result<(), SqlError> {
+    if kind != "embed" {
+        return Ok(());
+    }
+    let declared = Spi::get_one_with_args::<i32>(
+        "SELECT max(a.atttypmod) FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+         WHERE a.attrelid = $1 AND a.attname = $2 AND t.typname = 'vector' AND a.atttypmod > 0",
+        &[source.into(), destination.into()],
+    )?;
+    let Some(declared) = declared else { return Ok(()) };
+    let body = EmbedBody {
+        texts: vec!["dimension probe".to_owned()],
+        use_cache: true,
+        seed: DEFAULT_SEED,
+    };
+    match daemon::call(move |c| c.embed(&body)) {
+        Ok(reply) => {
+            let model = reply.embeddings.first().map_or(0, Vec::len);
+            if model as i32 != declared {
+                return Err(SqlError::VectorDimensions {
+                    column: destination.to_owned(),
+                    declared,
+                    model,
+                });
+            }
+        }
+        Err(e) => {
+            pgrx::warning!(
+                "the dimension of \"{destination}\" (vector({declared})) was not checked against the \
+                 embedding model: {e}"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Declares a derivation: keeps column `destination` of `source` equal to `kind` applied to
 /// `input`, an SQL expression over the row's columns (e.g. `title || E'\n\n' || body`; name
 /// functions with their schema). `kind`: embed (destination real[] or vector), generate,
@@ -151,6 +198,7 @@ fn steadytext_derive(
         check_expression(input)?;
         let caller = queue_owner::caller();
         let probe = probe(source, input)?;
+        check_vector_dimensions(source, destination, kind)?;
         let declare = format!(
             "SELECT {}($1::regrole, $2::regclass, $3::name, $4, $5::text[]::name[], $6, $7)",
             ext_schema::qualified("steadytext_derivation_declare")?

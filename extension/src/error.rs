@@ -152,6 +152,18 @@ pub enum SqlError {
         /// What is wrong with them.
         reason: String,
     },
+    /// A `vector(n)` destination whose `n` is not the embedding model's dimension (42804).
+    #[error(
+        "destination \"{column}\" is vector({declared}), and the embedding model gives {model} dimensions"
+    )]
+    VectorDimensions {
+        /// The destination column.
+        column: String,
+        /// Its declared dimension.
+        declared: i32,
+        /// The model's.
+        model: usize,
+    },
     /// A derivation's input that is not one SQL expression (42601).
     #[error("input must be one SQL expression over the row's columns")]
     NotAnExpression,
@@ -219,6 +231,7 @@ impl SqlError {
             }
             SqlError::VolatileInput(_) => ERRCODE_INVALID_OBJECT_DEFINITION,
             SqlError::NotAnExpression => ERRCODE_SYNTAX_ERROR,
+            SqlError::VectorDimensions { .. } => ERRCODE_DATATYPE_MISMATCH,
             SqlError::Spi(_) | SqlError::Random => ERRCODE_INTERNAL_ERROR,
         }
     }

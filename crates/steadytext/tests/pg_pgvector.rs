@@ -194,3 +194,38 @@ fn rerank_scores_are_pgvector_cosine_similarities() {
     let best: String = rows[0].get(0);
     assert_eq!(best, DOCUMENTS[0]);
 }
+
+#[test]
+fn a_derivation_keeps_a_vector_column_in_sync_and_its_dimension_is_checked() {
+    let (cluster, daemon, mut db) = setup();
+    db.batch_execute(&format!("ALTER SYSTEM SET steadytext.daemon_url = '{}'", daemon.url))
+        .unwrap();
+    db.batch_execute("SELECT pg_reload_conf()").unwrap();
+    let mut db = cluster.connect();
+    db.batch_execute(
+        "CREATE TABLE notes (id int PRIMARY KEY, body text NOT NULL, embedding vector(384),
+                             wrong vector(3));
+         INSERT INTO notes VALUES (1, 'Penguins are flightless birds.', NULL, NULL),
+                                  (2, 'Bread is baked in an oven.', NULL, NULL);",
+    )
+    .unwrap();
+    let refused =
+        db.batch_execute("SELECT steadytext_derive('notes', 'wrong', 'body')").unwrap_err();
+    let refused = refused.as_db_error().expect("a database error");
+    assert_eq!(refused.code().code(), "42804");
+    assert_eq!(
+        refused.message(),
+        "destination \"wrong\" is vector(3), and the embedding model gives 384 dimensions"
+    );
+    db.batch_execute("SELECT steadytext_derive('notes', 'embedding', 'body')").unwrap();
+    db.batch_execute("SELECT steadytext_derivation_wait('notes', 'embedding', 120)").unwrap();
+    db.batch_execute("UPDATE notes SET body = 'Penguins swim well.' WHERE id = 1").unwrap();
+    db.batch_execute("SELECT steadytext_derivation_wait('notes', 'embedding', 120)").unwrap();
+    let same: Vec<bool> = db
+        .query("SELECT embedding = steadytext_embed(body)::vector FROM notes ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(same, vec![true, true]);
+}
