@@ -187,8 +187,9 @@ pub fn init() {
     );
     define_worker_guc(
         settings::WORKER_POLL_INTERVAL,
-        c"How long an idle queue worker waits for NOTIFY steadytext_jobs before polling; its \
-          --poll-interval overrides it.",
+        c"How often a queue worker polls while a pending request waits to become due (a retry \
+          backing off); with nothing pending it waits for NOTIFY steadytext_jobs, polling once a \
+          minute. Its --poll-interval overrides it.",
         "The environment variable is in seconds.",
         &WORKER_POLL_INTERVAL,
         GucContext::Sighup,

@@ -66,8 +66,8 @@ pub const WORKER_CONCURRENCY: WorkerSetting = WorkerSetting {
     unit: None,
 };
 
-/// Seconds an idle worker waits for a notification before polling
-/// (`steadytext.worker_poll_interval`).
+/// Seconds between a worker's polls while a pending request waits to become due
+/// (`steadytext.worker_poll_interval`); with nothing pending it polls once a minute.
 pub const WORKER_POLL_INTERVAL: WorkerSetting = WorkerSetting {
     guc: c"steadytext.worker_poll_interval",
     flag: "poll-interval",

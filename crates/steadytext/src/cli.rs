@@ -182,8 +182,9 @@ pub struct WorkerTuning {
     #[arg(long, env = WORKER_CONCURRENCY.env,
           value_parser = clap::value_parser!(u16).range(WORKER_CONCURRENCY.range()))]
     pub concurrency: Option<u16>,
-    /// Seconds an idle worker waits for `NOTIFY steadytext_jobs` before polling (1–3600).
-    /// Default: the GUC `steadytext.worker_poll_interval`, else 1.
+    /// Seconds between polls while a pending request waits to become due, e.g. a retry backing
+    /// off (1–3600); with nothing pending the worker waits for `NOTIFY steadytext_jobs` and
+    /// polls once a minute. Default: the GUC `steadytext.worker_poll_interval`, else 1.
     #[arg(long, env = WORKER_POLL_INTERVAL.env,
           value_parser = clap::value_parser!(u32).range(WORKER_POLL_INTERVAL.range()))]
     pub poll_interval: Option<u32>,

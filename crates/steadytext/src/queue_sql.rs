@@ -40,6 +40,9 @@ pub struct Statements<S = Statement> {
     pub complete_many: S,
     /// Whether request `$1` (text uuid) is still processing under worker `$2`'s lease.
     pub still_running: S,
+    /// Seconds until the earliest pending request is due (negative: due now; NULL: none
+    /// pending), for an idle worker's next poll.
+    pub next_due: S,
     /// Deletes up to `$2` requests finished more than `$1` (text interval) ago.
     pub purge: S,
     /// The shared cache's results for keys `$1`: cache_key, result.
@@ -88,6 +91,7 @@ impl Statements {
             fail: client.prepare(&text.fail).await?,
             complete_many: client.prepare(&text.complete_many).await?,
             still_running: client.prepare(&text.still_running).await?,
+            next_due: client.prepare(&text.next_due).await?,
             purge: client.prepare(&text.purge).await?,
             cache_get: client.prepare(&text.cache_get).await?,
             cache_put: client.prepare(&text.cache_put).await?,
@@ -135,6 +139,10 @@ impl Statements<String> {
                 "SELECT EXISTS (SELECT FROM {s}.steadytext_queue \
                  WHERE request_id = $1::text::uuid AND status = 'processing' AND worker_id = $2)"
             ),
+            next_due: format!(
+                "SELECT extract(epoch FROM min(next_attempt_at) - now())::float8 \
+                 FROM {s}.steadytext_queue WHERE status = 'pending'"
+            ),
             purge: format!("SELECT {s}.steadytext_queue_purge($1::text::interval, $2)"),
             cache_get: format!("SELECT cache_key, result FROM {s}.steadytext_result_cache_get($1)"),
             cache_put: format!("SELECT {s}.steadytext_result_cache_put($1, $2)"),
@@ -168,6 +176,7 @@ mod tests {
             &sql.fail,
             &sql.complete_many,
             &sql.still_running,
+            &sql.next_due,
             &sql.purge,
             &sql.cache_get,
             &sql.cache_put,

@@ -1,6 +1,7 @@
 //! The queue worker: a pool of `concurrency` slots. It LISTENs on `steadytext_jobs`, claims
 //! through the extension's transition functions whenever a slot is free (woken by NOTIFY, a
-//! finished request, or its poll interval), runs each claimed request as its own task on the
+//! finished request, or its poll: `poll_interval` while a pending request waits to become due,
+//! else [`IDLE_POLL`]), runs each claimed request as its own task on the
 //! engine (which decodes them together), completes or fails each one the moment it finishes,
 //! heartbeats its leases on its own timer, and stops the engine work of a request cancelled
 //! while it runs (it LISTENs on `steadytext_completed` for status `cancelled`, and then reads the
@@ -42,6 +43,15 @@ use crate::service::Service;
 
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Longest an idle worker waits before it polls the queue again (its claims come back empty and
+/// nothing pending is waiting to become due): new requests announce themselves with `NOTIFY
+/// steadytext_jobs`, so this poll is a safety net, not the way work arrives.
+pub const IDLE_POLL: Duration = Duration::from_secs(60);
+
+/// How often the settings (GUCs) are read again when no new work was announced; they are read
+/// before the first claim after every `NOTIFY steadytext_jobs`.
+pub const SETTINGS_REFRESH: Duration = Duration::from_secs(30);
 
 /// Everything a worker needs.
 pub struct Worker {
@@ -177,6 +187,9 @@ impl Worker {
         let mut purge = purge::Purge::default();
         let mut walk = derivation_walk::Walk::default();
         let mut settings = settings::resolve(client, sql, &self.tuning, self.max_batch).await?;
+        let mut settings_read = Instant::now();
+        // new work was announced since the settings were read: read them again before claiming
+        let mut announced = false;
         // whether the queue may hold work this session could claim
         let mut claim = true;
         let mut next_poll = tokio::time::Instant::now();
@@ -204,16 +217,24 @@ impl Worker {
                 }
             }
             if claim && !stopping {
-                settings = settings::resolve(client, sql, &self.tuning, self.max_batch).await?;
+                if announced || settings_read.elapsed() >= SETTINGS_REFRESH {
+                    settings = settings::resolve(client, sql, &self.tuning, self.max_batch).await?;
+                    (settings_read, announced) = (Instant::now(), false);
+                }
                 let free = (settings.concurrency as usize).saturating_sub(running.len());
                 if free > 0 {
                     let jobs = self.claim(client, sql, free as u32, lease).await?;
-                    // fewer than asked: nothing more is due; wait for NOTIFY or the poll
+                    // fewer than asked: nothing more is due; wait for NOTIFY or the next poll
                     claim = jobs.len() == free;
+                    let short = jobs.len() < free;
                     for job in jobs {
                         running.start(&self.service, job, settings.timeout);
                     }
-                    next_poll = tokio::time::Instant::now() + settings.poll_interval.min(lease / 3);
+                    next_poll = if short {
+                        self.next_poll(client, sql, settings.poll_interval).await?
+                    } else {
+                        tokio::time::Instant::now() + settings.poll_interval
+                    };
                 } else {
                     claim = false; // a finishing request frees a slot and sets it again
                 }
@@ -250,14 +271,18 @@ impl Worker {
                         }
                     }
                 }
-                _ = wakes.jobs.notified() => claim = true,
+                _ = wakes.jobs.notified() => (claim, announced) = (true, true),
                 _ = wakes.walk.notified() => walk.now(),
                 _ = tokio::time::sleep_until(tokio::time::Instant::from_std(walk.next())),
                     if sql.walk.is_some() && !stopping => {}
                 _ = tokio::time::sleep_until(next_poll), if !claim && !stopping => {
                     claim = true;
-                    next_poll = tokio::time::Instant::now() + settings.poll_interval.min(lease / 3);
+                    next_poll = tokio::time::Instant::now() + settings.poll_interval;
                 }
+                // the rescue of expired leases (of workers that died) is due
+                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(
+                        last_rescue.map_or_else(Instant::now, |t| t + lease / 2))),
+                    if !stopping => {}
                 _ = beat.tick() => {
                     let status = if stopping { "stopping" } else { "running" };
                     self.heartbeat(client, sql, &host, pid, status).await?;
@@ -284,6 +309,23 @@ impl Worker {
             );
         }
         Ok(())
+    }
+
+    /// When to poll next after a claim came back short: after `poll_interval`, or when the
+    /// earliest pending request (a retry backing off) becomes due if that is later; with
+    /// nothing pending, after [`IDLE_POLL`] (new requests announce themselves with NOTIFY).
+    async fn next_poll(
+        &self,
+        client: &Client,
+        sql: &Statements,
+        poll_interval: Duration,
+    ) -> Result<tokio::time::Instant, DaemonError> {
+        let due: Option<f64> = client.query_one(&sql.next_due, &[]).await?.get(0);
+        let wait = match due {
+            None => IDLE_POLL,
+            Some(secs) => poll_interval.max(Duration::from_secs_f64(secs.max(0.0))).min(IDLE_POLL),
+        };
+        Ok(tokio::time::Instant::now() + wait)
     }
 
     async fn heartbeat(
