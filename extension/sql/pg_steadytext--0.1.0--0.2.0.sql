@@ -1016,6 +1016,32 @@ BEGIN
 END
 $$;
 
+-- Cancels every request of derivation `derivation_id` that is pending or processing (its
+-- rows' bookkeeping still names them), announcing each cancel.
+CREATE FUNCTION steadytext_derivation_cancel_under_way(derivation_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    WITH cancelled AS (
+        UPDATE @extschema@.steadytext_queue q
+        SET status = 'cancelled', completed_at = now(), lease_expires_at = NULL
+        WHERE q.request_id = ANY (ARRAY(
+                  SELECT s.request_id FROM @extschema@.steadytext_derivation_rows s
+                  WHERE s.derivation_id = steadytext_derivation_cancel_under_way.derivation_id
+                    AND s.request_id IS NOT NULL))
+          AND q.status IN ('pending', 'processing')
+        RETURNING q.request_id, q.function_name
+    )
+    SELECT count(@extschema@.steadytext_queue_notify_completed(request_id, function_name, 'cancelled'))
+    FROM cancelled INTO STRICT n;
+    RETURN n;
+END
+$$;
+
 -- Drops the triggers of derivation `d` (if its source still exists).
 CREATE FUNCTION steadytext_derivation_drop_triggers(d @extschema@.steadytext_derivations)
 RETURNS void
@@ -1054,7 +1080,6 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     d @extschema@.steadytext_derivations;
-    n bigint;
 BEGIN
     SELECT * INTO d FROM @extschema@.steadytext_derivations x
     WHERE x.source = steadytext_derivation_manage.source
@@ -1071,16 +1096,7 @@ BEGIN
             DETAIL = format('It was declared by %s.', d.declarer);
     END IF;
     IF action IN ('pause', 'rederive', 'drop') THEN
-        WITH cancelled AS (
-            UPDATE @extschema@.steadytext_queue q
-            SET status = 'cancelled', completed_at = now(), lease_expires_at = NULL
-            WHERE q.request_id = ANY (ARRAY(SELECT s.request_id FROM @extschema@.steadytext_derivation_rows s
-                                            WHERE s.derivation_id = d.id AND s.request_id IS NOT NULL))
-              AND q.status IN ('pending', 'processing')
-            RETURNING q.request_id, q.function_name
-        )
-        SELECT count(@extschema@.steadytext_queue_notify_completed(request_id, function_name, 'cancelled'))
-        FROM cancelled INTO STRICT n;
+        PERFORM @extschema@.steadytext_derivation_cancel_under_way(d.id);
     END IF;
     CASE action
     WHEN 'pause' THEN
@@ -1129,18 +1145,8 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    n bigint;
 BEGIN
-    WITH cancelled AS (
-        UPDATE @extschema@.steadytext_queue q
-        SET status = 'cancelled', completed_at = now(), lease_expires_at = NULL
-        WHERE q.request_id = ANY (ARRAY(SELECT s.request_id FROM @extschema@.steadytext_derivation_rows s
-                                        WHERE s.derivation_id = d.id AND s.request_id IS NOT NULL))
-          AND q.status IN ('pending', 'processing')
-        RETURNING q.request_id, q.function_name
-    )
-    SELECT count(@extschema@.steadytext_queue_notify_completed(request_id, function_name, 'cancelled'))
-    FROM cancelled INTO STRICT n;
+    PERFORM @extschema@.steadytext_derivation_cancel_under_way(d.id);
     UPDATE @extschema@.steadytext_derivation_rows SET request_id = NULL
     WHERE derivation_id = d.id AND request_id IS NOT NULL;
     PERFORM @extschema@.steadytext_derivation_drop_triggers(d);
@@ -1212,7 +1218,6 @@ AS $$
 DECLARE
     d record;
     dd @extschema@.steadytext_derivations;
-    n bigint;
 BEGIN
     FOR d IN
         SELECT x.id, x.destination, o.object_identity
@@ -1221,16 +1226,7 @@ BEGIN
           ON o.classid = 'pg_class'::regclass AND o.objid = x.source::oid AND o.objsubid = 0
         ORDER BY x.id
     LOOP
-        WITH cancelled AS (
-            UPDATE @extschema@.steadytext_queue q
-            SET status = 'cancelled', completed_at = now(), lease_expires_at = NULL
-            WHERE q.request_id = ANY (ARRAY(SELECT s.request_id FROM @extschema@.steadytext_derivation_rows s
-                                            WHERE s.derivation_id = d.id AND s.request_id IS NOT NULL))
-              AND q.status IN ('pending', 'processing')
-            RETURNING q.request_id, q.function_name
-        )
-        SELECT count(@extschema@.steadytext_queue_notify_completed(request_id, function_name, 'cancelled'))
-        FROM cancelled INTO STRICT n;
+        PERFORM @extschema@.steadytext_derivation_cancel_under_way(d.id);
         DELETE FROM @extschema@.steadytext_derivations WHERE id = d.id;
         RAISE NOTICE 'pg_steadytext dropped the derivation of column "%" of %, dropped with its table',
             d.destination, d.object_identity;
@@ -1382,6 +1378,7 @@ REVOKE ALL ON FUNCTION
     steadytext_derivation_walk(integer),
     steadytext_derivation_declare(regrole, regclass, name, text, name[], text, jsonb),
     steadytext_derivation_drop_triggers(steadytext_derivations),
+    steadytext_derivation_cancel_under_way(bigint),
     steadytext_derivation_disable(steadytext_derivations, text),
     steadytext_derivation_after_alter(),
     steadytext_derivation_after_drop(),

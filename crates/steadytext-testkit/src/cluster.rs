@@ -203,6 +203,29 @@ impl TestCluster {
         self.try_connect(db).unwrap_or_else(|e| panic!("connect to database {db}: {e}"))
     }
 
+    /// Dumps database `from` with `pg_dump` (plain format), creates database `to` and restores
+    /// the dump into it with `psql` (stopping at the first error); panics with the tools'
+    /// messages on failure.
+    pub fn dump_and_restore(&self, from: &str, to: &str) {
+        let dump = self.client_program("pg_dump").args(["-d", from]).output().unwrap();
+        assert!(dump.status.success(), "pg_dump: {}", String::from_utf8_lossy(&dump.stderr));
+        self.connect().batch_execute(&format!("CREATE DATABASE {to}")).unwrap();
+        let mut psql = self
+            .client_program("psql")
+            .args(["-d", to, "-q", "-v", "ON_ERROR_STOP=1"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            psql.stdin.take().unwrap().write_all(&dump.stdout).unwrap();
+        }
+        let restore = psql.wait_with_output().unwrap();
+        assert!(restore.status.success(), "restore: {}", String::from_utf8_lossy(&restore.stderr));
+    }
+
     /// A command running the PostgreSQL client program `name` (`pg_dump`, `psql`, …) of the
     /// cluster's installation against it as `postgres` (host, port and user given; as the
     /// postgres OS user when we are root).

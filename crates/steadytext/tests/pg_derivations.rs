@@ -185,23 +185,7 @@ fn derivations_survive_pg_dump_and_restore() {
         admin.query_one("SELECT count(*) FROM steadytext_queue", &[]).unwrap().get(0);
     assert_eq!(pending, 10);
 
-    let dump = cluster.client_program("pg_dump").args(["-d", "postgres"]).output().unwrap();
-    assert!(dump.status.success(), "pg_dump: {}", String::from_utf8_lossy(&dump.stderr));
-    admin.batch_execute("CREATE DATABASE restored").unwrap();
-    let mut psql = cluster
-        .client_program("psql")
-        .args(["-d", "restored", "-q", "-v", "ON_ERROR_STOP=1"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        psql.stdin.take().unwrap().write_all(&dump.stdout).unwrap();
-    }
-    let restore = psql.wait_with_output().unwrap();
-    assert!(restore.status.success(), "restore: {}", String::from_utf8_lossy(&restore.stderr));
+    cluster.dump_and_restore("postgres", "restored");
 
     let mut restored = cluster.connect_to("restored");
     let derivations: Vec<(String, String, i64)> = restored
