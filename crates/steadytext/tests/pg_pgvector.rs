@@ -13,6 +13,7 @@ mod support;
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
 use postgres::Client;
 use support::cluster::TestCluster;
@@ -201,7 +202,18 @@ fn a_derivation_keeps_a_vector_column_in_sync_and_its_dimension_is_checked() {
     db.batch_execute(&format!("ALTER SYSTEM SET steadytext.daemon_url = '{}'", daemon.url))
         .unwrap();
     db.batch_execute("SELECT pg_reload_conf()").unwrap();
-    let mut db = cluster.connect();
+    // the postmaster applies a reload asynchronously: wait until a new session sees it
+    let mut db = support::daemon::wait_until(Duration::from_secs(30), "the reload", || {
+        let mut db = cluster.connect();
+        let url: String = db
+            .query_one(
+                "SELECT steadytext_version() || ' ' || current_setting('steadytext.daemon_url')",
+                &[],
+            )
+            .ok()?
+            .get(0);
+        url.ends_with(&daemon.url).then_some(db)
+    });
     db.batch_execute(
         "CREATE TABLE notes (id int PRIMARY KEY, body text NOT NULL, embedding vector(384),
                              wrong vector(3));
