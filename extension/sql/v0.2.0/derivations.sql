@@ -142,9 +142,7 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN (SELECT format('jsonb_build_object(%s)',
-                      string_agg(format('%L, t.%I', c, c), ', ' ORDER BY n))
-        FROM unnest(d.key_columns) WITH ORDINALITY AS k(c, n));
+    RETURN @extschema@.steadytext_derivation_columns_sql(d.key_columns, 't');
 END
 $$;
 
@@ -610,7 +608,7 @@ BEGIN
             d.source, @extschema@.steadytext_derivation_key_match_sql(d, 'steadytext__w.steadytext__k'),
             @extschema@.steadytext_derivation_input_sql(d), d.chunks,
             @extschema@.steadytext_derivation_value_sql(d, 'embedding'),
-            (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(d.key_columns) AS c),
+            @extschema@.steadytext_derivation_key_columns_sql(d),
             (SELECT string_agg(format('l.%I', c), ', ') FROM unnest(d.key_columns) AS c),
             (SELECT string_agg(format('%I', c), ', ') FROM unnest(d.key_columns) AS c),
             (SELECT string_agg(format('t.%1$I = l.%1$I', c), ' AND ') FROM unnest(d.key_columns) AS c)),
