@@ -149,6 +149,29 @@ fn engine_batch8(env: &Env) -> Result<f64> {
     num(line_starting(&out, "bench generate_batch8")?, "tokens_per_s")
 }
 
+/// The raw-SQL anchor of cache-hit drains: claims 10 pending requests at a time as worker
+/// `bench-raw` (`steadytext_queue_claim`) and completes them in one statement
+/// (`steadytext_queue_complete_many`) with a constant result, until a claim comes back empty.
+pub fn raw_sql_drain(db: &mut postgres::Client) -> Result<()> {
+    let claim = db.prepare(
+        "SELECT array_agg(request_id::text) \
+         FROM steadytext_queue_claim('bench-raw', 10, '60 seconds')",
+    )?;
+    let complete = db.prepare(
+        "SELECT steadytext_queue_complete_many('bench-raw', $1::text[]::uuid[], \
+                array_fill('cached result'::text, ARRAY[cardinality($1::text[])]))",
+    )?;
+    loop {
+        let ids: Option<Vec<String>> = db.query_one(&claim, &[])?.get(0);
+        match ids {
+            Some(ids) if !ids.is_empty() => {
+                db.query_one(&complete, &[&ids])?;
+            }
+            _ => return Ok(()),
+        }
+    }
+}
+
 /// The prompt every job of [`run_cached`] asks for (computed once, then a cache hit).
 const CACHED_PROMPT: &str = "Drain bench cached prompt";
 
@@ -187,24 +210,8 @@ pub fn run_cached(env: &Env, jobs: u32, concurrency: u16) -> Result<()> {
     }
 
     db.batch_execute("TRUNCATE steadytext_queue")?;
-    let claim = db.prepare(
-        "SELECT array_agg(request_id::text) \
-         FROM steadytext_queue_claim('bench-raw', 10, '60 seconds')",
-    )?;
-    let complete = db.prepare(
-        "SELECT steadytext_queue_complete_many('bench-raw', $1::text[]::uuid[], \
-                array_fill('cached result'::text, ARRAY[cardinality($1::text[])]))",
-    )?;
     let (raw_made, start) = enqueue(&mut db, n)?;
-    loop {
-        let ids: Option<Vec<String>> = db.query_one(&claim, &[])?.get(0);
-        match ids {
-            Some(ids) if !ids.is_empty() => {
-                db.query_one(&complete, &[&ids])?;
-            }
-            _ => break,
-        }
-    }
+    raw_sql_drain(&mut db)?;
     let raw_secs = start.elapsed().as_secs_f64();
     let worker_rate = made as f64 / worker_secs;
     let raw_rate = raw_made as f64 / raw_secs;

@@ -177,6 +177,12 @@ enum Figure {
         /// Cache hits drained by all of them, then by one. Default: 20000.
         #[arg(long, default_value_t = 20_000)]
         jobs: u32,
+        /// Sessions enqueueing one request per statement in the stream phase. Default: 4.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        /// Requests each of them enqueues. Default: 2500.
+        #[arg(long, default_value_t = 2500)]
+        per_client: usize,
     },
     /// Figure 7: cancel of a running generation → the next request done, in decode steps.
     CancelRelease {
@@ -304,8 +310,8 @@ fn main() -> anyhow::Result<()> {
             mixed_latency::run(&env, Mix { longs, long_tokens, shorts, concurrency, max_batch })?
         }
         Figure::LongPromptStall { trials } => long_prompt_stall::run(&env, trials)?,
-        Figure::ManyDaemons { daemons, idle_secs, jobs } => {
-            many_daemons::run(&env, daemons, idle_secs, jobs)?
+        Figure::ManyDaemons { daemons, idle_secs, jobs, clients, per_client } => {
+            many_daemons::run(&env, daemons, idle_secs, jobs, clients, per_client)?
         }
         Figure::CancelRelease { rounds, long_tokens } => {
             cancel_release::run(&env, rounds, long_tokens)?

@@ -46,6 +46,7 @@ use pgrx::spi::OwnedPreparedStatement;
 use pgrx::{JsonB, PgOid, Uuid};
 use serde_json::Value;
 use steadytext_api::function::Function;
+use steadytext_api::notifications::Announcement;
 
 use crate::error::SqlError;
 use crate::{ext_schema, queue_owner};
@@ -106,6 +107,8 @@ thread_local! {
     /// the buffer. With the subtransaction they were written in.
     static CARRIED: RefCell<Vec<(Row, pg_sys::SubTransactionId)>> =
         const { RefCell::new(Vec::new()) };
+    /// Announcements this backend sent (the token's counter).
+    static ANNOUNCED: Cell<u64> = const { Cell::new(0) };
     /// The kept plans of the write, by [`Shape`].
     static PLANS: RefCell<[Option<Prepared>; 2]> = const { RefCell::new([None, None]) };
 }
@@ -233,12 +236,13 @@ pub fn flush() -> Result<(), SqlError> {
     let current = unsafe { pg_sys::GetCurrentSubTransactionId() };
     let carried: Vec<_> =
         rows.iter().filter(|r| r.subxact < current).map(|r| (r.clone(), current)).collect();
+    let count = rows.len() as u64;
     WRITING.set(true);
     let written = queue_owner::run_as_owner(table, || write(rows, table));
     WRITING.set(false);
     written?;
     CARRIED.with_borrow_mut(|c| c.extend(carried));
-    notify_workers();
+    notify_workers(count);
     Ok(())
 }
 
@@ -297,14 +301,17 @@ fn write(mut rows: Vec<Row>, table: pg_sys::Oid) -> Result<(), SqlError> {
 }
 
 /// `NOTIFY steadytext_jobs` ([`JOBS_CHANNEL`](steadytext_api::notifications::JOBS_CHANNEL))
-/// through `pg_notify` itself, without parsing a statement; PostgreSQL
-/// folds repeats within a transaction into one notification.
-fn notify_workers() {
+/// announcing `requests` new requests ([`Announcement`]: this backend's count of announcements
+/// is the token), through `pg_notify` itself, without parsing a statement.
+fn notify_workers(requests: u64) {
+    let n = ANNOUNCED.get() + 1;
+    ANNOUNCED.set(n);
+    let payload = Announcement { token: n.to_string(), requests }.payload();
     // SAFETY: pg_notify is a plain V1 function; pgrx's binding catches its errors.
     unsafe {
         pgrx::direct_function_call::<()>(
             pg_sys::pg_notify,
-            &[steadytext_api::notifications::JOBS_CHANNEL.into_datum(), None],
+            &[steadytext_api::notifications::JOBS_CHANNEL.into_datum(), payload.into_datum()],
         );
     }
 }

@@ -3,9 +3,40 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Channel of `NOTIFY steadytext_jobs`: new requests were enqueued (sent at their commit; no
-/// payload). Workers LISTEN on it; any role can send it, which only makes workers look early.
+/// Channel of `NOTIFY steadytext_jobs`: new requests were enqueued (sent at their commit, with an
+/// [`Announcement`] as payload; `walk` when a derivation starts walking its source). Workers
+/// LISTEN on it; any role can send it, which only makes workers look early.
 pub const JOBS_CHANNEL: &str = "steadytext_jobs";
+
+/// The payload of a `NOTIFY steadytext_jobs` that announces new requests: `<token>:<requests>`,
+/// where the token differs between the announcements of one backend (a counter) and `requests`
+/// is how many the statement enqueued. Every worker receives every announcement; the token with
+/// the sending backend's pid (which every notification carries) picks which of them claim at
+/// once, and the count how many (see the worker's `wake.rs`), so that one new request does not
+/// wake a dozen workers into empty claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announcement {
+    /// Differs between the announcements of one backend; the same for every worker that
+    /// receives one.
+    pub token: String,
+    /// Requests announced.
+    pub requests: u64,
+}
+
+impl Announcement {
+    /// The payload text.
+    pub fn payload(&self) -> String {
+        format!("{}:{}", self.token, self.requests)
+    }
+
+    /// The announcement in `payload`, or `None` if it is not one (an empty payload, as
+    /// pg_steadytext 0.1.0 sends: every worker should look).
+    pub fn parse(payload: &str) -> Option<Self> {
+        let (token, requests) = payload.rsplit_once(':')?;
+        let requests = requests.parse().ok()?;
+        (!token.is_empty()).then(|| Self { token: token.to_owned(), requests })
+    }
+}
 
 /// Channel of the completion notice ([`Completion`]), sent when a request is completed, failed
 /// for good or cancelled. Any role can send on it: a notice is a hint to look at the row, never
@@ -46,6 +77,22 @@ impl Completion {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the extension sends reads back; an empty or foreign payload is not an announcement.
+    #[test]
+    fn announcements_read_back() {
+        let a = Announcement { token: "4242.7".into(), requests: 3 };
+        assert_eq!(a.payload(), "4242.7:3");
+        assert_eq!(Announcement::parse(&a.payload()), Some(a));
+        // the SQL of derivations builds it with format('%s:%s', …)
+        assert_eq!(
+            Announcement::parse("0.1234:1000"),
+            Some(Announcement { token: "0.1234".into(), requests: 1000 })
+        );
+        for other in ["", "walk", ":3", "x:", "x:-1", "x:many"] {
+            assert_eq!(Announcement::parse(other), None, "{other:?}");
+        }
+    }
 
     /// The payload the SQL helper `steadytext_queue_notify_completed` builds with
     /// `json_build_object` reads back; anything else is not a notice.

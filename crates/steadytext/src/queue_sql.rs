@@ -55,18 +55,14 @@ pub struct Statements<S = Statement> {
     /// between runs, as text such as `60 seconds`); true for one caller per interval across all
     /// daemons.
     pub cache_evict_due: S,
-    /// The worker settings' GUCs `$1`..`$5` (see [`SETTINGS`]).
+    /// The worker settings' GUCs `$1`..`$5`, each as `current_setting` prints it (NULL if
+    /// unset), and the ids of the workers running with a heartbeat within `$6` (text interval).
     pub settings: S,
     /// Walks the next batch of at most `$1` source rows of a derivation; NULL when no derivation
     /// is walking (see `worker::derivation_walk`). None on a session whose extension predates
     /// derivations (0.1.0, before `ALTER EXTENSION pg_steadytext UPDATE`).
     pub walk: Option<S>,
 }
-
-/// The worker settings' GUCs `$1`..`$5`, each as `current_setting` prints it (NULL if unset).
-const SETTINGS: &str = "SELECT current_setting($1, true), current_setting($2, true), \
-                            current_setting($3, true), current_setting($4, true), \
-                            current_setting($5, true)";
 
 /// The extension's schema, quoted as an identifier where needed.
 const FIND_SCHEMA: &str = "SELECT quote_ident(n.nspname) \
@@ -153,7 +149,15 @@ impl Statements<String> {
             cache_evict_due: format!(
                 "SELECT {s}.steadytext_result_cache_evict_due($1::text::interval)"
             ),
-            settings: SETTINGS.to_owned(),
+            settings: format!(
+                "SELECT current_setting($1, true), current_setting($2, true), \
+                        current_setting($3, true), current_setting($4, true), \
+                        current_setting($5, true), \
+                        ARRAY(SELECT worker_id FROM {s}.steadytext_workers \
+                              WHERE status = 'running' \
+                                AND last_heartbeat > now() - $6::text::interval \
+                              ORDER BY worker_id COLLATE \"C\")"
+            ),
             walk: Some(format!("SELECT {s}.steadytext_derivation_walk($1)")),
         }
     }

@@ -1,8 +1,14 @@
 //! Integration tier: a worker given a multi-host connection string follows a promoted standby.
 //! A primary and its streaming standby (`pg_basebackup -R`) on this machine; the worker connects
 //! with `host=primary,standby target_session_attrs=read-write`; while it drains, the standby is
-//! promoted and the primary stopped as a crash would. Every request that reached the standby
-//! completes, exactly once, on the new primary, without restarting the worker.
+//! stopped as a crash would, and then the standby is promoted. Every request that reached the
+//! standby completes, exactly once, on the new primary, without restarting the worker.
+//!
+//! The synchronous functions during the gap (no primary yet): a connection that asks for a
+//! read-write server is refused (08001 on the client's side), while a session on the standby
+//! still gets answers from `steadytext serve` (it computes without its shared result cache,
+//! which it cannot reach); after the promotion the same call through the read-write connection
+//! string computes the same bytes again (`use_cache => false`).
 
 mod support;
 
@@ -20,6 +26,7 @@ fn the_worker_follows_a_promoted_standby_and_every_replicated_request_completes_
         "postgresql://st_worker@127.0.0.1:{},127.0.0.1:{}/postgres?target_session_attrs=read-write",
         primary.port, standby.port
     );
+    let serve = Daemon::serve(&["--database-url", &url, "--concurrency", "1"]);
     let _worker = Daemon::worker(&[
         "--database-url",
         &url,
@@ -49,11 +56,33 @@ fn the_worker_follows_a_promoted_standby_and_every_replicated_request_completes_
         (support::queue_statuses(&mut db).get("completed").copied().unwrap_or(0) >= 8).then_some(())
     });
     drop(db);
-    standby.promote();
     primary.stop_immediately();
+
+    // the gap: no server accepts a read-write session, the standby still answers queries
+    let client_url = url.replace("st_worker@", "postgres@");
+    let refused = postgres::Client::connect(&client_url, postgres::NoTls)
+        .err()
+        .expect("a read-write session with the primary down and the standby not yet promoted");
+    assert!(
+        refused.as_db_error().is_none(),
+        "refused by the client (connection failure, 08001), not by a server: {refused}"
+    );
+    let sync = format!(
+        "SET steadytext.daemon_url = '{}'; SELECT steadytext_generate('Failover gap prompt', 4, use_cache => false)",
+        serve.url
+    );
+    let in_gap = sync_result(&mut replica, &sync);
+    assert!(!in_gap.is_empty(), "a synchronous call on the standby during the gap");
+
+    standby.promote();
 
     // on the new primary, the same worker process finishes everything
     let mut db = standby.connect();
+    let mut through_url = wait_until(Duration::from_secs(60), "a read-write session", || {
+        postgres::Client::connect(&client_url, postgres::NoTls).ok()
+    });
+    let after_gap = sync_result(&mut through_url, &sync);
+    assert_eq!(after_gap, in_gap, "the same call after the promotion");
     let done =
         wait_until(Duration::from_secs(240), "the drain to finish on the new primary", || {
             let s = support::queue_statuses(&mut db);
@@ -72,4 +101,16 @@ fn the_worker_follows_a_promoted_standby_and_every_replicated_request_completes_
         .unwrap()
         .get(0);
     assert_eq!(empty, 0, "completed without a result");
+}
+
+/// The text the last statement of `sql` returned (a simple-query batch).
+fn sync_result(db: &mut postgres::Client, sql: &str) -> String {
+    db.simple_query(sql)
+        .unwrap()
+        .into_iter()
+        .find_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .expect("a row")
 }

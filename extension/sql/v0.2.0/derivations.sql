@@ -332,7 +332,7 @@ BEGIN
             nulled);
     END IF;
     IF enqueued > 0 THEN
-        PERFORM pg_notify('steadytext_jobs', '');
+        PERFORM pg_notify('steadytext_jobs', format('%s:%s', floor(random() * 1e9)::bigint, enqueued));
     END IF;
     RETURN enqueued;
 END

@@ -19,7 +19,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use steadytext_api::notifications::{Completion, Outcome, COMPLETED_CHANNEL, JOBS_CHANNEL};
+use steadytext_api::notifications::{
+    Announcement, Completion, Outcome, COMPLETED_CHANNEL, JOBS_CHANNEL,
+};
 use steadytext_api::queue_request::QueuedRequest;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::{AbortHandle, JoinError, JoinSet};
@@ -31,6 +33,7 @@ pub mod derivation_walk;
 pub mod job;
 pub mod purge;
 pub mod settings;
+pub mod wake;
 
 use job::Job;
 use settings::Settings;
@@ -49,8 +52,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// steadytext_jobs`, so this poll is a safety net, not the way work arrives.
 pub const IDLE_POLL: Duration = Duration::from_secs(60);
 
-/// How often the settings (GUCs) are read again when no new work was announced; they are read
-/// before the first claim after every `NOTIFY steadytext_jobs`.
+/// How often the settings (GUCs, and the live workers) are read again when no new work was
+/// announced; they are read before the first claim after every announcement (`wake.rs`), so
+/// `ALTER SYSTEM` reaches a worker with its next request.
 pub const SETTINGS_REFRESH: Duration = Duration::from_secs(30);
 
 /// Everything a worker needs.
@@ -113,11 +117,10 @@ impl Worker {
     /// One connection's life: LISTEN, then claim/process until shutdown or an error.
     async fn session(&mut self) -> Result<(), DaemonError> {
         let (client, mut connection) = self.db.connect(NoTls).await?;
-        let wake = Arc::new(Notify::new());
+        let (announce_tx, mut announcements) = mpsc::unbounded_channel();
         let walk_wake = Arc::new(Notify::new());
         let (cancel_tx, mut cancels) = mpsc::unbounded_channel();
         let (closed_tx, mut closed) = watch::channel(false);
-        let notify = wake.clone();
         let notify_walk = walk_wake.clone();
         // the connection task: drives the socket and turns notifications into wake-ups (new
         // work) and cancellations (of requests that may be running here)
@@ -134,9 +137,16 @@ impl Worker {
                         if n.payload() == derivation_walk::WALK_PAYLOAD =>
                     {
                         notify_walk.notify_one();
-                        notify.notify_one();
+                        let _ = announce_tx.send(None);
                     }
-                    Ok(AsyncMessage::Notification(_)) => notify.notify_one(),
+                    Ok(AsyncMessage::Notification(n)) => {
+                        // a token is one backend's: with its pid it names one announcement
+                        let announced = Announcement::parse(n.payload()).map(|mut a| {
+                            a.token = format!("{}.{}", n.process_id(), a.token);
+                            a
+                        });
+                        let _ = announce_tx.send(announced);
+                    }
                     Ok(_) => {}
                     Err(e) => {
                         eprintln!("steadytext worker: connection error: {e}");
@@ -148,7 +158,7 @@ impl Worker {
         });
         let result = match Statements::for_session(&client).await {
             Ok(sql) => {
-                let wakes = Wakes { jobs: &wake, walk: &walk_wake };
+                let wakes = Wakes { jobs: &mut announcements, walk: &walk_wake };
                 self.serve_queue(&client, &sql, wakes, &mut cancels, &mut closed).await
             }
             Err(e) => Err(e),
@@ -186,12 +196,15 @@ impl Worker {
         let mut last_rescue: Option<Instant> = None;
         let mut purge = purge::Purge::default();
         let mut walk = derivation_walk::Walk::default();
-        let mut settings = settings::resolve(client, sql, &self.tuning, self.max_batch).await?;
+        let mut settings =
+            settings::resolve(client, sql, &self.tuning, self.max_batch, lease).await?;
         let mut settings_read = Instant::now();
         // new work was announced since the settings were read: read them again before claiming
         let mut announced = false;
         // whether the queue may hold work this session could claim
         let mut claim = true;
+        // whether work may be waiting when a slot frees (see where requests finish)
+        let mut more = true;
         let mut next_poll = tokio::time::Instant::now();
         let mut stopping = false;
         loop {
@@ -218,7 +231,8 @@ impl Worker {
             }
             if claim && !stopping {
                 if announced || settings_read.elapsed() >= SETTINGS_REFRESH {
-                    settings = settings::resolve(client, sql, &self.tuning, self.max_batch).await?;
+                    settings =
+                        settings::resolve(client, sql, &self.tuning, self.max_batch, lease).await?;
                     (settings_read, announced) = (Instant::now(), false);
                 }
                 let free = (settings.concurrency as usize).saturating_sub(running.len());
@@ -226,6 +240,7 @@ impl Worker {
                     let jobs = self.claim(client, sql, free as u32, lease).await?;
                     // fewer than asked: nothing more is due; wait for NOTIFY or the next poll
                     claim = jobs.len() == free;
+                    more = claim;
                     let short = jobs.len() < free;
                     for job in jobs {
                         running.start(&self.service, job, settings.timeout);
@@ -236,7 +251,8 @@ impl Worker {
                         tokio::time::Instant::now() + settings.poll_interval
                     };
                 } else {
-                    claim = false; // a finishing request frees a slot and sets it again
+                    // a finishing request frees a slot and claims again
+                    (claim, more) = (false, true);
                 }
             }
             tokio::select! {
@@ -251,8 +267,12 @@ impl Worker {
                     {
                         finished.push(next);
                     }
-                    self.record_finished(client, sql, finished, &settings).await?;
-                    claim = true;
+                    // the freed slots claim at once only if more work may be waiting: the
+                    // last claim filled every slot, an announcement picked this worker while
+                    // none was free, or a request just went back to pending; otherwise the
+                    // queue was empty at the last claim and new work announces itself
+                    let unsettled = self.record_finished(client, sql, finished, &settings).await?;
+                    claim = more || unsettled;
                 }
                 Some(id) = cancels.recv() => {
                     // stopped only once the row says it is no longer this worker's to finish
@@ -271,7 +291,23 @@ impl Worker {
                         }
                     }
                 }
-                _ = wakes.jobs.notified() => (claim, announced) = (true, true),
+                Some(first) = wakes.jobs.recv() => {
+                    let me = &self.worker_id;
+                    let slots = settings.concurrency;
+                    let mut picked = settings.peers.picked(me, first.as_ref(), slots);
+                    while let Ok(next) = wakes.jobs.try_recv() {
+                        picked |= settings.peers.picked(me, next.as_ref(), slots);
+                    }
+                    // the settings are read again before the next claim, whenever it comes
+                    announced = true;
+                    if picked {
+                        claim = true;
+                    } else {
+                        // another worker claims them; look later in case it cannot
+                        let fallback = tokio::time::Instant::now() + settings.poll_interval;
+                        next_poll = next_poll.min(fallback);
+                    }
+                }
                 _ = wakes.walk.notified() => walk.now(),
                 _ = tokio::time::sleep_until(tokio::time::Instant::from_std(walk.next())),
                     if sql.walk.is_some() && !stopping => {}
@@ -389,34 +425,39 @@ impl Worker {
         sql: &Statements,
         finished: Vec<Finished>,
         settings: &Settings,
-    ) -> Result<(), DaemonError> {
+    ) -> Result<bool, DaemonError> {
         let metrics = &self.service.metrics;
         let mut completed = Vec::new();
+        let mut unsettled = false;
         for (job, outcome, elapsed) in finished {
             match outcome {
                 Some(Ok(result)) => completed.push((job, result, elapsed)),
                 Some(Err(e)) => {
-                    self.record_failure(client, sql, &job, e, elapsed, settings).await?;
+                    unsettled |=
+                        self.record_failure(client, sql, &job, e, elapsed, settings).await?;
                 }
                 None => metrics.record_job(job.function().sql_name(), "cancelled", elapsed),
             }
         }
         if completed.is_empty() {
-            return Ok(());
+            return Ok(unsettled);
         }
         let ids: Vec<&str> = completed.iter().map(|(job, _, _)| job.request_id.as_str()).collect();
         let results: Vec<&str> = completed.iter().map(|(_, result, _)| result.as_str()).collect();
         let written: Vec<bool> =
             client.query_one(&sql.complete_many, &[&self.worker_id, &ids, &results]).await?.get(0);
         for ((job, _, elapsed), written) in completed.iter().zip(written) {
-            // not written: cancelled meanwhile, or the lease was lost to another worker
+            // not written: cancelled meanwhile, the lease lost to another worker, or put back
+            // to pending (a derivation's row was locked)
             let outcome = if written { "completed" } else { "dropped" };
+            unsettled |= !written;
             metrics.record_job(job.function().sql_name(), outcome, *elapsed);
         }
-        Ok(())
+        Ok(unsettled)
     }
 
-    /// Records a failed attempt (retried or failed for good by `steadytext_queue_fail`).
+    /// Records a failed attempt (retried or failed for good by `steadytext_queue_fail`); true
+    /// when it went back to pending.
     async fn record_failure(
         &self,
         client: &Client,
@@ -425,7 +466,7 @@ impl Worker {
         e: DaemonError,
         elapsed: Duration,
         settings: &Settings,
-    ) -> Result<(), DaemonError> {
+    ) -> Result<bool, DaemonError> {
         // whether retries are left is steadytext_queue_fail's rule; this worker adds only its
         // own limit
         let limit = settings.max_retries as i32;
@@ -442,7 +483,7 @@ impl Worker {
             None => "dropped",
         };
         self.service.metrics.record_job(job.function().sql_name(), outcome, elapsed);
-        Ok(())
+        Ok(outcome == "retried")
     }
 }
 
@@ -530,10 +571,10 @@ impl Running {
 
 /// The request_id of a completion notice with status `cancelled`.
 /// What wakes a worker's session besides its own requests finishing.
-#[derive(Clone, Copy)]
 struct Wakes<'a> {
-    /// `NOTIFY steadytext_jobs`: new requests may be due.
-    jobs: &'a Notify,
+    /// `NOTIFY steadytext_jobs`: new requests may be due (the announcement, if the payload is
+    /// one: `wake.rs`).
+    jobs: &'a mut mpsc::UnboundedReceiver<Option<Announcement>>,
     /// `NOTIFY steadytext_jobs, 'walk'`: a derivation started walking its source.
     walk: &'a Notify,
 }

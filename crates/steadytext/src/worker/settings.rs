@@ -10,9 +10,10 @@ use tokio_postgres::Client;
 use crate::cli::WorkerTuning;
 use crate::error::DaemonError;
 use crate::queue_sql::Statements;
+use crate::worker::wake::Peers;
 
 /// The settings one worker cycle runs with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// Requests claimed and processed at once.
     pub concurrency: u32,
@@ -24,6 +25,9 @@ pub struct Settings {
     pub timeout: Duration,
     /// How long finished requests are kept before this worker deletes them; `None`: forever.
     pub retention: Option<Duration>,
+    /// The workers that were running, with a heartbeat within `lease`, when the settings were
+    /// read (which of them claim on an announcement: `wake.rs`).
+    pub peers: Peers,
 }
 
 /// Reads the GUCs and resolves every setting; a concurrency of 0 becomes `max_batch`, the most
@@ -33,10 +37,12 @@ pub async fn resolve(
     sql: &Statements,
     tuning: &WorkerTuning,
     max_batch: u32,
+    lease: Duration,
 ) -> Result<Settings, DaemonError> {
     let names: Vec<&str> = settings::ALL.iter().map(WorkerSetting::guc_name).collect();
+    let lease = format!("{} seconds", lease.as_secs());
     let row = client
-        .query_one(&sql.settings, &[&names[0], &names[1], &names[2], &names[3], &names[4]])
+        .query_one(&sql.settings, &[&names[0], &names[1], &names[2], &names[3], &names[4], &lease])
         .await?;
     let value = |i: usize, flag: Option<u32>| {
         let setting = settings::ALL[i];
@@ -55,6 +61,7 @@ pub async fn resolve(
             0 => None,
             secs => Some(Duration::from_secs(u64::from(secs))),
         },
+        peers: Peers(row.get(5)),
     })
 }
 
