@@ -218,8 +218,12 @@ impl Worker {
             }
             if last_rescue.is_none_or(|t| t.elapsed() >= lease / 2) {
                 let limit = settings.max_retries as i32;
-                client.query_one(&sql.rescue_expired, &[&limit]).await?;
+                let rescued: i32 = client.query_one(&sql.rescue_expired, &[&limit]).await?.get(0);
                 last_rescue = Some(Instant::now());
+                // back to pending after a backoff: the claim finds when they are due
+                if rescued > 0 {
+                    claim = true;
+                }
             }
             if !stopping {
                 purge.run_if_due(client, &sql.purge, settings.retention).await?;
