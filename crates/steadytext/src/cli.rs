@@ -83,14 +83,19 @@ pub struct ServeArgs {
     #[arg(long, env = "STEADYTEXT_SOCKET")]
     pub socket: Option<PathBuf>,
     /// Bearer token every call but `/health` must carry (`Authorization: Bearer …`); the
-    /// extension sends `steadytext.daemon_token`. On the command line it shows in the process
-    /// list: prefer `--token-file` or the environment. Default: none (no authentication).
+    /// extension sends `steadytext.daemon_token`, and the dashboard (`/ui`) asks for it once in
+    /// a login form. On the command line it shows in the process list: prefer `--token-file` or
+    /// the environment. Default: none (no authentication).
     #[arg(long, env = "STEADYTEXT_TOKEN", hide_env_values = true, conflicts_with = "token_file")]
     pub token: Option<String>,
     /// File holding the bearer token (its first line; keep it readable only by the daemon's
     /// user), instead of `--token`. Default: none.
     #[arg(long, env = "STEADYTEXT_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    /// Let the dashboard (`/ui`) change the queue: cancel a pending or processing request.
+    /// Without it the dashboard only shows. Default: off.
+    #[arg(long, env = "STEADYTEXT_UI_ACTIONS")]
+    pub ui_actions: bool,
     /// Engine, cache, database and worker settings.
     #[command(flatten)]
     pub daemon: DaemonArgs,

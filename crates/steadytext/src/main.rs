@@ -3,6 +3,7 @@
 mod cache;
 mod cli;
 mod commands;
+mod db_session;
 mod download_progress;
 mod engine_host;
 mod error;
@@ -12,6 +13,7 @@ mod queue_sql;
 mod readiness;
 mod service;
 mod shared_cache;
+mod ui;
 mod worker;
 
 use clap::Parser;

@@ -165,7 +165,6 @@ impl Metrics {
     }
 
     /// Value of a counter (summed over labels matching `labels`).
-    #[cfg(test)]
     pub fn counter(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         self.with(|m| {
             m.counters

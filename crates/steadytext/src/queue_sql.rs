@@ -1,5 +1,6 @@
 //! Every SQL statement the binary sends to PostgreSQL, in one place (the queue worker's, the
-//! purge's, the settings' and the shared result cache's).
+//! purge's, the settings' and the shared result cache's), but the dashboard's reads and actions
+//! (`ui/data.rs`).
 //!
 //! A session first pins its `search_path` to `pg_catalog, pg_temp` and finds the schema
 //! pg_steadytext is installed in ([`Statements::for_session`]); every statement then names the
@@ -69,14 +70,20 @@ const FIND_SCHEMA: &str = "SELECT quote_ident(n.nspname) \
     FROM pg_extension e JOIN pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace \
     WHERE e.extname OPERATOR(pg_catalog.=) 'pg_steadytext'";
 
+/// Pins the session's `search_path` to `pg_catalog, pg_temp` and returns the schema
+/// pg_steadytext is installed in, quoted as an identifier (an error if it is not installed):
+/// every statement of the binary names the extension's objects through it.
+pub async fn pin_session(client: &Client) -> Result<String, DaemonError> {
+    client.batch_execute("SET search_path = pg_catalog, pg_temp").await?;
+    let row = client.query_opt(FIND_SCHEMA, &[]).await?;
+    Ok(row.ok_or(DaemonError::ExtensionMissing)?.get(0))
+}
+
 impl Statements {
-    /// Pins the session's `search_path` to `pg_catalog, pg_temp` and returns the statements for
-    /// the schema pg_steadytext is installed in (an error if it is not installed), prepared on
-    /// `client`.
+    /// Pins the session ([`pin_session`]) and returns the statements for the extension's schema,
+    /// prepared on `client`.
     pub async fn for_session(client: &Client) -> Result<Self, DaemonError> {
-        client.batch_execute("SET search_path = pg_catalog, pg_temp").await?;
-        let row = client.query_opt(FIND_SCHEMA, &[]).await?;
-        let schema: String = row.ok_or(DaemonError::ExtensionMissing)?.get(0);
+        let schema = pin_session(client).await?;
         let text = Statements::in_schema(&schema);
         Ok(Self {
             rescue_expired: client.prepare(&text.rescue_expired).await?,

@@ -10,9 +10,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use tokio::sync::Mutex;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config};
 
+use crate::db_session::{Prepare, Session};
 use crate::error::DaemonError;
 use crate::queue_sql::Statements;
 
@@ -26,8 +26,13 @@ const EVICT_BATCH: i32 = 1000;
 
 /// The PostgreSQL tier of the result cache.
 pub struct SharedCache {
-    config: Config,
-    client: Mutex<Option<(Arc<Client>, Arc<Statements>)>>,
+    session: Session<Statements>,
+}
+
+impl Prepare for Statements {
+    async fn prepare(client: &Client) -> Result<Self, DaemonError> {
+        Statements::for_session(client).await
+    }
 }
 
 impl SharedCache {
@@ -35,7 +40,7 @@ impl SharedCache {
     /// lives, asks every minute whether an eviction is due, running it when it is (the task ends
     /// when the cache is dropped).
     pub fn start(config: Config) -> Arc<Self> {
-        let cache = Arc::new(Self { config, client: Mutex::new(None) });
+        let cache = Arc::new(Self { session: Session::new(config) });
         tokio::spawn(evict_while_alive(Arc::downgrade(&cache)));
         cache
     }
@@ -88,18 +93,7 @@ impl SharedCache {
 
     /// The connection and its statements, opened when there is none.
     async fn client(&self) -> Result<(Arc<Client>, Arc<Statements>), DaemonError> {
-        let mut slot = self.client.lock().await;
-        if let Some(open) = slot.as_ref().filter(|(c, _)| !c.is_closed()) {
-            return Ok(open.clone());
-        }
-        let (client, connection) = self.config.connect(NoTls).await?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        let sql = Arc::new(Statements::for_session(&client).await?);
-        let open = (Arc::new(client), sql);
-        *slot = Some(open.clone());
-        Ok(open)
+        self.session.get().await
     }
 
     /// The result of `query`, or `None` after a warning (and a fresh connection next time).
@@ -112,7 +106,7 @@ impl SharedCache {
             Ok(v) => Some(v),
             Err(e) => {
                 eprintln!("steadytext: warning: shared result cache {what} failed: {e}");
-                *self.client.lock().await = None;
+                self.session.reset().await;
                 None
             }
         }
@@ -129,7 +123,7 @@ async fn evict_while_alive(cache: Weak<SharedCache>) {
         let Some(cache) = cache.upgrade() else { return };
         if let Err(e) = cache.evict_if_due().await {
             eprintln!("steadytext: warning: shared result cache eviction failed: {e}");
-            *cache.client.lock().await = None;
+            cache.session.reset().await;
         }
     }
 }

@@ -52,7 +52,13 @@ pub fn serve(args: ServeArgs) -> Result<(), DaemonError> {
                 args.host
             );
         }
-        let app = router(AppState { service: service.clone(), token });
+        let ui_db = if db_config::configured(&args.daemon.db) {
+            Some(db_config::config(&args.daemon.db)?)
+        } else {
+            None
+        };
+        let ui = crate::ui::Ui::new(ui_db, token.clone(), args.ui_actions);
+        let app = router(AppState { service: service.clone(), token, ui });
         let addr = format!("{}:{}", args.host, args.port);
         let tcp = TcpListener::bind(&addr)
             .await

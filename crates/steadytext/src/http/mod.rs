@@ -1,5 +1,5 @@
 //! The HTTP API of `steadytext serve`: native endpoints for the extension, OpenAI-compatible
-//! ones for other applications, `/health` and `/metrics`.
+//! ones for other applications, `/health`, `/metrics` and the dashboard (`/ui`, `crate::ui`).
 
 use std::time::Instant;
 
@@ -35,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(limits::MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .route(wire::HEALTH_PATH, get(native::health))
+        .merge(crate::ui::routes(state.clone()))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)

@@ -14,8 +14,10 @@ use crate::service::Service;
 pub struct AppState {
     /// The operations.
     pub service: Service,
-    /// Bearer token every call but `/health` must carry, when set.
+    /// Bearer token every call but `/health` and the dashboard must carry, when set.
     pub token: Option<String>,
+    /// The dashboard (`/ui`), which checks the token its own way.
+    pub ui: std::sync::Arc<crate::ui::Ui>,
 }
 
 /// A JSON body, or a [`DaemonError::BadBody`] naming what is wrong with it

@@ -3,6 +3,7 @@
 #![allow(dead_code, unused_imports)] // each test target uses a different part
 
 pub use steadytext_testkit::cluster;
+pub mod browser;
 pub mod cli;
 pub mod daemon;
 pub mod generated_tables;

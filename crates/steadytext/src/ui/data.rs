@@ -1,0 +1,374 @@
+//! What the dashboard reads from PostgreSQL and the one action it takes, as the daemon's role
+//! (a member of `steadytext_worker`, which sees every request), on its own connection. Every
+//! statement names the extension's objects through its schema, as `queue_sql.rs` does.
+
+use serde_json::{Map, Value};
+use tokio_postgres::{Client, Row, Statement};
+
+use crate::db_session::Prepare;
+use crate::error::DaemonError;
+use crate::queue_sql::pin_session;
+
+/// Rows of the request list per page.
+pub const PAGE: i64 = 50;
+
+/// The dashboard's statements, prepared on its connection.
+pub struct UiStatements {
+    /// function, status, count over the whole queue.
+    counts: Statement,
+    /// Per minute of the last hour: epoch seconds, completed, failed, cancelled.
+    per_minute: Statement,
+    /// Per function, of the requests finished in the last hour: count, p50/p95 wait and run (ms).
+    latency: Statement,
+    /// The last 10 failures of the last hour.
+    failures: Statement,
+    /// The workers with the requests each holds.
+    workers: Statement,
+    /// A page of the list: filters `$1` status, `$2` function, `$3` priority, `$4` max age
+    /// (seconds), `$5` ids below, `$6` rows.
+    list: Statement,
+    /// One request's row as JSON, by request id `$1` (text).
+    detail: Statement,
+    /// One request's status, by request id `$1` (text).
+    status: Statement,
+    /// Cancels request `$1` (text) if it is pending or processing.
+    cancel: Statement,
+}
+
+impl Prepare for UiStatements {
+    async fn prepare(client: &Client) -> Result<Self, DaemonError> {
+        let s = pin_session(client).await?;
+        let q = format!("{s}.steadytext_queue");
+        // a finished request's time: the purge's index (steadytext_queue_finished_idx)
+        let finished = "coalesce(completed_at, failed_at)";
+        let recent = format!(
+            "status IN ('completed', 'failed', 'cancelled') AND {finished} > now() - interval '1 hour'"
+        );
+        Ok(Self {
+            counts: client
+                .prepare(&format!(
+                    "SELECT function_name, status, count(*) FROM {q} GROUP BY 1, 2 ORDER BY 1, 2"
+                ))
+                .await?,
+            per_minute: client
+                .prepare(&format!(
+                    "SELECT extract(epoch FROM date_trunc('minute', {finished}))::bigint,
+                            count(*) FILTER (WHERE status = 'completed'),
+                            count(*) FILTER (WHERE status = 'failed'),
+                            count(*) FILTER (WHERE status = 'cancelled')
+                     FROM {q} WHERE {recent} GROUP BY 1 ORDER BY 1"
+                ))
+                .await?,
+            latency: client
+                .prepare(&format!(
+                    "SELECT function_name, count(*),
+                            percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY
+                                extract(epoch FROM started_at - created_at) * 1000),
+                            percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY
+                                extract(epoch FROM {finished} - started_at) * 1000)
+                     FROM {q} WHERE {recent} AND status = 'completed' GROUP BY 1 ORDER BY 1"
+                ))
+                .await?,
+            failures: client
+                .prepare(&format!(
+                    "SELECT request_id::text, function_name, error, failed_at::text FROM {q}
+                     WHERE {recent} AND status = 'failed' ORDER BY {finished} DESC LIMIT 10"
+                ))
+                .await?,
+            workers: client
+                .prepare(&format!(
+                    "SELECT w.worker_id, w.host, w.pid, w.status, w.last_heartbeat::text,
+                            extract(epoch FROM now() - w.last_heartbeat)::float8,
+                            (SELECT count(*) FROM {q} j
+                             WHERE j.status = 'processing' AND j.worker_id = w.worker_id)
+                     FROM {s}.steadytext_workers w ORDER BY w.worker_id"
+                ))
+                .await?,
+            list: client
+                .prepare(&format!(
+                    "SELECT id, request_id::text, function_name, status, priority,
+                            created_at::text,
+                            left(coalesce(parameters->>'prompt', parameters->>'text_input',
+                                          parameters->>'query', ''), 120),
+                            error IS NOT NULL
+                     FROM {q}
+                     WHERE ($1::text IS NULL OR status = $1)
+                       AND ($2::text IS NULL OR function_name = $2)
+                       AND ($3::integer IS NULL OR priority = $3)
+                       AND ($4::float8 IS NULL OR created_at > now() - make_interval(secs => $4))
+                       AND ($5::bigint IS NULL OR id < $5)
+                     ORDER BY id DESC LIMIT $6"
+                ))
+                .await?,
+            detail: client
+                .prepare(&format!(
+                    "SELECT to_jsonb(q)::text FROM {q} q WHERE request_id = $1::text::uuid"
+                ))
+                .await?,
+            status: client
+                .prepare(&format!("SELECT status FROM {q} WHERE request_id = $1::text::uuid"))
+                .await?,
+            cancel: client
+                .prepare(&format!("SELECT {s}.steadytext_queue_cancel($1::text::uuid)"))
+                .await?,
+        })
+    }
+}
+
+/// Requests of one function in one status.
+pub struct StatusCount {
+    /// `function_name`.
+    pub function: String,
+    /// `status`.
+    pub status: String,
+    /// How many.
+    pub count: i64,
+}
+
+/// Requests that finished in one minute.
+pub struct Minute {
+    /// The minute's start, seconds since the epoch.
+    pub at: i64,
+    /// Completed in it.
+    pub completed: i64,
+    /// Failed for good in it.
+    pub failed: i64,
+    /// Cancelled in it.
+    pub cancelled: i64,
+}
+
+/// Wait and run times of one function's requests completed in the last hour.
+pub struct Latency {
+    /// `function_name`.
+    pub function: String,
+    /// Completed in the last hour.
+    pub completed: i64,
+    /// Created → started (of the last attempt), p50 and p95, in ms.
+    pub wait_ms: [f64; 2],
+    /// Started → completed, p50 and p95, in ms.
+    pub run_ms: [f64; 2],
+}
+
+/// A request that failed for good.
+pub struct Failure {
+    /// Its uuid.
+    pub request_id: String,
+    /// `function_name`.
+    pub function: String,
+    /// The last error.
+    pub error: String,
+    /// When.
+    pub failed_at: String,
+}
+
+/// A worker as its heartbeats left it.
+pub struct WorkerRow {
+    /// `worker_id`.
+    pub id: String,
+    /// Host name.
+    pub host: String,
+    /// Process id.
+    pub pid: i32,
+    /// running, stopping or stopped.
+    pub status: String,
+    /// Last heartbeat.
+    pub last_heartbeat: String,
+    /// Seconds since it.
+    pub seconds_since: f64,
+    /// Requests it holds (processing).
+    pub claimed: i64,
+}
+
+/// One row of the request list.
+pub struct ListRow {
+    /// The row's `id` (the list's order and page key).
+    pub id: i64,
+    /// Its uuid.
+    pub request_id: String,
+    /// `function_name`.
+    pub function: String,
+    /// `status`.
+    pub status: String,
+    /// `priority`.
+    pub priority: i32,
+    /// `created_at`.
+    pub created_at: String,
+    /// The start of its prompt, text or query.
+    pub preview: String,
+    /// Whether it holds an error.
+    pub has_error: bool,
+}
+
+/// The list's filters, each optional.
+#[derive(Debug, Default, Clone)]
+pub struct Filters {
+    /// `status`.
+    pub status: Option<String>,
+    /// `function_name`.
+    pub function: Option<String>,
+    /// `priority`.
+    pub priority: Option<i32>,
+    /// Created within this many seconds.
+    pub max_age_secs: Option<f64>,
+}
+
+/// Everything the overview shows from PostgreSQL.
+pub struct Overview {
+    /// Requests by function and status.
+    pub counts: Vec<StatusCount>,
+    /// Finished per minute, last hour.
+    pub minutes: Vec<Minute>,
+    /// Latency by function, last hour.
+    pub latency: Vec<Latency>,
+    /// Recent failures.
+    pub failures: Vec<Failure>,
+    /// The workers.
+    pub workers: Vec<WorkerRow>,
+}
+
+impl UiStatements {
+    /// The overview's figures.
+    pub async fn overview(&self, db: &Client) -> Result<Overview, DaemonError> {
+        let counts = db.query(&self.counts, &[]).await?;
+        let minutes = db.query(&self.per_minute, &[]).await?;
+        let latency = db.query(&self.latency, &[]).await?;
+        let failures = db.query(&self.failures, &[]).await?;
+        let workers = db.query(&self.workers, &[]).await?;
+        let pair = |r: &Row, i: usize| -> [f64; 2] {
+            let v: Vec<f64> = r.get(i);
+            [v.first().copied().unwrap_or(0.0), v.get(1).copied().unwrap_or(0.0)]
+        };
+        Ok(Overview {
+            counts: counts
+                .iter()
+                .map(|r| StatusCount { function: r.get(0), status: r.get(1), count: r.get(2) })
+                .collect(),
+            minutes: minutes
+                .iter()
+                .map(|r| Minute {
+                    at: r.get(0),
+                    completed: r.get(1),
+                    failed: r.get(2),
+                    cancelled: r.get(3),
+                })
+                .collect(),
+            latency: latency
+                .iter()
+                .map(|r| Latency {
+                    function: r.get(0),
+                    completed: r.get(1),
+                    wait_ms: pair(r, 2),
+                    run_ms: pair(r, 3),
+                })
+                .collect(),
+            failures: failures
+                .iter()
+                .map(|r| Failure {
+                    request_id: r.get(0),
+                    function: r.get(1),
+                    error: r.get(2),
+                    failed_at: r.get(3),
+                })
+                .collect(),
+            workers: workers
+                .iter()
+                .map(|r| WorkerRow {
+                    id: r.get(0),
+                    host: r.get(1),
+                    pid: r.get(2),
+                    status: r.get(3),
+                    last_heartbeat: r.get(4),
+                    seconds_since: r.get(5),
+                    claimed: r.get(6),
+                })
+                .collect(),
+        })
+    }
+
+    /// A page of the list: up to [`PAGE`] rows with an id below `before`, newest first, and
+    /// whether more follow.
+    pub async fn list(
+        &self,
+        db: &Client,
+        f: &Filters,
+        before: Option<i64>,
+    ) -> Result<(Vec<ListRow>, bool), DaemonError> {
+        let rows = db
+            .query(
+                &self.list,
+                &[&f.status, &f.function, &f.priority, &f.max_age_secs, &before, &(PAGE + 1)],
+            )
+            .await?;
+        let more = rows.len() as i64 > PAGE;
+        let rows = rows
+            .iter()
+            .take(PAGE as usize)
+            .map(|r| ListRow {
+                id: r.get(0),
+                request_id: r.get(1),
+                function: r.get(2),
+                status: r.get(3),
+                priority: r.get(4),
+                created_at: r.get(5),
+                preview: r.get(6),
+                has_error: r.get(7),
+            })
+            .collect();
+        Ok((rows, more))
+    }
+
+    /// One request's row (every column, as `to_jsonb` gives it), if it exists.
+    pub async fn detail(
+        &self,
+        db: &Client,
+        request_id: &str,
+    ) -> Result<Option<Map<String, Value>>, DaemonError> {
+        let row = db.query_opt(&self.detail, &[&request_id]).await?;
+        Ok(row.and_then(|r| match serde_json::from_str(r.get(0)) {
+            Ok(Value::Object(m)) => Some(m),
+            _ => None,
+        }))
+    }
+
+    /// One request's status, if it exists.
+    pub async fn status(
+        &self,
+        db: &Client,
+        request_id: &str,
+    ) -> Result<Option<String>, DaemonError> {
+        Ok(db.query_opt(&self.status, &[&request_id]).await?.map(|r| r.get(0)))
+    }
+
+    /// Cancels a pending or processing request; whether it was.
+    pub async fn cancel(&self, db: &Client, request_id: &str) -> Result<bool, DaemonError> {
+        Ok(db.query_one(&self.cancel, &[&request_id]).await?.get(0))
+    }
+}
+
+/// Whether `s` is a uuid's text form (what the queries cast with `::uuid`), so that a malformed
+/// id is a 404 rather than an SQL error.
+pub fn is_uuid(s: &str) -> bool {
+    let groups = [8, 4, 4, 4, 12];
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() == groups.len()
+        && parts
+            .iter()
+            .zip(groups)
+            .all(|(p, n)| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_uuid;
+
+    #[test]
+    fn only_uuids_are_request_ids() {
+        assert!(is_uuid("0b7e4d1c-8f4e-4c55-9a43-3c1f8d2e6a10"));
+        assert!(is_uuid("0B7E4D1C-8F4E-4C55-9A43-3C1F8D2E6A10"));
+        for bad in
+            ["", "x", "0b7e4d1c8f4e4c559a433c1f8d2e6a10", "0b7e4d1c-8f4e-4c55-9a43-3c1f8d2e6a1g"]
+        {
+            assert!(!is_uuid(bad), "{bad:?}");
+        }
+    }
+}

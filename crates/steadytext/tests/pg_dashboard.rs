@@ -1,0 +1,177 @@
+//! Integration tier: the dashboard (`/ui` of `steadytext serve`) in a real browser, headless
+//! Chromium through chromedriver, against a throwaway cluster whose queue the daemon's worker
+//! drains. Screenshots of each page are saved under `target/ui-screenshots/`.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use postgres::Client;
+use support::browser::Browser;
+use support::cluster::TestCluster;
+use support::daemon::{wait_until, Daemon};
+
+/// A prompt that would run script if the dashboard did not escape what users supplied.
+const HOSTILE: &str =
+    "<script>window.__pwned = 1</script><img src=x onerror=\"window.__pwned = 2\">";
+
+fn status_of(db: &mut Client, id: &str) -> String {
+    db.query_one("SELECT status FROM steadytext_queue WHERE request_id = $1::text::uuid", &[&id])
+        .unwrap()
+        .get(0)
+}
+
+fn enqueue(db: &mut Client, prompt: &str, max_tokens: i32) -> String {
+    db.query_one(
+        "SELECT steadytext_generate_async($1, $2, use_cache => false)::text",
+        &[&prompt, &max_tokens],
+    )
+    .unwrap()
+    .get(0)
+}
+
+/// (function, status) → count, as SQL counts them.
+fn counts(db: &mut Client) -> HashMap<(String, String), i64> {
+    db.query("SELECT function_name, status, count(*) FROM steadytext_queue GROUP BY 1, 2", &[])
+        .unwrap()
+        .iter()
+        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+        .collect()
+}
+
+#[test]
+fn the_dashboard_shows_the_queue_as_sql_does_cancels_and_updates_live() {
+    let cluster = TestCluster::start();
+    let mut db = support::extension_with_worker_role(&cluster);
+    let url = cluster.url("st_worker");
+    let serve = Daemon::serve(&["--database-url", &url, "--concurrency", "1", "--ui-actions"]);
+    let ui = |path: &str| format!("{}{path}", serve.url);
+
+    let hostile = enqueue(&mut db, HOSTILE, 2);
+    db.batch_execute("SELECT steadytext_embed_async('a text to embed')").unwrap();
+    wait_until(Duration::from_secs(120), "the first requests to complete", || {
+        (status_of(&mut db, &hostile) == "completed").then_some(())
+    });
+    // the only slot decodes a long generation; what is enqueued next stays pending
+    let long = enqueue(&mut db, "A very long story begins:", 1024);
+    wait_until(Duration::from_secs(60), "the long generation to start", || {
+        (status_of(&mut db, &long) == "processing").then_some(())
+    });
+    let victim = enqueue(&mut db, "Cancel me from the dashboard", 4);
+    let live = enqueue(&mut db, "Watch me complete", 4);
+
+    let browser = Browser::start();
+
+    // overview: every count is SQL's
+    browser.goto(&ui("/ui"));
+    assert_eq!(browser.text("h1").as_deref(), Some("Overview"));
+    let sql = counts(&mut db);
+    let cells = browser.attributes("table.counts tbody td[data-status]", "data-status");
+    let functions = browser.attributes("table.counts tbody td[data-status]", "data-function");
+    let shown = browser.texts("table.counts tbody td[data-status]");
+    assert!(!shown.is_empty());
+    for ((status, function), text) in cells.iter().zip(&functions).zip(&shown) {
+        let key = (function.clone().unwrap(), status.clone().unwrap());
+        let expected = sql.get(&key).copied().unwrap_or(0);
+        assert_eq!(text.parse::<i64>().unwrap(), expected, "{key:?}");
+    }
+    let total: i64 = sql.values().sum();
+    assert_eq!(browser.text("#total-all").unwrap().parse::<i64>().unwrap(), total);
+    assert!(browser.text("#workers + table").unwrap().contains("running"), "the daemon's worker");
+    browser.screenshot("overview");
+
+    // the list: every request, newest first; filtered by status
+    browser.goto(&ui("/ui/requests"));
+    let ids = browser.attributes("table.list tbody tr", "data-request");
+    assert_eq!(ids.len() as i64, total);
+    assert_eq!(ids[0].as_deref(), Some(live.as_str()), "newest first");
+    browser.screenshot("requests");
+    browser.goto(&ui("/ui/requests?status=pending"));
+    let pending: Vec<_> = browser.attributes("table.list tbody tr", "data-request");
+    assert_eq!(pending.len(), 2, "{pending:?}");
+    assert!(browser.texts("td.status").iter().all(|s| s == "pending"));
+
+    // what users supplied shows as text and runs nothing
+    browser.goto(&ui(&format!("/ui/requests/{hostile}")));
+    let params = browser.text("#parameters").unwrap();
+    assert!(params.contains("<script>window.__pwned = 1</script>"), "{params}");
+    assert_eq!(browser.eval("return window.__pwned === undefined"), serde_json::json!(true));
+    assert_eq!(
+        browser.eval("return document.querySelectorAll('main script, main img').length"),
+        serde_json::json!(0)
+    );
+    browser.screenshot("request-completed");
+
+    // a pending request cancelled from its page is cancelled in the table
+    browser.goto(&ui(&format!("/ui/requests/{victim}")));
+    assert_eq!(browser.text("#status").as_deref(), Some("pending"));
+    browser.click("#cancel");
+    wait_until(Duration::from_secs(10), "the cancel to reach the table", || {
+        (status_of(&mut db, &victim) == "cancelled").then_some(())
+    });
+    wait_until(Duration::from_secs(10), "the page to show it", || {
+        (browser.text("#status").as_deref() == Some("cancelled")).then_some(())
+    });
+
+    // pending → completed on screen, without a reload by the test
+    browser.goto(&ui(&format!("/ui/requests/{live}")));
+    assert_eq!(browser.text("#status").as_deref(), Some("pending"));
+    browser.screenshot("request-pending");
+    db.execute("SELECT steadytext_cancel_async($1::text::uuid)", &[&long]).unwrap();
+    wait_until(Duration::from_secs(120), "the page to show the request completed", || {
+        (browser.text("#status").as_deref() == Some("completed")).then_some(())
+    });
+    assert_eq!(status_of(&mut db, &live), "completed");
+    assert!(browser.text("#result").is_some_and(|r| !r.is_empty()));
+
+    // phone width: the page still lays out (no horizontal scroll of the whole page)
+    browser.resize(390, 844);
+    browser.goto(&ui("/ui/requests"));
+    let overflow =
+        browser.eval("return document.documentElement.scrollWidth <= window.innerWidth + 1");
+    browser.screenshot("requests-phone");
+    assert_eq!(overflow, serde_json::json!(true), "the page is wider than a phone");
+
+    // without JavaScript the lists are plain HTML
+    let (code, body) = serve.request("GET", "/ui/requests?status=completed", &[], "");
+    assert_eq!(code, 200);
+    assert!(body.contains(&hostile), "the list without a browser");
+}
+
+#[test]
+fn a_token_protected_dashboard_shows_nothing_without_the_token() {
+    let cluster = TestCluster::start();
+    let mut db = support::extension_with_worker_role(&cluster);
+    let url = cluster.url("st_worker");
+    let id: String =
+        db.query_one("SELECT steadytext_embed_async('secret text')::text", &[]).unwrap().get(0);
+    let serve = Daemon::serve(&["--database-url", &url, "--token", "s3cret-token"]);
+    let ui = |path: &str| format!("{}{path}", serve.url);
+
+    // plain HTTP: every page and the status feed send to the login form, and say nothing
+    for path in
+        ["/ui", "/ui/requests", &format!("/ui/requests/{id}"), &format!("/ui/requests/{id}/status")]
+    {
+        let (code, body) = serve.request("GET", path, &[], "");
+        assert_eq!(code, 303, "{path}");
+        assert!(!body.contains(&id) && !body.contains("secret text"), "{path}: {body}");
+    }
+    let (code, _) = serve.request("POST", &format!("/ui/requests/{id}/cancel"), &[], "csrf=x");
+    assert_eq!(code, 303, "actions too");
+
+    let browser = Browser::start();
+    browser.goto(&ui(&format!("/ui/requests/{id}")));
+    assert!(browser.url().ends_with("/ui/login"), "{}", browser.url());
+    browser.screenshot("login");
+    browser.type_into("input[name=token]", "not the token");
+    browser.click("form[action='/ui/login'] button");
+    assert!(browser.text("[role=alert]").is_some(), "a wrong token is refused");
+    browser.type_into("input[name=token]", "s3cret-token");
+    browser.click("form[action='/ui/login'] button");
+    wait_until(Duration::from_secs(10), "the overview after the login", || {
+        (browser.text("h1").as_deref() == Some("Overview")).then_some(())
+    });
+    browser.goto(&ui(&format!("/ui/requests/{id}")));
+    assert!(browser.text("#parameters").unwrap().contains("secret text"));
+}
