@@ -21,6 +21,7 @@ pub mod setup;
 pub mod shared_cache;
 pub mod stats;
 pub mod sync_latency;
+pub mod ui_page_cost;
 
 /// The throwaway cluster and daemon processes of the integration tests.
 pub use steadytext_testkit::{cluster, daemon};

@@ -9,7 +9,7 @@ use steadytext_bench::mixed_latency::{self, Mix};
 use steadytext_bench::setup::Env;
 use steadytext_bench::{
     cancel_release, constrained, contention, derive, engine, enqueue, long_prompt_stall,
-    many_daemons, queue_growth, queue_latency, shared_cache, sync_latency,
+    many_daemons, queue_growth, queue_latency, shared_cache, sync_latency, ui_page_cost,
 };
 
 /// Rerunnable benchmarks of pg_steadytext; each prints `bench figure=… key=value …` lines.
@@ -117,6 +117,15 @@ enum Figure {
         /// The worker's --concurrency. Default: 16.
         #[arg(long, default_value_t = 16)]
         concurrency: u16,
+    },
+    /// The dashboard's pages on a queue of a million rows (p50/p95 per page).
+    UiPageCost {
+        /// Requests in the queue. Default: 1000000.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: i32,
+        /// Timed fetches per page. Default: 20.
+        #[arg(long, default_value_t = 20)]
+        samples: usize,
     },
     /// Figure 4: steadytext_generate latency on a cache hit and a cache miss (p50/p95).
     Sync {
@@ -300,6 +309,7 @@ fn main() -> anyhow::Result<()> {
             drain::run(&env, Workload::Embed, jobs, &workers, &concurrency)?
         }
         Figure::DrainCached { jobs, concurrency } => drain::run_cached(&env, jobs, concurrency)?,
+        Figure::UiPageCost { rows, samples } => ui_page_cost::run(&env, rows, samples)?,
         Figure::Sync { hits, misses, max_tokens } => {
             sync_latency::run(&env, hits, misses, max_tokens)?
         }

@@ -270,4 +270,26 @@ mod tests {
         assert_eq!(m.counter("steadytext_cache_lookups_total", &[("outcome", "hit")]), 1.0);
         assert_eq!(m.counter("steadytext_cache_lookups_total", &[("outcome", "miss")]), 0.0);
     }
+
+    /// The Grafana dashboard shipped in `packaging/` queries only metrics this registry
+    /// exports (a renamed metric would leave its panel empty without a word).
+    #[test]
+    fn the_grafana_dashboard_names_only_exported_metrics() {
+        let json = include_str!("../../../packaging/grafana-steadytext.json");
+        let board: serde_json::Value = serde_json::from_str(json).unwrap();
+        let panels = board["panels"].as_array().unwrap();
+        assert!(panels.len() >= 8);
+        let mut seen = 0;
+        for target in panels.iter().flat_map(|p| p["targets"].as_array().unwrap()) {
+            let expr = target["expr"].as_str().unwrap();
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if let Some(name) = word.strip_prefix("steadytext_").map(|_| word) {
+                    let base = name.strip_suffix("_bucket").unwrap_or(name);
+                    assert!(HELP.iter().any(|(n, _, _)| *n == base), "{name} in {expr}");
+                    seen += 1;
+                }
+            }
+        }
+        assert!(seen >= 10, "{seen} metric references");
+    }
 }
