@@ -183,6 +183,11 @@ impl TestCluster {
         self.wait_ready(Duration::from_secs(60));
     }
 
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    }
+
     /// Connection URL of database `postgres` for `user`.
     pub fn url(&self, user: &str) -> String {
         format!("postgresql://{user}@127.0.0.1:{}/postgres", self.port)

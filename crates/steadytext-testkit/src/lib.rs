@@ -10,6 +10,7 @@ pub mod file_server;
 pub mod gemma;
 pub mod model_dirs;
 pub mod pgbouncer;
+pub mod queue_fill;
 #[cfg(feature = "models")]
 pub mod tiny_cross_encoder;
 #[cfg(feature = "models")]

@@ -79,6 +79,12 @@ fn the_dashboard_shows_the_queue_as_sql_does_cancels_and_updates_live() {
     let total: i64 = sql.values().sum();
     assert_eq!(browser.text("#total-all").unwrap().parse::<i64>().unwrap(), total);
     assert!(browser.text("#workers + table").unwrap().contains("running"), "the daemon's worker");
+    // the chart of the last hour (uPlot, served by the daemon)
+    wait_until(Duration::from_secs(10), "the chart to be drawn", || {
+        (browser.eval("return document.querySelectorAll('#throughput-chart canvas').length")
+            == serde_json::json!(1))
+        .then_some(())
+    });
     browser.screenshot("overview");
 
     // the list: every request, newest first; filtered by status
@@ -166,7 +172,9 @@ fn a_token_protected_dashboard_shows_nothing_without_the_token() {
     browser.screenshot("login");
     browser.type_into("input[name=token]", "not the token");
     browser.click("form[action='/ui/login'] button");
-    assert!(browser.text("[role=alert]").is_some(), "a wrong token is refused");
+    wait_until(Duration::from_secs(10), "a wrong token to be refused", || {
+        browser.text("[role=alert]").map(drop)
+    });
     browser.type_into("input[name=token]", "s3cret-token");
     browser.click("form[action='/ui/login'] button");
     wait_until(Duration::from_secs(10), "the overview after the login", || {
@@ -174,4 +182,84 @@ fn a_token_protected_dashboard_shows_nothing_without_the_token() {
     });
     browser.goto(&ui(&format!("/ui/requests/{id}")));
     assert!(browser.text("#parameters").unwrap().contains("secret text"));
+}
+
+/// The log entries (a first line and its continuation lines) of sessions named `app`.
+fn log_entries_of(log: &str, app: &str) -> Vec<String> {
+    let mut entries: Vec<String> = Vec::new();
+    let mut current: Option<String> = None;
+    for line in log.lines() {
+        // a new entry starts with the log_line_prefix below: "[app]"
+        if line.starts_with('[') {
+            if let Some(e) = current.take() {
+                entries.push(e);
+            }
+            if line.starts_with(&format!("[{app}]")) {
+                current = Some(line.to_owned());
+            }
+        } else if let Some(e) = current.as_mut() {
+            e.push('\n');
+            e.push_str(line);
+        }
+    }
+    entries.extend(current);
+    entries
+}
+
+#[test]
+fn on_a_large_queue_every_page_reads_the_queue_through_its_indexes() {
+    // every statement's plan in the server log (auto_explain), with its session's name
+    let cluster = TestCluster::start_with(&[
+        "session_preload_libraries=auto_explain",
+        "auto_explain.log_min_duration=0",
+        "log_line_prefix=[%a]",
+    ]);
+    let mut db = support::extension_with_worker_role(&cluster);
+    // more rows than the overview counts exactly (its sampled path), fewer than the benchmark
+    steadytext_testkit::queue_fill::fill_mixed(&mut db, 300_000).unwrap();
+    db.batch_execute("VACUUM ANALYZE steadytext_queue").unwrap();
+    for sql in ["ALTER SYSTEM SET steadytext.queue_retention = 0", "SELECT pg_reload_conf()"] {
+        db.batch_execute(sql).unwrap();
+    }
+    let id: String = db
+        .query_one("SELECT request_id::text FROM steadytext_queue WHERE id = 150000", &[])
+        .unwrap()
+        .get(0);
+    let serve = Daemon::serve(&["--database-url", &cluster.url("st_worker"), "--concurrency", "1"]);
+    let pages = [
+        "/ui".to_owned(),
+        "/ui/requests".to_owned(),
+        "/ui/requests?before=150000".to_owned(),
+        "/ui/requests?status=failed&function=embed".to_owned(),
+        "/ui/requests?function=rerank&status=pending".to_owned(),
+        "/ui/requests?age=300&priority=1".to_owned(),
+        format!("/ui/requests/{id}"),
+        format!("/ui/requests/{id}/status"),
+    ];
+    for path in &pages {
+        let (code, body) = serve.request("GET", path, &[], "");
+        assert_eq!(code, 200, "{path}: {body}");
+    }
+    let (_, overview) = serve.request("GET", "/ui", &[], "");
+    assert!(overview.contains("id=\"sampled\""), "300 000 rows: finished counts are sampled");
+    let (_, sparse) = serve.request("GET", "/ui/requests?function=rerank&status=pending", &[], "");
+    assert!(sparse.contains("id=\"scanned\""), "a sparse filter reads a bounded page");
+    assert!(sparse.contains("rel=\"next\""), "and links to the rows older than it read");
+    // rerank rows are every 200th: a page of 50 spans 10 000 rows, within one page's reading
+    let (_, dense) = serve.request("GET", "/ui/requests?function=rerank", &[], "");
+    assert_eq!(dense.matches("<tr data-request=").count(), 50, "a full page");
+    assert!(!dense.contains("id=\"scanned\""));
+    let plans = wait_until(Duration::from_secs(10), "the dashboard's plans in the log", || {
+        let entries = log_entries_of(&cluster.log(), "steadytext-dashboard");
+        (entries.iter().filter(|e| e.contains("Query Text")).count() >= pages.len())
+            .then_some(entries)
+    });
+    let on_queue: Vec<&String> = plans.iter().filter(|e| e.contains("steadytext_queue")).collect();
+    assert!(on_queue.len() >= pages.len(), "{} plans read the queue", on_queue.len());
+    for plan in &on_queue {
+        assert!(
+            !plan.contains("Seq Scan on steadytext_queue"),
+            "a full scan of the queue:\n{plan}"
+        );
+    }
 }

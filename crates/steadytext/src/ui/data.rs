@@ -12,10 +12,27 @@ use crate::queue_sql::pin_session;
 /// Rows of the request list per page.
 pub const PAGE: i64 = 50;
 
+/// Most rows of the queue one page of the list reads (newest first, through the primary key),
+/// whatever its filters: a filter that matches few rows shows fewer on a page rather than
+/// reading the whole queue, and the next page goes on from where this one stopped.
+pub const SCAN: i64 = 20_000;
+
+/// Above this many rows (PostgreSQL's estimate) the overview counts finished requests in a 1 %
+/// sample of the table's pages instead of reading every row; pending and processing ones are
+/// always counted exactly, through their partial indexes.
+pub const EXACT_COUNT_ROWS: f32 = 200_000.0;
+
 /// The dashboard's statements, prepared on its connection.
 pub struct UiStatements {
     /// function, status, count over the whole queue.
     counts: Statement,
+    /// The queue's estimated row count (`pg_class.reltuples`).
+    size: Statement,
+    /// function, status, count of the pending and processing requests (each status through
+    /// its partial index).
+    counts_open: Statement,
+    /// function, status, count of the finished requests in a 1 % sample of the pages.
+    counts_sampled: Statement,
     /// Per minute of the last hour: epoch seconds, completed, failed, cancelled.
     per_minute: Statement,
     /// Per function, of the requests finished in the last hour: count, p50/p95 wait and run (ms).
@@ -25,7 +42,8 @@ pub struct UiStatements {
     /// The workers with the requests each holds.
     workers: Statement,
     /// A page of the list: filters `$1` status, `$2` function, `$3` priority, `$4` max age
-    /// (seconds), `$5` ids below, `$6` rows.
+    /// (seconds), `$5` ids below, `$6` rows; reads at most [`SCAN`] rows, and the last row it
+    /// may read comes last, matched or not (`matched`, and `n = SCAN`).
     list: Statement,
     /// One request's row as JSON, by request id `$1` (text).
     detail: Statement,
@@ -48,6 +66,24 @@ impl Prepare for UiStatements {
             counts: client
                 .prepare(&format!(
                     "SELECT function_name, status, count(*) FROM {q} GROUP BY 1, 2 ORDER BY 1, 2"
+                ))
+                .await?,
+            size: client
+                .prepare(&format!("SELECT reltuples FROM pg_class WHERE oid = '{q}'::regclass"))
+                .await?,
+            counts_open: client
+                .prepare(&format!(
+                    "SELECT function_name, 'pending', count(*) FROM {q}
+                     WHERE status = 'pending' GROUP BY 1
+                     UNION ALL
+                     SELECT function_name, 'processing', count(*) FROM {q}
+                     WHERE status = 'processing' GROUP BY 1"
+                ))
+                .await?,
+            counts_sampled: client
+                .prepare(&format!(
+                    "SELECT function_name, status, count(*) * 100 FROM {q} TABLESAMPLE SYSTEM (1)
+                     WHERE status IN ('completed', 'failed', 'cancelled') GROUP BY 1, 2"
                 ))
                 .await?,
             per_minute: client
@@ -90,13 +126,18 @@ impl Prepare for UiStatements {
                             created_at::text,
                             left(coalesce(parameters->>'prompt', parameters->>'text_input',
                                           parameters->>'query', ''), 120),
-                            error IS NOT NULL
-                     FROM {q}
-                     WHERE ($1::text IS NULL OR status = $1)
-                       AND ($2::text IS NULL OR function_name = $2)
-                       AND ($3::integer IS NULL OR priority = $3)
-                       AND ($4::float8 IS NULL OR created_at > now() - make_interval(secs => $4))
-                       AND ($5::bigint IS NULL OR id < $5)
+                            error IS NOT NULL, matched, n = {SCAN}
+                     FROM (SELECT *,
+                                  ($1::text IS NULL OR status = $1)
+                                  AND ($2::text IS NULL OR function_name = $2)
+                                  AND ($3::integer IS NULL OR priority = $3)
+                                  AND ($4::float8 IS NULL
+                                       OR created_at > now() - make_interval(secs => $4))
+                                  AS matched,
+                                  row_number() OVER (ORDER BY id DESC) AS n
+                           FROM (SELECT * FROM {q} WHERE ($5::bigint IS NULL OR id < $5)
+                                 ORDER BY id DESC LIMIT {SCAN}) AS scanned) AS r
+                     WHERE matched OR n = {SCAN}
                      ORDER BY id DESC LIMIT $6"
                 ))
                 .await?,
@@ -216,6 +257,8 @@ pub struct Filters {
 pub struct Overview {
     /// Requests by function and status.
     pub counts: Vec<StatusCount>,
+    /// Whether the finished requests' counts are estimated from a sample.
+    pub sampled: bool,
     /// Finished per minute, last hour.
     pub minutes: Vec<Minute>,
     /// Latency by function, last hour.
@@ -229,7 +272,15 @@ pub struct Overview {
 impl UiStatements {
     /// The overview's figures.
     pub async fn overview(&self, db: &Client) -> Result<Overview, DaemonError> {
-        let counts = db.query(&self.counts, &[]).await?;
+        let size: f32 = db.query_one(&self.size, &[]).await?.get(0);
+        let sampled = size > EXACT_COUNT_ROWS;
+        let counts = if sampled {
+            let mut rows = db.query(&self.counts_open, &[]).await?;
+            rows.extend(db.query(&self.counts_sampled, &[]).await?);
+            rows
+        } else {
+            db.query(&self.counts, &[]).await?
+        };
         let minutes = db.query(&self.per_minute, &[]).await?;
         let latency = db.query(&self.latency, &[]).await?;
         let failures = db.query(&self.failures, &[]).await?;
@@ -239,10 +290,15 @@ impl UiStatements {
             [v.first().copied().unwrap_or(0.0), v.get(1).copied().unwrap_or(0.0)]
         };
         Ok(Overview {
-            counts: counts
-                .iter()
-                .map(|r| StatusCount { function: r.get(0), status: r.get(1), count: r.get(2) })
-                .collect(),
+            counts: {
+                let mut c: Vec<StatusCount> = counts
+                    .iter()
+                    .map(|r| StatusCount { function: r.get(0), status: r.get(1), count: r.get(2) })
+                    .collect();
+                c.sort_by(|a, b| a.function.cmp(&b.function));
+                c
+            },
+            sampled,
             minutes: minutes
                 .iter()
                 .map(|r| Minute {
@@ -285,25 +341,37 @@ impl UiStatements {
         })
     }
 
-    /// A page of the list: up to [`PAGE`] rows with an id below `before`, newest first, and
-    /// whether more follow.
+    /// A page of the list: up to [`PAGE`] matching rows with an id below `before`, newest
+    /// first, among the next [`SCAN`] rows; and the id the next page starts below, if the
+    /// queue goes on.
     pub async fn list(
         &self,
         db: &Client,
         f: &Filters,
         before: Option<i64>,
-    ) -> Result<(Vec<ListRow>, bool), DaemonError> {
+    ) -> Result<(Vec<ListRow>, Option<i64>), DaemonError> {
         let rows = db
             .query(
                 &self.list,
                 &[&f.status, &f.function, &f.priority, &f.max_age_secs, &before, &(PAGE + 1)],
             )
             .await?;
-        let more = rows.len() as i64 > PAGE;
-        let rows = rows
-            .iter()
-            .take(PAGE as usize)
-            .map(|r| ListRow {
+        let mut out = Vec::new();
+        let mut next = None;
+        for r in &rows {
+            let (matched, last_scanned): (bool, bool) = (r.get(8), r.get(9));
+            if out.len() as i64 == PAGE {
+                next = out.last().map(|l: &ListRow| l.id);
+                break;
+            }
+            if last_scanned {
+                // the last row this page may read: older ones are on the next page
+                next = Some(r.get(0));
+            }
+            if !matched {
+                break;
+            }
+            out.push(ListRow {
                 id: r.get(0),
                 request_id: r.get(1),
                 function: r.get(2),
@@ -312,9 +380,9 @@ impl UiStatements {
                 created_at: r.get(5),
                 preview: r.get(6),
                 has_error: r.get(7),
-            })
-            .collect();
-        Ok((rows, more))
+            });
+        }
+        Ok((out, next))
     }
 
     /// One request's row (every column, as `to_jsonb` gives it), if it exists.

@@ -40,7 +40,12 @@ pub struct Ui {
 impl Ui {
     /// The dashboard on the database of `db` (none: pages say it needs one).
     pub fn new(db: Option<Config>, token: Option<String>, actions: bool) -> Arc<Self> {
-        Arc::new(Self { db: db.map(Session::new), access: Access::new(token), actions })
+        let db = db.map(|mut config| {
+            // how its statements show in pg_stat_activity and the server's log
+            config.application_name("steadytext-dashboard");
+            Session::new(config)
+        });
+        Arc::new(Self { db, access: Access::new(token), actions })
     }
 }
 
@@ -48,6 +53,14 @@ impl Ui {
 const CSS: &str = include_str!("../../assets/ui/ui.css");
 /// The live-status script.
 const LIVE_JS: &str = include_str!("../../assets/ui/live.js");
+/// The overview's chart script.
+const CHARTS_JS: &str = include_str!("../../assets/ui/charts.js");
+/// uPlot 1.6.32 (MIT, `assets/ui/vendor/uplot/LICENSE`), from npm by `scripts/vendor-ui-assets`:
+/// a maintained chart library small enough to serve from the binary, rather than charting
+/// code of our own.
+const UPLOT_JS: &str = include_str!("../../assets/ui/vendor/uplot/uPlot.iife.min.js");
+/// uPlot's stylesheet.
+const UPLOT_CSS: &str = include_str!("../../assets/ui/vendor/uplot/uPlot.min.css");
 
 /// The pages' routes, on the daemon's router (outside its bearer-token check: the dashboard
 /// has its own, [`guard`]).
@@ -63,10 +76,18 @@ pub fn routes(state: AppState) -> axum::Router<AppState> {
         .route_layer(axum::middleware::from_fn_with_state(state, guard))
         .route("/ui/login", get(login_form).post(login))
         .route("/ui/assets/ui.css", get(|| async { ([(header::CONTENT_TYPE, "text/css")], CSS) }))
+        .route("/ui/assets/live.js", get(|| async { javascript(LIVE_JS) }))
+        .route("/ui/assets/charts.js", get(|| async { javascript(CHARTS_JS) }))
+        .route("/ui/assets/uplot.js", get(|| async { javascript(UPLOT_JS) }))
         .route(
-            "/ui/assets/live.js",
-            get(|| async { ([(header::CONTENT_TYPE, "text/javascript")], LIVE_JS) }),
+            "/ui/assets/uplot.css",
+            get(|| async { ([(header::CONTENT_TYPE, "text/css")], UPLOT_CSS) }),
         )
+}
+
+/// A script, as a response.
+fn javascript(body: &'static str) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/javascript")], body)
 }
 
 /// Sends a visitor without the token's cookie to the login form.
@@ -137,17 +158,13 @@ async fn overview(State(s): State<AppState>) -> Response {
         Ok(o) => o,
         Err(r) => return r,
     };
-    let now = now_utc();
-    html(OverviewPage::new(o, now, EngineFigures::from(&s.service.metrics)), StatusCode::OK)
-}
-
-/// The current time, UTC, to the second.
-fn now_utc() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let day = secs % 86_400;
-    format!("{:02}:{:02}:{:02} UTC", day / 3600, day % 3600 / 60, day % 60)
+    let now = format!("{:02}:{:02}:{:02} UTC", day / 3600, day % 3600 / 60, day % 60);
+    let engine = EngineFigures::from(&s.service.metrics);
+    html(OverviewPage::new(o, now, secs as i64, engine), StatusCode::OK)
 }
 
 /// The list's query string.
@@ -185,7 +202,7 @@ async fn requests(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Resp
     };
     let before: Option<i64> = q.before.as_deref().and_then(|b| b.parse().ok());
     let f = filters.clone();
-    let (rows, more) = match with_db(&s.ui, async move |c, sql| sql.list(c, &f, before).await).await
+    let (rows, next) = match with_db(&s.ui, async move |c, sql| sql.list(c, &f, before).await).await
     {
         Ok(v) => v,
         Err(r) => return r,
@@ -205,7 +222,8 @@ async fn requests(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Resp
         }
         format!("/ui/requests?{}", parts.join("&"))
     };
-    let next_page = if more { rows.last().map(|r| link(Some(r.id))) } else { None };
+    let next_page = next.map(|id| link(Some(id)));
+    let scanned_only = rows.len() < data::PAGE as usize && next.is_some();
     let first_page = before.map(|_| link(None));
     html(
         RequestsPage {
@@ -219,6 +237,8 @@ async fn requests(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Resp
             rows,
             first_page,
             next_page,
+            scanned_only,
+            scan: data::SCAN,
         },
         StatusCode::OK,
     )

@@ -91,6 +91,8 @@ pub struct OverviewPage {
     pub totals: Vec<(&'static str, i64)>,
     /// Every request.
     pub total: i64,
+    /// Whether the finished requests' counts are estimates from a sample.
+    pub sampled: bool,
     /// Finished in the last hour.
     pub finished_hour: i64,
     /// Of them completed.
@@ -101,8 +103,11 @@ pub struct OverviewPage {
     pub cancelled_hour: i64,
     /// Completions per second over the hour.
     pub completions_per_s: f64,
-    /// (minute, completed, failed, cancelled).
+    /// (minute, completed, failed, cancelled) of the minutes in which any finished.
     pub minutes: Vec<(String, i64, i64, i64)>,
+    /// The chart's data, every minute of the hour: `[[epoch s…], [completed…], [failed…],
+    /// [cancelled…]]` (JSON of numbers).
+    pub chart_series: String,
     /// Wait and run times.
     pub latency: Vec<super::data::Latency>,
     /// Recent failures.
@@ -114,8 +119,8 @@ pub struct OverviewPage {
 }
 
 impl OverviewPage {
-    /// The page for `o`, read at `now`.
-    pub fn new(o: Overview, now: String, engine: EngineFigures) -> Self {
+    /// The page for `o`, read at `now` (`now_epoch`: seconds since the epoch).
+    pub fn new(o: Overview, now: String, now_epoch: i64, engine: EngineFigures) -> Self {
         let mut functions: Vec<String> = o.counts.iter().map(|c| c.function.clone()).collect();
         functions.dedup();
         let count = |f: Option<&str>, s: &str| -> i64 {
@@ -138,6 +143,7 @@ impl OverviewPage {
         let sum = |f: fn(&super::data::Minute) -> i64| o.minutes.iter().map(f).sum::<i64>();
         let (completed, failed, cancelled) =
             (sum(|m| m.completed), sum(|m| m.failed), sum(|m| m.cancelled));
+        let chart_series = chart_series(&o.minutes, now_epoch);
         let minutes = o
             .minutes
             .iter()
@@ -150,18 +156,32 @@ impl OverviewPage {
             by_function,
             totals,
             total,
+            sampled: o.sampled,
             finished_hour: completed + failed + cancelled,
             completed_hour: completed,
             failed_hour: failed,
             cancelled_hour: cancelled,
             completions_per_s: completed as f64 / 3600.0,
             minutes,
+            chart_series,
             latency: o.latency,
             failures: o.failures,
             workers: o.workers,
             engine,
         }
     }
+}
+
+/// The 60 minutes up to the one holding `now` (seconds since the epoch), with the finished
+/// counts of `minutes` and zeros elsewhere, as uPlot takes its data.
+fn chart_series(minutes: &[super::data::Minute], now: i64) -> String {
+    let last = now - now.rem_euclid(60);
+    let xs: Vec<i64> = (0..60).map(|i| last - 60 * (59 - i)).collect();
+    let column = |f: fn(&super::data::Minute) -> i64| -> Vec<i64> {
+        xs.iter().map(|x| minutes.iter().find(|m| m.at == *x).map_or(0, f)).collect()
+    };
+    serde_json::json!([xs, column(|m| m.completed), column(|m| m.failed), column(|m| m.cancelled)])
+        .to_string()
 }
 
 /// `HH:MM` (UTC) of a minute given in seconds since the epoch.
@@ -194,6 +214,11 @@ pub struct RequestsPage {
     pub first_page: Option<String>,
     /// The next page's address, when there is one.
     pub next_page: Option<String>,
+    /// Whether this page read its [`SCAN`](super::data::SCAN) rows before it found a page
+    /// of matches.
+    pub scanned_only: bool,
+    /// Rows one page reads at most.
+    pub scan: i64,
 }
 
 /// How a result is shown.
@@ -394,6 +419,24 @@ mod tests {
         assert!(!html.contains("<script>alert") && !html.contains("<b>h"), "{html}");
         assert!(html.contains("&#60;script&#62;alert(1)&#60;/script&#62;"), "{html}");
         assert!(html.contains("&#60;b&#62;h&#60;/b&#62;"), "{html}");
+    }
+
+    #[test]
+    fn the_chart_has_every_minute_of_the_hour() {
+        use super::super::data::Minute;
+        let m = |at, completed| Minute { at, completed, failed: 1, cancelled: 0 };
+        let now = 1_800_000_030; // 30 s into a minute
+        let series: serde_json::Value =
+            serde_json::from_str(&chart_series(&[m(1_800_000_000, 7), m(1_799_996_460, 2)], now))
+                .unwrap();
+        let xs = series[0].as_array().unwrap();
+        assert_eq!(xs.len(), 60);
+        assert_eq!(xs[59], 1_800_000_000);
+        assert_eq!(xs[0], 1_800_000_000 - 59 * 60);
+        assert_eq!(series[1][59], 7);
+        assert_eq!(series[1][0], 2);
+        assert_eq!(series[1].as_array().unwrap().iter().filter(|v| **v != 0).count(), 2);
+        assert_eq!(series[2][30], 0);
     }
 
     #[test]
