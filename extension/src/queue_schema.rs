@@ -28,3 +28,8 @@ pgrx::extension_sql_file!(
     name = "derivation_completion",
     requires = ["derivations"]
 );
+pgrx::extension_sql_file!(
+    "../sql/v0.2.0/dashboard.sql",
+    name = "dashboard",
+    requires = ["derivation_completion"]
+);

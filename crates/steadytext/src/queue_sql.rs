@@ -29,6 +29,9 @@ pub struct Statements<S = Statement> {
     pub release_orphans: S,
     /// Heartbeat of worker `$1` on host `$2`, pid `$3`, lease `$4` (text interval), status `$5`.
     pub heartbeat: S,
+    /// The same with the worker's slots `$6` and models `$7`; None on a session whose
+    /// extension predates them (0.1.0).
+    pub heartbeat_reports: Option<S>,
     /// Claims up to `$2` requests for worker `$1` with lease `$3` (text interval): request_id
     /// (text), function_name, parameters (text), priority.
     pub claim: S,
@@ -89,6 +92,10 @@ impl Statements {
             rescue_expired: client.prepare(&text.rescue_expired).await?,
             release_orphans: client.prepare(&text.release_orphans).await?,
             heartbeat: client.prepare(&text.heartbeat).await?,
+            heartbeat_reports: match &text.heartbeat_reports {
+                Some(reports) => client.prepare(reports).await.ok(),
+                None => None,
+            },
             claim: client.prepare(&text.claim).await?,
             fail_for_good: client.prepare(&text.fail_for_good).await?,
             fail: client.prepare(&text.fail).await?,
@@ -125,6 +132,10 @@ impl Statements<String> {
             heartbeat: format!(
                 "SELECT {s}.steadytext_worker_heartbeat($1, $2, $3, $4::text::interval, $5)"
             ),
+            heartbeat_reports: Some(format!(
+                "SELECT {s}.steadytext_worker_heartbeat($1, $2, $3, $4::text::interval, $5, \
+                        $6::integer, $7::text)"
+            )),
             claim: format!(
                 "SELECT request_id::text, function_name, parameters::text, priority \
                  FROM {s}.steadytext_queue_claim($1, $2, $3::text::interval)"

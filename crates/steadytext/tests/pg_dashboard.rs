@@ -78,7 +78,9 @@ fn the_dashboard_shows_the_queue_as_sql_does_cancels_and_updates_live() {
     }
     let total: i64 = sql.values().sum();
     assert_eq!(browser.text("#total-all").unwrap().parse::<i64>().unwrap(), total);
-    assert!(browser.text("#workers + table").unwrap().contains("running"), "the daemon's worker");
+    let workers = browser.text("#workers + table").unwrap();
+    assert!(workers.contains("running"), "the daemon's worker: {workers}");
+    assert!(workers.contains("generation: "), "its models: {workers}");
     // the chart of the last hour (uPlot, served by the daemon)
     wait_until(Duration::from_secs(10), "the chart to be drawn", || {
         (browser.eval("return document.querySelectorAll('#throughput-chart canvas').length")
@@ -130,6 +132,28 @@ fn the_dashboard_shows_the_queue_as_sql_does_cancels_and_updates_live() {
     });
     assert_eq!(status_of(&mut db, &live), "completed");
     assert!(browser.text("#result").is_some_and(|r| !r.is_empty()));
+
+    // a request that failed for good, retried from its page, completes
+    let failed: String = db
+        .query_one(
+            "INSERT INTO steadytext_queue (function_name, parameters, status, error, failed_at)
+             VALUES ('generate',
+                     '{\"prompt\": \"Retry me\", \"max_tokens\": 3, \"seed\": 42,
+                       \"use_cache\": false}',
+                     'failed', 'the engine failed (planted by the test)', now())
+             RETURNING request_id::text",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    browser.goto(&ui(&format!("/ui/requests/{failed}")));
+    assert!(browser.text("#error").unwrap().contains("planted by the test"));
+    assert!(browser.text("#cancel").is_none(), "a failed request cannot be cancelled");
+    browser.click("#retry");
+    wait_until(Duration::from_secs(120), "the retried request to complete on screen", || {
+        (browser.text("#status").as_deref() == Some("completed")).then_some(())
+    });
+    assert_eq!(status_of(&mut db, &failed), "completed");
 
     // phone width: the page still lays out (no horizontal scroll of the whole page)
     browser.resize(390, 844);

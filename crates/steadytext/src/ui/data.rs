@@ -1,4 +1,4 @@
-//! What the dashboard reads from PostgreSQL and the one action it takes, as the daemon's role
+//! What the dashboard reads from PostgreSQL and the actions it takes (cancel, retry), as the daemon's role
 //! (a member of `steadytext_worker`, which sees every request), on its own connection. Every
 //! statement names the extension's objects through its schema, as `queue_sql.rs` does.
 
@@ -51,6 +51,8 @@ pub struct UiStatements {
     status: Statement,
     /// Cancels request `$1` (text) if it is pending or processing.
     cancel: Statement,
+    /// Puts request `$1` (text) back to pending if it failed for good.
+    retry: Statement,
 }
 
 impl Prepare for UiStatements {
@@ -116,7 +118,8 @@ impl Prepare for UiStatements {
                     "SELECT w.worker_id, w.host, w.pid, w.status, w.last_heartbeat::text,
                             extract(epoch FROM now() - w.last_heartbeat)::float8,
                             (SELECT count(*) FROM {q} j
-                             WHERE j.status = 'processing' AND j.worker_id = w.worker_id)
+                             WHERE j.status = 'processing' AND j.worker_id = w.worker_id),
+                            w.concurrency, w.models
                      FROM {s}.steadytext_workers w ORDER BY w.worker_id"
                 ))
                 .await?,
@@ -151,6 +154,9 @@ impl Prepare for UiStatements {
                 .await?,
             cancel: client
                 .prepare(&format!("SELECT {s}.steadytext_queue_cancel($1::text::uuid)"))
+                .await?,
+            retry: client
+                .prepare(&format!("SELECT {s}.steadytext_queue_retry($1::text::uuid)"))
                 .await?,
         })
     }
@@ -218,6 +224,10 @@ pub struct WorkerRow {
     pub seconds_since: f64,
     /// Requests it holds (processing).
     pub claimed: i64,
+    /// Its slots, as it reported them.
+    pub concurrency: Option<i32>,
+    /// Its models, as it reported them.
+    pub models: Option<String>,
 }
 
 /// One row of the request list.
@@ -336,6 +346,8 @@ impl UiStatements {
                     last_heartbeat: r.get(4),
                     seconds_since: r.get(5),
                     claimed: r.get(6),
+                    concurrency: r.get(7),
+                    models: r.get(8),
                 })
                 .collect(),
         })
@@ -410,6 +422,11 @@ impl UiStatements {
     /// Cancels a pending or processing request; whether it was.
     pub async fn cancel(&self, db: &Client, request_id: &str) -> Result<bool, DaemonError> {
         Ok(db.query_one(&self.cancel, &[&request_id]).await?.get(0))
+    }
+
+    /// Puts a request that failed for good back to pending; whether it had failed.
+    pub async fn retry(&self, db: &Client, request_id: &str) -> Result<bool, DaemonError> {
+        Ok(db.query_one(&self.retry, &[&request_id]).await?.get(0))
     }
 }
 

@@ -72,6 +72,7 @@ pub fn routes(state: AppState) -> axum::Router<AppState> {
         .route("/ui/requests/{id}", get(request))
         .route("/ui/requests/{id}/status", get(status))
         .route("/ui/requests/{id}/cancel", post(cancel))
+        .route("/ui/requests/{id}/retry", post(retry))
         .route("/ui/logout", post(logout))
         .route_layer(axum::middleware::from_fn_with_state(state, guard))
         .route("/ui/login", get(login_form).post(login))
@@ -284,17 +285,39 @@ struct ActionForm {
     csrf: String,
 }
 
+/// An action on one request.
+#[derive(Clone, Copy)]
+enum Action {
+    /// `steadytext_queue_cancel`.
+    Cancel,
+    /// `steadytext_queue_retry`.
+    Retry,
+}
+
 /// `POST /ui/requests/{id}/cancel` (with `--ui-actions`).
-async fn cancel(
+async fn cancel(state: State<AppState>, id: Path<String>, form: Form<ActionForm>) -> Response {
+    act(state, id, form, Action::Cancel).await
+}
+
+/// `POST /ui/requests/{id}/retry` (with `--ui-actions`).
+async fn retry(state: State<AppState>, id: Path<String>, form: Form<ActionForm>) -> Response {
+    act(state, id, form, Action::Retry).await
+}
+
+/// Runs `action` on request `id` if actions are on and the form came from this dashboard; back
+/// to the request's page, which shows what happened.
+async fn act(
     State(s): State<AppState>,
     Path(id): Path<String>,
     Form(form): Form<ActionForm>,
+    action: Action,
 ) -> Response {
     if !s.ui.actions {
         return message(
             StatusCode::FORBIDDEN,
             "Actions are off",
-            "Start steadytext serve with --ui-actions to cancel requests from the dashboard."
+            "Start steadytext serve with --ui-actions to cancel or retry requests from the \
+             dashboard."
                 .into(),
         );
     }
@@ -313,8 +336,12 @@ async fn cancel(
         );
     }
     let target = id.clone();
-    match with_db(&s.ui, async move |c, sql| sql.cancel(c, &target).await).await {
-        // back to the request's page, which shows what happened
+    let done = with_db(&s.ui, async move |c, sql| match action {
+        Action::Cancel => sql.cancel(c, &target).await,
+        Action::Retry => sql.retry(c, &target).await,
+    })
+    .await;
+    match done {
         Ok(_) => Redirect::to(&format!("/ui/requests/{id}")).into_response(),
         Err(r) => r,
     }

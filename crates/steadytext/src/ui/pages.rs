@@ -288,6 +288,8 @@ pub struct RequestPage {
     pub owner: String,
     /// Whether the cancel button shows (actions on, and it can still be cancelled).
     pub can_cancel: bool,
+    /// Whether the retry button shows (actions on, and it failed for good).
+    pub can_retry: bool,
     /// The CSRF value of the cancel form.
     pub csrf: String,
     /// (event, value) in order.
@@ -350,6 +352,7 @@ impl RequestPage {
             page: "requests",
             id: text("request_id"),
             can_cancel: actions && (status == "pending" || status == "processing"),
+            can_retry: actions && status == "failed",
             csrf: csrf.to_owned(),
             result: ResultView::of(&function, result),
             function,

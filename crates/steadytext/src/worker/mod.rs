@@ -184,7 +184,7 @@ impl Worker {
         let host = host_name();
         let pid = std::process::id() as i32;
         let lease = Duration::from_secs(u64::from(self.tuning.lease));
-        self.heartbeat(client, sql, &host, pid, "running").await?;
+        self.heartbeat(client, sql, &host, pid, "running", None).await?;
         eprintln!("steadytext worker {}: listening on steadytext_jobs", self.worker_id);
         if let Some(ready) = self.ready.take() {
             let _ = ready.send(());
@@ -198,6 +198,8 @@ impl Worker {
         let mut walk = derivation_walk::Walk::default();
         let mut settings =
             settings::resolve(client, sql, &self.tuning, self.max_batch, lease).await?;
+        // the row shows the slots at once (the first heartbeat came before the settings)
+        self.heartbeat(client, sql, &host, pid, "running", Some(&settings)).await?;
         let mut settings_read = Instant::now();
         // new work was announced since the settings were read: read them again before claiming
         let mut announced = false;
@@ -210,10 +212,10 @@ impl Worker {
         loop {
             if *self.shutdown.borrow() && !stopping {
                 stopping = true;
-                self.heartbeat(client, sql, &host, pid, "stopping").await?;
+                self.heartbeat(client, sql, &host, pid, "stopping", Some(&settings)).await?;
             }
             if stopping && running.is_empty() {
-                self.heartbeat(client, sql, &host, pid, "stopped").await?;
+                self.heartbeat(client, sql, &host, pid, "stopped", Some(&settings)).await?;
                 return Ok(());
             }
             if last_rescue.is_none_or(|t| t.elapsed() >= lease / 2) {
@@ -325,7 +327,7 @@ impl Worker {
                     if !stopping => {}
                 _ = beat.tick() => {
                     let status = if stopping { "stopping" } else { "running" };
-                    self.heartbeat(client, sql, &host, pid, status).await?;
+                    self.heartbeat(client, sql, &host, pid, status, Some(&settings)).await?;
                 }
                 _ = tokio::time::sleep_until(tokio::time::Instant::from_std(purge.next())),
                     if settings.retention.is_some() && !stopping => {}
@@ -368,6 +370,8 @@ impl Worker {
         Ok(tokio::time::Instant::now() + wait)
     }
 
+    /// Upserts this worker's row and extends its leases; with its slots (`settings`, once
+    /// resolved) and its models, when the extension takes them (0.2.0).
     async fn heartbeat(
         &self,
         client: &Client,
@@ -375,10 +379,36 @@ impl Worker {
         host: &str,
         pid: i32,
         status: &str,
+        settings: Option<&Settings>,
     ) -> Result<(), DaemonError> {
         let lease = format!("{} seconds", self.tuning.lease);
-        client.query_one(&sql.heartbeat, &[&self.worker_id, &host, &pid, &lease, &status]).await?;
+        match &sql.heartbeat_reports {
+            Some(reports) => {
+                let slots = settings.map(|s| s.concurrency as i32);
+                let models = self.models();
+                let args: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
+                    [&self.worker_id, &host, &pid, &lease, &status, &slots, &models];
+                client.query_one(reports, &args).await?;
+            }
+            None => {
+                client
+                    .query_one(&sql.heartbeat, &[&self.worker_id, &host, &pid, &lease, &status])
+                    .await?;
+            }
+        }
         Ok(())
+    }
+
+    /// The models the engine loaded, as the heartbeat reports them (`generation: …,
+    /// embedding: …`).
+    fn models(&self) -> Option<String> {
+        let engine = &self.service.engine;
+        let loaded: Vec<String> =
+            [("generation", &engine.generation), ("embedding", &engine.embedding)]
+                .into_iter()
+                .filter_map(|(role, m)| m.as_ref().ok().map(|m| format!("{role}: {}", m.name)))
+                .collect();
+        (!loaded.is_empty()).then(|| loaded.join(", "))
     }
 
     async fn claim(

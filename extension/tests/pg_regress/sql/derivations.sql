@@ -182,6 +182,20 @@ SELECT id, embedding, summary FROM regress_derive.docs WHERE id = 4;
 SET ROLE regress_alice;
 SELECT source_key, error FROM steadytext_derivation_rows WHERE error IS NOT NULL;
 SELECT destination, rows_failed, last_error FROM steadytext_derivation_status ORDER BY id;
+-- an operator retries it (the dashboard's retry): the row waits for that request again, and
+-- its result is written
+RESET ROLE;
+SET ROLE regress_worker;
+SELECT steadytext_queue_retry(request_id) AS retried
+FROM steadytext_queue WHERE status = 'failed' AND source_key = '{"id": 4}';
+SELECT count(*) AS claimed FROM steadytext_queue_claim('regress-w', 100);
+SELECT steadytext_queue_complete_many('regress-w', array_agg(request_id),
+                                      array_agg('a retried summary'::text)) AS written
+FROM steadytext_queue WHERE status = 'processing';
+RESET ROLE;
+SELECT id, summary FROM regress_derive.docs WHERE id = 4;
+SET ROLE regress_alice;
+SELECT count(*) AS rows_with_errors FROM steadytext_derivation_rows WHERE error IS NOT NULL;
 -- a NULL input gives a NULL destination, with no request
 UPDATE regress_derive.docs SET body = NULL WHERE id = 1;
 SELECT id, embedding, summary, facts, label FROM regress_derive.docs WHERE id = 1;

@@ -22,7 +22,8 @@ SELECT stmt, sqlstate_of(format(stmt, :'b1')) AS outcome FROM (VALUES
     ($$SELECT steadytext_queue_complete(%L, 'bob', 'forged')$$),
     ($$SELECT steadytext_queue_fail(%L, 'bob', 'forged')$$),
     ($$SELECT steadytext_worker_heartbeat('bob', 'h', 1)$$),
-    ($$SELECT steadytext_queue_rescue_expired()$$)
+    ($$SELECT steadytext_queue_rescue_expired()$$),
+    ($$SELECT steadytext_queue_retry(%L)$$)
 ) AS t(stmt);
 -- nor write the tables directly: no INSERT, UPDATE or DELETE at all (enqueue and cancel are
 -- functions)

@@ -129,3 +129,28 @@ SELECT stmt, sqlstate_of(stmt) AS outcome FROM (VALUES
     ($$UPDATE steadytext_queue SET retry_count = max_retries + 1$$),
     ($$UPDATE steadytext_queue SET priority = 1001$$)
 ) AS t(stmt);
+-- 0.2.0: a heartbeat reports the worker's slots and models (the dashboard shows them); a
+-- five-argument call, as 0.1.0 workers make it, leaves them empty
+SELECT steadytext_worker_heartbeat('w7', 'host-c', 77, '1 minute', 'running', 8,
+                                   'generation: gemma-3-270m') AS extended;
+SELECT worker_id, concurrency, models FROM steadytext_workers WHERE worker_id = 'w7';
+SELECT steadytext_worker_heartbeat('w7', 'host-c', 77) AS extended;
+SELECT worker_id, concurrency, models FROM steadytext_workers WHERE worker_id = 'w7';
+SELECT sqlstate_of($$SELECT steadytext_worker_heartbeat('w7', 'h', 1, concurrency => 0)$$)
+       AS zero_slots;
+-- retry: a request that failed for good goes back to pending, due now, its retries counted
+-- from zero and its last error kept until it completes; nothing else is retried
+TRUNCATE steadytext_queue;
+SELECT steadytext_generate_async('fails then retried', 2) AS doomed \gset
+SELECT count(*) AS claimed FROM steadytext_queue_claim('w8', 1);
+SELECT steadytext_queue_fail(:'doomed', 'w8', 'engine exploded', false) AS failed_status;
+SELECT steadytext_queue_retry(:'doomed') AS retried;
+SELECT status, retry_count, error, failed_at, worker_id, next_attempt_at <= now() AS due
+FROM steadytext_queue WHERE request_id = :'doomed';
+SELECT steadytext_queue_retry(:'doomed') AS retried_while_pending;
+SELECT count(*) AS claimed FROM steadytext_queue_claim('w8', 1);
+SELECT steadytext_queue_complete(:'doomed', 'w8', 'second time lucky') AS completed;
+SELECT status, result, error FROM steadytext_queue WHERE request_id = :'doomed';
+SELECT steadytext_queue_retry(:'doomed') AS retried_when_completed;
+SELECT steadytext_queue_retry('00000000-0000-0000-0000-000000000000') AS unknown;
+SELECT steadytext_queue_retry(NULL) AS null_id;

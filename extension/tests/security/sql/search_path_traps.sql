@@ -170,10 +170,14 @@ RESET ROLE;
 -- 2. the worker's transitions, as a superuser
 SELECT request_id IS NOT NULL AS claimed FROM public.steadytext_queue_claim('trap-worker', 20);
 SELECT public.steadytext_worker_heartbeat('trap-worker', 'host', 1) AS extended;
+SELECT public.steadytext_worker_heartbeat('trap-worker', 'host', 1, '300 s', 'running', 4,
+                                          'generation: trap') AS extended;
 SELECT public.steadytext_queue_complete(:'g', 'trap-worker', 'done') AS completed;
 SELECT public.steadytext_queue_complete_many('trap-worker', ARRAY[:'e']::uuid[], '{"[0.5,0.5]"}')
        AS completed;
 SELECT public.steadytext_queue_fail(:'j', 'trap-worker', 'no', false) AS failed;
+SELECT public.steadytext_queue_retry(:'j') AS retried_by_an_operator;
+SELECT public.steadytext_derivation_request_retried(:'j');
 SELECT public.steadytext_queue_fail(:'r', 'trap-worker', 'again', true, '0 s') AS retried;
 SELECT public.steadytext_queue_cancel(:'k') AS cancelled;
 SELECT public.steadytext_queue_rescue_expired() AS rescued;
