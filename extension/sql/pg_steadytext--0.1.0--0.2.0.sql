@@ -1714,15 +1714,48 @@ BEGIN
 END
 $$;
 
+-- Operators see every derivation: the dashboard runs as a member of steadytext_worker, which
+-- already reads every request (their inputs among them); declarers see their own.
+CREATE POLICY steadytext_derivations_worker_read ON @extschema@.steadytext_derivations
+    FOR SELECT TO steadytext_worker USING (true);
+
+-- Pauses or resumes derivation derivation_id on its declarer's behalf, as
+-- steadytext_derivation_pause/_resume would for the declarer (the dashboard's switch, with
+-- --ui-actions). SECURITY DEFINER: it acts as the queue's owner, checks nothing the declarer's
+-- own call would not; steadytext_worker only.
+CREATE FUNCTION steadytext_derivation_operate(derivation_id bigint, action text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d @extschema@.steadytext_derivations;
+BEGIN
+    IF action IS NULL OR action NOT IN ('pause', 'resume') THEN
+        RAISE EXCEPTION 'action must be pause or resume, got %', coalesce(action, 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO d FROM @extschema@.steadytext_derivations x
+    WHERE x.id = steadytext_derivation_operate.derivation_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no derivation %', coalesce(derivation_id::text, 'NULL')
+            USING ERRCODE = '42704';
+    END IF;
+    RETURN @extschema@.steadytext_derivation_manage(d.declarer, d.source, d.destination, action);
+END
+$$;
+
 REVOKE ALL ON FUNCTION
     steadytext_worker_heartbeat(text, text, integer, interval, text, integer, text),
     steadytext_derivation_request_retried(uuid),
-    steadytext_queue_retry(uuid)
+    steadytext_queue_retry(uuid),
+    steadytext_derivation_operate(bigint, text)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     steadytext_worker_heartbeat(text, text, integer, interval, text, integer, text),
     steadytext_derivation_request_retried(uuid),
-    steadytext_queue_retry(uuid)
+    steadytext_queue_retry(uuid),
+    steadytext_derivation_operate(bigint, text)
 TO steadytext_worker;
 
 -- the user-facing derivation functions (Rust, src/derivations.rs)

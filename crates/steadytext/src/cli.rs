@@ -93,7 +93,8 @@ pub struct ServeArgs {
     #[arg(long, env = "STEADYTEXT_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
     /// Let the dashboard (`/ui`) change the queue: cancel a pending or processing request,
-    /// retry one that failed for good. Without it the dashboard only shows. Default: off.
+    /// retry one that failed for good, pause or resume a derivation. Without it the dashboard
+    /// only shows. Default: off.
     #[arg(long, env = "STEADYTEXT_UI_ACTIONS")]
     pub ui_actions: bool,
     /// Engine, cache, database and worker settings.

@@ -53,6 +53,30 @@ fn the_dashboard_shows_the_queue_as_sql_does_cancels_and_updates_live() {
     wait_until(Duration::from_secs(120), "the first requests to complete", || {
         (status_of(&mut db, &hostile) == "completed").then_some(())
     });
+    // a derivation: its request serves a row of docs
+    db.batch_execute(
+        "CREATE TABLE docs (id int PRIMARY KEY, body text, embedding real[]);
+         SELECT steadytext_derive('docs', 'embedding', 'body');
+         INSERT INTO docs VALUES (1, 'a derived document');",
+    )
+    .unwrap();
+    wait_until(Duration::from_secs(120), "the derivation to write the embedding", || {
+        let done: bool = db
+            .query_one("SELECT embedding IS NOT NULL FROM docs WHERE id = 1", &[])
+            .unwrap()
+            .get(0);
+        done.then_some(())
+    });
+    let (derived, derivation): (String, i64) = {
+        let r = db
+            .query_one(
+                "SELECT request_id::text, derivation_id FROM steadytext_queue
+                 WHERE derivation_id IS NOT NULL",
+                &[],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
     // the only slot decodes a long generation; what is enqueued next stays pending
     let long = enqueue(&mut db, "A very long story begins:", 1024);
     wait_until(Duration::from_secs(60), "the long generation to start", || {
@@ -88,6 +112,35 @@ fn the_dashboard_shows_the_queue_as_sql_does_cancels_and_updates_live() {
         .then_some(())
     });
     browser.screenshot("overview");
+
+    // the derivation, paused and resumed from the overview
+    let state = |db: &mut Client| -> String {
+        db.query_one("SELECT state FROM steadytext_derivations WHERE id = $1", &[&derivation])
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(
+        browser.text(&format!("tr[data-derivation='{derivation}'] td.state")).as_deref(),
+        Some("active")
+    );
+    browser.click(&format!("form[action='/ui/derivations/{derivation}/pause'] button"));
+    wait_until(Duration::from_secs(10), "the pause to reach the table", || {
+        (state(&mut db) == "paused").then_some(())
+    });
+    wait_until(Duration::from_secs(10), "the resume button", || {
+        browser
+            .text(&format!("form[action='/ui/derivations/{derivation}/resume'] button"))
+            .map(drop)
+    });
+    browser.click(&format!("form[action='/ui/derivations/{derivation}/resume'] button"));
+    wait_until(Duration::from_secs(10), "the resume to reach the table", || {
+        (state(&mut db) == "active").then_some(())
+    });
+    // and what its request serves
+    browser.goto(&ui(&format!("/ui/requests/{derived}")));
+    let serves = browser.text("#serves").unwrap();
+    assert!(serves.contains("embedding of the row of public.docs"), "{serves}");
+    assert!(serves.contains(r#"{"id":1}"#), "{serves}");
 
     // the list: every request, newest first; filtered by status
     browser.goto(&ui("/ui/requests"));

@@ -1,5 +1,5 @@
--- pg_steadytext 0.2.0: what the dashboard (`/ui` of steadytext serve) shows of the workers, and
--- the retry it offers. The same statements are in pg_steadytext--0.1.0--0.2.0.sql.
+-- pg_steadytext 0.2.0: what the dashboard (`/ui` of steadytext serve) shows of the workers and
+-- the derivations, and the actions it offers (retry a request, pause or resume a derivation). The same statements are in pg_steadytext--0.1.0--0.2.0.sql.
 
 -- Workers report their slots and their models with each heartbeat (NULL from workers older than
 -- 0.2.0, which call the function with five arguments).
@@ -111,13 +111,46 @@ BEGIN
 END
 $$;
 
+-- Operators see every derivation: the dashboard runs as a member of steadytext_worker, which
+-- already reads every request (their inputs among them); declarers see their own.
+CREATE POLICY steadytext_derivations_worker_read ON @extschema@.steadytext_derivations
+    FOR SELECT TO steadytext_worker USING (true);
+
+-- Pauses or resumes derivation derivation_id on its declarer's behalf, as
+-- steadytext_derivation_pause/_resume would for the declarer (the dashboard's switch, with
+-- --ui-actions). SECURITY DEFINER: it acts as the queue's owner, checks nothing the declarer's
+-- own call would not; steadytext_worker only.
+CREATE FUNCTION steadytext_derivation_operate(derivation_id bigint, action text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d @extschema@.steadytext_derivations;
+BEGIN
+    IF action IS NULL OR action NOT IN ('pause', 'resume') THEN
+        RAISE EXCEPTION 'action must be pause or resume, got %', coalesce(action, 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO d FROM @extschema@.steadytext_derivations x
+    WHERE x.id = steadytext_derivation_operate.derivation_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no derivation %', coalesce(derivation_id::text, 'NULL')
+            USING ERRCODE = '42704';
+    END IF;
+    RETURN @extschema@.steadytext_derivation_manage(d.declarer, d.source, d.destination, action);
+END
+$$;
+
 REVOKE ALL ON FUNCTION
     steadytext_worker_heartbeat(text, text, integer, interval, text, integer, text),
     steadytext_derivation_request_retried(uuid),
-    steadytext_queue_retry(uuid)
+    steadytext_queue_retry(uuid),
+    steadytext_derivation_operate(bigint, text)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     steadytext_worker_heartbeat(text, text, integer, interval, text, integer, text),
     steadytext_derivation_request_retried(uuid),
-    steadytext_queue_retry(uuid)
+    steadytext_queue_retry(uuid),
+    steadytext_derivation_operate(bigint, text)
 TO steadytext_worker;

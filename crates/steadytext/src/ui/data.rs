@@ -1,4 +1,5 @@
-//! What the dashboard reads from PostgreSQL and the actions it takes (cancel, retry), as the daemon's role
+//! What the dashboard reads from PostgreSQL and the actions it takes (cancel or retry a request,
+//! pause or resume a derivation), as the daemon's role
 //! (a member of `steadytext_worker`, which sees every request), on its own connection. Every
 //! statement names the extension's objects through its schema, as `queue_sql.rs` does.
 
@@ -53,6 +54,12 @@ pub struct UiStatements {
     cancel: Statement,
     /// Puts request `$1` (text) back to pending if it failed for good.
     retry: Statement,
+    /// Every derivation with its rows' state (`steadytext_derivation_status`); None before 0.2.0.
+    derivations: Option<Statement>,
+    /// The source and destination of derivation `$1`; None before 0.2.0.
+    derivation_of: Option<Statement>,
+    /// Pauses or resumes (`$2`) derivation `$1`; None before 0.2.0.
+    operate: Option<Statement>,
 }
 
 impl Prepare for UiStatements {
@@ -158,6 +165,26 @@ impl Prepare for UiStatements {
             retry: client
                 .prepare(&format!("SELECT {s}.steadytext_queue_retry($1::text::uuid)"))
                 .await?,
+            derivations: client
+                .prepare(&format!(
+                    "SELECT id, source::text, destination::text, kind, state, rows_total,
+                            rows_in_sync, rows_pending, rows_failed, coalesce(last_error, ''),
+                            extract(epoch FROM lag)::float8, backfilling
+                     FROM {s}.steadytext_derivation_status ORDER BY id"
+                ))
+                .await
+                .ok(),
+            derivation_of: client
+                .prepare(&format!(
+                    "SELECT source::text, destination::text FROM {s}.steadytext_derivations
+                     WHERE id = $1"
+                ))
+                .await
+                .ok(),
+            operate: client
+                .prepare(&format!("SELECT {s}.steadytext_derivation_operate($1, $2)"))
+                .await
+                .ok(),
         })
     }
 }
@@ -263,6 +290,34 @@ pub struct Filters {
     pub max_age_secs: Option<f64>,
 }
 
+/// A derivation and the state of its rows.
+pub struct DerivationRow {
+    /// Its id.
+    pub id: i64,
+    /// The source table.
+    pub source: String,
+    /// The destination column or chunk table.
+    pub destination: String,
+    /// Its kind (function).
+    pub kind: String,
+    /// active, paused or disabled.
+    pub state: String,
+    /// Source rows it knows.
+    pub total: i64,
+    /// In sync.
+    pub in_sync: i64,
+    /// Waiting for a result.
+    pub pending: i64,
+    /// Failed for good.
+    pub failed: i64,
+    /// The last error, or empty.
+    pub last_error: String,
+    /// Age of the oldest change not yet derived, in seconds.
+    pub lag_s: f64,
+    /// Whether a walk (backfill, resume, rederive) is under way.
+    pub backfilling: bool,
+}
+
 /// Everything the overview shows from PostgreSQL.
 pub struct Overview {
     /// Requests by function and status.
@@ -277,6 +332,8 @@ pub struct Overview {
     pub failures: Vec<Failure>,
     /// The workers.
     pub workers: Vec<WorkerRow>,
+    /// The derivations.
+    pub derivations: Vec<DerivationRow>,
 }
 
 impl UiStatements {
@@ -295,6 +352,10 @@ impl UiStatements {
         let latency = db.query(&self.latency, &[]).await?;
         let failures = db.query(&self.failures, &[]).await?;
         let workers = db.query(&self.workers, &[]).await?;
+        let derivations = match &self.derivations {
+            Some(statement) => db.query(statement, &[]).await?,
+            None => Vec::new(),
+        };
         let pair = |r: &Row, i: usize| -> [f64; 2] {
             let v: Vec<f64> = r.get(i);
             [v.first().copied().unwrap_or(0.0), v.get(1).copied().unwrap_or(0.0)]
@@ -348,6 +409,23 @@ impl UiStatements {
                     claimed: r.get(6),
                     concurrency: r.get(7),
                     models: r.get(8),
+                })
+                .collect(),
+            derivations: derivations
+                .iter()
+                .map(|r| DerivationRow {
+                    id: r.get(0),
+                    source: r.get(1),
+                    destination: r.get(2),
+                    kind: r.get(3),
+                    state: r.get(4),
+                    total: r.get(5),
+                    in_sync: r.get(6),
+                    pending: r.get(7),
+                    failed: r.get(8),
+                    last_error: r.get(9),
+                    lag_s: r.get(10),
+                    backfilling: r.get(11),
                 })
                 .collect(),
         })
@@ -422,6 +500,22 @@ impl UiStatements {
     /// Cancels a pending or processing request; whether it was.
     pub async fn cancel(&self, db: &Client, request_id: &str) -> Result<bool, DaemonError> {
         Ok(db.query_one(&self.cancel, &[&request_id]).await?.get(0))
+    }
+
+    /// The source table and destination of derivation `id`, if it exists.
+    pub async fn derivation_of(
+        &self,
+        db: &Client,
+        id: i64,
+    ) -> Result<Option<(String, String)>, DaemonError> {
+        let Some(statement) = &self.derivation_of else { return Ok(None) };
+        Ok(db.query_opt(statement, &[&id]).await?.map(|r| (r.get(0), r.get(1))))
+    }
+
+    /// Pauses (`pause`) or resumes (`resume`) derivation `id`.
+    pub async fn operate(&self, db: &Client, id: i64, action: &str) -> Result<bool, DaemonError> {
+        let Some(statement) = &self.operate else { return Ok(false) };
+        Ok(db.query_one(statement, &[&id, &action]).await?.get(0))
     }
 
     /// Puts a request that failed for good back to pending; whether it had failed.

@@ -73,6 +73,7 @@ pub fn routes(state: AppState) -> axum::Router<AppState> {
         .route("/ui/requests/{id}/status", get(status))
         .route("/ui/requests/{id}/cancel", post(cancel))
         .route("/ui/requests/{id}/retry", post(retry))
+        .route("/ui/derivations/{id}/{action}", post(operate))
         .route("/ui/logout", post(logout))
         .route_layer(axum::middleware::from_fn_with_state(state, guard))
         .route("/ui/login", get(login_form).post(login))
@@ -165,7 +166,8 @@ async fn overview(State(s): State<AppState>) -> Response {
     let day = secs % 86_400;
     let now = format!("{:02}:{:02}:{:02} UTC", day / 3600, day % 3600 / 60, day % 60);
     let engine = EngineFigures::from(&s.service.metrics);
-    html(OverviewPage::new(o, now, secs as i64, engine), StatusCode::OK)
+    let csrf = s.ui.actions.then(|| s.ui.access.csrf());
+    html(OverviewPage::new(o, now, secs as i64, engine, csrf), StatusCode::OK)
 }
 
 /// The list's query string.
@@ -255,9 +257,19 @@ async fn request(State(s): State<AppState>, Path(id): Path<String>) -> Response 
         );
     }
     let lookup = id.clone();
-    match with_db(&s.ui, async move |c, sql| sql.detail(c, &lookup).await).await {
-        Ok(Some(row)) => {
-            html(RequestPage::new(&row, s.ui.actions, s.ui.access.csrf()), StatusCode::OK)
+    let found = with_db(&s.ui, async move |c, sql| {
+        let Some(row) = sql.detail(c, &lookup).await? else { return Ok(None) };
+        let target = match RequestPage::serves(&row) {
+            Some((d, _)) => sql.derivation_of(c, d).await?,
+            None => None,
+        };
+        Ok(Some((row, target)))
+    })
+    .await;
+    match found {
+        Ok(Some((row, target))) => {
+            let page = RequestPage::new(&row, s.ui.actions, s.ui.access.csrf(), target);
+            html(page, StatusCode::OK)
         }
         Ok(None) => message(StatusCode::NOT_FOUND, "No such request", format!("No request {id}.")),
         Err(r) => r,
@@ -312,21 +324,8 @@ async fn act(
     Form(form): Form<ActionForm>,
     action: Action,
 ) -> Response {
-    if !s.ui.actions {
-        return message(
-            StatusCode::FORBIDDEN,
-            "Actions are off",
-            "Start steadytext serve with --ui-actions to cancel or retry requests from the \
-             dashboard."
-                .into(),
-        );
-    }
-    if !s.ui.access.csrf_ok(&form.csrf) {
-        return message(
-            StatusCode::FORBIDDEN,
-            "Refused",
-            "The form did not come from this dashboard (its CSRF value does not match).".into(),
-        );
+    if let Some(refused) = refuse_action(&s, &form) {
+        return refused;
     }
     if !is_uuid(&id) {
         return message(
@@ -345,6 +344,46 @@ async fn act(
         Ok(_) => Redirect::to(&format!("/ui/requests/{id}")).into_response(),
         Err(r) => r,
     }
+}
+
+/// `POST /ui/derivations/{id}/pause` or `…/resume` (with `--ui-actions`): as the declarer's own
+/// `steadytext_derivation_pause`/`_resume` would; back to the overview.
+async fn operate(
+    State(s): State<AppState>,
+    Path((id, action)): Path<(i64, String)>,
+    Form(form): Form<ActionForm>,
+) -> Response {
+    if let Some(refused) = refuse_action(&s, &form) {
+        return refused;
+    }
+    if action != "pause" && action != "resume" {
+        return message(StatusCode::NOT_FOUND, "No such action", format!("{action:?}"));
+    }
+    match with_db(&s.ui, async move |c, sql| sql.operate(c, id, &action).await).await {
+        Ok(_) => Redirect::to("/ui#derivations").into_response(),
+        Err(r) => r,
+    }
+}
+
+/// The page that refuses an action: actions off, or a form from elsewhere.
+fn refuse_action(s: &AppState, form: &ActionForm) -> Option<Response> {
+    if !s.ui.actions {
+        return Some(message(
+            StatusCode::FORBIDDEN,
+            "Actions are off",
+            "Start steadytext serve with --ui-actions to cancel or retry requests and pause or \
+             resume derivations from the dashboard."
+                .into(),
+        ));
+    }
+    if !s.ui.access.csrf_ok(&form.csrf) {
+        return Some(message(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            "The form did not come from this dashboard (its CSRF value does not match).".into(),
+        ));
+    }
+    None
 }
 
 /// `GET /ui/login`.

@@ -116,11 +116,24 @@ pub struct OverviewPage {
     pub workers: Vec<super::data::WorkerRow>,
     /// This daemon's engine.
     pub engine: EngineFigures,
+    /// The derivations.
+    pub derivations: Vec<super::data::DerivationRow>,
+    /// Whether the pause/resume buttons show (`--ui-actions`).
+    pub actions: bool,
+    /// The CSRF value of their forms.
+    pub csrf: String,
 }
 
 impl OverviewPage {
-    /// The page for `o`, read at `now` (`now_epoch`: seconds since the epoch).
-    pub fn new(o: Overview, now: String, now_epoch: i64, engine: EngineFigures) -> Self {
+    /// The page for `o`, read at `now` (`now_epoch`: seconds since the epoch); `csrf` when
+    /// actions are on.
+    pub fn new(
+        o: Overview,
+        now: String,
+        now_epoch: i64,
+        engine: EngineFigures,
+        csrf: Option<&str>,
+    ) -> Self {
         let mut functions: Vec<String> = o.counts.iter().map(|c| c.function.clone()).collect();
         functions.dedup();
         let count = |f: Option<&str>, s: &str| -> i64 {
@@ -168,6 +181,9 @@ impl OverviewPage {
             failures: o.failures,
             workers: o.workers,
             engine,
+            derivations: o.derivations,
+            actions: csrf.is_some(),
+            csrf: csrf.unwrap_or_default().to_owned(),
         }
     }
 }
@@ -305,8 +321,24 @@ pub struct RequestPage {
 }
 
 impl RequestPage {
-    /// The page of the request whose row is `row` (as `to_jsonb` gives it).
-    pub fn new(row: &Map<String, Value>, actions: bool, csrf: &str) -> Self {
+    /// The derivation id and source key of the request whose row is `row`, if it serves one.
+    pub fn serves(row: &Map<String, Value>) -> Option<(i64, String)> {
+        match (row.get("derivation_id"), row.get("source_key")) {
+            (Some(Value::Number(d)), Some(key)) if !key.is_null() => {
+                d.as_i64().map(|d| (d, key.to_string()))
+            }
+            _ => None,
+        }
+    }
+
+    /// The page of the request whose row is `row` (as `to_jsonb` gives it); `target` is the
+    /// source table and destination of the derivation it serves, if known.
+    pub fn new(
+        row: &Map<String, Value>,
+        actions: bool,
+        csrf: &str,
+        target: Option<(String, String)>,
+    ) -> Self {
         let text = |k: &str| match row.get(k) {
             Some(Value::String(s)) => s.clone(),
             Some(Value::Null) | None => String::new(),
@@ -337,10 +369,11 @@ impl RequestPage {
         if !worker.is_empty() {
             timeline.push(("worker", worker));
         }
-        let serves = match (row.get("derivation_id"), row.get("source_key")) {
-            (Some(Value::Number(d)), Some(key)) if !key.is_null() => {
-                format!("derivation {d}, source row with key {key}")
+        let serves = match (Self::serves(row), target) {
+            (Some((_, key)), Some((source, destination))) => {
+                format!("{destination} of the row of {source} with key {key}")
             }
+            (Some((d, key)), None) => format!("derivation {d}, the source row with key {key}"),
             _ => String::new(),
         };
         let parameters = row

@@ -362,6 +362,31 @@ SELECT count(*) AS triggers_left FROM pg_trigger WHERE tgrelid = 'regress_derive
 SELECT sqlstate_of($$SELECT steadytext_derivation_resume('regress_derive.notes', 'embedding')$$) AS outcome;
 DROP TABLE regress_derive.notes;
 SELECT count(*) AS derivations_left FROM steadytext_derivations;
+
+-- operators (the dashboard runs as a member of steadytext_worker) see every derivation and
+-- pause or resume one on its declarer's behalf; nobody else may
+RESET ROLE;
+CREATE TABLE regress_derive.ops (id int PRIMARY KEY, body text, embedding real[]);
+ALTER TABLE regress_derive.ops OWNER TO regress_alice;
+SET ROLE regress_alice;
+SELECT steadytext_derive('regress_derive.ops', 'embedding', 'body') AS ops_id \gset
+RESET ROLE;
+SET ROLE regress_worker;
+SELECT source, destination, state FROM steadytext_derivation_status ORDER BY id;
+SELECT steadytext_derivation_operate(:ops_id, 'pause') AS paused;
+SELECT state FROM steadytext_derivations WHERE id = :ops_id;
+SELECT steadytext_derivation_operate(:ops_id, 'resume') AS resumed;
+SELECT state, walking FROM steadytext_derivations WHERE id = :ops_id;
+SELECT stmt, sqlstate_of(format(stmt, :ops_id)) AS outcome FROM (VALUES
+    ($$SELECT steadytext_derivation_operate(%s, 'drop')$$),
+    ($$SELECT steadytext_derivation_operate(%s, NULL)$$),
+    ($$SELECT steadytext_derivation_operate(-1, 'pause')$$)
+) AS t(stmt);
+RESET ROLE;
+SET ROLE regress_bob;
+SELECT count(*) AS bob_sees FROM steadytext_derivations;
+SELECT sqlstate_of(format($$SELECT steadytext_derivation_operate(%s, 'pause')$$, :ops_id))
+       AS bob_may_not;
 RESET ROLE;
 DROP SCHEMA regress_derive CASCADE;
 TRUNCATE steadytext_queue;

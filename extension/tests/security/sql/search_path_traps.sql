@@ -238,6 +238,10 @@ SELECT public.steadytext_derivation_resume('public.trap_docs', 'summary');
 SELECT public.steadytext_derivation_rederive('public.trap_docs', 'summary');
 SELECT state FROM public.steadytext_derivation_status ORDER BY id;
 RESET ROLE;
+-- an operator's switch (the dashboard's)
+SELECT public.steadytext_derivation_operate(id, 'pause') AS paused,
+       public.steadytext_derivation_operate(id, 'resume') AS resumed
+FROM public.steadytext_derivations WHERE destination OPERATOR(pg_catalog.=) 'summary';
 SELECT public.steadytext_derivation_walk() AS walked FROM pg_catalog.generate_series(1, 4);
 SELECT pg_catalog.count(*) OPERATOR(pg_catalog.>) 0 AS claimed
 FROM public.steadytext_queue_claim('trap-worker', 20);
