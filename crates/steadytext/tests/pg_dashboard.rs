@@ -102,6 +102,13 @@ fn the_dashboard_shows_the_queue_as_sql_does_cancels_and_updates_live() {
     }
     let total: i64 = sql.values().sum();
     assert_eq!(browser.text("#total-all").unwrap().parse::<i64>().unwrap(), total);
+    // every request was enqueued within the hour: the minutes add up to all of them
+    let enqueued: i64 = browser
+        .texts("table.minutes tbody td:nth-child(2)")
+        .iter()
+        .map(|t| t.parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(enqueued, total, "requests enqueued in the last hour");
     let workers = browser.text("#workers + table").unwrap();
     assert!(workers.contains("running"), "the daemon's worker: {workers}");
     assert!(workers.contains("generation: "), "its models: {workers}");

@@ -36,6 +36,13 @@ pub struct UiStatements {
     counts_sampled: Statement,
     /// Per minute of the last hour: epoch seconds, completed, failed, cancelled.
     per_minute: Statement,
+    /// The first row at or after id `$1`: its id, and whether it was created within the hour
+    /// (the probe of [`UiStatements::first_of_the_hour`]'s search).
+    probe: Statement,
+    /// Per minute of the last hour: epoch seconds, requests enqueued (rows from id `$1` on).
+    arrivals: Statement,
+    /// The smallest and largest ids (the ends of the primary key).
+    id_range: Statement,
     /// Per function, of the requests finished in the last hour: count, p50/p95 wait and run (ms).
     latency: Statement,
     /// The last 10 failures of the last hour.
@@ -93,6 +100,22 @@ impl Prepare for UiStatements {
                 .prepare(&format!(
                     "SELECT function_name, status, count(*) * 100 FROM {q} TABLESAMPLE SYSTEM (1)
                      WHERE status IN ('completed', 'failed', 'cancelled') GROUP BY 1, 2"
+                ))
+                .await?,
+            probe: client
+                .prepare(&format!(
+                    "SELECT id, created_at > now() - interval '1 hour' FROM {q}
+                     WHERE id >= $1 ORDER BY id LIMIT 1"
+                ))
+                .await?,
+            id_range: client
+                .prepare(&format!("SELECT coalesce(min(id), 0), coalesce(max(id), 0) FROM {q}"))
+                .await?,
+            arrivals: client
+                .prepare(&format!(
+                    "SELECT extract(epoch FROM date_trunc('minute', created_at))::bigint, count(*)
+                     FROM {q} WHERE id >= $1 AND created_at > now() - interval '1 hour'
+                     GROUP BY 1 ORDER BY 1"
                 ))
                 .await?,
             per_minute: client
@@ -209,6 +232,8 @@ pub struct Minute {
     pub failed: i64,
     /// Cancelled in it.
     pub cancelled: i64,
+    /// Enqueued in it.
+    pub enqueued: i64,
 }
 
 /// Wait and run times of one function's requests completed in the last hour.
@@ -348,7 +373,29 @@ impl UiStatements {
         } else {
             db.query(&self.counts, &[]).await?
         };
-        let minutes = db.query(&self.per_minute, &[]).await?;
+        let finished = db.query(&self.per_minute, &[]).await?;
+        let first = self.first_of_the_hour(db).await?;
+        let arrivals = db.query(&self.arrivals, &[&first]).await?;
+        let mut minutes: Vec<Minute> = finished
+            .iter()
+            .map(|r| Minute {
+                at: r.get(0),
+                completed: r.get(1),
+                failed: r.get(2),
+                cancelled: r.get(3),
+                enqueued: 0,
+            })
+            .collect();
+        for r in &arrivals {
+            let (at, n): (i64, i64) = (r.get(0), r.get(1));
+            match minutes.iter_mut().find(|m| m.at == at) {
+                Some(m) => m.enqueued = n,
+                None => {
+                    minutes.push(Minute { at, completed: 0, failed: 0, cancelled: 0, enqueued: n })
+                }
+            }
+        }
+        minutes.sort_by_key(|m| m.at);
         let latency = db.query(&self.latency, &[]).await?;
         let failures = db.query(&self.failures, &[]).await?;
         let workers = db.query(&self.workers, &[]).await?;
@@ -370,15 +417,7 @@ impl UiStatements {
                 c
             },
             sampled,
-            minutes: minutes
-                .iter()
-                .map(|r| Minute {
-                    at: r.get(0),
-                    completed: r.get(1),
-                    failed: r.get(2),
-                    cancelled: r.get(3),
-                })
-                .collect(),
+            minutes,
             latency: latency
                 .iter()
                 .map(|r| Latency {
@@ -429,6 +468,24 @@ impl UiStatements {
                 })
                 .collect(),
         })
+    }
+
+    /// The smallest id of the rows created within the last hour, found by a binary search over
+    /// the primary key (ids follow creation: a row's id is taken when it is inserted), so the
+    /// hour's arrivals are counted from its rows alone, whatever the queue holds.
+    async fn first_of_the_hour(&self, db: &Client) -> Result<i64, DaemonError> {
+        let range = db.query_one(&self.id_range, &[]).await?;
+        let (mut lo, mut hi): (i64, i64) = (range.get(0), range.get::<_, i64>(1).saturating_add(1));
+        // invariant: every row below lo is older than the hour; the first row at or after hi
+        // (if any) is within it
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match db.query_opt(&self.probe, &[&mid]).await? {
+                Some(r) if !r.get::<_, bool>(1) => lo = r.get::<_, i64>(0) + 1,
+                _ => hi = mid,
+            }
+        }
+        Ok(lo)
     }
 
     /// A page of the list: up to [`PAGE`] matching rows with an id below `before`, newest

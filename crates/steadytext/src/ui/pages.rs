@@ -103,10 +103,10 @@ pub struct OverviewPage {
     pub cancelled_hour: i64,
     /// Completions per second over the hour.
     pub completions_per_s: f64,
-    /// (minute, completed, failed, cancelled) of the minutes in which any finished.
-    pub minutes: Vec<(String, i64, i64, i64)>,
-    /// The chart's data, every minute of the hour: `[[epoch s…], [completed…], [failed…],
-    /// [cancelled…]]` (JSON of numbers).
+    /// (minute, enqueued, completed, failed, cancelled) of the minutes in which any was.
+    pub minutes: Vec<(String, i64, i64, i64, i64)>,
+    /// The chart's data, every minute of the hour: `[[epoch s…], [enqueued…], [completed…],
+    /// [failed…], [cancelled…]]` (JSON of numbers).
     pub chart_series: String,
     /// Wait and run times.
     pub latency: Vec<super::data::Latency>,
@@ -160,7 +160,7 @@ impl OverviewPage {
         let minutes = o
             .minutes
             .iter()
-            .map(|m| (minute_label(m.at), m.completed, m.failed, m.cancelled))
+            .map(|m| (minute_label(m.at), m.enqueued, m.completed, m.failed, m.cancelled))
             .collect();
         Self {
             page: "overview",
@@ -196,8 +196,9 @@ fn chart_series(minutes: &[super::data::Minute], now: i64) -> String {
     let column = |f: fn(&super::data::Minute) -> i64| -> Vec<i64> {
         xs.iter().map(|x| minutes.iter().find(|m| m.at == *x).map_or(0, f)).collect()
     };
-    serde_json::json!([xs, column(|m| m.completed), column(|m| m.failed), column(|m| m.cancelled)])
-        .to_string()
+    let enqueued = column(|m| m.enqueued);
+    let (completed, failed) = (column(|m| m.completed), column(|m| m.failed));
+    serde_json::json!([xs, enqueued, completed, failed, column(|m| m.cancelled)]).to_string()
 }
 
 /// `HH:MM` (UTC) of a minute given in seconds since the epoch.
@@ -460,7 +461,7 @@ mod tests {
     #[test]
     fn the_chart_has_every_minute_of_the_hour() {
         use super::super::data::Minute;
-        let m = |at, completed| Minute { at, completed, failed: 1, cancelled: 0 };
+        let m = |at, completed| Minute { at, completed, failed: 1, cancelled: 0, enqueued: 5 };
         let now = 1_800_000_030; // 30 s into a minute
         let series: serde_json::Value =
             serde_json::from_str(&chart_series(&[m(1_800_000_000, 7), m(1_799_996_460, 2)], now))
@@ -469,10 +470,11 @@ mod tests {
         assert_eq!(xs.len(), 60);
         assert_eq!(xs[59], 1_800_000_000);
         assert_eq!(xs[0], 1_800_000_000 - 59 * 60);
-        assert_eq!(series[1][59], 7);
-        assert_eq!(series[1][0], 2);
-        assert_eq!(series[1].as_array().unwrap().iter().filter(|v| **v != 0).count(), 2);
-        assert_eq!(series[2][30], 0);
+        assert_eq!(series[1][59], 5, "enqueued");
+        assert_eq!(series[2][59], 7);
+        assert_eq!(series[2][0], 2);
+        assert_eq!(series[2].as_array().unwrap().iter().filter(|v| **v != 0).count(), 2);
+        assert_eq!(series[3][30], 0);
     }
 
     #[test]
