@@ -175,8 +175,54 @@ pub fn freshness(env: &Env, samples: u32) -> Result<()> {
     Ok(())
 }
 
-/// Runs `derive_backfill` over `rows` short rows.
-pub fn backfill(env: &Env, rows: u32) -> Result<()> {
+/// The raw llama.cpp embedding anchor: `bench/llama-raw/embed.cpp` built, and the model.
+pub struct RawEmbed {
+    /// `llama-raw-embed`.
+    pub bin: std::path::PathBuf,
+    /// The embedding model's GGUF.
+    pub model: std::path::PathBuf,
+}
+
+/// Texts per llama.cpp call the raw anchor tries (the best counts: one call's attention spans
+/// all its tokens, so the fastest size depends on the machine).
+const RAW_BATCHES: [u32; 3] = [8, 16, 32];
+
+/// Texts the raw anchor embeds at each batch size: the first of the backfill's texts (a rate,
+/// measured in a few seconds rather than the backfill's minutes, at each size).
+const RAW_TEXTS: u32 = 20_000;
+
+/// Texts/s of the raw program embedding the first of the backfill's `rows` texts, at its best
+/// batch size, and that size.
+fn raw_embed(raw: &RawEmbed, threads: usize, rows: u32) -> Result<(f64, u32)> {
+    let rows = rows.min(RAW_TEXTS);
+    let mut best = (0.0_f64, 0);
+    for batch in RAW_BATCHES {
+        let out = std::process::Command::new(&raw.bin)
+            .arg(&raw.model)
+            .args([threads.to_string(), rows.to_string(), batch.to_string()])
+            .output()
+            .map_err(|e| BenchError::Process(format!("{}: {e}", raw.bin.display())))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let rate = text
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("texts_per_s="))
+            .and_then(|v| v.parse::<f64>().ok())
+            .ok_or_else(|| {
+                BenchError::Process(format!(
+                    "{}: {text}{}",
+                    raw.bin.display(),
+                    String::from_utf8_lossy(&out.stderr)
+                ))
+            })?;
+        if rate > best.0 {
+            best = (rate, batch);
+        }
+    }
+    Ok(best)
+}
+
+/// Runs `derive_backfill` over `rows` short rows; with `raw`, the raw llama.cpp anchor too.
+pub fn backfill(env: &Env, rows: u32, raw: Option<&RawEmbed>) -> Result<()> {
     let (cluster, mut db) = setup::cluster()?;
     let url = cluster.url("postgres");
     let n = i64::from(rows);
@@ -205,7 +251,7 @@ pub fn backfill(env: &Env, rows: u32) -> Result<()> {
         "CREATE TABLE backfill_docs (id bigint PRIMARY KEY, body text NOT NULL, embedding real[])",
     )?;
     db.execute(&format!("INSERT INTO backfill_docs SELECT i, t FROM ({texts}) AS s(i, t)"), &[&n])?;
-    let _serve = env.serve(&["--database-url", &url, "--worker-id", "derive"])?;
+    let serve = env.serve(&["--database-url", &url, "--worker-id", "derive"])?;
     // cache misses both ways: the anchor ran with use_cache false, the derivation likewise
     let start = Instant::now();
     db.batch_execute(
@@ -218,9 +264,21 @@ pub fn backfill(env: &Env, rows: u32) -> Result<()> {
     if in_sync != n {
         return Err(BenchError::Process(format!("{in_sync} of {n} rows derived")));
     }
+    drop(serve);
+    let raw = match raw {
+        Some(raw) => Some(raw_embed(raw, env.threads, rows)?),
+        None => None,
+    };
+    let mut line = Line::new("derive_backfill");
+    if let Some((rate, batch)) = raw {
+        line = line
+            .num("raw_llama_cpp_texts_per_s", rate, 1)
+            .field("raw_llama_cpp_batch", batch)
+            .num("derive_vs_raw_llama_cpp", n as f64 / derive_secs / rate, 2);
+    }
     println!(
         "{}",
-        Line::new("derive_backfill")
+        line
             .field("rows", n)
             .field("threads", env.serve_threads())
             .num("derive_seconds", derive_secs, 1)

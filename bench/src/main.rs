@@ -66,6 +66,10 @@ enum Figure {
         /// Rows. Default: 100000.
         #[arg(long, default_value_t = 100_000)]
         rows: u32,
+        /// bench/llama-raw's decode binary (`bench/build-llama-raw` prints it); its embed
+        /// program beside it embeds the same texts. Default: none (no raw anchor).
+        #[arg(long)]
+        raw_bin: Option<PathBuf>,
     },
     /// Derivations: chunks computed after one paragraph of a 20-paragraph document is edited.
     DeriveEditOneParagraph,
@@ -299,7 +303,17 @@ fn main() -> anyhow::Result<()> {
         Figure::QueueRoundTrip { jobs } => queue_latency::round_trip(&env, jobs)?,
         Figure::DeriveWriteOverhead { singles, bulk } => derive::write_overhead(singles, bulk)?,
         Figure::DeriveFreshness { updates } => derive::freshness(&env, updates)?,
-        Figure::DeriveBackfill { rows } => derive::backfill(&env, rows)?,
+        Figure::DeriveBackfill { rows, raw_bin } => {
+            let raw = match raw_bin {
+                Some(decode) => Some(derive::RawEmbed {
+                    bin: decode.with_file_name("llama-raw-embed"),
+                    model: steadytext_api::model_dir::resolve()?
+                        .join("all-MiniLM-L6-v2-f32.gguf"),
+                }),
+                None => None,
+            };
+            derive::backfill(&env, rows, raw.as_ref())?
+        }
         Figure::DeriveEditOneParagraph => derive::edit_one_paragraph(&env)?,
         Figure::QueueWakeup { samples } => queue_latency::wake(samples)?,
         Figure::DrainGenerate { jobs, max_tokens, workers, concurrency } => {
