@@ -278,8 +278,7 @@ pub fn backfill(env: &Env, rows: u32, raw: Option<&RawEmbed>) -> Result<()> {
     }
     println!(
         "{}",
-        line
-            .field("rows", n)
+        line.field("rows", n)
             .field("threads", env.serve_threads())
             .num("derive_seconds", derive_secs, 1)
             .num("derive_rows_per_s", n as f64 / derive_secs, 1)

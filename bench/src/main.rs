@@ -307,8 +307,7 @@ fn main() -> anyhow::Result<()> {
             let raw = match raw_bin {
                 Some(decode) => Some(derive::RawEmbed {
                     bin: decode.with_file_name("llama-raw-embed"),
-                    model: steadytext_api::model_dir::resolve()?
-                        .join("all-MiniLM-L6-v2-f32.gguf"),
+                    model: steadytext_api::model_dir::resolve()?.join("all-MiniLM-L6-v2-f32.gguf"),
                 }),
                 None => None,
             };

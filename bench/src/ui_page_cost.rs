@@ -44,7 +44,10 @@ pub fn run(env: &Env, rows: i32, samples: usize) -> Result<()> {
         ("requests_page_half_way", format!("/ui/requests?before={middle}")),
         ("requests_failed", "/ui/requests?status=failed".to_owned()),
         ("requests_rerank", "/ui/requests?function=rerank".to_owned()),
-        ("requests_pending_rerank", "/ui/requests?function=rerank&status=pending".to_owned()),
+        (
+            "requests_cancelled_rerank_none",
+            "/ui/requests?function=rerank&status=cancelled".to_owned(),
+        ),
         ("requests_last_5_minutes", "/ui/requests?age=300".to_owned()),
         ("requests_priority_1", "/ui/requests?priority=1".to_owned()),
         ("request", format!("/ui/requests/{some}")),

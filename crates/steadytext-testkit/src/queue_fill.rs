@@ -2,10 +2,11 @@
 //! what the dashboard's cost benchmark and its index test read.
 //!
 //! Row `i` of `rows`: created `30 days × (1 − i/rows)` ago; function `rerank` every 200th,
-//! `embed` every 20th, a few `generate_json`/`_regex`/`_choice`, else `generate`; status
-//! `pending` when `i % 50 = 1` (not due for a day), `processing` when `i % 100 = 2` (leased for
-//! a day by worker `page-cost-worker`, which does not exist), `failed` every 33rd, `cancelled`
-//! when `i % 25 = 3`, else `completed` (3 s after its creation); priority −1, 0 or 1.
+//! `embed` every 20th, a few `generate_json`/`_regex`/`_choice`, else `generate`. The newest 2 %
+//! are still open, as a queue's backlog is its newest rows: `processing` every 40th (leased for
+//! a day by worker `page-cost-worker`, which does not exist), else `pending` (not due for a
+//! day); the older ones finished: `failed` every 33rd, `cancelled` when `i % 25 = 3`, else
+//! `completed` (3 s after its creation). Priority −1, 0 or 1.
 
 /// The statement; `$1` is the number of rows.
 const FILL: &str = "
@@ -27,7 +28,8 @@ FROM (SELECT i,
              CASE WHEN i % 200 = 0 THEN 'rerank' WHEN i % 20 = 0 THEN 'embed'
                   WHEN i % 50 = 3 THEN 'generate_json' WHEN i % 70 = 5 THEN 'generate_regex'
                   WHEN i % 90 = 7 THEN 'generate_choice' ELSE 'generate' END AS f,
-             CASE WHEN i % 50 = 1 THEN 'pending' WHEN i % 100 = 2 THEN 'processing'
+             CASE WHEN i > $1 * 0.98 AND i % 40 = 0 THEN 'processing'
+                  WHEN i > $1 * 0.98 THEN 'pending'
                   WHEN i % 33 = 0 THEN 'failed' WHEN i % 25 = 3 THEN 'cancelled'
                   ELSE 'completed' END AS s,
              now() - interval '30 days' * (1 - i::float8 / $1) AS c

@@ -315,7 +315,7 @@ fn on_a_large_queue_every_page_reads_the_queue_through_its_indexes() {
         "/ui/requests".to_owned(),
         "/ui/requests?before=150000".to_owned(),
         "/ui/requests?status=failed&function=embed".to_owned(),
-        "/ui/requests?function=rerank&status=pending".to_owned(),
+        "/ui/requests?function=rerank&status=cancelled".to_owned(),
         "/ui/requests?age=300&priority=1".to_owned(),
         format!("/ui/requests/{id}"),
         format!("/ui/requests/{id}/status"),
@@ -326,7 +326,8 @@ fn on_a_large_queue_every_page_reads_the_queue_through_its_indexes() {
     }
     let (_, overview) = serve.request("GET", "/ui", &[], "");
     assert!(overview.contains("id=\"sampled\""), "300 000 rows: finished counts are sampled");
-    let (_, sparse) = serve.request("GET", "/ui/requests?function=rerank&status=pending", &[], "");
+    let (_, sparse) =
+        serve.request("GET", "/ui/requests?function=rerank&status=cancelled", &[], "");
     assert!(sparse.contains("id=\"scanned\""), "a sparse filter reads a bounded page");
     assert!(sparse.contains("rel=\"next\""), "and links to the rows older than it read");
     // rerank rows are every 200th: a page of 50 spans 10 000 rows, within one page's reading
