@@ -23,6 +23,11 @@ pub const SCAN: i64 = 20_000;
 /// always counted exactly, through their partial indexes.
 pub const EXACT_COUNT_ROWS: f32 = 200_000.0;
 
+/// Above this many open (pending and processing) requests on such a queue, their split between
+/// functions comes from the sample too, scaled to their exact totals: counting it exactly reads
+/// one heap page per row, which a backlog spread over the table makes nearly every page.
+pub const EXACT_OPEN_ROWS: i64 = 10_000;
+
 /// The dashboard's statements, prepared on its connection.
 pub struct UiStatements {
     /// function, status, count over the whole queue.
@@ -34,6 +39,11 @@ pub struct UiStatements {
     counts_open: Statement,
     /// function, status, count of the finished requests in a 1 % sample of the pages.
     counts_sampled: Statement,
+    /// The numbers of pending and of processing requests (index-only scans of their partial
+    /// indexes).
+    open_totals: Statement,
+    /// function, status, count of the open requests in a 1 % sample of the pages.
+    open_sampled: Statement,
     /// Per minute of the last hour: epoch seconds, completed, failed, cancelled.
     per_minute: Statement,
     /// The first row at or after id `$1`: its id, and whether it was created within the hour
@@ -94,6 +104,18 @@ impl Prepare for UiStatements {
                      UNION ALL
                      SELECT function_name, 'processing', count(*) FROM {q}
                      WHERE status = 'processing' GROUP BY 1"
+                ))
+                .await?,
+            open_totals: client
+                .prepare(&format!(
+                    "SELECT (SELECT count(*) FROM {q} WHERE status = 'pending'),
+                            (SELECT count(*) FROM {q} WHERE status = 'processing')"
+                ))
+                .await?,
+            open_sampled: client
+                .prepare(&format!(
+                    "SELECT function_name, status, count(*) FROM {q} TABLESAMPLE SYSTEM (1)
+                     WHERE status IN ('pending', 'processing') GROUP BY 1, 2"
                 ))
                 .await?,
             counts_sampled: client
@@ -367,11 +389,28 @@ impl UiStatements {
         let size: f32 = db.query_one(&self.size, &[]).await?.get(0);
         let sampled = size > EXACT_COUNT_ROWS;
         let counts = if sampled {
-            let mut rows = db.query(&self.counts_open, &[]).await?;
-            rows.extend(db.query(&self.counts_sampled, &[]).await?);
-            rows
+            let totals = db.query_one(&self.open_totals, &[]).await?;
+            let (pending, processing): (i64, i64) = (totals.get(0), totals.get(1));
+            let sample = if pending + processing > EXACT_OPEN_ROWS {
+                status_counts(&db.query(&self.open_sampled, &[]).await?)
+            } else {
+                Vec::new()
+            };
+            let mut c = match (
+                scaled(&sample, "pending", pending),
+                scaled(&sample, "processing", processing),
+            ) {
+                (Some(mut p), Some(q)) => {
+                    p.extend(q);
+                    p
+                }
+                // few open, or the sample missed one status: count them exactly
+                _ => status_counts(&db.query(&self.counts_open, &[]).await?),
+            };
+            c.extend(status_counts(&db.query(&self.counts_sampled, &[]).await?));
+            c
         } else {
-            db.query(&self.counts, &[]).await?
+            status_counts(&db.query(&self.counts, &[]).await?)
         };
         let finished = db.query(&self.per_minute, &[]).await?;
         let first = self.first_of_the_hour(db).await?;
@@ -409,10 +448,7 @@ impl UiStatements {
         };
         Ok(Overview {
             counts: {
-                let mut c: Vec<StatusCount> = counts
-                    .iter()
-                    .map(|r| StatusCount { function: r.get(0), status: r.get(1), count: r.get(2) })
-                    .collect();
+                let mut c = counts;
                 c.sort_by(|a, b| a.function.cmp(&b.function));
                 c
             },
@@ -581,6 +617,46 @@ impl UiStatements {
     }
 }
 
+/// Rows of (function, status, count).
+fn status_counts(rows: &[Row]) -> Vec<StatusCount> {
+    rows.iter()
+        .map(|r| StatusCount { function: r.get(0), status: r.get(1), count: r.get(2) })
+        .collect()
+}
+
+/// The `total` requests of `status` split between functions in the proportions of `sample`
+/// (largest remainders, so that the parts add up to `total`); `None` when the sample holds none
+/// of them while there are some, or when the total is small enough to count exactly.
+fn scaled(sample: &[StatusCount], status: &str, total: i64) -> Option<Vec<StatusCount>> {
+    let seen: Vec<&StatusCount> = sample.iter().filter(|c| c.status == status).collect();
+    let weight: i64 = seen.iter().map(|c| c.count).sum();
+    if total == 0 {
+        return Some(Vec::new());
+    }
+    if weight == 0 {
+        return None;
+    }
+    let mut parts: Vec<(StatusCount, i64)> = seen
+        .iter()
+        .map(|c| {
+            let exact = i128::from(total) * i128::from(c.count);
+            let (whole, rest) = (exact / i128::from(weight), exact % i128::from(weight));
+            let part = StatusCount {
+                function: c.function.clone(),
+                status: status.to_owned(),
+                count: whole as i64,
+            };
+            (part, rest as i64)
+        })
+        .collect();
+    let short = total - parts.iter().map(|(p, _)| p.count).sum::<i64>();
+    parts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.function.cmp(&b.0.function)));
+    for (p, _) in parts.iter_mut().take(short as usize) {
+        p.count += 1;
+    }
+    Some(parts.into_iter().map(|(p, _)| p).collect())
+}
+
 /// Whether `s` is a uuid's text form (what the queries cast with `::uuid`), so that a malformed
 /// id is a 404 rather than an SQL error.
 pub fn is_uuid(s: &str) -> bool {
@@ -595,7 +671,29 @@ pub fn is_uuid(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::is_uuid;
+    use super::{is_uuid, scaled, StatusCount};
+
+    #[test]
+    fn a_sampled_split_adds_up_to_the_exact_total() {
+        let c = |function: &str, status: &str, count| StatusCount {
+            function: function.into(),
+            status: status.into(),
+            count,
+        };
+        let sample = [
+            c("generate", "pending", 7),
+            c("embed", "pending", 2),
+            c("rerank", "pending", 1),
+            c("generate", "processing", 3),
+        ];
+        let split = scaled(&sample, "pending", 19_501).unwrap();
+        assert_eq!(split.iter().map(|p| p.count).sum::<i64>(), 19_501);
+        let of = |f: &str| split.iter().find(|p| p.function == f).unwrap().count;
+        assert_eq!((of("generate"), of("embed"), of("rerank")), (13_651, 3_900, 1_950));
+        assert_eq!(scaled(&sample, "processing", 500).unwrap()[0].count, 500);
+        assert!(scaled(&sample, "failed", 3).is_none(), "nothing sampled");
+        assert!(scaled(&sample, "failed", 0).unwrap().is_empty());
+    }
 
     #[test]
     fn only_uuids_are_request_ids() {
