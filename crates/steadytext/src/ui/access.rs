@@ -9,6 +9,8 @@ use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::HeaderMap;
 use sha2::{Digest, Sha256};
 
+use crate::http::same_secret as same;
+
 /// The cookie's name.
 const COOKIE_NAME: &str = "steadytext_ui";
 
@@ -75,12 +77,6 @@ impl Access {
 /// Hex SHA-256 of the token, tagged so that it is not the digest of the token elsewhere.
 fn digest(token: &str) -> String {
     hex::encode(Sha256::digest(format!("steadytext-ui-cookie\0{token}").as_bytes()))
-}
-
-/// Equality in time that does not depend on where the two differ (both are hashed first).
-fn same(a: &str, b: &str) -> bool {
-    let (x, y) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
-    std::hint::black_box(x.iter().zip(y.iter()).fold(0u8, |acc, (p, q)| acc | (p ^ q))) == 0
 }
 
 /// Fills `buf` from the operating system's random source.

@@ -129,6 +129,11 @@ async fn db(ui: &Ui) -> Result<(Arc<tokio_postgres::Client>, Arc<UiStatements>),
     session.get().await.map_err(|e| unavailable(e.to_string()))
 }
 
+/// The page for an id that is not a uuid's text form.
+fn not_a_request_id(id: &str) -> Response {
+    message(StatusCode::NOT_FOUND, "Not a request id", format!("{id:?} is not a uuid."))
+}
+
 /// The page for a failed query; the connection is opened again next time.
 fn unavailable(e: String) -> Response {
     message(StatusCode::SERVICE_UNAVAILABLE, "PostgreSQL did not answer", e)
@@ -189,7 +194,7 @@ async fn requests(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Resp
         return if is_uuid(id) {
             Redirect::to(&format!("/ui/requests/{}", id.to_ascii_lowercase())).into_response()
         } else {
-            message(StatusCode::NOT_FOUND, "Not a request id", format!("{id:?} is not a uuid."))
+            not_a_request_id(id)
         };
     }
     let pick = |v: &Option<String>, allowed: &[&str]| {
@@ -250,11 +255,7 @@ async fn requests(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Resp
 /// `GET /ui/requests/{id}`.
 async fn request(State(s): State<AppState>, Path(id): Path<String>) -> Response {
     if !is_uuid(&id) {
-        return message(
-            StatusCode::NOT_FOUND,
-            "Not a request id",
-            format!("{id:?} is not a uuid."),
-        );
+        return not_a_request_id(&id);
     }
     let lookup = id.clone();
     let found = with_db(&s.ui, async move |c, sql| {
@@ -328,11 +329,7 @@ async fn act(
         return refused;
     }
     if !is_uuid(&id) {
-        return message(
-            StatusCode::NOT_FOUND,
-            "Not a request id",
-            format!("{id:?} is not a uuid."),
-        );
+        return not_a_request_id(&id);
     }
     let target = id.clone();
     let done = with_db(&s.ui, async move |c, sql| match action {
