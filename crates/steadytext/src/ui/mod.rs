@@ -2,7 +2,8 @@
 //! one dashboard shows every worker on every machine) and this daemon's engine. Plain
 //! server-rendered HTML: lists and details work without JavaScript, and one small script
 //! (`assets/ui/live.js`) updates a request's status while it runs. Every asset is compiled into
-//! the binary. `--token` guards every page (`access.rs`); `--ui-actions` enables cancelling.
+//! the binary. `--token` guards every page (`access.rs`); `--ui-actions` enables the actions
+//! (cancel or retry a request, pause or resume a derivation).
 
 use std::sync::Arc;
 
@@ -165,14 +166,12 @@ async fn overview(State(s): State<AppState>) -> Response {
         Ok(o) => o,
         Err(r) => return r,
     };
-    let secs = std::time::SystemTime::now()
+    let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let day = secs % 86_400;
-    let now = format!("{:02}:{:02}:{:02} UTC", day / 3600, day % 3600 / 60, day % 60);
+        .map_or(0, |d| d.as_secs() as i64);
     let engine = EngineFigures::from(&s.service.metrics);
     let csrf = s.ui.actions.then(|| s.ui.access.csrf());
-    html(OverviewPage::new(o, now, secs as i64, engine, csrf), StatusCode::OK)
+    html(OverviewPage::new(o, now, engine, csrf), StatusCode::OK)
 }
 
 /// The list's query string.

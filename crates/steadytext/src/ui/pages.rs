@@ -125,15 +125,9 @@ pub struct OverviewPage {
 }
 
 impl OverviewPage {
-    /// The page for `o`, read at `now` (`now_epoch`: seconds since the epoch); `csrf` when
+    /// The page for `o`, read at `now_epoch` (seconds since the epoch); `csrf` when
     /// actions are on.
-    pub fn new(
-        o: Overview,
-        now: String,
-        now_epoch: i64,
-        engine: EngineFigures,
-        csrf: Option<&str>,
-    ) -> Self {
+    pub fn new(o: Overview, now_epoch: i64, engine: EngineFigures, csrf: Option<&str>) -> Self {
         let mut functions: Vec<String> = o.counts.iter().map(|c| c.function.clone()).collect();
         functions.dedup();
         let count = |f: Option<&str>, s: &str| -> i64 {
@@ -164,7 +158,7 @@ impl OverviewPage {
             .collect();
         Self {
             page: "overview",
-            now,
+            now: time_label(now_epoch),
             statuses: STATUSES,
             by_function,
             totals,
@@ -205,6 +199,11 @@ fn chart_series(minutes: &[super::data::Minute], now: i64) -> String {
 fn minute_label(at: i64) -> String {
     let day = at.rem_euclid(86_400);
     format!("{:02}:{:02} UTC", day / 3600, day % 3600 / 60)
+}
+
+/// `HH:MM:SS` (UTC) of a time given in seconds since the epoch.
+fn time_label(at: i64) -> String {
+    format!("{}:{:02} UTC", &minute_label(at)[..5], at.rem_euclid(60))
 }
 
 /// `/ui/requests`.
@@ -481,5 +480,6 @@ mod tests {
     fn minutes_are_labelled_in_utc() {
         assert_eq!(minute_label(0), "00:00 UTC");
         assert_eq!(minute_label(86_400 + 3600 * 13 + 60 * 7), "13:07 UTC");
+        assert_eq!(time_label(86_400 + 3600 * 13 + 60 * 7 + 9), "13:07:09 UTC");
     }
 }
