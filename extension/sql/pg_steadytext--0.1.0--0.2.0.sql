@@ -580,7 +580,10 @@ $$;
 -- rows in sync; returns the keys written. The bookkeeping rows and then the source rows are
 -- locked NOWAIT (lock_not_available if another transaction holds one). A row whose input no
 -- longer hashes to "h" (changed without the triggers seeing it), or that the declarer cannot
--- see, is not written and waits for the next walk.
+-- see, is not written and waits for the next walk. Each result finds its source row with one
+-- primary-key probe (a LATERAL subquery kept apart by OFFSET 0) and is updated through its
+-- tuple id (a TID scan): written as joins, the kept generic plan hashed the whole source table
+-- at every completion.
 CREATE FUNCTION steadytext_derivation_write_rows(d @extschema@.steadytext_derivations, batch jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
@@ -601,10 +604,12 @@ BEGIN
             '    SELECT e -> ''k'' AS steadytext__k, e ->> ''h'' AS steadytext__h, e ->> ''v'' AS steadytext__v'
             '    FROM jsonb_array_elements($1) AS e'
             '), steadytext__locked AS ('
-            '    SELECT %6$s, steadytext__w.steadytext__k, steadytext__w.steadytext__v'
-            '    FROM %1$s AS t JOIN steadytext__w ON %2$s'
-            '    WHERE encode(sha256(convert_to(%3$s, ''UTF8'')), ''hex'') = steadytext__w.steadytext__h'
-            '    FOR UPDATE OF t NOWAIT'
+            '    SELECT l.*, steadytext__w.steadytext__k, steadytext__w.steadytext__v'
+            '    FROM steadytext__w CROSS JOIN LATERAL ('
+            '        SELECT %6$s FROM %1$s AS t'
+            '        WHERE %2$s'
+            '          AND encode(sha256(convert_to(%3$s, ''UTF8'')), ''hex'') = steadytext__w.steadytext__h'
+            '        OFFSET 0 FOR UPDATE OF t NOWAIT) AS l'
             '), steadytext__pieces AS ('
             '    SELECT %7$s, x.n::integer AS chunk, x.e ->> ''text'' AS chunk_text,'
             '           x.e ->> ''embedding'' AS embedding'
@@ -635,12 +640,15 @@ BEGIN
         '    SELECT e -> ''k'' AS steadytext__k, e ->> ''h'' AS steadytext__h, e ->> ''v'' AS steadytext__v'
         '    FROM jsonb_array_elements($1) AS e'
         '), steadytext__locked AS ('
-        '    SELECT t.ctid AS steadytext__tid, steadytext__w.steadytext__k, steadytext__w.steadytext__v'
-        '    FROM %1$s AS t JOIN steadytext__w ON %2$s'
-        '    WHERE encode(sha256(convert_to(%3$s, ''UTF8'')), ''hex'') = steadytext__w.steadytext__h'
-        '    FOR UPDATE OF t NOWAIT'
+        '    SELECT l.steadytext__tid, steadytext__w.steadytext__k, steadytext__w.steadytext__v'
+        '    FROM steadytext__w CROSS JOIN LATERAL ('
+        '        SELECT t.ctid AS steadytext__tid FROM %1$s AS t'
+        '        WHERE %2$s'
+        '          AND encode(sha256(convert_to(%3$s, ''UTF8'')), ''hex'') = steadytext__w.steadytext__h'
+        '        OFFSET 0 FOR UPDATE OF t NOWAIT) AS l'
         ') UPDATE %1$s AS t SET %4$I = %5$s FROM steadytext__locked'
-        '  WHERE t.ctid = steadytext__locked.steadytext__tid RETURNING steadytext__locked.steadytext__k',
+        '  WHERE t.ctid = ANY (ARRAY(SELECT steadytext__tid FROM steadytext__locked))'
+        '    AND t.ctid = steadytext__locked.steadytext__tid RETURNING steadytext__locked.steadytext__k',
         d.source, @extschema@.steadytext_derivation_key_match_sql(d, 'steadytext__w.steadytext__k'),
         @extschema@.steadytext_derivation_input_sql(d), d.destination,
         @extschema@.steadytext_derivation_value_sql(d, 'steadytext__locked.steadytext__v')),
@@ -1300,6 +1308,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     deadline timestamptz;
+    d record;
     st record;
 BEGIN
     IF source IS NULL OR destination IS NULL OR timeout_seconds IS NULL THEN
@@ -1325,20 +1334,32 @@ BEGIN
     END IF;
     deadline := clock_timestamp() + make_interval(secs => timeout_seconds);
     LOOP
-        SELECT s.state, s.rows_pending, s.backfilling INTO st
-        FROM @extschema@.steadytext_derivation_status s
-        WHERE s.source = steadytext_derivation_wait.source
-          AND s.destination = steadytext_derivation_wait.destination;
+        SELECT x.id, x.state, x.walking INTO d
+        FROM @extschema@.steadytext_derivations x
+        WHERE x.source = steadytext_derivation_wait.source
+          AND x.destination = steadytext_derivation_wait.destination;
         IF NOT FOUND THEN
             RAISE EXCEPTION 'column "%" of % is not a derivation''s destination', destination, source
                 USING ERRCODE = '42704';
         END IF;
-        IF st.state = 'active' AND st.rows_pending = 0 AND NOT st.backfilling THEN
-            RETURN true;
-        END IF;
-        IF st.state <> 'active' THEN
-            RAISE EXCEPTION 'the derivation of column "%" of % is %', destination, source, st.state
+        IF d.state <> 'active' THEN
+            RAISE EXCEPTION 'the derivation of column "%" of % is %', destination, source, d.state
                 USING ERRCODE = '55000';
+        END IF;
+        -- while it walks or has a request under way (both found through indexes) it is not
+        -- settled; the status view, which counts over all of its rows, is read only when
+        -- neither is the case (or to report the timeout), so that waiting on a large backfill
+        -- does not take CPU from the workers
+        IF (d.walking OR EXISTS (SELECT FROM @extschema@.steadytext_derivation_rows r
+                                 WHERE r.derivation_id = d.id AND r.request_id IS NOT NULL))
+           AND clock_timestamp() < deadline THEN
+            PERFORM pg_sleep(0.05);
+            CONTINUE;
+        END IF;
+        SELECT s.rows_pending, s.backfilling INTO st
+        FROM @extschema@.steadytext_derivation_status s WHERE s.id = d.id;
+        IF st.rows_pending = 0 AND NOT st.backfilling THEN
+            RETURN true;
         END IF;
         IF clock_timestamp() >= deadline THEN
             RAISE EXCEPTION 'timed out after % s waiting for the derivation of column "%" of % (% rows pending)',
