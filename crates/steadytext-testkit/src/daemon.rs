@@ -175,12 +175,15 @@ impl Daemon {
     }
 
     /// One raw HTTP exchange with a `serve` daemon (for endpoints the typed client does not
-    /// cover); returns the status and the body.
+    /// cover); returns the status and the body. The body is JSON unless `headers` name another
+    /// `Content-Type`.
     pub fn request(&self, method: &str, path: &str, headers: &[&str], body: &str) -> (u16, String) {
         let mut s = TcpStream::connect(self.url.trim_start_matches("http://")).unwrap();
+        let typed = headers.iter().any(|h| h.to_ascii_lowercase().starts_with("content-type:"));
+        let json = if typed { "" } else { "Content-Type: application/json\r\n" };
         let mut req = format!(
             "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n",
+             {json}Content-Length: {}\r\n",
             body.len()
         );
         for h in headers {

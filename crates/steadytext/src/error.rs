@@ -79,6 +79,16 @@ pub enum DaemonError {
         "pg_steadytext is not installed in the worker's database (CREATE EXTENSION pg_steadytext)"
     )]
     ExtensionMissing,
+    /// The database's pg_steadytext is older than what this binary's statements need.
+    #[error(
+        "pg_steadytext {found} is installed in this database, and this needs {needed}: run ALTER EXTENSION pg_steadytext UPDATE"
+    )]
+    ExtensionOutdated {
+        /// `extversion` of the database's extension.
+        found: String,
+        /// The oldest version that works.
+        needed: &'static str,
+    },
     /// A queue row whose parameters do not describe a valid request.
     #[error("invalid queue parameters for {function}: {reason}")]
     BadJob {
@@ -137,6 +147,7 @@ impl DaemonError {
             | DaemonError::Bind { .. }
             | DaemonError::Db(_)
             | DaemonError::ExtensionMissing
+            | DaemonError::ExtensionOutdated { .. }
             | DaemonError::TokenFile { .. }
             | DaemonError::Io(_) => ErrorCode::Internal,
         }
@@ -156,15 +167,35 @@ impl DaemonError {
 impl DaemonError {
     /// The HTTP status of this error: 400 for a request the OpenAI-compatible endpoints
     /// cannot serve as asked (an unsupported feature, a model without a chat template, a chat
-    /// message it cannot render), else the status of its wire class ([`http_status`]).
+    /// message it cannot render); for a statement PostgreSQL refused (the dashboard's actions),
+    /// the status of its SQLSTATE ([`sqlstate_status`]); 503 for a database without the
+    /// extension it needs; else the status of its wire class ([`http_status`]).
     pub fn http_status(&self) -> StatusCode {
         match self {
             DaemonError::Unsupported(_)
             | DaemonError::Engine(CoreError::NoChatTemplate { .. } | CoreError::ChatMessage(_)) => {
                 StatusCode::BAD_REQUEST
             }
+            DaemonError::Db(e) if e.as_db_error().is_some() => sqlstate_status(e.code()),
+            DaemonError::ExtensionMissing | DaemonError::ExtensionOutdated { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             _ => http_status(self.code()),
         }
+    }
+}
+
+/// HTTP status of a statement PostgreSQL refused, by its SQLSTATE: 403 for a missing privilege
+/// (42501), 409 for an object in the wrong state or a conflict (classes 55 and 40), 422 for a
+/// bad value (class 22), 404 for an object that does not exist (42704, P0002), else 500.
+pub fn sqlstate_status(code: Option<&tokio_postgres::error::SqlState>) -> StatusCode {
+    let code = code.map(tokio_postgres::error::SqlState::code).unwrap_or("");
+    match code {
+        "42501" => StatusCode::FORBIDDEN,
+        "42704" | "P0002" => StatusCode::NOT_FOUND,
+        c if c.starts_with("55") || c.starts_with("40") => StatusCode::CONFLICT,
+        c if c.starts_with("22") => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

@@ -268,6 +268,89 @@ fn a_token_protected_dashboard_shows_nothing_without_the_token() {
     assert!(browser.text("#parameters").unwrap().contains("secret text"));
 }
 
+/// The dashboard's backend, by its application name.
+fn dashboard_pid(db: &mut Client) -> Option<i32> {
+    db.query_opt(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = 'steadytext-dashboard'",
+        &[],
+    )
+    .unwrap()
+    .map(|r| r.get(0))
+}
+
+#[test]
+fn a_refused_action_shows_its_sqlstate_and_an_old_extension_asks_for_the_update() {
+    let cluster = TestCluster::start();
+    let mut db = support::extension_with_worker_role(&cluster);
+    db.batch_execute(
+        "CREATE TABLE docs (id int PRIMARY KEY, body text, embedding real[]);
+         SELECT steadytext_derive('docs', 'embedding', 'body');
+         ALTER TABLE docs DROP COLUMN body;",
+    )
+    .unwrap();
+    let derivation: i64 =
+        db.query_one("SELECT id FROM steadytext_derivations", &[]).unwrap().get(0);
+    let id: String = db.query_one("SELECT steadytext_embed_async('x')::text", &[]).unwrap().get(0);
+    let serve = Daemon::serve(&[
+        "--database-url",
+        &cluster.url("st_worker"),
+        "--concurrency",
+        "1",
+        "--ui-actions",
+    ]);
+    let (code, page) = serve.request("GET", &format!("/ui/requests/{id}"), &[], "");
+    assert_eq!(code, 200, "{page}");
+    let csrf = page
+        .split_once("name=\"csrf\" value=\"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(value, _)| value.to_owned())
+        .expect("the request page's action forms carry the CSRF value");
+    let pid = dashboard_pid(&mut db).expect("the dashboard's connection");
+    let post = |path: &str| {
+        serve.request(
+            "POST",
+            path,
+            &["Content-Type: application/x-www-form-urlencoded"],
+            &format!("csrf={csrf}"),
+        )
+    };
+    // the database refuses: the page says why, with the SQLSTATE and its HTTP status
+    let (code, page) = post(&format!("/ui/derivations/{derivation}/resume"));
+    assert_eq!(code, 409, "{page}");
+    assert!(page.contains("PostgreSQL refused it") && page.contains("SQLSTATE 55000"), "{page}");
+    assert!(page.contains("is disabled"), "{page}");
+    let (code, page) = post("/ui/derivations/987654/pause");
+    assert_eq!(code, 404, "{page}");
+    assert!(page.contains("no derivation 987654") && page.contains("SQLSTATE 42704"), "{page}");
+    // ... and the connection is the same one, still serving pages
+    assert_eq!(dashboard_pid(&mut db), Some(pid), "a refusal keeps the connection");
+    assert_eq!(serve.request("GET", "/ui", &[], "").0, 200);
+    drop(serve);
+
+    // a database whose extension is still 0.1.0: every page says to update it
+    let old = TestCluster::start();
+    let mut old_db = old.connect();
+    old_db
+        .batch_execute(
+            "CREATE EXTENSION pg_steadytext VERSION '0.1.0';
+             CREATE ROLE st_worker LOGIN IN ROLE steadytext_worker;",
+        )
+        .unwrap();
+    let serve = Daemon::serve(&["--database-url", &old.url("st_worker"), "--concurrency", "1"]);
+    for path in ["/ui", "/ui/requests"] {
+        let (code, page) = serve.request("GET", path, &[], "");
+        assert_eq!(code, 503, "{path}: {page}");
+        assert!(
+            page.contains("pg_steadytext 0.1.0 is installed")
+                && page.contains("ALTER EXTENSION pg_steadytext UPDATE"),
+            "{path}: {page}"
+        );
+    }
+    old_db.batch_execute("ALTER EXTENSION pg_steadytext UPDATE").unwrap();
+    let (code, page) = serve.request("GET", "/ui", &[], "");
+    assert_eq!(code, 200, "after the update: {page}");
+}
+
 /// The log entries (a first line and its continuation lines) of sessions named `app`.
 fn log_entries_of(log: &str, app: &str) -> Vec<String> {
     let mut entries: Vec<String> = Vec::new();

@@ -71,17 +71,39 @@ pub struct UiStatements {
     cancel: Statement,
     /// Puts request `$1` (text) back to pending if it failed for good.
     retry: Statement,
-    /// Every derivation with its rows' state (`steadytext_derivation_status`); None before 0.2.0.
-    derivations: Option<Statement>,
-    /// The source and destination of derivation `$1`; None before 0.2.0.
-    derivation_of: Option<Statement>,
-    /// Pauses or resumes (`$2`) derivation `$1`; None before 0.2.0.
-    operate: Option<Statement>,
+    /// Every derivation with its rows' state (`steadytext_derivation_status`).
+    derivations: Statement,
+    /// The source and destination of derivation `$1`.
+    derivation_of: Statement,
+    /// Pauses or resumes (`$2`) derivation `$1`.
+    operate: Statement,
+}
+
+/// The oldest extension version whose objects the dashboard's statements name (the workers'
+/// concurrency and models, the retry, derivations).
+pub const NEEDED_VERSION: &str = "0.2.0";
+
+/// Whether extension version `found` is at least `needed` (dot-separated numbers; a part that
+/// is not a number counts as 0).
+pub fn version_at_least(found: &str, needed: &str) -> bool {
+    let parts = |v: &str| v.split('.').map(|p| p.parse::<u64>().unwrap_or(0)).collect::<Vec<_>>();
+    let (mut f, mut n) = (parts(found), parts(needed));
+    let len = f.len().max(n.len());
+    f.resize(len, 0);
+    n.resize(len, 0);
+    f >= n
 }
 
 impl Prepare for UiStatements {
     async fn prepare(client: &Client) -> Result<Self, DaemonError> {
         let s = pin_session(client).await?;
+        let found: String = client
+            .query_one("SELECT extversion FROM pg_extension WHERE extname = 'pg_steadytext'", &[])
+            .await?
+            .get(0);
+        if !version_at_least(&found, NEEDED_VERSION) {
+            return Err(DaemonError::ExtensionOutdated { found, needed: NEEDED_VERSION });
+        }
         let q = format!("{s}.steadytext_queue");
         // a finished request's time: the purge's index (steadytext_queue_finished_idx)
         let finished = "coalesce(completed_at, failed_at)";
@@ -217,19 +239,16 @@ impl Prepare for UiStatements {
                             extract(epoch FROM lag)::float8, backfilling
                      FROM {s}.steadytext_derivation_status ORDER BY id"
                 ))
-                .await
-                .ok(),
+                .await?,
             derivation_of: client
                 .prepare(&format!(
                     "SELECT source::text, destination::text FROM {s}.steadytext_derivations
                      WHERE id = $1"
                 ))
-                .await
-                .ok(),
+                .await?,
             operate: client
                 .prepare(&format!("SELECT {s}.steadytext_derivation_operate($1, $2)"))
-                .await
-                .ok(),
+                .await?,
         })
     }
 }
@@ -438,10 +457,7 @@ impl UiStatements {
         let latency = db.query(&self.latency, &[]).await?;
         let failures = db.query(&self.failures, &[]).await?;
         let workers = db.query(&self.workers, &[]).await?;
-        let derivations = match &self.derivations {
-            Some(statement) => db.query(statement, &[]).await?,
-            None => Vec::new(),
-        };
+        let derivations = db.query(&self.derivations, &[]).await?;
         let pair = |r: &Row, i: usize| -> [f64; 2] {
             let v: Vec<f64> = r.get(i);
             [v.first().copied().unwrap_or(0.0), v.get(1).copied().unwrap_or(0.0)]
@@ -601,14 +617,12 @@ impl UiStatements {
         db: &Client,
         id: i64,
     ) -> Result<Option<(String, String)>, DaemonError> {
-        let Some(statement) = &self.derivation_of else { return Ok(None) };
-        Ok(db.query_opt(statement, &[&id]).await?.map(|r| (r.get(0), r.get(1))))
+        Ok(db.query_opt(&self.derivation_of, &[&id]).await?.map(|r| (r.get(0), r.get(1))))
     }
 
     /// Pauses (`pause`) or resumes (`resume`) derivation `id`.
     pub async fn operate(&self, db: &Client, id: i64, action: &str) -> Result<bool, DaemonError> {
-        let Some(statement) = &self.operate else { return Ok(false) };
-        Ok(db.query_one(statement, &[&id, &action]).await?.get(0))
+        Ok(db.query_one(&self.operate, &[&id, &action]).await?.get(0))
     }
 
     /// Puts a request that failed for good back to pending; whether it had failed.
@@ -671,7 +685,7 @@ pub fn is_uuid(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{is_uuid, scaled, StatusCount};
+    use super::{is_uuid, scaled, version_at_least, StatusCount, NEEDED_VERSION};
 
     #[test]
     fn a_sampled_split_adds_up_to_the_exact_total() {
@@ -704,5 +718,15 @@ mod tests {
         {
             assert!(!is_uuid(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn versions_compare_by_their_numbers() {
+        assert!(version_at_least("0.2.0", NEEDED_VERSION));
+        assert!(version_at_least("0.10.0", "0.2.0"), "not as text");
+        assert!(version_at_least("1.0", "0.2.0"));
+        assert!(version_at_least("0.2", "0.2.0"));
+        assert!(!version_at_least("0.1.0", NEEDED_VERSION));
+        assert!(!version_at_least("0.1.9", "0.2.0"));
     }
 }

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use tokio_postgres::Config;
 
 use crate::db_session::Session;
+use crate::error::DaemonError;
 use crate::http::AppState;
 
 mod access;
@@ -127,7 +128,7 @@ async fn db(ui: &Ui) -> Result<(Arc<tokio_postgres::Client>, Arc<UiStatements>),
                 .into(),
         ));
     };
-    session.get().await.map_err(|e| unavailable(e.to_string()))
+    session.get().await.map_err(|e| failed(&e))
 }
 
 /// The page for an id that is not a uuid's text form.
@@ -135,27 +136,44 @@ fn not_a_request_id(id: &str) -> Response {
     message(StatusCode::NOT_FOUND, "Not a request id", format!("{id:?} is not a uuid."))
 }
 
-/// The page for a failed query; the connection is opened again next time.
-fn unavailable(e: String) -> Response {
-    message(StatusCode::SERVICE_UNAVAILABLE, "PostgreSQL did not answer", e)
+/// The page for a connection that could not be opened or a query without an answer (the
+/// connection is opened again next time), for a database whose extension is missing or too
+/// old, or for a statement PostgreSQL refused (with its SQLSTATE; the connection is kept).
+fn failed(e: &DaemonError) -> Response {
+    let status = e.http_status();
+    match e {
+        DaemonError::Db(db) if db.as_db_error().is_some() => {
+            let code = db.code().map_or("", |c| c.code());
+            let text = db.as_db_error().map_or_else(String::new, |d| d.message().to_owned());
+            message(status, "PostgreSQL refused it", format!("{text} (SQLSTATE {code})"))
+        }
+        DaemonError::ExtensionMissing => {
+            message(status, "pg_steadytext is not installed", e.to_string())
+        }
+        DaemonError::ExtensionOutdated { .. } => {
+            message(status, "The extension needs an update", e.to_string())
+        }
+        _ => message(status, "PostgreSQL did not answer", e.to_string()),
+    }
 }
 
-/// Runs `query` on the dashboard's connection; a failure resets it.
+/// Runs `query` on the dashboard's connection. A failure other than PostgreSQL refusing the
+/// statement (a lost connection) resets it.
 async fn with_db<T>(
     ui: &Ui,
-    query: impl AsyncFnOnce(
-        &tokio_postgres::Client,
-        &UiStatements,
-    ) -> Result<T, crate::error::DaemonError>,
+    query: impl AsyncFnOnce(&tokio_postgres::Client, &UiStatements) -> Result<T, DaemonError>,
 ) -> Result<T, Response> {
     let (client, sql) = db(ui).await?;
     match query(&client, &sql).await {
         Ok(v) => Ok(v),
         Err(e) => {
-            if let Some(session) = &ui.db {
-                session.reset().await;
+            let refused = matches!(&e, DaemonError::Db(db) if db.as_db_error().is_some());
+            if !refused {
+                if let Some(session) = &ui.db {
+                    session.reset().await;
+                }
             }
-            Err(unavailable(e.to_string()))
+            Err(failed(&e))
         }
     }
 }
