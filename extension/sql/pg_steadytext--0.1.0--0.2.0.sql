@@ -271,6 +271,7 @@ DECLARE
     enqueued integer;
     nulled jsonb;
     touched bigint;
+    superseded uuid[];
 BEGIN
     WITH ev AS (
         SELECT e -> 'k' AS k, decode(e ->> 'h', 'hex') AS h, e ->> 'i' AS i
@@ -289,12 +290,6 @@ BEGIN
         WHERE NOT known OR old_hash IS DISTINCT FROM h
            OR (walk AND old_request IS NULL AND error IS NULL
                AND (derived_hash IS DISTINCT FROM h OR derived_epoch IS DISTINCT FROM d.epoch))
-    ), cancelled AS (
-        UPDATE @extschema@.steadytext_queue q
-        SET status = 'cancelled', completed_at = now(), lease_expires_at = NULL
-        WHERE q.request_id = ANY (ARRAY(SELECT old_request FROM todo WHERE old_request IS NOT NULL))
-          AND q.status IN ('pending', 'processing')
-        RETURNING q.request_id, q.function_name
     ), queued AS (
         INSERT INTO @extschema@.steadytext_queue
             (function_name, parameters, priority, owner, max_retries, derivation_id, source_key,
@@ -329,10 +324,21 @@ BEGIN
     SELECT (SELECT count(*) FROM queued),
            (SELECT jsonb_agg(jsonb_build_object('k', todo.k)) FROM todo
             WHERE todo.i IS NULL AND todo.derived_hash IS NOT NULL),
-           (SELECT count(*) FROM recorded)
-               + (SELECT count(@extschema@.steadytext_queue_notify_completed(
-                                   request_id, function_name, 'cancelled')) FROM cancelled)
-    INTO enqueued, nulled, touched;
+           (SELECT count(*) FROM recorded),
+           ARRAY(SELECT old_request FROM todo WHERE old_request IS NOT NULL)
+    INTO enqueued, nulled, touched, superseded;
+    -- (a statement of its own, run only when there is something to cancel: as a part of the
+    -- statement above it would open the queue for an UPDATE at every enqueue)
+    IF cardinality(superseded) > 0 THEN
+        WITH cancelled AS (
+            UPDATE @extschema@.steadytext_queue q
+            SET status = 'cancelled', completed_at = now(), lease_expires_at = NULL
+            WHERE q.request_id = ANY (superseded) AND q.status IN ('pending', 'processing')
+            RETURNING q.request_id, q.function_name
+        )
+        SELECT count(@extschema@.steadytext_queue_notify_completed(request_id, function_name, 'cancelled'))
+        INTO touched FROM cancelled;
+    END IF;
     IF nulled IS NOT NULL AND d.destination_type = 'chunks' THEN
         PERFORM @extschema@.steadytext_derivation_run_as(d.declarer, format(
             'DELETE FROM %s AS t USING jsonb_array_elements($1) AS steadytext__w(e) '
@@ -491,9 +497,26 @@ BEGIN
 END
 $$;
 
+-- The source's columns that are not among `keep` (to remove them from a row's jsonb: what is
+-- left of `to_jsonb(row) - steadytext_derivation_other_columns(...)` is those columns alone,
+-- e.g. the row's key as steadytext_derivation_key_sql builds it).
+CREATE FUNCTION steadytext_derivation_other_columns(relid oid, keep name[])
+RETURNS text[]
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN ARRAY(SELECT a.attname::text FROM pg_attribute a
+                 WHERE a.attrelid = relid AND a.attnum > 0 AND NOT a.attisdropped
+                   AND a.attname <> ALL (keep));
+END
+$$;
+
 -- UPDATE: rows whose key and input columns are unchanged are skipped without evaluating
 -- anything (the write-back's own UPDATE of the destination, an UPDATE of other columns); rows
--- whose key changed count as a DELETE of the old key and an INSERT of the new.
+-- whose key changed count as a DELETE of the old key and an INSERT of the new. The rows are
+-- compared as jsonb with their other columns removed, in statements whose plans the session
+-- keeps (a hashed anti-join each; an EXECUTE would be planned again at every statement).
 CREATE FUNCTION steadytext_derivation_after_update()
 RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
@@ -501,6 +524,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     d @extschema@.steadytext_derivations := @extschema@.steadytext_derivation_for_trigger(TG_ARGV[0], TG_RELID);
+    compared text[];
+    not_key text[];
     changed jsonb;
     gone jsonb;
     first_key jsonb;
@@ -508,15 +533,13 @@ BEGIN
     IF d.id IS NULL THEN
         RETURN NULL;
     END IF;
-    EXECUTE format(
-        'SELECT (SELECT jsonb_agg(n) FROM steadytext_new n WHERE NOT EXISTS ('
-        '          SELECT FROM steadytext_old o WHERE %1$s = %2$s AND %3$s IS NOT DISTINCT FROM %4$s)),'
-        '       (SELECT jsonb_agg(%1$s) FROM steadytext_old o WHERE NOT EXISTS ('
-        '          SELECT FROM steadytext_new n WHERE %2$s = %1$s))',
-        @extschema@.steadytext_derivation_columns_sql(d.key_columns, 'o'),
-        @extschema@.steadytext_derivation_columns_sql(d.key_columns, 'n'),
-        @extschema@.steadytext_derivation_columns_sql(d.input_columns, 'o'),
-        @extschema@.steadytext_derivation_columns_sql(d.input_columns, 'n'))
+    compared := @extschema@.steadytext_derivation_other_columns(TG_RELID, d.key_columns || d.input_columns);
+    not_key := @extschema@.steadytext_derivation_other_columns(TG_RELID, d.key_columns);
+    WITH n AS (SELECT to_jsonb(x) AS r FROM steadytext_new x),
+         o AS (SELECT to_jsonb(x) - compared AS r FROM steadytext_old x)
+    SELECT (SELECT jsonb_agg(n.r) FROM n WHERE NOT EXISTS (SELECT FROM o WHERE o.r = n.r - compared)),
+           (SELECT jsonb_agg(o.r - not_key) FROM o
+            WHERE NOT EXISTS (SELECT FROM n WHERE n.r - not_key = o.r - not_key))
     INTO changed, gone;
     IF gone IS NOT NULL THEN
         PERFORM @extschema@.steadytext_derivation_forget(d, gone);
@@ -543,13 +566,14 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     d @extschema@.steadytext_derivations := @extschema@.steadytext_derivation_for_trigger(TG_ARGV[0], TG_RELID);
+    not_key text[];
     gone jsonb;
 BEGIN
     IF d.id IS NULL THEN
         RETURN NULL;
     END IF;
-    EXECUTE format('SELECT jsonb_agg(%s) FROM steadytext_old t', @extschema@.steadytext_derivation_key_sql(d))
-    INTO gone;
+    not_key := @extschema@.steadytext_derivation_other_columns(TG_RELID, d.key_columns);
+    SELECT jsonb_agg(to_jsonb(t) - not_key) INTO gone FROM steadytext_old t;
     IF gone IS NOT NULL THEN
         PERFORM @extschema@.steadytext_derivation_forget(d, gone);
     END IF;
@@ -1389,6 +1413,7 @@ REVOKE ALL ON FUNCTION
     steadytext_derivation_for_trigger(text, oid),
     steadytext_derivation_after_insert(),
     steadytext_derivation_after_update(),
+    steadytext_derivation_other_columns(oid, name[]),
     steadytext_derivation_after_delete(),
     steadytext_derivation_after_truncate(),
     steadytext_derivation_write_rows(steadytext_derivations, jsonb),
