@@ -684,9 +684,15 @@ BEGIN
         derived_epoch = CASE WHEN written @> jsonb_build_array(s.source_key) THEN d.epoch
                              ELSE s.derived_epoch END,
         request_id = NULL, error = NULL
-    WHERE s.derivation_id = d.id
-      AND s.source_key = ANY (ARRAY(SELECT e -> 'k' FROM jsonb_array_elements(batch) AS e))
-      AND s.request_id = ANY (ARRAY(SELECT (e ->> 'r')::uuid FROM jsonb_array_elements(batch) AS e));
+    -- (each row found by its primary key; as an ANY over both columns the kept plan read every
+    -- row of the derivation with a request under way)
+    WHERE s.ctid = ANY (ARRAY(
+        SELECT r.ctid FROM jsonb_array_elements(batch) AS e
+        CROSS JOIN LATERAL (
+            SELECT x.ctid FROM @extschema@.steadytext_derivation_rows x
+            WHERE x.derivation_id = d.id AND x.source_key = e -> 'k'
+              AND x.request_id = (e ->> 'r')::uuid
+            OFFSET 0) AS r));
     RETURN written;
 END
 $$;
@@ -712,24 +718,33 @@ DECLARE
     one jsonb;
     busy uuid[] := '{}';
 BEGIN
+    -- (the requests are looked up one by one through request_id's unique index, kept apart by
+    -- OFFSET 0: as `request_id = ANY(...) AND status = 'completed'` the kept plan also read the
+    -- index of every finished request, which grows with the queue)
     FOR d IN
         SELECT * FROM @extschema@.steadytext_derivations
-        WHERE id IN (SELECT q.derivation_id FROM @extschema@.steadytext_queue q
-                     WHERE q.request_id = ANY(request_ids) AND q.status = 'completed')
+        WHERE id IN (SELECT q.derivation_id FROM unnest(request_ids) AS r(id)
+                     CROSS JOIN LATERAL (SELECT x.derivation_id, x.status
+                                         FROM @extschema@.steadytext_queue x
+                                         WHERE x.request_id = r.id OFFSET 0) AS q
+                     WHERE q.status = 'completed')
           AND state <> 'disabled'
         ORDER BY id
     LOOP
         SELECT jsonb_agg(jsonb_build_object('k', q.source_key, 'h', encode(q.input_hash, 'hex'),
                                             'v', q.result, 'r', q.request_id))
         INTO batch
-        FROM @extschema@.steadytext_queue q
+        FROM unnest(request_ids) AS r(id)
+        CROSS JOIN LATERAL (SELECT x.source_key, x.input_hash, x.result, x.request_id,
+                                   x.derivation_id, x.status
+                            FROM @extschema@.steadytext_queue x
+                            WHERE x.request_id = r.id OFFSET 0) AS q
         CROSS JOIN LATERAL (
             SELECT FROM @extschema@.steadytext_derivation_rows s
             WHERE s.derivation_id = d.id AND s.source_key = q.source_key AND s.request_id = q.request_id
             OFFSET 0  -- kept apart: looked up per request through the primary key
         ) AS current_request
-        WHERE q.request_id = ANY(request_ids) AND q.derivation_id = d.id
-          AND q.status = 'completed';
+        WHERE q.derivation_id = d.id AND q.status = 'completed';
         IF batch IS NULL THEN
             CONTINUE;
         END IF;
