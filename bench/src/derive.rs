@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use steadytext_api::metric_names::EMBEDDED_TEXTS;
 use steadytext_api::notifications::COMPLETED_CHANNEL;
+use steadytext_testkit::document;
 
 use crate::completion::wait_completed;
 use crate::error::{BenchError, Result};
@@ -290,28 +291,13 @@ pub fn backfill(env: &Env, rows: u32, raw: Option<&RawEmbed>) -> Result<()> {
     Ok(())
 }
 
-/// A document of `paragraphs` paragraphs; paragraph `edited` says something else.
-fn document(paragraphs: usize, edited: Option<usize>) -> String {
-    (0..paragraphs)
-        .map(|i| {
-            let topic =
-                if Some(i) == edited { "an edited sentence about lighthouses" } else { "bread" };
-            format!(
-                "Paragraph {i} begins with {topic}. It goes on about ovens, flour and water for \
-                 a while, so that it holds a few dozen tokens. Then it ends with number {i}."
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n\n")
-}
-
 /// Runs `derive_edit_one_paragraph`.
 pub fn edit_one_paragraph(env: &Env) -> Result<()> {
     let (cluster, mut db) = setup::cluster()?;
     let url = cluster.url("postgres");
     let serve = env.serve(&["--database-url", &url])?;
     db.batch_execute("CREATE TABLE manuals (id bigint PRIMARY KEY, body text NOT NULL)")?;
-    db.execute("INSERT INTO manuals VALUES (1, $1)", &[&document(20, None)])?;
+    db.execute("INSERT INTO manuals VALUES (1, $1)", &[&document::paragraphs(20, None)])?;
     // two transactions: the workers see the derivation once it is committed
     db.batch_execute(
         "SELECT steadytext_derive('manuals', 'manual_chunks', 'body', 'embed_chunks',
@@ -323,7 +309,7 @@ pub fn edit_one_paragraph(env: &Env) -> Result<()> {
     };
     let chunks: i64 = db.query_one("SELECT count(*) FROM manual_chunks", &[])?.get(0);
     let before = counter(&serve)?;
-    db.execute("UPDATE manuals SET body = $1 WHERE id = 1", &[&document(20, Some(7))])?;
+    db.execute("UPDATE manuals SET body = $1 WHERE id = 1", &[&document::paragraphs(20, Some(7))])?;
     db.batch_execute("SELECT steadytext_derivation_wait('manuals', 'manual_chunks', 600)")?;
     let computed = counter(&serve)? - before;
     println!(

@@ -9,6 +9,7 @@ mod support;
 use std::time::Duration;
 
 use postgres::Client;
+use steadytext_testkit::document;
 use support::cluster::TestCluster;
 use support::daemon::{wait_until, Daemon};
 
@@ -250,22 +251,6 @@ fn derivations_survive_pg_dump_and_restore() {
     assert_eq!(assert_rows_match_sync(&mut author), 6);
 }
 
-/// A document of `paragraphs` paragraphs of a few sentences each; paragraph `edited` (if any)
-/// says something else.
-fn document(paragraphs: usize, edited: Option<usize>) -> String {
-    (0..paragraphs)
-        .map(|i| {
-            let topic =
-                if Some(i) == edited { "an edited sentence about lighthouses" } else { "bread" };
-            format!(
-                "Paragraph {i} begins with {topic}. It goes on about ovens, flour and water for a \
-                 while, so that it holds a few dozen tokens. Then it ends with number {i}."
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n\n")
-}
-
 #[test]
 fn a_chunked_embedding_follows_its_document_one_paragraph_at_a_time() {
     use steadytext_api::metric_names::EMBEDDED_TEXTS;
@@ -274,7 +259,7 @@ fn a_chunked_embedding_follows_its_document_one_paragraph_at_a_time() {
     let serve =
         Daemon::serve(&["--database-url", &cluster.url("st_worker"), "--worker-id", "chunks"]);
     use_daemon(&cluster, &mut admin, &serve.url);
-    let long = document(20, None);
+    let long = document::paragraphs(20, None);
     admin.execute("CREATE TABLE manuals (id bigint PRIMARY KEY, body text NOT NULL)", &[]).unwrap();
     admin.execute("INSERT INTO manuals VALUES (1, $1), (2, 'A short one.')", &[&long]).unwrap();
     admin
@@ -320,7 +305,9 @@ fn a_chunked_embedding_follows_its_document_one_paragraph_at_a_time() {
 
     // one paragraph edited: only that paragraph's chunks reach the engine, the rest are hits
     let before = serve.counter(EMBEDDED_TEXTS).unwrap();
-    admin.execute("UPDATE manuals SET body = $1 WHERE id = 1", &[&document(20, Some(7))]).unwrap();
+    admin
+        .execute("UPDATE manuals SET body = $1 WHERE id = 1", &[&document::paragraphs(20, Some(7))])
+        .unwrap();
     wait(&mut admin);
     let computed = serve.counter(EMBEDDED_TEXTS).unwrap() - before;
     assert_eq!(
