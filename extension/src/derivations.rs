@@ -7,10 +7,8 @@
 //! `extension/sql/v0.2.0/derivations.sql`, naming the caller as the declarer. A SQL function
 //! cannot learn its caller from inside a SECURITY DEFINER function, which is why these are Rust.
 
-use pgrx::pg_sys::BuiltinOid::{OIDOID, TEXTARRAYOID, TEXTOID};
 use pgrx::prelude::*;
-use pgrx::{JsonB, PgOid, PgRelation};
-use serde_json::Value;
+use pgrx::{JsonB, PgRelation};
 
 use steadytext_api::limits::DEFAULT_SEED;
 use steadytext_api::wire::EmbedBody;
@@ -199,42 +197,36 @@ fn steadytext_derive(
         let caller = queue_owner::caller();
         let probe = probe(source, input)?;
         check_vector_dimensions(source, destination, kind)?;
-        let declare = format!(
-            "SELECT {}($1::regrole, $2::regclass, $3::name, $4, $5::text[]::name[], $6, $7)",
-            ext_schema::qualified("steadytext_derivation_declare")?
-        );
-        queue_owner::run_as_owner(ext_schema::queue_table()?, || {
-            let id = Spi::connect_mut(|client| {
-                let plan = client.prepare_mut(
-                    &declare,
-                    &[
-                        PgOid::from(OIDOID),
-                        PgOid::from(OIDOID),
-                        PgOid::from(TEXTOID),
-                        PgOid::from(TEXTOID),
-                        PgOid::from(TEXTARRAYOID),
-                        PgOid::from(TEXTOID),
-                        PgOid::from(pgrx::pg_sys::BuiltinOid::JSONBOID),
-                    ],
-                )?;
-                let table = client.update(
-                    &plan,
-                    None,
-                    &[
-                        caller.into(),
-                        source.into(),
-                        destination.into(),
-                        input.into(),
-                        probe.columns.clone().into(),
-                        kind.into(),
-                        JsonB(Value::clone(&options)).into(),
-                    ],
-                )?;
-                Ok::<_, SqlError>(table.first().get_one::<i64>()?)
-            })?;
-            id.ok_or(SqlError::Null("id"))
-        })
+        let id = call_as_owner::<i64>(
+            "steadytext_derivation_declare",
+            "$1::regrole, $2::regclass, $3::name, $4, $5::text[]::name[], $6, $7",
+            &[
+                caller.into(),
+                source.into(),
+                destination.into(),
+                input.into(),
+                probe.columns.into(),
+                kind.into(),
+                JsonB(options).into(),
+            ],
+        )?;
+        id.ok_or(SqlError::Null("id"))
     })())
+}
+
+/// Calls the extension's SQL function `function` as the queue's owner with `args` (`arg_sql`
+/// spells the arguments with their casts: `$1::regrole, …`) and returns its value.
+fn call_as_owner<T: FromDatum + IntoDatum>(
+    function: &str,
+    arg_sql: &str,
+    args: &[pgrx::datum::DatumWithOid],
+) -> Result<Option<T>, SqlError> {
+    let sql = format!("SELECT {}({arg_sql})", ext_schema::qualified(function)?);
+    queue_owner::run_as_owner(ext_schema::queue_table()?, || {
+        Spi::connect_mut(|client| {
+            Ok(client.update(sql.as_str(), None, args)?.first().get_one::<T>()?)
+        })
+    })
 }
 
 /// Runs `action` on the derivation of `destination` on `source` as the queue's owner, for the
@@ -244,29 +236,12 @@ fn manage(source: Option<PgRelation>, destination: Option<&str>, action: &str) -
         let source = required("source", source)?.oid();
         let destination = required("destination", destination)?;
         let caller = queue_owner::caller();
-        let sql = format!(
-            "SELECT {}($1::regrole, $2::regclass, $3::name, $4)",
-            ext_schema::qualified("steadytext_derivation_manage")?
-        );
-        queue_owner::run_as_owner(ext_schema::queue_table()?, || {
-            Spi::connect_mut(|client| {
-                let plan = client.prepare_mut(
-                    &sql,
-                    &[
-                        PgOid::from(OIDOID),
-                        PgOid::from(OIDOID),
-                        PgOid::from(TEXTOID),
-                        PgOid::from(TEXTOID),
-                    ],
-                )?;
-                let table = client.update(
-                    &plan,
-                    None,
-                    &[caller.into(), source.into(), destination.into(), action.into()],
-                )?;
-                Ok::<_, SqlError>(table.first().get_one::<bool>()?.unwrap_or(false))
-            })
-        })
+        let done = call_as_owner::<bool>(
+            "steadytext_derivation_manage",
+            "$1::regrole, $2::regclass, $3::name, $4",
+            &[caller.into(), source.into(), destination.into(), action.into()],
+        )?;
+        Ok(done.unwrap_or(false))
     })())
 }
 
