@@ -171,16 +171,27 @@ impl DaemonError {
     /// the status of its SQLSTATE ([`sqlstate_status`]); 503 for a database without the
     /// extension it needs; else the status of its wire class ([`http_status`]).
     pub fn http_status(&self) -> StatusCode {
+        if let Some(refusal) = self.refusal() {
+            return sqlstate_status(refusal.code());
+        }
         match self {
             DaemonError::Unsupported(_)
             | DaemonError::Engine(CoreError::NoChatTemplate { .. } | CoreError::ChatMessage(_)) => {
                 StatusCode::BAD_REQUEST
             }
-            DaemonError::Db(e) if e.as_db_error().is_some() => sqlstate_status(e.code()),
             DaemonError::ExtensionMissing | DaemonError::ExtensionOutdated { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             _ => http_status(self.code()),
+        }
+    }
+
+    /// PostgreSQL's error reply to a statement (its SQLSTATE and message), when this is one:
+    /// the database refused the statement, and the connection itself is fine.
+    pub fn refusal(&self) -> Option<&tokio_postgres::error::DbError> {
+        match self {
+            DaemonError::Db(e) => e.as_db_error(),
+            _ => None,
         }
     }
 }
@@ -188,9 +199,8 @@ impl DaemonError {
 /// HTTP status of a statement PostgreSQL refused, by its SQLSTATE: 403 for a missing privilege
 /// (42501), 409 for an object in the wrong state or a conflict (classes 55 and 40), 422 for a
 /// bad value (class 22), 404 for an object that does not exist (42704, P0002), else 500.
-pub fn sqlstate_status(code: Option<&tokio_postgres::error::SqlState>) -> StatusCode {
-    let code = code.map(tokio_postgres::error::SqlState::code).unwrap_or("");
-    match code {
+pub fn sqlstate_status(code: &tokio_postgres::error::SqlState) -> StatusCode {
+    match code.code() {
         "42501" => StatusCode::FORBIDDEN,
         "42704" | "P0002" => StatusCode::NOT_FOUND,
         c if c.starts_with("55") || c.starts_with("40") => StatusCode::CONFLICT,

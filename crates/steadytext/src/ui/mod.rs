@@ -141,12 +141,11 @@ fn not_a_request_id(id: &str) -> Response {
 /// old, or for a statement PostgreSQL refused (with its SQLSTATE; the connection is kept).
 fn failed(e: &DaemonError) -> Response {
     let status = e.http_status();
+    if let Some(refusal) = e.refusal() {
+        let text = format!("{} (SQLSTATE {})", refusal.message(), refusal.code().code());
+        return message(status, "PostgreSQL refused it", text);
+    }
     match e {
-        DaemonError::Db(db) if db.as_db_error().is_some() => {
-            let code = db.code().map_or("", |c| c.code());
-            let text = db.as_db_error().map_or_else(String::new, |d| d.message().to_owned());
-            message(status, "PostgreSQL refused it", format!("{text} (SQLSTATE {code})"))
-        }
         DaemonError::ExtensionMissing => {
             message(status, "pg_steadytext is not installed", e.to_string())
         }
@@ -167,8 +166,7 @@ async fn with_db<T>(
     match query(&client, &sql).await {
         Ok(v) => Ok(v),
         Err(e) => {
-            let refused = matches!(&e, DaemonError::Db(db) if db.as_db_error().is_some());
-            if !refused {
+            if e.refusal().is_none() {
                 if let Some(session) = &ui.db {
                     session.reset().await;
                 }
