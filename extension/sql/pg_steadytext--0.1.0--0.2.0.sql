@@ -533,8 +533,8 @@ BEGIN
     IF d.id IS NULL THEN
         RETURN NULL;
     END IF;
-    compared := @extschema@.steadytext_derivation_other_columns(TG_RELID, d.key_columns || d.input_columns);
     not_key := @extschema@.steadytext_derivation_other_columns(TG_RELID, d.key_columns);
+    compared := ARRAY(SELECT c FROM unnest(not_key) AS c WHERE c <> ALL (d.input_columns));
     WITH n AS (SELECT to_jsonb(x) AS r FROM steadytext_new x),
          o AS (SELECT to_jsonb(x) - compared AS r FROM steadytext_old x)
     SELECT (SELECT jsonb_agg(n.r) FROM n WHERE NOT EXISTS (SELECT FROM o WHERE o.r = n.r - compared)),
