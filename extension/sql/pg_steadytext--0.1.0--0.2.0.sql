@@ -111,6 +111,28 @@ CREATE INDEX steadytext_derivation_rows_request_idx
 COMMENT ON TABLE steadytext_derivation_rows IS
     'pg_steadytext derivations: per source row, what its destination was derived from and what is under way';
 
+-- Source rows whose input may have changed and that no request reflects yet: a statement that
+-- inserts or changes up to steadytext_derivation_statement_limit() rows records their keys here
+-- and sends NOTIFY steadytext_jobs, 'walk'; the next steadytext_derivation_walk a worker runs
+-- (at once, on that notification) evaluates their inputs and enqueues what changed, in batches.
+-- Recording a key is one small insert, so a single-row INSERT costs less than a hand-written
+-- trigger that enqueues (bench/README.md, derive_write_overhead); the worker does the rest for
+-- many rows at once. No foreign key (its check would cost every statement a row lock): the
+-- functions that drop or disable a derivation delete its changes.
+CREATE TABLE steadytext_derivation_changes (
+    derivation_id bigint NOT NULL,
+    -- the row's primary key as a JSON object {column: value}
+    source_key    jsonb NOT NULL,
+    changed_at    timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+-- a derivation's changes, oldest first (taken in that order; the oldest is its lag)
+CREATE INDEX steadytext_derivation_changes_idx
+    ON steadytext_derivation_changes (derivation_id, changed_at);
+
+COMMENT ON TABLE steadytext_derivation_changes IS
+    'pg_steadytext derivations: source rows changed by a statement, not yet turned into requests';
+
 -- The queue rows a derivation enqueued say which derivation and which source row they serve,
 -- and the hash of the input they were computed from.
 -- chunked embeddings are a function of their own: a text in, a JSON array of
@@ -131,18 +153,25 @@ ALTER TABLE steadytext_queue
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.steadytext_derivations', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.steadytext_derivations_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.steadytext_derivation_rows', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.steadytext_derivation_changes', '');
 
 -- Users see the derivations they declared (or whose declarer role they are members of) and
 -- their rows; steadytext_worker sees all. Nobody but the extension's functions writes them.
 ALTER TABLE steadytext_derivations ENABLE ROW LEVEL SECURITY;
 ALTER TABLE steadytext_derivation_rows ENABLE ROW LEVEL SECURITY;
+ALTER TABLE steadytext_derivation_changes ENABLE ROW LEVEL SECURITY;
 CREATE POLICY steadytext_derivations_declarer_read ON steadytext_derivations
     FOR SELECT USING (pg_catalog.pg_has_role(declarer, 'USAGE'));
 CREATE POLICY steadytext_derivation_rows_declarer_read ON steadytext_derivation_rows
     FOR SELECT USING (EXISTS (SELECT FROM @extschema@.steadytext_derivations d
                               WHERE d.id = derivation_id));
-REVOKE ALL ON steadytext_derivations, steadytext_derivation_rows FROM PUBLIC;
-GRANT SELECT ON steadytext_derivations, steadytext_derivation_rows TO PUBLIC;
+CREATE POLICY steadytext_derivation_changes_declarer_read ON steadytext_derivation_changes
+    FOR SELECT USING (EXISTS (SELECT FROM @extschema@.steadytext_derivations d
+                              WHERE d.id = derivation_id));
+REVOKE ALL ON steadytext_derivations, steadytext_derivation_rows, steadytext_derivation_changes
+    FROM PUBLIC;
+GRANT SELECT ON steadytext_derivations, steadytext_derivation_rows, steadytext_derivation_changes
+    TO PUBLIC;
 
 -- ---------------------------------------------------------------------------------------------
 -- SQL text built from a derivation's definition (PL/pgSQL, whose statements' plans a session
@@ -256,7 +285,7 @@ $$;
 
 -- Records the inputs of source rows that were inserted, changed, or walked over, and enqueues a
 -- request for each row that needs one. `evaluated` is a JSON array of {"k": key, "h": hex sha256
--- of the input or null, "i": the input or null}, as steadytext_derivation_evaluate returns it.
+-- of the input or null, "i": the input or null}, as a walk evaluates them.
 -- A row needs a request if its input is new or changed (its old request, if any, is cancelled),
 -- or, on a walk, if it is not in sync and nothing is under way or failed for it. Paused
 -- derivations record the inputs and enqueue nothing. A row whose input became NULL gets a NULL
@@ -359,21 +388,80 @@ BEGIN
 END
 $$;
 
--- Evaluates the key, input and input hash of `rows` (a JSON array of whole source rows, as
--- to_jsonb gives them) as the derivation's declarer; returns them as
--- steadytext_derivation_enqueue takes them.
-CREATE FUNCTION steadytext_derivation_evaluate(d @extschema@.steadytext_derivations, rows jsonb)
+-- Evaluates, as the derivation's declarer, the key, input and input hash of the source rows
+-- named by `keys` (a JSON array of keys), one primary-key probe each, and returns them as
+-- steadytext_derivation_enqueue takes them. A row gone, or that the declarer cannot see, is
+-- left out. When the input of some row cannot be evaluated (the expression raises an error for
+-- its values), the rows are evaluated one by one and each that fails is left out with the error
+-- on its bookkeeping row, so that one row never holds up the others.
+CREATE FUNCTION steadytext_derivation_evaluate_keys(d @extschema@.steadytext_derivations, keys jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    query text := format(
+        'SELECT jsonb_build_object(''k'', k, ''h'', encode(sha256(convert_to(i, ''UTF8'')), ''hex''), ''i'', i) '
+        'FROM jsonb_array_elements($1) AS steadytext__w(e) CROSS JOIN LATERAL ('
+        '    SELECT %s AS k, %s AS i FROM %s AS t WHERE %s'
+        '    OFFSET 0) AS steadytext__e',  -- kept apart: one primary-key probe per key
+        @extschema@.steadytext_derivation_key_sql(d), @extschema@.steadytext_derivation_input_sql(d),
+        d.source, @extschema@.steadytext_derivation_key_match_sql(d, 'steadytext__w.e'));
+    evaluated jsonb := '[]';
+    k jsonb;
 BEGIN
-    RETURN (SELECT coalesce(jsonb_agg(r), '[]')
-        FROM @extschema@.steadytext_derivation_run_as(d.declarer, format(
-            'SELECT jsonb_build_object(''k'', k, ''h'', encode(sha256(convert_to(i, ''UTF8'')), ''hex''), ''i'', i) '
-            'FROM (SELECT %s AS k, %s AS i FROM jsonb_populate_recordset(NULL::%s, $1) AS t) AS steadytext__e',
-            @extschema@.steadytext_derivation_key_sql(d), @extschema@.steadytext_derivation_input_sql(d),
-            d.source), rows) AS r);
+    BEGIN
+        RETURN (SELECT coalesce(jsonb_agg(r), '[]')
+                FROM @extschema@.steadytext_derivation_run_as(d.declarer, query, keys) AS r);
+    EXCEPTION WHEN OTHERS THEN
+        NULL;  -- one by one, below
+    END;
+    FOR k IN SELECT jsonb_array_elements(keys) LOOP
+        BEGIN
+            evaluated := evaluated || (SELECT coalesce(jsonb_agg(r), '[]')
+                FROM @extschema@.steadytext_derivation_run_as(d.declarer, query, jsonb_build_array(k)) AS r);
+        EXCEPTION WHEN OTHERS THEN
+            INSERT INTO @extschema@.steadytext_derivation_rows AS s
+                (derivation_id, source_key, input_hash, error, changed_at)
+            VALUES (d.id, k, NULL, format('the input could not be evaluated: %s', SQLERRM), now())
+            ON CONFLICT (derivation_id, source_key) DO UPDATE
+            SET input_hash = NULL, error = EXCLUDED.error, changed_at = now();
+        END;
+    END LOOP;
+    RETURN evaluated;
+END
+$$;
+
+-- Takes up to batch_limit of derivation `d`'s recorded changes (steadytext_derivation_changes,
+-- oldest first, skipping those another worker is taking), evaluates the current input of each
+-- row they name (steadytext_derivation_evaluate_keys), and enqueues a request for each row whose
+-- input is new or changed (steadytext_derivation_enqueue). Returns how many changes it took.
+CREATE FUNCTION steadytext_derivation_take_changes(d @extschema@.steadytext_derivations,
+                                                   batch_limit integer)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    taken integer;
+    keys jsonb;
+BEGIN
+    WITH taken AS (
+        DELETE FROM @extschema@.steadytext_derivation_changes c
+        WHERE c.ctid = ANY (ARRAY(
+            SELECT x.ctid FROM @extschema@.steadytext_derivation_changes x
+            WHERE x.derivation_id = d.id
+            ORDER BY x.changed_at
+            LIMIT batch_limit
+            FOR UPDATE SKIP LOCKED))
+        RETURNING c.source_key
+    )
+    SELECT count(*), jsonb_agg(DISTINCT source_key) INTO taken, keys FROM taken;
+    IF taken > 0 THEN
+        PERFORM @extschema@.steadytext_derivation_enqueue(d,
+            @extschema@.steadytext_derivation_evaluate_keys(d, keys), false);
+    END IF;
+    RETURN taken;
 END
 $$;
 
@@ -402,6 +490,11 @@ BEGIN
     )
     SELECT count(@extschema@.steadytext_queue_notify_completed(request_id, function_name, 'cancelled'))
     FROM cancelled INTO STRICT n;
+    -- (the changes recorded for rows deleted one by one are skipped when taken: those rows are
+    -- gone)
+    IF keys IS NULL THEN
+        DELETE FROM @extschema@.steadytext_derivation_changes WHERE derivation_id = d.id;
+    END IF;
 END
 $$;
 
@@ -465,9 +558,10 @@ AS $$ BEGIN RETURN 1000; END $$;
 
 -- The triggers steadytext_derive creates on the source (one per event: PostgreSQL allows
 -- transition tables only on single-event triggers). They run as the queue's owner (SECURITY
--- DEFINER): they read the statement's transition tables and call the functions above, which
--- evaluate the input as the declarer. EXECUTE is not granted to anyone: only the queue's owner
--- can create triggers with them.
+-- DEFINER): they read the statement's transition tables, record the keys of the rows inserted or
+-- whose input changed (steadytext_derivation_changes) and wake the workers, who evaluate the
+-- input as the declarer; they forget the rows deleted. EXECUTE is not granted to anyone: only
+-- the queue's owner can create triggers with them.
 CREATE FUNCTION steadytext_derivation_after_insert()
 RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
@@ -475,6 +569,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     d @extschema@.steadytext_derivations := @extschema@.steadytext_derivation_for_trigger(TG_ARGV[0], TG_RELID);
+    not_key text[];
     first_key jsonb;
 BEGIN
     IF d.id IS NULL THEN
@@ -489,9 +584,12 @@ BEGIN
         INTO first_key;
         PERFORM @extschema@.steadytext_derivation_defer(d, first_key);
     ELSE
-        PERFORM @extschema@.steadytext_derivation_enqueue(d,
-            @extschema@.steadytext_derivation_evaluate(d, (SELECT jsonb_agg(n) FROM steadytext_new n)),
-            false);
+        not_key := @extschema@.steadytext_derivation_other_columns(TG_RELID, d.key_columns);
+        INSERT INTO @extschema@.steadytext_derivation_changes (derivation_id, source_key)
+        SELECT d.id, to_jsonb(n) - not_key FROM steadytext_new n;
+        IF d.state = 'active' THEN
+            PERFORM pg_notify('steadytext_jobs', 'walk');
+        END IF;
     END IF;
     RETURN NULL;
 END
@@ -552,8 +650,11 @@ BEGIN
         INTO first_key;
         PERFORM @extschema@.steadytext_derivation_defer(d, first_key);
     ELSIF changed IS NOT NULL THEN
-        PERFORM @extschema@.steadytext_derivation_enqueue(d,
-            @extschema@.steadytext_derivation_evaluate(d, changed), false);
+        INSERT INTO @extschema@.steadytext_derivation_changes (derivation_id, source_key)
+        SELECT d.id, n - not_key FROM jsonb_array_elements(changed) AS n;
+        IF d.state = 'active' THEN
+            PERFORM pg_notify('steadytext_jobs', 'walk');
+        END IF;
     END IF;
     RETURN NULL;
 END
@@ -791,11 +892,14 @@ $$;
 -- ---------------------------------------------------------------------------------------------
 -- Walks: backfill when declared, catching up on resume, everything again on rederive.
 
--- Enqueues the next batch of at most batch_limit source rows (in key order) of one derivation
--- that is walking, skipping derivations another worker is walking and those with batch_limit
--- or more requests still pending, so that a walk never floods the queue. Workers call it
--- again while it returns a count; NULL: no derivation is walking. Returns how many rows it
--- walked over (0: the walking ones are waiting for their requests to drain).
+-- Turns up to batch_limit recorded changes of one active derivation into requests
+-- (steadytext_derivation_take_changes), or else enqueues the next batch of at most batch_limit
+-- source rows (in key order) of one derivation that is walking, skipping derivations another
+-- worker holds and walks with batch_limit or more requests still pending, so that a walk never
+-- floods the queue (changes are not held back: they are users' edits, at the derivation's
+-- priority). Workers call it again while it returns a count. Returns how many changes it took
+-- or rows it walked over; 0: the walking derivations are waiting for their requests to drain;
+-- NULL: nothing to do (no changes, and no walk under way or one that just ended).
 CREATE FUNCTION steadytext_derivation_walk(batch_limit integer DEFAULT 1000)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -805,29 +909,39 @@ DECLARE
     d @extschema@.steadytext_derivations;
     walked jsonb;
     got integer;
-    any_walking boolean := false;
+    draining boolean := false;
 BEGIN
     IF batch_limit IS NULL OR batch_limit < 1 OR batch_limit > 10000 THEN
         RAISE EXCEPTION 'batch_limit must be between 1 and 10000, got %', batch_limit
             USING ERRCODE = '22023';
     END IF;
     FOR d IN
-        SELECT * FROM @extschema@.steadytext_derivations
-        WHERE walking AND state = 'active'
-        ORDER BY id
+        SELECT * FROM @extschema@.steadytext_derivations x
+        WHERE x.state = 'active'
+          AND (x.walking OR EXISTS (SELECT FROM @extschema@.steadytext_derivation_changes c
+                                    WHERE c.derivation_id = x.id))
+        ORDER BY x.id
         FOR UPDATE SKIP LOCKED
     LOOP
-        any_walking := true;
+        got := @extschema@.steadytext_derivation_take_changes(d, batch_limit);
+        IF got > 0 THEN
+            RETURN got;
+        END IF;
+        IF NOT d.walking THEN
+            CONTINUE;
+        END IF;
         -- (requests under way: pending or processing, counted on their partial index)
         IF (SELECT count(*) FROM @extschema@.steadytext_derivation_rows s
             WHERE s.derivation_id = d.id AND s.request_id IS NOT NULL) >= batch_limit THEN
+            draining := true;
             CONTINUE;
         END IF;
+        -- the next keys in key order, then their inputs (so that a row whose input cannot be
+        -- evaluated shows its error instead of stopping the walk there)
         SELECT jsonb_agg(r ORDER BY ord) INTO walked
         FROM @extschema@.steadytext_derivation_run_as(d.declarer, format(
-            'SELECT jsonb_build_object(''k'', k, ''h'', encode(sha256(convert_to(i, ''UTF8'')), ''hex''), ''i'', i) '
-            'FROM (SELECT %s AS k, %s AS i FROM %s AS t %s ORDER BY %s LIMIT %s) AS steadytext__e',
-            @extschema@.steadytext_derivation_key_sql(d), @extschema@.steadytext_derivation_input_sql(d),
+            'SELECT %s FROM %s AS t %s ORDER BY %s LIMIT %s',
+            @extschema@.steadytext_derivation_key_sql(d),
             d.source,
             CASE WHEN d.walk_after IS NULL THEN '' ELSE format('WHERE (%s) %s (%s)',
                 @extschema@.steadytext_derivation_key_columns_sql(d),
@@ -837,17 +951,21 @@ BEGIN
             batch_limit), d.walk_after) WITH ORDINALITY AS w(r, ord);
         got := coalesce(jsonb_array_length(walked), 0);
         IF got > 0 THEN
-            PERFORM @extschema@.steadytext_derivation_enqueue(d, walked, true);
+            PERFORM @extschema@.steadytext_derivation_enqueue(d,
+                @extschema@.steadytext_derivation_evaluate_keys(d, walked), true);
         END IF;
         UPDATE @extschema@.steadytext_derivations
-        SET walk_after = CASE WHEN got > 0 THEN walked -> (got - 1) -> 'k' ELSE walk_after END,
+        SET walk_after = CASE WHEN got > 0 THEN walked -> (got - 1) ELSE walk_after END,
             walk_inclusive = walk_inclusive AND got = 0,
             walking = got >= batch_limit,
             walk_since = CASE WHEN got >= batch_limit THEN walk_since END
         WHERE id = d.id;
-        RETURN got;
+        -- (a walk that found no more rows has ended: on to the next derivation)
+        IF got > 0 THEN
+            RETURN got;
+        END IF;
     END LOOP;
-    RETURN CASE WHEN any_walking THEN 0 END;
+    RETURN CASE WHEN draining THEN 0 END;
 END
 $$;
 
@@ -1111,12 +1229,13 @@ $$;
 
 -- Pauses, resumes, rederives or drops the derivation of `destination` on `source` for `caller`,
 -- who must be its declarer (or a member of that role) or a superuser.
---   pause: changes are recorded but nothing is enqueued; what is pending is cancelled.
+--   pause: changes are recorded (steadytext_derivation_changes) but not taken, and nothing is
+--          enqueued; what is pending is cancelled.
 --   resume: enqueues (walking the source) every row that is not in sync, then follows changes.
 --   rederive: every row is derived again (after a model change): bumps the epoch, cancels what
 --             is pending, clears errors and walks the whole source.
---   drop: cancels what is pending and drops the triggers and the bookkeeping; the destination
---         keeps its values.
+--   drop: cancels what is pending and drops the triggers, the bookkeeping and the changes not
+--         yet taken; the destination keeps its values.
 CREATE FUNCTION steadytext_derivation_manage(caller regrole, source regclass, destination name,
                                              action text)
 RETURNS boolean
@@ -1173,6 +1292,7 @@ BEGIN
         PERFORM pg_notify('steadytext_jobs', 'walk');
     WHEN 'drop' THEN
         PERFORM @extschema@.steadytext_derivation_drop_triggers(d);
+        DELETE FROM @extschema@.steadytext_derivation_changes WHERE derivation_id = d.id;
         DELETE FROM @extschema@.steadytext_derivations WHERE id = d.id;
     ELSE
         RAISE EXCEPTION 'unknown action %', action USING ERRCODE = '22023';
@@ -1182,8 +1302,8 @@ END
 $$;
 
 -- Disables derivation `d` because of `reason` (its source changed under it): cancels what is
--- pending, drops its triggers (so that no statement on the source fails because of it) and
--- keeps its rows' bookkeeping and its destination's values. Raises a WARNING saying so.
+-- pending and forgets the changes not yet taken, drops its triggers (so that no statement on
+-- the source fails because of it) and keeps its rows' bookkeeping and its destination's values. Raises a WARNING saying so.
 CREATE FUNCTION steadytext_derivation_disable(d @extschema@.steadytext_derivations, reason text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
@@ -1195,6 +1315,7 @@ BEGIN
     UPDATE @extschema@.steadytext_derivation_rows SET request_id = NULL
     WHERE derivation_id = d.id AND request_id IS NOT NULL;
     PERFORM @extschema@.steadytext_derivation_drop_triggers(d);
+    DELETE FROM @extschema@.steadytext_derivation_changes WHERE derivation_id = d.id;
     UPDATE @extschema@.steadytext_derivations
     SET state = 'disabled', disabled_reason = reason, walking = false, walk_since = NULL
     WHERE id = d.id;
@@ -1272,6 +1393,7 @@ BEGIN
         ORDER BY x.id
     LOOP
         PERFORM @extschema@.steadytext_derivation_cancel_under_way(d.id);
+        DELETE FROM @extschema@.steadytext_derivation_changes WHERE derivation_id = d.id;
         DELETE FROM @extschema@.steadytext_derivations WHERE id = d.id;
         RAISE NOTICE 'pg_steadytext dropped the derivation of column "%" of %, dropped with its table',
             d.destination, d.object_identity;
@@ -1295,16 +1417,17 @@ CREATE EVENT TRIGGER steadytext_derivation_drop ON sql_drop
     EXECUTE FUNCTION steadytext_derivation_after_drop();
 
 -- What every derivation the current role may see stands at: rows in sync, pending (a request
--- under way, or a change not yet enqueued: paused, or waiting for a walk), failed (with the
--- last error), the lag (age of the oldest change not yet derived), and whether a walk is under
--- way.
+-- under way, a change recorded and not yet taken, or a change not yet enqueued: paused, or
+-- waiting for a walk), failed (with the last error), the lag (age of the oldest change not yet
+-- derived), and whether a walk is under way. A row with a recorded change counts as pending,
+-- whatever its bookkeeping said before the change.
 CREATE VIEW steadytext_derivation_status WITH (security_invoker = true) AS
 SELECT d.id, d.source, d.destination, d.function_name AS kind, d.input, d.declarer, d.state,
        d.disabled_reason,
-       coalesce(r.total, 0) AS rows_total,
-       coalesce(r.in_sync, 0) AS rows_in_sync,
-       coalesce(r.pending, 0) AS rows_pending,
-       coalesce(r.failed, 0) AS rows_failed,
+       coalesce(r.total, 0) + c.changed - c.known AS rows_total,
+       coalesce(r.in_sync, 0) - c.in_sync AS rows_in_sync,
+       coalesce(r.pending, 0) - c.pending + c.changed AS rows_pending,
+       coalesce(r.failed, 0) - c.failed AS rows_failed,
        r.last_error,
        w.oldest AS oldest_pending_change,
        CASE WHEN w.oldest IS NULL THEN interval '0' ELSE now() - w.oldest END AS lag,
@@ -1324,9 +1447,28 @@ LEFT JOIN LATERAL (
     WHERE s.derivation_id = d.id
 ) r ON true
 CROSS JOIN LATERAL (
+    -- the rows with recorded changes (few: workers take them at once), and how the bookkeeping
+    -- of those it knows counted them
+    SELECT count(*) AS changed,
+           count(*) FILTER (WHERE s.source_key IS NOT NULL) AS known,
+           count(*) FILTER (WHERE s.input_hash IS NOT DISTINCT FROM s.derived_hash
+                              AND s.derived_epoch = d.epoch) AS in_sync,
+           count(*) FILTER (WHERE s.source_key IS NOT NULL AND s.error IS NULL
+                              AND NOT (s.input_hash IS NOT DISTINCT FROM s.derived_hash
+                                       AND s.derived_epoch = d.epoch)) AS pending,
+           count(*) FILTER (WHERE s.error IS NOT NULL) AS failed,
+           min(x.first_change) AS oldest
+    FROM (SELECT k.source_key, min(k.changed_at) AS first_change
+          FROM @extschema@.steadytext_derivation_changes k
+          WHERE k.derivation_id = d.id
+          GROUP BY k.source_key) x
+    LEFT JOIN @extschema@.steadytext_derivation_rows s
+           ON s.derivation_id = d.id AND s.source_key = x.source_key
+) c
+CROSS JOIN LATERAL (
     -- rows a walk has still to reach count from when the walk began
-    SELECT CASE WHEN d.walking AND d.state = 'active' THEN least(r.oldest_change, d.walk_since)
-                ELSE r.oldest_change END AS oldest
+    SELECT CASE WHEN d.walking AND d.state = 'active' THEN least(r.oldest_change, c.oldest, d.walk_since)
+                ELSE least(r.oldest_change, c.oldest) END AS oldest
 ) w;
 
 COMMENT ON VIEW steadytext_derivation_status IS
@@ -1365,7 +1507,10 @@ BEGIN
           AND (x.xmin::text = (pg_current_xact_id_if_assigned()::text::numeric % 4294967296)::text
                OR EXISTS (SELECT FROM @extschema@.steadytext_derivation_rows r
                           WHERE r.derivation_id = x.id
-                            AND r.xmin::text = (pg_current_xact_id_if_assigned()::text::numeric % 4294967296)::text))) THEN
+                            AND r.xmin::text = (pg_current_xact_id_if_assigned()::text::numeric % 4294967296)::text)
+               OR EXISTS (SELECT FROM @extschema@.steadytext_derivation_changes c
+                          WHERE c.derivation_id = x.id
+                            AND c.xmin::text = (pg_current_xact_id_if_assigned()::text::numeric % 4294967296)::text))) THEN
         RAISE EXCEPTION 'cannot wait for the derivation of column "%" of % in the transaction that declared or changed it',
             destination, source
             USING ERRCODE = '55000', DETAIL = 'Workers see its changes only once this transaction commits.',
@@ -1385,12 +1530,14 @@ BEGIN
             RAISE EXCEPTION 'the derivation of column "%" of % is %', destination, source, d.state
                 USING ERRCODE = '55000';
         END IF;
-        -- while it walks or has a request under way (both found through indexes) it is not
-        -- settled; the status view, which counts over all of its rows, is read only when
-        -- neither is the case (or to report the timeout), so that waiting on a large backfill
-        -- does not take CPU from the workers
+        -- while it walks, has a request under way or a change not yet taken (each found
+        -- through an index) it is not settled; the status view, which counts over all of its
+        -- rows, is read only when none is the case (or to report the timeout), so that waiting
+        -- on a large backfill does not take CPU from the workers
         IF (d.walking OR EXISTS (SELECT FROM @extschema@.steadytext_derivation_rows r
-                                 WHERE r.derivation_id = d.id AND r.request_id IS NOT NULL))
+                                 WHERE r.derivation_id = d.id AND r.request_id IS NOT NULL)
+                      OR EXISTS (SELECT FROM @extschema@.steadytext_derivation_changes c
+                                 WHERE c.derivation_id = d.id))
            AND clock_timestamp() < deadline THEN
             PERFORM pg_sleep(0.05);
             CONTINUE;
@@ -1423,7 +1570,8 @@ REVOKE ALL ON FUNCTION
     steadytext_derivation_input_sql(steadytext_derivations),
     steadytext_derivation_value_sql(steadytext_derivations, text),
     steadytext_derivation_enqueue(steadytext_derivations, jsonb, boolean),
-    steadytext_derivation_evaluate(steadytext_derivations, jsonb),
+    steadytext_derivation_take_changes(steadytext_derivations, integer),
+    steadytext_derivation_evaluate_keys(steadytext_derivations, jsonb),
     steadytext_derivation_forget(steadytext_derivations, jsonb),
     steadytext_derivation_for_trigger(text, oid),
     steadytext_derivation_after_insert(),

@@ -1,12 +1,15 @@
-//! The worker's share of derivation walks (the backfill of a new derivation, the catch-up after
-//! a resume, everything again after a rederive): `steadytext_derivation_walk` enqueues the next
-//! [`BATCH`] source rows of one walking derivation, unless that many of its requests are still
-//! pending, so a walk keeps the queue fed without flooding it. Any number of workers share the
-//! walks (each call locks the derivation it walks and skips those others hold).
+//! The worker's share of derivations' enqueueing: `steadytext_derivation_walk` turns up to
+//! [`BATCH`] changes that statements recorded (`steadytext_derivation_changes`) into requests,
+//! or else enqueues the next [`BATCH`] source rows of one walking derivation (the backfill of a
+//! new derivation, the catch-up after a resume, everything again after a rederive), unless that
+//! many of its requests are still pending, so a walk keeps the queue fed without flooding it.
+//! Any number of workers share the work (each call locks the derivation it serves and skips
+//! those others hold).
 //!
-//! When: at once after a walk enqueued rows; [`DRAINING`] after a call found the walking
-//! derivations' requests still pending; [`IDLE`] after a call found nothing walking, or at once
-//! when `steadytext_derive`, `_resume` or `_rederive` sends `NOTIFY steadytext_jobs, 'walk'`.
+//! When: at once after a call took changes or enqueued rows; [`DRAINING`] after a call found the
+//! walking derivations' requests still pending; [`IDLE`] after a call found nothing to do, or at
+//! once on `NOTIFY steadytext_jobs, 'walk'`, which a statement that recorded changes sends, as
+//! do `steadytext_derive`, `_resume` and `_rederive`.
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +17,8 @@ use tokio_postgres::Client;
 
 use crate::error::DaemonError;
 
-/// Source rows enqueued per call at most (and the pending requests a walk waits below).
+/// Changes taken or source rows enqueued per call at most (and the pending requests a walk
+/// waits below).
 pub const BATCH: i32 = 1000;
 
 /// Pause while a walking derivation's requests drain.

@@ -92,12 +92,27 @@ SELECT d.destination, q.function_name, q.parameters, q.priority, q.owner, q.sour
 FROM steadytext_queue q JOIN steadytext_derivations d ON d.id = q.derivation_id
 ORDER BY d.id, q.source_key;
 
--- changes: an INSERT enqueues, an UPDATE of an input column enqueues (and cancels the request
--- it supersedes), an UPDATE of other columns does not
+-- changes: an INSERT records its rows, an UPDATE of an input column records them, an UPDATE
+-- of other columns does not; the statement enqueues nothing itself
 SET ROLE regress_alice;
 INSERT INTO regress_derive.docs (id, title, body) VALUES (3, 'three', 'third body');
 UPDATE regress_derive.docs SET title = 'ONE' WHERE id = 1;
 UPDATE regress_derive.docs SET label = 'by hand' WHERE id = 2;
+SELECT d.destination, c.source_key FROM steadytext_derivation_changes c
+JOIN steadytext_derivations d ON d.id = c.derivation_id ORDER BY d.id, c.source_key;
+SELECT destination, rows_total, rows_pending, lag > interval '0' AS lagging
+FROM steadytext_derivation_status ORDER BY id;
+SELECT count(*) AS enqueued_by_the_statements FROM steadytext_queue WHERE status = 'pending'
+AND priority >= 0;
+RESET ROLE;
+-- a worker's next walk (woken by the statements' NOTIFY) takes the changes, one derivation per
+-- call: it enqueues a request for each row whose input is new or changed, at the derivation's
+-- priority, and cancels the request a change supersedes
+SET ROLE regress_worker;
+SELECT steadytext_derivation_walk() AS took FROM generate_series(1, 5);
+RESET ROLE;
+SET ROLE regress_alice;
+SELECT count(*) AS changes_left FROM steadytext_derivation_changes;
 SELECT d.destination, q.parameters ->> coalesce(nullif(q.function_name, 'embed'), 'text_input') AS input,
        q.priority, q.source_key, q.status
 FROM steadytext_queue q JOIN steadytext_derivations d ON d.id = q.derivation_id
@@ -133,13 +148,19 @@ SET ROLE regress_alice;
 UPDATE regress_derive.docs SET body = 'second body, edited' WHERE id = 2;
 RESET ROLE;
 SET ROLE regress_worker;
+SELECT steadytext_derivation_walk() AS took FROM generate_series(1, 5);
+RESET ROLE;
+SET ROLE regress_worker;
 SELECT count(*) AS claimed FROM steadytext_queue_claim('regress-w', 100);
 RESET ROLE;
 SET ROLE regress_alice;
 UPDATE regress_derive.docs SET body = 'second body, edited twice' WHERE id = 2;
 RESET ROLE;
 SET ROLE regress_worker;
--- the claimed ones were cancelled by the second edit: nothing is written
+SELECT steadytext_derivation_walk() AS took FROM generate_series(1, 5);
+RESET ROLE;
+SET ROLE regress_worker;
+-- the claimed ones were cancelled when the second edit was taken: nothing is written
 SELECT steadytext_queue_complete_many('regress-w', array_agg(request_id), array_agg('stale'::text))
        AS written
 FROM steadytext_queue WHERE worker_id = 'regress-w' AND source_key = '{"id": 2}' AND status = 'cancelled';
@@ -170,6 +191,9 @@ SET ROLE regress_alice;
 INSERT INTO regress_derive.docs (id, title, body) VALUES (4, 'four', 'fourth body');
 RESET ROLE;
 SET ROLE regress_worker;
+SELECT steadytext_derivation_walk() AS took FROM generate_series(1, 5);
+RESET ROLE;
+SET ROLE regress_worker;
 SELECT count(*) AS claimed FROM steadytext_queue_claim('regress-w', 100);
 SELECT steadytext_queue_fail(request_id, 'regress-w', 'model exploded on ' || (source_key ->> 'id'), retryable => false)
 FROM steadytext_queue WHERE status = 'processing' AND function_name = 'generate';
@@ -198,6 +222,11 @@ SET ROLE regress_alice;
 SELECT count(*) AS rows_with_errors FROM steadytext_derivation_rows WHERE error IS NOT NULL;
 -- a NULL input gives a NULL destination, with no request
 UPDATE regress_derive.docs SET body = NULL WHERE id = 1;
+RESET ROLE;
+SET ROLE regress_worker;
+SELECT steadytext_derivation_walk() AS took FROM generate_series(1, 5);
+RESET ROLE;
+SET ROLE regress_alice;
 SELECT id, embedding, summary, facts, label FROM regress_derive.docs WHERE id = 1;
 SELECT count(*) AS enqueued_for_row_1 FROM steadytext_queue WHERE source_key = '{"id": 1}' AND status = 'pending';
 
@@ -206,9 +235,15 @@ DELETE FROM regress_derive.docs WHERE id = 3;
 SELECT count(*) AS rows_of_3 FROM steadytext_derivation_rows WHERE source_key = '{"id": 3}';
 SELECT count(*) AS pending_for_3 FROM steadytext_queue WHERE source_key = '{"id": 3}' AND status = 'pending';
 
--- pause: nothing is enqueued, changes are recorded; resume walks them in
+-- pause: nothing is enqueued, changes are recorded (and not taken); resume takes them, at the
+-- derivation's priority, and walks the rest
 SELECT steadytext_derivation_pause('regress_derive.docs', 'summary');
 UPDATE regress_derive.docs SET body = 'fourth body, paused' WHERE id = 4;
+RESET ROLE;
+SET ROLE regress_worker;
+SELECT steadytext_derivation_walk() AS took FROM generate_series(1, 5);
+RESET ROLE;
+SET ROLE regress_alice;
 SELECT state, rows_pending FROM steadytext_derivation_status WHERE destination = 'summary';
 SELECT count(*) AS summaries_pending FROM steadytext_queue q JOIN steadytext_derivations d ON d.id = q.derivation_id
 WHERE d.destination = 'summary' AND q.status = 'pending';
@@ -225,8 +260,10 @@ SELECT steadytext_derivation_walk() AS walked FROM generate_series(1, 4);
 SELECT q.source_key FROM steadytext_queue q JOIN steadytext_derivations d ON d.id = q.derivation_id
 WHERE d.destination = 'label' AND q.status = 'pending' ORDER BY q.source_key;
 SET ROLE regress_alice;
+UPDATE regress_derive.docs SET title = 'four, once more' WHERE id = 4;
 TRUNCATE regress_derive.docs;
 SELECT count(*) AS rows_left FROM steadytext_derivation_rows;
+SELECT count(*) AS changes_left FROM steadytext_derivation_changes;
 SELECT count(*) AS pending_left FROM steadytext_queue WHERE derivation_id IS NOT NULL AND status = 'pending';
 
 -- management: only the declarer (or a member of its role, or a superuser)
@@ -331,6 +368,9 @@ SELECT steadytext_derive('regress_derive.checked', 'summary', 'body', 'generate'
 INSERT INTO regress_derive.checked VALUES (1, 'short', NULL), (2, 'long', NULL);
 RESET ROLE;
 SET ROLE regress_worker;
+SELECT steadytext_derivation_walk() AS took FROM generate_series(1, 5);
+RESET ROLE;
+SET ROLE regress_worker;
 SELECT count(*) AS claimed FROM steadytext_queue_claim('regress-w', 100);
 SELECT steadytext_queue_complete_many('regress-w', array_agg(request_id ORDER BY id),
            array_agg(CASE WHEN source_key ->> 'id' = '1' THEN 'ok' ELSE 'far too long' END ORDER BY id))
@@ -342,6 +382,30 @@ SELECT id, summary FROM regress_derive.checked ORDER BY id;
 SELECT source_key, error FROM steadytext_derivation_rows r JOIN steadytext_derivations d ON d.id = r.derivation_id
 WHERE d.source = 'regress_derive.checked'::regclass ORDER BY source_key;
 SELECT steadytext_derivation_drop('regress_derive.checked', 'summary');
+
+-- an input the expression cannot evaluate for a row (here a division by zero) shows on that
+-- row; the statement that changed it goes through, and the other rows are derived
+RESET ROLE;
+CREATE TABLE regress_derive.fragile (id int PRIMARY KEY, body text, summary text);
+ALTER TABLE regress_derive.fragile OWNER TO regress_alice;
+SET ROLE regress_alice;
+INSERT INTO regress_derive.fragile VALUES (1, 'fine', NULL), (2, '', NULL);
+SELECT steadytext_derive('regress_derive.fragile', 'summary', $$body || (12 / length(body))$$, 'generate') > 0
+       AS declared;
+INSERT INTO regress_derive.fragile VALUES (3, 'also fine', NULL), (4, '', NULL);
+RESET ROLE;
+SET ROLE regress_worker;
+SELECT steadytext_derivation_walk() AS took FROM generate_series(1, 3);
+RESET ROLE;
+SET ROLE regress_alice;
+SELECT q.source_key, q.parameters ->> 'prompt' AS prompt FROM steadytext_queue q
+JOIN steadytext_derivations d ON d.id = q.derivation_id
+WHERE d.source = 'regress_derive.fragile'::regclass ORDER BY q.source_key;
+SELECT source_key, error FROM steadytext_derivation_rows r JOIN steadytext_derivations d ON d.id = r.derivation_id
+WHERE d.source = 'regress_derive.fragile'::regclass AND error IS NOT NULL ORDER BY source_key;
+SELECT rows_total, rows_pending, rows_failed, last_error FROM steadytext_derivation_status
+WHERE source = 'regress_derive.fragile'::regclass;
+SELECT steadytext_derivation_drop('regress_derive.fragile', 'summary');
 
 -- the source changing under a derivation: a renamed or dropped input column, or a destination
 -- of another type, disables it (its triggers are dropped, so statements on the table go on
