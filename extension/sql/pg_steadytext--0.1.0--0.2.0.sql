@@ -713,6 +713,10 @@ CREATE FUNCTION steadytext_derivation_write_rows(d @extschema@.steadytext_deriva
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+-- (its callers force generic plans; these statements, and the declarer's write, keep the plan
+-- cache's own choice: a generic plan made at the first completion, when the bookkeeping table
+-- was nearly empty, read it whole at every later one)
+SET plan_cache_mode = auto
 AS $$
 DECLARE
     written jsonb;
@@ -812,6 +816,10 @@ CREATE FUNCTION steadytext_derivation_write_back(request_ids uuid[])
 RETURNS uuid[]
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+-- (the statements below look up each request through its index whatever the number of
+-- requests; left to choose, the plan cache planned them again at every completion, because a
+-- plan made for the actual array looked cheaper than the kept one)
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     d @extschema@.steadytext_derivations;
@@ -1611,6 +1619,9 @@ CREATE OR REPLACE FUNCTION steadytext_queue_complete_many(worker_id text, reques
 RETURNS boolean[]
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+-- (every statement below finds its rows through request_id's index, whatever the number of
+-- requests; left to choose, the plan cache planned some of them again at every call)
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     written uuid[] := '{}';
@@ -1656,6 +1667,8 @@ BEGIN
     END LOOP;
     IF cardinality(derived) > 0 THEN
         busy := @extschema@.steadytext_derivation_write_back(derived);
+    END IF;
+    IF cardinality(busy) > 0 THEN
         UPDATE @extschema@.steadytext_queue
         SET status = 'pending', result = NULL, completed_at = NULL, worker_id = NULL,
             next_attempt_at = now() + interval '100 milliseconds'

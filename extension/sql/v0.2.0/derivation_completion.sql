@@ -16,6 +16,9 @@ CREATE OR REPLACE FUNCTION steadytext_queue_complete_many(worker_id text, reques
 RETURNS boolean[]
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+-- (every statement below finds its rows through request_id's index, whatever the number of
+-- requests; left to choose, the plan cache planned some of them again at every call)
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     written uuid[] := '{}';
@@ -61,6 +64,8 @@ BEGIN
     END LOOP;
     IF cardinality(derived) > 0 THEN
         busy := @extschema@.steadytext_derivation_write_back(derived);
+    END IF;
+    IF cardinality(busy) > 0 THEN
         UPDATE @extschema@.steadytext_queue
         SET status = 'pending', result = NULL, completed_at = NULL, worker_id = NULL,
             next_attempt_at = now() + interval '100 milliseconds'

@@ -698,6 +698,10 @@ CREATE FUNCTION steadytext_derivation_write_rows(d @extschema@.steadytext_deriva
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+-- (its callers force generic plans; these statements, and the declarer's write, keep the plan
+-- cache's own choice: a generic plan made at the first completion, when the bookkeeping table
+-- was nearly empty, read it whole at every later one)
+SET plan_cache_mode = auto
 AS $$
 DECLARE
     written jsonb;
@@ -797,6 +801,10 @@ CREATE FUNCTION steadytext_derivation_write_back(request_ids uuid[])
 RETURNS uuid[]
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+-- (the statements below look up each request through its index whatever the number of
+-- requests; left to choose, the plan cache planned them again at every completion, because a
+-- plan made for the actual array looked cheaper than the kept one)
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     d @extschema@.steadytext_derivations;

@@ -282,5 +282,12 @@ SELECT p.oid::regprocedure AS unpinned
 FROM pg_proc p
 JOIN pg_depend d ON d.objid = p.oid AND d.classid = 'pg_proc'::regclass AND d.deptype = 'e'
 JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_steadytext'
-WHERE p.proconfig IS DISTINCT FROM ARRAY['search_path=pg_catalog, pg_temp']
+WHERE NOT coalesce(p.proconfig @> ARRAY['search_path=pg_catalog, pg_temp'], false)
+ORDER BY 1;
+-- and the few that set anything else say what (planning of the completion's statements)
+SELECT p.oid::regprocedure AS function, p.proconfig AS settings
+FROM pg_proc p
+JOIN pg_depend d ON d.objid = p.oid AND d.classid = 'pg_proc'::regclass AND d.deptype = 'e'
+JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_steadytext'
+WHERE cardinality(p.proconfig) > 1
 ORDER BY 1;
