@@ -12,7 +12,7 @@
 //!   round trip (reported as such, not measured).
 //! * `derive_backfill`: a table of short rows declared at once; rows/s until all are in sync,
 //!   against draining the same texts enqueued with `steadytext_embed_batch_async`, with the
-//!   same worker.
+//!   same worker, half of them before the derivation and half after.
 //! * `derive_edit_one_paragraph`: a 20-paragraph document with a chunked embedding; one
 //!   paragraph edited; how many chunks reached the engine (the daemon's embedded-texts counter).
 
@@ -189,6 +189,34 @@ pub fn freshness(env: &Env, samples: u32) -> Result<()> {
     Ok(())
 }
 
+/// Seconds one worker takes to drain the texts `first..=last` of `texts` (a query of `(i,
+/// text)` over `$1..=$2`) enqueued with `steadytext_embed_batch_async`, 1 000 per call, without
+/// the result cache.
+fn drain_embed_batch(
+    env: &Env,
+    url: &str,
+    db: &mut postgres::Client,
+    texts: &str,
+    first: i64,
+    last: i64,
+) -> Result<f64> {
+    let serve = env.serve(&["--database-url", url, "--worker-id", "anchor"])?;
+    let mut tx = db.transaction()?;
+    tx.execute(
+        &format!(
+            "SELECT sum(cardinality(steadytext_embed_batch_async(b.texts, false))) \
+             FROM (SELECT array_agg(t ORDER BY i) AS texts FROM ({texts}) AS s(i, t) \
+                   GROUP BY (i - 1) / 1000) AS b"
+        ),
+        &[&first, &last],
+    )?;
+    tx.commit()?;
+    let start = Instant::now();
+    let end = setup::wait_drained(db, Duration::from_secs(7200))?;
+    drop(serve);
+    Ok(end.duration_since(start).as_secs_f64())
+}
+
 /// Waits (up to `deadline`) for the completion notification after which `in_sync` (one
 /// boolean, for the input `text`) says the row holds the result of `text`, and returns when
 /// that notification arrived: the worker first turns the recorded change into a request, so
@@ -269,30 +297,21 @@ pub fn backfill(env: &Env, rows: u32, raw: Option<&RawEmbed>) -> Result<()> {
     let url = cluster.url("postgres");
     let n = i64::from(rows);
     let texts = "SELECT i, 'Backfill row number ' || i || ' of the benchmark' \
-                 FROM generate_series(1, $1::bigint) AS i";
-    // anchor first: the same texts through steadytext_embed_batch_async (1 000 per call),
-    // drained by one worker
-    let serve = env.serve(&["--database-url", &url, "--worker-id", "anchor"])?;
-    let mut tx = db.transaction()?;
-    tx.execute(
-        &format!(
-            "SELECT sum(cardinality(steadytext_embed_batch_async(b.texts, false))) \
-             FROM (SELECT array_agg(t ORDER BY i) AS texts FROM ({texts}) AS s(i, t) \
-                   GROUP BY (i - 1) / 1000) AS b"
-        ),
-        &[&n],
-    )?;
-    tx.commit()?;
-    let start = Instant::now();
-    let end = setup::wait_drained(&mut db, Duration::from_secs(7200))?;
-    let anchor_secs = end.duration_since(start).as_secs_f64();
-    drop(serve);
+                 FROM generate_series($1::bigint, $2::bigint) AS i";
+    // the anchor in two halves, one before the derivation and one after (the same texts
+    // through steadytext_embed_batch_async, 1 000 per call, drained by one worker), so that a
+    // machine whose speed drifts during the minutes each side takes weighs on both alike
+    let half = n / 2;
+    let mut anchor_secs = drain_embed_batch(env, &url, &mut db, texts, 1, half)?;
     // the derivation: rows inserted, then declared at once; the worker walks them in
     db.batch_execute("TRUNCATE steadytext_queue")?;
     db.batch_execute(
         "CREATE TABLE backfill_docs (id bigint PRIMARY KEY, body text NOT NULL, embedding real[])",
     )?;
-    db.execute(&format!("INSERT INTO backfill_docs SELECT i, t FROM ({texts}) AS s(i, t)"), &[&n])?;
+    db.execute(
+        &format!("INSERT INTO backfill_docs SELECT i, t FROM ({texts}) AS s(i, t)"),
+        &[&1_i64, &n],
+    )?;
     let serve = env.serve(&["--database-url", &url, "--worker-id", "derive"])?;
     // cache misses both ways: the anchor ran with use_cache false, the derivation likewise
     let start = Instant::now();
@@ -307,6 +326,8 @@ pub fn backfill(env: &Env, rows: u32, raw: Option<&RawEmbed>) -> Result<()> {
         return Err(BenchError::Process(format!("{in_sync} of {n} rows derived")));
     }
     drop(serve);
+    db.batch_execute("TRUNCATE steadytext_queue")?;
+    anchor_secs += drain_embed_batch(env, &url, &mut db, texts, half + 1, n)?;
     let raw = match raw {
         Some(raw) => Some(raw_embed(raw, env.threads, rows)?),
         None => None,
