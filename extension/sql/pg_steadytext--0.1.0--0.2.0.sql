@@ -107,6 +107,10 @@ CREATE TABLE steadytext_derivation_rows (
 -- the rows with a request under way (found by their request at completion, counted by walks)
 CREATE INDEX steadytext_derivation_rows_request_idx
     ON steadytext_derivation_rows (derivation_id, request_id) WHERE request_id IS NOT NULL;
+-- the rows whose last request failed for good, newest first (counted exactly where the rest is
+-- estimated: the dashboard's overview of a large derivation)
+CREATE INDEX steadytext_derivation_rows_failed_idx
+    ON steadytext_derivation_rows (derivation_id, changed_at) WHERE error IS NOT NULL;
 
 COMMENT ON TABLE steadytext_derivation_rows IS
     'pg_steadytext derivations: per source row, what its destination was derived from and what is under way';

@@ -385,6 +385,21 @@ fn on_a_large_queue_every_page_reads_the_queue_through_its_indexes() {
     // more rows than the overview counts exactly (its sampled path), fewer than the benchmark
     steadytext_testkit::queue_fill::fill_mixed(&mut db, 300_000).unwrap();
     db.batch_execute("VACUUM ANALYZE steadytext_queue").unwrap();
+    // and a derivation whose bookkeeping holds as many rows: one in 1 000 failed, one in 500
+    // with a request under way, the rest in sync
+    db.batch_execute(
+        "CREATE TABLE big_docs (id bigint PRIMARY KEY, body text, embedding real[]);
+         SELECT steadytext_derive('big_docs', 'embedding', 'body');
+         INSERT INTO steadytext_derivation_rows
+             (derivation_id, source_key, input_hash, derived_hash, derived_epoch, request_id, error)
+         SELECT d.id, jsonb_build_object('id', i), sha256(i::text::bytea),
+                CASE WHEN i % 500 = 1 THEN NULL ELSE sha256(i::text::bytea) END, 1,
+                CASE WHEN i % 500 = 1 THEN gen_random_uuid() END,
+                CASE WHEN i % 1000 = 0 THEN 'boom ' || i END
+         FROM steadytext_derivations d, generate_series(1, 300000) AS i;",
+    )
+    .unwrap();
+    db.batch_execute("VACUUM ANALYZE steadytext_derivation_rows").unwrap();
     for sql in ["ALTER SYSTEM SET steadytext.queue_retention = 0", "SELECT pg_reload_conf()"] {
         db.batch_execute(sql).unwrap();
     }
@@ -409,6 +424,23 @@ fn on_a_large_queue_every_page_reads_the_queue_through_its_indexes() {
     }
     let (_, overview) = serve.request("GET", "/ui", &[], "");
     assert!(overview.contains("id=\"sampled\""), "300 000 rows: finished counts are sampled");
+    assert!(overview.contains("id=\"derivations-sampled\""), "and the derivation's rows in sync");
+    // the failed rows and those under way are exact; the last error is the newest failure's
+    let derivation = overview
+        .split("<tr data-derivation=")
+        .nth(1)
+        .and_then(|row| row.split("</tr>").next())
+        .expect("the derivation's row");
+    let cells: Vec<&str> = derivation
+        .split("<td")
+        .skip(1)
+        .map(|c| c.split('>').nth(1).unwrap_or("").split('<').next().unwrap_or(""))
+        .collect();
+    assert_eq!(cells[0], "public.big_docs", "{derivation}");
+    assert_eq!(cells[6], "600", "pending: exactly the 600 rows under way\n{derivation}");
+    assert_eq!(cells[7], "300", "failed: exactly 300\n{derivation}");
+    let total: i64 = cells[4].parse().unwrap();
+    assert!((270_000..=330_000).contains(&total), "total {total} estimated within 10 %");
     let (_, sparse) =
         serve.request("GET", "/ui/requests?function=rerank&status=cancelled", &[], "");
     assert!(sparse.contains("id=\"scanned\""), "a sparse filter reads a bounded page");
@@ -422,6 +454,12 @@ fn on_a_large_queue_every_page_reads_the_queue_through_its_indexes() {
         (entries.iter().filter(|e| e.contains("Query Text")).count() >= pages.len())
             .then_some(entries)
     });
+    for plan in plans.iter().filter(|e| e.contains("steadytext_derivation_rows")) {
+        assert!(
+            !plan.contains("Seq Scan on steadytext_derivation_rows"),
+            "a full scan of the derivations' bookkeeping:\n{plan}"
+        );
+    }
     let on_queue: Vec<&String> = plans.iter().filter(|e| e.contains("steadytext_queue")).collect();
     assert!(on_queue.len() >= pages.len(), "{} plans read the queue", on_queue.len());
     for plan in &on_queue {

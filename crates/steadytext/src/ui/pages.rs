@@ -118,6 +118,8 @@ pub struct OverviewPage {
     pub engine: EngineFigures,
     /// The derivations.
     pub derivations: Vec<super::data::DerivationRow>,
+    /// Whether their rows in sync and waiting are estimates from a sample.
+    pub derivations_sampled: bool,
     /// Whether the pause/resume buttons show (`--ui-actions`).
     pub actions: bool,
     /// The CSRF value of their forms.
@@ -176,6 +178,7 @@ impl OverviewPage {
             workers: o.workers,
             engine,
             derivations: o.derivations,
+            derivations_sampled: o.derivations_sampled,
             actions: csrf.is_some(),
             csrf: csrf.unwrap_or_default().to_owned(),
         }
