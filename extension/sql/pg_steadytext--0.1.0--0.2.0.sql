@@ -8,6 +8,17 @@
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.steadytext_queue', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.steadytext_queue_id_seq', '');
 
+-- v0.2.0/result_compression.sql: results compressed with lz4 where PostgreSQL has it
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_settings
+               WHERE name = 'default_toast_compression' AND 'lz4' = ANY (enumvals)) THEN
+        ALTER TABLE @extschema@.steadytext_queue ALTER COLUMN result SET COMPRESSION lz4;
+        ALTER TABLE @extschema@.steadytext_result_cache ALTER COLUMN result SET COMPRESSION lz4;
+    END IF;
+END
+$$;
+
 -- the derivations' Rust primitives (src/derivation_rights.rs)
 -- steadytext_derivation_run_as (Rust, as cargo pgrx schema writes it)
 CREATE  FUNCTION "steadytext_derivation_run_as"(

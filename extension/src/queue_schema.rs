@@ -10,6 +10,11 @@ pgrx::extension_sql_file!(
     requires = ["queue_schema"]
 );
 pgrx::extension_sql_file!(
+    "../sql/v0.2.0/result_compression.sql",
+    name = "result_compression",
+    requires = ["queue_schema", "result_cache"]
+);
+pgrx::extension_sql_file!(
     "../sql/v0.1.0/queue_transitions.sql",
     name = "queue_transitions",
     requires = ["queue_schema", completion_wakeup::steadytext_queue_wake_waiters]

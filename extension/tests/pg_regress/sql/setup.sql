@@ -97,3 +97,10 @@ CREATE TABLE upgraded_extension AS SELECT * FROM extension_objects();
 SELECT split_part(object, ' ', 1) AS kind, count(*) FROM upgraded_extension
 GROUP BY 1 ORDER BY 1;
 SELECT definition AS dumped_tables FROM upgraded_extension WHERE object = 'dumped tables';
+-- results are compressed with lz4 where this PostgreSQL was built with it (the default otherwise)
+SELECT a.attrelid::regclass AS "table", a.attname,
+       a.attcompression = CASE WHEN 'lz4' = ANY (s.enumvals) THEN 'l' ELSE '' END AS as_built
+FROM pg_attribute a, pg_settings s
+WHERE a.attrelid IN ('steadytext_queue'::regclass, 'steadytext_result_cache'::regclass)
+  AND a.attname = 'result' AND s.name = 'default_toast_compression'
+ORDER BY 1;
