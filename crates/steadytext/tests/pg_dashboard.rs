@@ -439,8 +439,10 @@ fn on_a_large_queue_every_page_reads_the_queue_through_its_indexes() {
     assert_eq!(cells[0], "public.big_docs", "{derivation}");
     assert_eq!(cells[6], "600", "pending: exactly the 600 rows under way\n{derivation}");
     assert_eq!(cells[7], "300", "failed: exactly 300\n{derivation}");
+    // a 1 % sample of about 5 500 pages reads about 55 of them, give or take 7 (binomial), so
+    // the estimate's standard deviation is about 13 %: the bounds are about four of them
     let total: i64 = cells[4].parse().unwrap();
-    assert!((270_000..=330_000).contains(&total), "total {total} estimated within 10 %");
+    assert!((150_000..=450_000).contains(&total), "total {total} estimated within 50 %");
     let (_, sparse) =
         serve.request("GET", "/ui/requests?function=rerank&status=cancelled", &[], "");
     assert!(sparse.contains("id=\"scanned\""), "a sparse filter reads a bounded page");
