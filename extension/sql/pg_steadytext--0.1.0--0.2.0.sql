@@ -1326,7 +1326,8 @@ $$;
 
 -- Disables derivation `d` because of `reason` (its source changed under it): cancels what is
 -- pending and forgets the changes not yet taken, drops its triggers (so that no statement on
--- the source fails because of it) and keeps its rows' bookkeeping and its destination's values. Raises a WARNING saying so.
+-- the source fails because of it) and keeps its rows' bookkeeping and its destination's
+-- values. Raises a WARNING saying so.
 CREATE FUNCTION steadytext_derivation_disable(d @extschema@.steadytext_derivations, reason text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
@@ -1514,6 +1515,8 @@ DECLARE
     deadline timestamptz;
     d record;
     st record;
+    -- this transaction's id as a row's xmin shows it (NULL: none assigned, nothing written)
+    mine text := (pg_current_xact_id_if_assigned()::text::numeric % 4294967296)::text;
 BEGIN
     IF source IS NULL OR destination IS NULL OR timeout_seconds IS NULL THEN
         RAISE EXCEPTION 'source, destination and timeout_seconds must not be null' USING ERRCODE = '22004';
@@ -1523,17 +1526,15 @@ BEGIN
     END IF;
     -- the workers see a declaration or a change only once its transaction commits: waiting in
     -- that transaction would wait out the whole timeout for nothing
-    IF pg_current_xact_id_if_assigned() IS NOT NULL AND EXISTS (
+    IF mine IS NOT NULL AND EXISTS (
         SELECT FROM @extschema@.steadytext_derivations x
         WHERE x.source = steadytext_derivation_wait.source
           AND x.destination = steadytext_derivation_wait.destination
-          AND (x.xmin::text = (pg_current_xact_id_if_assigned()::text::numeric % 4294967296)::text
+          AND (x.xmin::text = mine
                OR EXISTS (SELECT FROM @extschema@.steadytext_derivation_rows r
-                          WHERE r.derivation_id = x.id
-                            AND r.xmin::text = (pg_current_xact_id_if_assigned()::text::numeric % 4294967296)::text)
+                          WHERE r.derivation_id = x.id AND r.xmin::text = mine)
                OR EXISTS (SELECT FROM @extschema@.steadytext_derivation_changes c
-                          WHERE c.derivation_id = x.id
-                            AND c.xmin::text = (pg_current_xact_id_if_assigned()::text::numeric % 4294967296)::text))) THEN
+                          WHERE c.derivation_id = x.id AND c.xmin::text = mine))) THEN
         RAISE EXCEPTION 'cannot wait for the derivation of column "%" of % in the transaction that declared or changed it',
             destination, source
             USING ERRCODE = '55000', DETAIL = 'Workers see its changes only once this transaction commits.',
