@@ -10,24 +10,40 @@ use crate::error::{BenchError, Result};
 /// Waits (up to `deadline`) for the completion notification of `id` with status `completed`
 /// and returns when it arrived; notifications of other requests are skipped.
 pub fn wait_completed(db: &mut postgres::Client, id: &str, deadline: Duration) -> Result<Instant> {
+    wait_completion(db, deadline, id, |_, notice| {
+        if notice.request_id != id {
+            return Ok(false);
+        }
+        if notice.status != Outcome::Completed {
+            return Err(BenchError::Process(format!("request {id} ended: {:?}", notice.status)));
+        }
+        Ok(true)
+    })
+}
+
+/// Waits (up to `deadline`) for the first completion notification that `accept` (given the
+/// session, to look at what the completion wrote) takes, and returns when it arrived; `what`
+/// names the wait in the timeout's error.
+pub fn wait_completion(
+    db: &mut postgres::Client,
+    deadline: Duration,
+    what: &str,
+    mut accept: impl FnMut(&mut postgres::Client, &Completion) -> Result<bool>,
+) -> Result<Instant> {
     let start = Instant::now();
     loop {
         let left = deadline
             .checked_sub(start.elapsed())
-            .ok_or_else(|| BenchError::Timeout(format!("no completion notification for {id}")))?;
-        let mut notifications = db.notifications();
-        let next = notifications.timeout_iter(left).next()?;
-        match next {
-            Some(n) => match Completion::parse(n.payload()) {
-                Some(notice) if notice.request_id == id => {
-                    if notice.status != Outcome::Completed {
-                        return Err(BenchError::Process(format!("request ended: {}", n.payload())));
-                    }
-                    return Ok(Instant::now());
-                }
-                _ => {}
-            },
-            None => return Err(BenchError::Timeout(format!("no notification for {id}"))),
+            .ok_or_else(|| BenchError::Timeout(format!("no completion notification for {what}")))?;
+        let next = db.notifications().timeout_iter(left).next()?;
+        let Some(n) = next else {
+            return Err(BenchError::Timeout(format!("no notification for {what}")));
+        };
+        let arrived = Instant::now();
+        if let Some(notice) = Completion::parse(n.payload()) {
+            if accept(db, &notice)? {
+                return Ok(arrived);
+            }
         }
     }
 }

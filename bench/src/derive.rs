@@ -7,7 +7,8 @@
 //!   with no trigger at all. No worker runs.
 //! * `derive_freshness`: an idle worker; UPDATEs of one row's text one after another, each timed
 //!   from the UPDATE to the notification of the completion that wrote the new embedding into the
-//!   row (the worker turns the recorded change into a request first); against the idle `steadytext_embed_async` round trip of texts of the same length,
+//!   row (the worker turns the recorded change into a request first); against the idle
+//!   `steadytext_embed_async` round trip of texts of the same length,
 //!   interleaved. A polling loop run every second would add half a second on average to the
 //!   round trip (reported as such, not measured).
 //! * `derive_backfill`: a table of short rows declared at once; rows/s until all are in sync,
@@ -18,12 +19,11 @@
 
 use std::time::{Duration, Instant};
 
-use postgres::fallible_iterator::FallibleIterator;
 use steadytext_api::metric_names::EMBEDDED_TEXTS;
-use steadytext_api::notifications::{Completion, Outcome, COMPLETED_CHANNEL};
+use steadytext_api::notifications::{Outcome, COMPLETED_CHANNEL};
 use steadytext_testkit::document;
 
-use crate::completion::wait_completed;
+use crate::completion::{wait_completed, wait_completion};
 use crate::error::{BenchError, Result};
 use crate::report::Line;
 use crate::setup::{self, Env};
@@ -227,22 +227,10 @@ fn wait_in_sync(
     text: &str,
     deadline: Duration,
 ) -> Result<Instant> {
-    let start = Instant::now();
-    loop {
-        let left = deadline
-            .checked_sub(start.elapsed())
-            .ok_or_else(|| BenchError::Timeout(format!("\"{text}\" never derived")))?;
-        let next = db.notifications().timeout_iter(left).next()?;
-        let Some(notice) = next else {
-            return Err(BenchError::Timeout(format!("no completion deriving \"{text}\"")));
-        };
-        let arrived = Instant::now();
-        let completed =
-            Completion::parse(notice.payload()).is_some_and(|c| c.status == Outcome::Completed);
-        if completed && db.query_one(in_sync, &[&text])?.get::<_, bool>(0) {
-            return Ok(arrived);
-        }
-    }
+    wait_completion(db, deadline, &format!("\"{text}\""), |db, notice| {
+        Ok(notice.status == Outcome::Completed
+            && db.query_one(in_sync, &[&text])?.get::<_, bool>(0))
+    })
 }
 
 /// The raw llama.cpp embedding anchor: `bench/llama-raw/embed.cpp` built, and the model.
