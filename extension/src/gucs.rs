@@ -178,8 +178,9 @@ pub fn init() {
     );
     define_worker_guc(
         settings::WORKER_CONCURRENCY,
-        c"Requests each queue worker claims and processes at once (0: as many as its engine \
-          decodes together, its --max-batch); its --concurrency overrides it.",
+        c"Requests each queue worker claims and processes at once, two embeddings counting as \
+          one (0: as many as its engine decodes together, its --max-batch); its --concurrency \
+          overrides it.",
         "0 fills the worker's continuous decode batch; more would wait in the engine holding a \
          lease.",
         &WORKER_CONCURRENCY,

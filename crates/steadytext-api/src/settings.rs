@@ -55,7 +55,8 @@ impl WorkerSetting {
 /// Requests each worker runs at once (`steadytext.worker_concurrency`); 0, the default, is as
 /// many as its engine decodes together (the daemon's `--max-batch`, default 8), so that the
 /// continuous batch fills itself without a setting. More would only wait in the engine holding
-/// a lease; fewer leave the batch part empty while requests are pending.
+/// a lease; fewer leave the batch part empty while requests are pending. Two embeddings share
+/// a slot (the engine embeds what waits together in one call).
 pub const WORKER_CONCURRENCY: WorkerSetting = WorkerSetting {
     guc: c"steadytext.worker_concurrency",
     flag: "concurrency",

@@ -396,6 +396,31 @@ fn settings_come_from_gucs_after_reload_unless_flags_win() {
     drained(&mut db, Duration::from_secs(120));
     let largest = largest_claim(&mut db);
     assert_eq!(largest, 1, "--concurrency overrides the GUC");
+
+    // two embeddings share a slot: with one slot, two of them are processed at once
+    db.batch_execute("DELETE FROM steadytext_queue").unwrap();
+    let mut tx = db.transaction().unwrap();
+    for i in 0..12 {
+        tx.execute("SELECT steadytext_embed_async($1, false)", &[&format!("E{i}")]).unwrap();
+    }
+    tx.commit().unwrap();
+    let done = drained(&mut db, Duration::from_secs(120));
+    assert_eq!(done.get("completed"), Some(&12), "{done:?}");
+    assert_eq!(most_at_once(&mut db), 2, "embeddings at once with --concurrency 1");
+}
+
+/// The most requests that were processing at once, from their claims' and completions'
+/// transaction times (a worker claims before it records what finished, so a request claimed
+/// while another ran starts before that one's completion).
+fn most_at_once(db: &mut Client) -> i64 {
+    db.query_one(
+        "SELECT max((SELECT count(*) FROM steadytext_queue b
+                     WHERE b.started_at <= a.started_at AND b.completed_at > a.started_at))
+         FROM steadytext_queue a",
+        &[],
+    )
+    .unwrap()
+    .get(0)
 }
 
 /// Finished requests: `n` of `status` that finished `ago` (an SQL interval) ago.

@@ -48,10 +48,13 @@ impl Engine {
                     Ok(job) => self.arrive(job, &mut arrivals, &mut waiting, &mut others),
                     Err(_) => return, // every handle dropped
                 }
-                self.gather(&rx, &mut arrivals, &mut waiting, &mut others);
             }
             for job in rx.try_iter() {
                 self.arrive(job, &mut arrivals, &mut waiting, &mut others);
+            }
+            if live == 0 {
+                // nothing decodes, so no running generation waits for what follows
+                self.gather(&rx, &mut arrivals, &mut waiting, &mut others);
             }
             waiting.retain(|j| self.keep_waiting(&j.reply, "generate"));
             others.retain(|j| {
@@ -78,12 +81,14 @@ impl Engine {
         }
     }
 
-    /// After an idle engine woke for a generation: takes the generations that follow it
-    /// within [`GATHER_WINDOW`] of each other (at most a batch of them), so that requests sent
-    /// together, such as the jobs of one claim of the queue worker, are prefilled together and
-    /// decode in step, instead of the first one starting a step alone and the others joining a
-    /// step later (measured in issue #22's profile: one claim of 8 reached the engine as 1 and
-    /// then 7, every time).
+    /// While nothing decodes and generations or embeddings wait: takes the calls of the same
+    /// kind that follow within [`GATHER_WINDOW`] of each other (up to a batch of them), so
+    /// that requests sent together, such as the jobs of one claim of the queue worker, are
+    /// prefilled together and decode in step, or are embedded in one call, instead of the first
+    /// one running alone and the others after it (measured in issue #22's profile: one claim
+    /// of 8 generations reached the engine as 1 and then 7, every time; and in issue #23's
+    /// backfill: a worker's embeddings were completed 4 at a time on average, with concurrency
+    /// 8).
     fn gather(
         &self,
         rx: &mpsc::Receiver<EngineCall>,
@@ -91,12 +96,29 @@ impl Engine {
         waiting: &mut Vec<GenerationCall>,
         others: &mut VecDeque<EngineCall>,
     ) {
-        while !waiting.is_empty() && waiting.len() < self.max_batch {
+        while self.gathering(waiting, others) {
             match rx.recv_timeout(GATHER_WINDOW) {
                 Ok(job) => self.arrive(job, arrivals, waiting, others),
                 Err(_) => return,
             }
         }
+    }
+
+    /// Whether [`Self::gather`] waits for more: generations wait while fewer than a batch
+    /// of them are waiting; embeddings while they are all that waits and hold fewer texts than
+    /// a batch.
+    fn gathering(&self, waiting: &[GenerationCall], others: &VecDeque<EngineCall>) -> bool {
+        if !waiting.is_empty() {
+            return waiting.len() < self.max_batch;
+        }
+        let mut texts = 0;
+        for call in others {
+            match call {
+                EngineCall::Embed { texts: t, .. } => texts += t.len(),
+                _ => return false,
+            }
+        }
+        texts > 0 && texts < self.max_batch
     }
 
     /// Files a job that arrived: a generation waits for admission (or fails at once without a

@@ -22,6 +22,7 @@ use futures_util::StreamExt;
 use steadytext_api::notifications::{
     Announcement, Completion, Outcome, COMPLETED_CHANNEL, JOBS_CHANNEL,
 };
+use steadytext_api::function::Function;
 use steadytext_api::queue_request::QueuedRequest;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::{AbortHandle, JoinError, JoinSet};
@@ -241,7 +242,7 @@ impl Worker {
                         settings::resolve(client, sql, &self.tuning, self.max_batch, lease).await?;
                     (settings_read, announced) = (Instant::now(), false);
                 }
-                let free = (settings.concurrency as usize).saturating_sub(running.len());
+                let free = running.free(settings.concurrency as usize);
                 if free > 0 {
                     let jobs = self.claim(client, sql, free as u32, lease).await?;
                     // fewer than asked: nothing more is due; wait for NOTIFY or the next poll
@@ -256,6 +257,10 @@ impl Worker {
                     } else {
                         tokio::time::Instant::now() + settings.poll_interval
                     };
+                    // embeddings left slots free: claim again at once
+                    if claim && running.free(settings.concurrency as usize) > 0 {
+                        continue;
+                    }
                 } else {
                     // a finishing request frees a slot and claims again
                     (claim, more) = (false, true);
@@ -540,8 +545,19 @@ struct Running {
 }
 
 impl Running {
-    fn len(&self) -> usize {
-        self.jobs.len()
+    /// How many requests to claim with `concurrency` slots: a request takes a slot, except
+    /// embeddings of one text, two of which share one. The engine embeds the texts that wait
+    /// together in one call between decode steps, so a worker whose slots hold embeddings keeps
+    /// a second call's texts waiting in the engine while one is embedded, and records and
+    /// replaces the first while the second runs, instead of leaving the engine idle meanwhile
+    /// (measured in issue #23's backfill: about 10 % faster than one embedding per slot). A
+    /// claim of only generations never takes more than `concurrency` of them.
+    fn free(&self, concurrency: usize) -> usize {
+        let embeds =
+            self.jobs.values().filter(|(job, _)| job.function() == Function::Embed).count();
+        // in half slots
+        let taken = 2 * (self.jobs.len() - embeds) + embeds;
+        (2 * concurrency).saturating_sub(taken).div_ceil(2)
     }
 
     fn is_empty(&self) -> bool {
