@@ -19,10 +19,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use steadytext_api::function::Function;
 use steadytext_api::notifications::{
     Announcement, Completion, Outcome, COMPLETED_CHANNEL, JOBS_CHANNEL,
 };
-use steadytext_api::function::Function;
 use steadytext_api::queue_request::QueuedRequest;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::{AbortHandle, JoinError, JoinSet};
