@@ -29,10 +29,11 @@ mod scheduler;
 
 use scheduler::{panicked, unavailable, Engine};
 
-/// What arrives within this long of the one before belongs together: an idle engine that woke
-/// for a generation waits this long for the next one before it starts decoding, and the queue
-/// worker that saw one request finish waits this long for the next before it records them and
-/// claims again. So the jobs of one claim are prefilled together and decode in step, and the
+/// What arrives within this long of the one before belongs together: an engine with nothing to
+/// decode waits this long for the next generation before it starts decoding (and for the next
+/// embedding before it embeds fewer texts than a batch), and the queue worker that saw one
+/// request finish waits this long for the next before it records them and claims again. So
+/// the jobs of one claim are prefilled together and decode in step, and the
 /// generations that end at one step are completed and replaced by one claim (measured in issue
 /// #22's profile without it: one claim of 8 jobs reached the engine as 1 and 7, 2 and 6 or 4
 /// and 4, and each split cost a decode step and a prefill call per cycle). Short beside a
