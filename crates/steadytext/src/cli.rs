@@ -184,8 +184,7 @@ pub struct DbArgs {
 pub struct WorkerTuning {
     /// Requests processed at once (slots; a free slot claims the next request; two embeddings
     /// share a slot) (0–256). 0: as many as --max-batch, which fills the engine's decode batch.
-    /// Default: the GUC
-    /// `steadytext.worker_concurrency`, else 0.
+    /// Default: the GUC `steadytext.worker_concurrency`, else 0.
     #[arg(long, env = WORKER_CONCURRENCY.env,
           value_parser = clap::value_parser!(u16).range(WORKER_CONCURRENCY.range()))]
     pub concurrency: Option<u16>,

@@ -33,11 +33,11 @@ use scheduler::{panicked, unavailable, Engine};
 /// decode waits this long for the next generation before it starts decoding (and for the next
 /// embedding before it embeds fewer texts than a batch), and the queue worker that saw one
 /// request finish waits this long for the next before it records them and claims again. So
-/// the jobs of one claim are prefilled together and decode in step, and the
-/// generations that end at one step are completed and replaced by one claim (measured in issue
-/// #22's profile without it: one claim of 8 jobs reached the engine as 1 and 7, 2 and 6 or 4
-/// and 4, and each split cost a decode step and a prefill call per cycle). Short beside a
-/// decode step (10–40 ms), which is what separates results of different steps.
+/// the jobs of one claim are prefilled together and decode in step, and the generations that
+/// end at one step are completed and replaced by one claim (measured in issue #22's profile
+/// without it: one claim of 8 jobs reached the engine as 1 and 7, 2 and 6 or 4 and 4, and each
+/// split cost a decode step and a prefill call per cycle). Short beside a decode step (10–40
+/// ms), which is what separates results of different steps.
 pub(crate) const GATHER_WINDOW: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Identity of a loaded model: its registry name, file name and content digest.

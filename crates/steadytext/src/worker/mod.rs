@@ -551,8 +551,8 @@ impl Running {
     /// a second call's texts waiting in the engine while one is embedded, and records and
     /// replaces the first while the second runs, instead of leaving the engine idle meanwhile
     /// (a 10 000-row backfill of issue #23: 56.7 and 60.9 s, against 62.9 and 70.8 s with one
-    /// embedding per slot). A
-    /// claim of only generations never takes more than `concurrency` of them.
+    /// embedding per slot). A claim of only generations never takes more than `concurrency` of
+    /// them.
     fn free(&self, concurrency: usize) -> usize {
         let embeds =
             self.jobs.values().filter(|(job, _)| job.function() == Function::Embed).count();
