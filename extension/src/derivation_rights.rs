@@ -1,6 +1,7 @@
-//! The two primitives the derivations' SQL (`extension/sql/v0.2.0/derivations.sql`) needs from
-//! Rust: running a statement as a derivation's declarer, and checking a derivation's request
-//! arguments with the rules every request is checked with.
+//! The primitives the derivations' SQL (`extension/sql/v0.2.0/derivations.sql`) needs from Rust:
+//! running a statement as a derivation's declarer (and telling a write-back statement's own
+//! triggers which column it writes), and checking a derivation's request arguments with the
+//! rules every request is checked with.
 //!
 //! A derivation's input expression and its write into the destination are the declarer's code
 //! and the declarer's write, so they run with exactly the declarer's rights (and under the
@@ -37,6 +38,36 @@ thread_local! {
     /// plan (that names the table only through its row type) would not notice. Dropped at the
     /// next run.
     static STALE: Cell<bool> = const { Cell::new(false) };
+    /// The write-back statement running now, if any (see [`steadytext_derivation_written_column`]).
+    static WRITING_BACK: RefCell<Option<WriteBack>> = const { RefCell::new(None) };
+}
+
+/// A write-back statement: it updates only `column` of `relid`, and its own statement triggers
+/// fire at trigger depth `depth`.
+#[derive(Clone)]
+struct WriteBack {
+    relid: pg_sys::Oid,
+    column: String,
+    depth: i32,
+}
+
+/// Restores the write-back that was running before, when a statement ends (or its error unwinds).
+struct WriteBackScope(Option<WriteBack>);
+
+impl Drop for WriteBackScope {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        WRITING_BACK.set(previous);
+    }
+}
+
+/// The current trigger depth (`pg_trigger_depth()`): 0 outside triggers.
+fn trigger_depth() -> i32 {
+    // SAFETY: a builtin without arguments that returns an int4 read from a backend static.
+    unsafe {
+        pgrx::direct_function_call::<i32>(|fcinfo| pg_sys::pg_trigger_depth(fcinfo), &[])
+    }
+    .unwrap_or(0)
 }
 
 /// Registers the invalidation callback that marks the kept plans stale; called from `_PG_init`.
@@ -53,14 +84,18 @@ unsafe extern "C-unwind" fn on_relation_change(_arg: pg_sys::Datum, _relid: pg_s
 }
 
 /// Runs `query` (one statement whose first column is a jsonb, with `arg` as `$1`) as `role` in
-/// a security-restricted operation and returns that column of every row. For the extension's
-/// own derivation functions only (42501 for anyone else).
+/// a security-restricted operation and returns that column of every row. A write-back names
+/// the one column of `writes` its statement updates (`writes_column`), which that statement's
+/// own triggers can ask for ([`steadytext_derivation_written_column`]). For the extension's own
+/// derivation functions only (42501 for anyone else).
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn steadytext_derivation_run_as(
     role: pg_sys::Oid,
     query: &str,
     arg: Option<JsonB>,
+    writes: default!(Option<pg_sys::Oid>, "NULL"),
+    writes_column: default!(Option<&str>, "NULL"),
 ) -> SetOfIterator<'static, JsonB> {
     let rows = or_raise((|| {
         if !queue_owner::owns(ext_schema::queue_table()?)? {
@@ -72,6 +107,13 @@ fn steadytext_derivation_run_as(
         if STALE.replace(false) {
             PLANS.with_borrow_mut(HashMap::clear);
         }
+        let _scope = match (writes, writes_column) {
+            (Some(relid), Some(column)) => {
+                let current = WriteBack { relid, column: column.to_owned(), depth: trigger_depth() + 1 };
+                Some(WriteBackScope(WRITING_BACK.replace(Some(current))))
+            }
+            _ => None,
+        };
         queue_owner::run_as(role, || {
             Spi::connect_mut(|client| {
                 // the kept plan of this text, taken out while it runs (the statement may fire a
@@ -96,6 +138,19 @@ fn steadytext_derivation_run_as(
         })
     })());
     SetOfIterator::new(rows)
+}
+
+/// The column of `relid` that a derivation's write-back updates in the statement whose statement
+/// triggers fire now, or NULL: a derivation that reads neither it nor anything computed from it
+/// has nothing to compare in that UPDATE. Only the write-back's own statement answers: an UPDATE
+/// run by a trigger it fires (a deeper trigger level) or by another statement does not.
+#[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn steadytext_derivation_written_column(relid: pg_sys::Oid) -> Option<String> {
+    let depth = trigger_depth();
+    WRITING_BACK.with_borrow(|w| {
+        w.as_ref().filter(|w| w.relid == relid && w.depth == depth).map(|w| w.column.clone())
+    })
 }
 
 /// Checks the arguments of a derivation's requests (`parameters`, without the input) for

@@ -25,6 +25,7 @@ pgrx::extension_sql_file!(
     requires = [
         "queue_transitions",
         derivation_rights::steadytext_derivation_run_as,
+        derivation_rights::steadytext_derivation_written_column,
         derivation_rights::steadytext_derivation_check_request
     ]
 );

@@ -616,8 +616,20 @@ DECLARE
     changed jsonb;
     gone jsonb;
     first_key jsonb;
+    written name := @extschema@.steadytext_derivation_written_column(TG_RELID);
 BEGIN
     IF d.id IS NULL THEN
+        RETURN NULL;
+    END IF;
+    -- a write-back's own UPDATE changes only its destination: when this derivation reads neither
+    -- it nor a generated column, and no BEFORE ROW trigger or rule could have changed anything
+    -- else, there is nothing to compare (to_jsonb of every old and new row, vectors included)
+    IF written IS NOT NULL AND written <> ALL (d.input_columns || d.key_columns)
+       AND NOT EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = TG_RELID AND (t.tgtype & 19) = 19)
+       AND NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = TG_RELID AND c.relhasrules)
+       AND NOT EXISTS (SELECT FROM pg_attribute a
+                       WHERE a.attrelid = TG_RELID AND a.attname = ANY (d.input_columns)
+                         AND a.attgenerated <> '') THEN
         RETURN NULL;
     END IF;
     not_key := @extschema@.steadytext_derivation_other_columns(TG_RELID, d.key_columns);
@@ -770,7 +782,7 @@ BEGIN
         d.source, @extschema@.steadytext_derivation_key_match_sql(d, 'steadytext__w.steadytext__k'),
         @extschema@.steadytext_derivation_input_sql(d), d.destination,
         @extschema@.steadytext_derivation_value_sql(d, 'steadytext__locked.steadytext__v')),
-        batch) AS r;
+        batch, d.source::oid, d.destination) AS r;
     END IF;
     UPDATE @extschema@.steadytext_derivation_rows s
     SET derived_hash = CASE WHEN written @> jsonb_build_array(s.source_key) THEN s.input_hash
@@ -1556,7 +1568,8 @@ END
 $$;
 
 REVOKE ALL ON FUNCTION
-    steadytext_derivation_run_as(oid, text, jsonb),
+    steadytext_derivation_run_as(oid, text, jsonb, oid, text),
+    steadytext_derivation_written_column(oid),
     steadytext_derivation_check_request(text, jsonb),
     steadytext_derivation_key_sql(steadytext_derivations),
     steadytext_derivation_columns_sql(name[], text),

@@ -427,6 +427,65 @@ SELECT sqlstate_of($$SELECT steadytext_derivation_resume('regress_derive.notes',
 DROP TABLE regress_derive.notes;
 SELECT count(*) AS derivations_left FROM steadytext_derivations;
 
+-- a write-back's own UPDATE changes only its destination: a derivation that reads it (the
+-- embedding of the summary) or a generated column (the size, from the summary's length) takes
+-- it as a change; an UPDATE that a trigger runs inside it, and an input a BEFORE ROW trigger
+-- changes in it, are changes for every derivation that reads them
+RESET ROLE;
+CREATE TABLE regress_derive.chain (id int PRIMARY KEY, body text, summary text, embedding real[],
+    summary_len int GENERATED ALWAYS AS (length(summary)) STORED, size text);
+ALTER TABLE regress_derive.chain OWNER TO regress_alice;
+CREATE FUNCTION regress_derive.follow() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.id = 1 AND NEW.summary IS DISTINCT FROM OLD.summary THEN
+        UPDATE regress_derive.chain SET body = 'three, touched by a trigger' WHERE id = 3;
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE FUNCTION regress_derive.touch() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.id = 2 AND NEW.summary IS DISTINCT FROM OLD.summary THEN
+        NEW.body := NEW.body || ', seen';
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER follow AFTER UPDATE ON regress_derive.chain FOR EACH ROW
+    EXECUTE FUNCTION regress_derive.follow();
+SET ROLE regress_alice;
+SELECT steadytext_derive('regress_derive.chain', 'summary', 'body', 'generate') > 0 AS declared;
+SELECT steadytext_derive('regress_derive.chain', 'embedding', 'summary') > 0 AS declared;
+SELECT steadytext_derive('regress_derive.chain', 'size', $$'length ' || summary_len$$, 'generate') > 0
+       AS declared;
+INSERT INTO regress_derive.chain (id, body) VALUES (1, 'one'), (2, 'two'), (3, 'three');
+RESET ROLE;
+SELECT count(steadytext_derivation_walk()) AS walks FROM generate_series(1, 8);
+SELECT count(*) AS changes_left FROM steadytext_derivation_changes;
+SET ROLE regress_worker;
+SELECT count(*) AS claimed FROM steadytext_queue_claim('regress-w', 100);
+SELECT steadytext_queue_complete_many('regress-w', array_agg(q.request_id), array_agg('summary one'::text))
+       AS written
+FROM steadytext_queue q JOIN steadytext_derivations d ON d.id = q.derivation_id
+WHERE q.status = 'processing' AND d.source = 'regress_derive.chain'::regclass AND q.source_key = '{"id": 1}';
+RESET ROLE;
+SELECT d.destination, c.source_key FROM steadytext_derivation_changes c
+JOIN steadytext_derivations d ON d.id = c.derivation_id
+WHERE d.source = 'regress_derive.chain'::regclass ORDER BY d.id, c.source_key;
+CREATE TRIGGER touch BEFORE UPDATE ON regress_derive.chain FOR EACH ROW
+    EXECUTE FUNCTION regress_derive.touch();
+SET ROLE regress_worker;
+SELECT steadytext_queue_complete_many('regress-w', array_agg(q.request_id), array_agg('summary two'::text))
+       AS written
+FROM steadytext_queue q JOIN steadytext_derivations d ON d.id = q.derivation_id
+WHERE q.status = 'processing' AND d.source = 'regress_derive.chain'::regclass AND q.source_key = '{"id": 2}';
+RESET ROLE;
+SELECT id, body, summary, summary_len FROM regress_derive.chain ORDER BY id;
+SELECT d.destination, c.source_key FROM steadytext_derivation_changes c
+JOIN steadytext_derivations d ON d.id = c.derivation_id
+WHERE d.source = 'regress_derive.chain'::regclass ORDER BY d.id, c.source_key;
+DROP TABLE regress_derive.chain;
+
 -- operators (the dashboard runs as a member of steadytext_worker) see every derivation and
 -- pause or resume one on its declarer's behalf; nobody else may
 RESET ROLE;
