@@ -64,10 +64,8 @@ impl Drop for WriteBackScope {
 /// The current trigger depth (`pg_trigger_depth()`): 0 outside triggers.
 fn trigger_depth() -> i32 {
     // SAFETY: a builtin without arguments that returns an int4 read from a backend static.
-    unsafe {
-        pgrx::direct_function_call::<i32>(|fcinfo| pg_sys::pg_trigger_depth(fcinfo), &[])
-    }
-    .unwrap_or(0)
+    unsafe { pgrx::direct_function_call::<i32>(|fcinfo| pg_sys::pg_trigger_depth(fcinfo), &[]) }
+        .unwrap_or(0)
 }
 
 /// Registers the invalidation callback that marks the kept plans stale; called from `_PG_init`.
@@ -109,7 +107,8 @@ fn steadytext_derivation_run_as(
         }
         let _scope = match (writes, writes_column) {
             (Some(relid), Some(column)) => {
-                let current = WriteBack { relid, column: column.to_owned(), depth: trigger_depth() + 1 };
+                let current =
+                    WriteBack { relid, column: column.to_owned(), depth: trigger_depth() + 1 };
                 Some(WriteBackScope(WRITING_BACK.replace(Some(current))))
             }
             _ => None,
