@@ -20,6 +20,11 @@ pgrx::extension_sql_file!(
     requires = ["queue_schema", completion_wakeup::steadytext_queue_wake_waiters]
 );
 pgrx::extension_sql_file!(
+    "../sql/v0.2.0/claim_costs.sql",
+    name = "claim_costs",
+    requires = ["queue_transitions"]
+);
+pgrx::extension_sql_file!(
     "../sql/v0.2.0/derivations.sql",
     name = "derivations",
     requires = [

@@ -35,6 +35,9 @@ pub struct Statements<S = Statement> {
     /// Claims up to `$2` requests for worker `$1` with lease `$3` (text interval): request_id
     /// (text), function_name, parameters (text), priority.
     pub claim: S,
+    /// The same while the requests' costs fit in `$2`, an embedding costing 1 and any other
+    /// request `$4`; None on a session whose extension predates it (0.1.0).
+    pub claim_costed: Option<S>,
     /// Fails request `$1` (text uuid) of worker `$2` for good with error `$3`.
     pub fail_for_good: S,
     /// Fails request `$1` (text uuid) of worker `$2` with error `$3`, retryable `$4`, the worker's
@@ -97,6 +100,10 @@ impl Statements {
                 None => None,
             },
             claim: client.prepare(&text.claim).await?,
+            claim_costed: match &text.claim_costed {
+                Some(costed) => client.prepare(costed).await.ok(),
+                None => None,
+            },
             fail_for_good: client.prepare(&text.fail_for_good).await?,
             fail: client.prepare(&text.fail).await?,
             complete_many: client.prepare(&text.complete_many).await?,
@@ -140,6 +147,10 @@ impl Statements<String> {
                 "SELECT request_id::text, function_name, parameters::text, priority \
                  FROM {s}.steadytext_queue_claim($1, $2, $3::text::interval)"
             ),
+            claim_costed: Some(format!(
+                "SELECT request_id::text, function_name, parameters::text, priority \
+                 FROM {s}.steadytext_queue_claim($1, $2, $3::text::interval, $4)"
+            )),
             fail_for_good: format!(
                 "SELECT {s}.steadytext_queue_fail($1::text::uuid, $2, $3, false)"
             ),
@@ -194,6 +205,7 @@ mod tests {
             &sql.release_orphans,
             &sql.heartbeat,
             &sql.claim,
+            sql.claim_costed.as_ref().unwrap(),
             &sql.fail_for_good,
             &sql.fail,
             &sql.complete_many,

@@ -59,6 +59,7 @@ fn a_superuser_worker_runs_no_code_planted_on_its_search_path() {
         trap("postgres", "steadytext_queue_rescue_expired(backoff interval DEFAULT '1 second', retry_limit integer DEFAULT NULL)", "integer", " 0"),
         trap("postgres", "steadytext_worker_heartbeat(worker_id text, host text, pid integer, lease interval DEFAULT '300 seconds', status text DEFAULT 'running')", "integer", " 0"),
         trap("postgres", "steadytext_queue_claim(worker_id text, batch_size integer DEFAULT 1, lease interval DEFAULT '300 seconds')", "SETOF public.steadytext_queue", ""),
+        trap("postgres", "steadytext_queue_claim(worker_id text, batch_size integer, lease interval, other_cost integer)", "SETOF public.steadytext_queue", ""),
         trap("postgres", "steadytext_queue_complete_many(worker_id text, request_ids uuid[], results text[])", "boolean[]", " NULL"),
         trap("postgres", "steadytext_queue_fail(request_id uuid, worker_id text, error text, retryable boolean DEFAULT true, backoff interval DEFAULT '1 second', retry_limit integer DEFAULT NULL)", "text", " NULL"),
         trap("postgres", "steadytext_queue_purge(retention interval, batch_limit integer DEFAULT 500)", "integer", " 0"),

@@ -407,6 +407,8 @@ fn settings_come_from_gucs_after_reload_unless_flags_win() {
     let done = drained(&mut db, Duration::from_secs(120));
     assert_eq!(done.get("completed"), Some(&12), "{done:?}");
     assert_eq!(most_at_once(&mut db), 2, "embeddings at once with --concurrency 1");
+    // claimed by one statement each (their costs fill the free half slots), not one by one
+    assert_eq!(largest_claim(&mut db), 2, "embeddings per claim with --concurrency 1");
 }
 
 /// The most requests that were processing at once, from their claims' and completions'

@@ -21,10 +21,24 @@ pub struct Job {
     pub priority: i32,
 }
 
+/// The half slots a request other than an embedding takes (an embedding takes one): what the
+/// worker passes as `steadytext_queue_claim`'s `other_cost`, its free half slots as `batch_size`.
+pub const OTHER_COST: usize = 2;
+
 impl Job {
     /// The job's function (the metrics label and notification's `function`).
     pub fn function(&self) -> Function {
         self.request.function()
+    }
+
+    /// The half slots it takes: one for an embedding (the claim's function name `embed`),
+    /// [`OTHER_COST`] for anything else.
+    pub fn cost(&self) -> usize {
+        if self.function() == Function::Embed {
+            1
+        } else {
+            OTHER_COST
+        }
     }
 }
 

@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use steadytext_api::function::Function;
 use steadytext_api::notifications::{
     Announcement, Completion, Outcome, COMPLETED_CHANNEL, JOBS_CHANNEL,
 };
@@ -244,11 +243,14 @@ impl Worker {
                 }
                 let free = running.free(settings.concurrency as usize);
                 if free > 0 {
-                    let jobs = self.claim(client, sql, free as u32, lease).await?;
-                    // fewer than asked: nothing more is due; wait for NOTIFY or the next poll
-                    claim = jobs.len() == free;
-                    more = claim;
-                    let short = jobs.len() < free;
+                    let jobs = self.claim(client, sql, free, lease).await?;
+                    // less than asked: nothing more is due; wait for NOTIFY or the next poll
+                    let filled = match sql.claim_costed {
+                        Some(_) => jobs.iter().map(Job::cost).sum::<usize>() >= free,
+                        None => jobs.len() == free.div_ceil(2),
+                    };
+                    (claim, more) = (filled, filled);
+                    let short = !filled;
                     for job in jobs {
                         running.start(&self.service, job, settings.timeout);
                     }
@@ -257,7 +259,7 @@ impl Worker {
                     } else {
                         tokio::time::Instant::now() + settings.poll_interval
                     };
-                    // embeddings left slots free: claim again at once
+                    // embeddings left slots free (a claim that counts requests): claim again
                     if claim && running.free(settings.concurrency as usize) > 0 {
                         continue;
                     }
@@ -416,19 +418,27 @@ impl Worker {
         (!loaded.is_empty()).then(|| loaded.join(", "))
     }
 
+    /// Claims requests for `free` half slots ([`Running::free`]): in one statement whose costs
+    /// fill them where the extension has it, else half as many requests (an embedding then
+    /// leaves room for another claim).
     async fn claim(
         &self,
         client: &Client,
         sql: &Statements,
-        batch: u32,
+        free: usize,
         lease: Duration,
     ) -> Result<Vec<Job>, DaemonError> {
-        let rows = client
-            .query(
-                &sql.claim,
-                &[&self.worker_id, &(batch as i32), &format!("{} seconds", lease.as_secs())],
-            )
-            .await?;
+        let lease = format!("{} seconds", lease.as_secs());
+        let rows = match &sql.claim_costed {
+            Some(costed) => {
+                let other = job::OTHER_COST as i32;
+                client.query(costed, &[&self.worker_id, &(free as i32), &lease, &other]).await?
+            }
+            None => {
+                let batch = free.div_ceil(2) as i32;
+                client.query(&sql.claim, &[&self.worker_id, &batch, &lease]).await?
+            }
+        };
         let mut jobs = Vec::with_capacity(rows.len());
         for r in rows {
             let request_id: String = r.get(0);
@@ -545,8 +555,8 @@ struct Running {
 }
 
 impl Running {
-    /// How many requests to claim with `concurrency` slots: a request takes a slot, except
-    /// embeddings of one text, two of which share one. The engine embeds the texts that wait
+    /// The half slots free of `concurrency` slots: a request takes a slot, except embeddings of
+    /// one text, two of which share one ([`Job::cost`]). The engine embeds the texts that wait
     /// together in one call between decode steps, so a worker whose slots hold embeddings keeps
     /// a second call's texts waiting in the engine while one is embedded, and records and
     /// replaces the first while the second runs, instead of leaving the engine idle meanwhile
@@ -554,11 +564,8 @@ impl Running {
     /// embedding per slot). A claim of only generations never takes more than `concurrency` of
     /// them.
     fn free(&self, concurrency: usize) -> usize {
-        let embeds =
-            self.jobs.values().filter(|(job, _)| job.function() == Function::Embed).count();
-        // in half slots
-        let taken = 2 * (self.jobs.len() - embeds) + embeds;
-        (2 * concurrency).saturating_sub(taken).div_ceil(2)
+        let taken: usize = self.jobs.values().map(|(job, _)| job.cost()).sum();
+        (2 * concurrency).saturating_sub(taken)
     }
 
     fn is_empty(&self) -> bool {

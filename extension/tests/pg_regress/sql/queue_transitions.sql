@@ -15,6 +15,18 @@ FROM steadytext_queue_claim(worker_id => 'w2', batch_size => 2);
 SELECT parameters->>'prompt' AS prompt, worker_id FROM steadytext_queue_claim('w3', 10);
 -- nothing left to claim
 SELECT count(*) FROM steadytext_queue_claim('w4', 10);
+-- costs: an embedding costs 1 of batch_size and any other request other_cost; a claim takes
+-- requests in claim order while their predecessors left room (the last may go over)
+SELECT steadytext_embed_async('e1') IS NOT NULL AS e1, steadytext_embed_async('e2') IS NOT NULL AS e2,
+       steadytext_generate_async('g3') IS NOT NULL AS g3, steadytext_embed_async('e4') IS NOT NULL AS e4,
+       steadytext_generate_async('g5') IS NOT NULL AS g5, steadytext_embed_async('e6') IS NOT NULL AS e6;
+SELECT coalesce(parameters->>'text_input', parameters->>'prompt') AS input
+FROM steadytext_queue_claim('wc', 4, other_cost => 2);
+SELECT coalesce(parameters->>'text_input', parameters->>'prompt') AS input
+FROM steadytext_queue_claim('wc', 2, other_cost => 2);
+SELECT coalesce(parameters->>'text_input', parameters->>'prompt') AS input
+FROM steadytext_queue_claim('wc', 10, other_cost => 2);
+DELETE FROM steadytext_queue WHERE worker_id = 'wc';
 -- heartbeat: registers the worker and extends the leases of its requests only
 BEGIN;
 SELECT steadytext_worker_heartbeat('w1', 'host-a', 4242, '10 minutes') AS extended;
@@ -103,6 +115,9 @@ SELECT stmt, sqlstate_of(stmt) AS outcome FROM (VALUES
     ($$SELECT steadytext_queue_claim('')$$),
     ($$SELECT steadytext_queue_claim('w', 0)$$),
     ($$SELECT steadytext_queue_claim('w', 1, '0 seconds')$$),
+    ($$SELECT steadytext_queue_claim('w', 1, '1 second', 0)$$),
+    ($$SELECT steadytext_queue_claim('w', 1, '1 second', 1001)$$),
+    ($$SELECT steadytext_queue_claim('w', 1, '1 second', NULL)$$),
     ($$SELECT steadytext_worker_heartbeat('', 'h', 1)$$),
     ($$SELECT steadytext_worker_heartbeat('w', 'h', 1, '-1 second')$$),
     ($$SELECT steadytext_worker_heartbeat('w', NULL, 1)$$),
