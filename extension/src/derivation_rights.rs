@@ -44,7 +44,6 @@ thread_local! {
 
 /// A write-back statement: it updates only `column` of `relid`, and its own statement triggers
 /// fire at trigger depth `depth`.
-#[derive(Clone)]
 struct WriteBack {
     relid: pg_sys::Oid,
     column: String,
