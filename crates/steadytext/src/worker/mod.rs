@@ -243,12 +243,8 @@ impl Worker {
                 }
                 let free = running.free(settings.concurrency as usize);
                 if free > 0 {
-                    let jobs = self.claim(client, sql, free, lease).await?;
+                    let (jobs, filled) = self.claim(client, sql, free, lease).await?;
                     // less than asked: nothing more is due; wait for NOTIFY or the next poll
-                    let filled = match sql.claim_costed {
-                        Some(_) => jobs.iter().map(Job::cost).sum::<usize>() >= free,
-                        None => jobs.len() == free.div_ceil(2),
-                    };
                     (claim, more) = (filled, filled);
                     let short = !filled;
                     for job in jobs {
@@ -420,14 +416,15 @@ impl Worker {
 
     /// Claims requests for `free` half slots ([`Running::free`]): in one statement whose costs
     /// fill them where the extension has it, else half as many requests (an embedding then
-    /// leaves room for another claim).
+    /// leaves room for another claim). Returns the jobs and whether they filled what was asked
+    /// (if not, nothing more was due).
     async fn claim(
         &self,
         client: &Client,
         sql: &Statements,
         free: usize,
         lease: Duration,
-    ) -> Result<Vec<Job>, DaemonError> {
+    ) -> Result<(Vec<Job>, bool), DaemonError> {
         let lease = format!("{} seconds", lease.as_secs());
         let rows = match &sql.claim_costed {
             Some(costed) => {
@@ -462,7 +459,11 @@ impl Worker {
                 }
             }
         }
-        Ok(jobs)
+        let filled = match sql.claim_costed {
+            Some(_) => jobs.iter().map(Job::cost).sum::<usize>() >= free,
+            None => jobs.len() == free.div_ceil(2),
+        };
+        Ok((jobs, filled))
     }
 
     /// Records requests that finished together: the results of all that succeeded in one
